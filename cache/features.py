@@ -1,0 +1,77 @@
+"""Reader API: features, priors and pseudo-labels of a store joined to clip ids.
+
+Group names follow the schema (``cache/SCHEMA.md``): ``embeddings/<backbone>@<hash8>``
+(optionally ``~<text-source>``), ``llm/priors/<name>``, ``llm/summaries/<name>``,
+``logits/<run>``, ``pseudo_labels/<name>``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .store import OK, Store
+
+
+@dataclass
+class Features:
+    ids: np.ndarray  # (N,) object
+    X: np.ndarray  # (N, D) float32: columns of every group concatenated
+    ok: np.ndarray  # (N,) bool: False where any group failed this clip (rows are zeros there)
+    blocks: list[tuple[str, str, int]]  # (group, column, dim) in concatenation order
+
+    @property
+    def dim(self) -> int:
+        return self.X.shape[1]
+
+
+def embedding_columns(store: Store, group: str) -> list[str]:
+    """Matrix columns of an embedding group, audio first then text (scalars like duration excluded)."""
+    cols = store.attrs(group).get("columns", {})
+    names = [n for n, (shape, _) in cols.items() if len(shape) == 1]
+    return sorted(names, key=lambda n: (n != "audio", n != "text", n))
+
+
+def read_features(store: Store, groups: Sequence[str], ids: Sequence[str],
+                  columns: Sequence[str] | None = None, dtype=np.float32) -> Features:
+    """Concatenate the embedding columns of ``groups`` (in order) for ``ids`` (in order).
+
+    ``columns`` restricts which columns are used (e.g. ``["audio"]``); ids missing from a
+    group raise :class:`cache.store.MissingIdsError` naming them.
+    """
+    ids = np.asarray([str(i) for i in ids], dtype=object)
+    mats, ok, blocks = [], np.ones(len(ids), dtype=bool), []
+    for g in groups:
+        cols = [c for c in embedding_columns(store, g) if columns is None or c in columns]
+        if not cols:
+            raise KeyError(f"group '{g}' has none of the columns {list(columns or [])}")
+        t = store.read_table(g, ids=ids, names=cols)
+        ok &= t.arrays["status"] == OK
+        for c in cols:
+            m = np.asarray(t.arrays[c], dtype=dtype)
+            mats.append(m)
+            blocks.append((g, c, m.shape[1]))
+    X = np.concatenate(mats, axis=1) if mats else np.zeros((len(ids), 0), dtype=dtype)
+    X[~ok] = 0
+    return Features(ids, X, ok, blocks)
+
+
+def read_priors(store: Store, name: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 23) float32 prior and (N,) bool missing mask for ``ids`` from ``llm/priors/<name>``."""
+    t = store.read_table(f"llm/priors/{name}", ids=ids)
+    return np.asarray(t["prior"], dtype=np.float32), np.asarray(t["missing"], dtype=bool)
+
+
+def read_summaries(store: Store, name: str, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    t = store.read_table(f"llm/summaries/{name}", ids=ids)
+    return [str(s) for s in t["text"]], np.asarray(t["missing"], dtype=bool)
+
+
+def read_pseudo_labels(store: Store, name: str, ids: Sequence[str]) -> np.ndarray:
+    """(N, 23) float32 pseudo-label distributions from ``pseudo_labels/<name>``."""
+    return np.asarray(store.read_table(f"pseudo_labels/{name}", ids=ids)["probs"], dtype=np.float32)
+
+
+def read_logits(store: Store, run: str, ids: Sequence[str]) -> np.ndarray:
+    return np.asarray(store.read_table(f"logits/{run}", ids=ids)["logits"], dtype=np.float32)

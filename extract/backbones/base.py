@@ -1,0 +1,106 @@
+"""The backbone interface and registry.
+
+A backbone turns fixed-length windows of mono audio at its native rate into one embedding
+per window (and, for audio–text models, strings into text embeddings). Windowing, padding
+and pooling over windows live in ``extract.windowing`` and are shared by the extraction
+runner and the fine-tune tier. Adding a backbone = one new file in this folder that calls
+``register_backbone``; ``extract.backbones`` imports every module here.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Static facts of a backbone (variant), recorded in every store's provenance."""
+
+    name: str
+    variant: str
+    sample_rate: int
+    audio_dim: int | None  # None for text-only encoders
+    text_dim: int | None = None  # None for audio-only backbones
+    window_seconds: float = 10.0
+    padding: str = "zero"  # how the last window is padded: "zero" or "repeat"
+    front_end: str = ""
+    needs_checkpoint: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def window_samples(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+
+@dataclass
+class BackboneConfig:
+    """How to build a backbone: which variant, which local files, tiny test configs."""
+
+    name: str
+    variant: str | None = None  # None: the backbone's default variant
+    checkpoint: Path | None = None  # local weights file (or folder for M2D)
+    tokenizer: Path | None = None  # local tokenizer folder for text towers
+    allow_missing: tuple[str, ...] = ()  # checkpoint keys allowed to be missing (explicit allow-list)
+    allow_unexpected: tuple[str, ...] = ()
+    random_init: bool = False  # build without weights (tests, benchmarks); recorded in provenance
+    overrides: dict[str, Any] = field(default_factory=dict)  # architecture overrides (tiny test configs)
+
+
+class Backbone(nn.Module):
+    """Base class. Subclasses set ``spec`` and implement ``embed_windows`` (and ``embed_text``)."""
+
+    spec: BackboneSpec
+
+    def embed_windows(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, window_samples) float waveforms in [-1, 1] → (B, audio_dim) embeddings.
+
+        ``lengths`` (B,) holds the number of real (non-padding) samples of each window; backbones
+        that support frame-level masking use it, others ignore it. Must be differentiable (the
+        fine-tune tier trains through it); the extraction runner wraps it in inference mode.
+        """
+        raise NotImplementedError
+
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """List of strings → (B, text_dim). Only for audio–text models and text encoders."""
+        raise NotImplementedError(f"{self.spec.name} has no text tower")
+
+    def provenance(self) -> dict[str, Any]:
+        """Facts about the loaded weights (checkpoint path and sha256, tokenizer, …)."""
+        return dict(getattr(self, "_provenance", {}))
+
+
+BackboneFactory = Callable[[BackboneConfig], Backbone]
+_REGISTRY: dict[str, BackboneFactory] = {}
+
+
+def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
+    def deco(factory: BackboneFactory) -> BackboneFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def available_backbones() -> list[str]:
+    from . import _load_all  # noqa: F401  (imports every backbone module)
+
+    return sorted(_REGISTRY)
+
+
+def build_backbone(config: BackboneConfig | str, **kw: Any) -> Backbone:
+    """Build a registered backbone from a config (or a name plus config fields)."""
+    from . import _load_all  # noqa: F401
+
+    if isinstance(config, str):
+        config = BackboneConfig(name=config, **kw)
+    if config.name not in _REGISTRY:
+        raise KeyError(f"unknown backbone {config.name!r}; available: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[config.name](config)
