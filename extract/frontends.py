@@ -12,10 +12,12 @@ def kaldi_fbank(
     frame_length_ms: float = 25.0,
     frame_shift_ms: float = 10.0,
     scale: float = 1.0,
+    window_type: str = "povey",
 ) -> torch.Tensor:
     """Kaldi-compatible log-mel filterbanks of a batch: (B, T) → (B, frames, num_mel_bins).
 
-    ``scale`` multiplies the waveform first (BEATs uses 2**15, i.e. int16 range).
+    ``scale`` multiplies the waveform first (BEATs uses 2**15, i.e. int16 range). The defaults
+    are torchaudio's Kaldi defaults (povey window, no dither), as the BEATs release calls it.
     Computed per item with ``torchaudio.compliance.kaldi.fbank`` (its reference implementation;
     differentiable), which takes one waveform at a time.
     """
@@ -25,7 +27,7 @@ def kaldi_fbank(
         torchaudio.compliance.kaldi.fbank(
             (w * scale).unsqueeze(0), num_mel_bins=num_mel_bins, sample_frequency=sample_rate,
             frame_length=frame_length_ms, frame_shift=frame_shift_ms, htk_compat=False, dither=0.0,
-            window_type="hanning", use_energy=False,
+            window_type=window_type, use_energy=False,
         )
         for w in waves
     ]
