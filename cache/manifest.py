@@ -181,13 +181,22 @@ def _read_csv(path: Path, report: ValidationReport) -> tuple[list[str], list[dic
                 report.add(path.name, None, None,
                            f"non-UTF-8 bytes on line {lineno + 1} (byte {e.start}); replaced with U+FFFD", "warning")
     reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    rows = []
-    for r in reader:
-        rows.append({k: (v if isinstance(v, str) else ("" if v is None else ",".join(v))) for k, v in r.items() if k is not None})
-        if None in r:
-            report.add(path.name, len(rows), None, f"{len(r[None])} more value(s) than header columns", "warning")
+    rows: list[dict[str, str]] = []
+    header: list[str] = []
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        reader.fieldnames = header
+        for r in reader:
+            rows.append({k: (v if isinstance(v, str) else ("" if v is None else ",".join(v))) for k, v in r.items() if k is not None})
+            if None in r:
+                report.add(path.name, len(rows), None, f"{len(r[None])} more value(s) than header columns", "warning")
+            elif any(v is None for v in r.values()):
+                short = sum(v is None for v in r.values())
+                report.add(path.name, len(rows), None, f"{short} value(s) fewer than header columns; treated as empty",
+                           "warning")
+    except csv.Error as e:  # e.g. a field over the csv size limit: keep what was read, report where it stopped
+        report.add(path.name, len(rows) + 1, None,
+                   f"CSV cannot be parsed from line {reader.line_num} on ({e}); the rest of the file is ignored")
     return header, rows
 
 
@@ -256,6 +265,8 @@ def load_manifest(
                 counts["dropped_unknown_class"] += 1
                 continue
             kind = parsed.kind
+            if kind is LabelKind.MISSING:
+                report.add(fname, rownum, "class", "empty class and class_idx; row treated as non-target", "warning")
             if kind is not LabelKind.TARGET:
                 counts[f"non_target_{kind.value}"] += 1
                 if not keep_non_targets:

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 from .provenance import sha256_json
+from .taxonomy import CLASSES
 
 PRESETS: dict[str, tuple[int, int]] = {
     "baseline": (1821, 1821),
@@ -98,7 +99,13 @@ def make_split(
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=fold_seed)
     train_full, test = list(skf.split(np.zeros(len(labels)), labels))[fold]
     sss = StratifiedShuffleSplit(n_splits=1, test_size=val_size, random_state=val_seed)
-    tr, va = next(sss.split(np.zeros(len(train_full)), labels[train_full]))
+    try:
+        tr, va = next(sss.split(np.zeros(len(train_full)), labels[train_full]))
+    except ValueError as e:
+        counts = np.bincount(labels, minlength=len(CLASSES))
+        few = [f"{CLASSES[c]} ({counts[c]})" for c in np.flatnonzero((counts > 0) & (counts < n_folds))]
+        raise ValueError(f"cannot make a stratified split of {dataset or 'the dataset'}: {e}"
+                         + (f"; classes with fewer than {n_folds} clips: {', '.join(few)}" if few else "")) from None
     return Split(
         preset=preset, fold_seed=fold_seed, val_seed=val_seed, fold=fold, n_folds=n_folds, val_size=val_size,
         dataset=dataset, ids_sha256=sha256_json(ids.tolist()),

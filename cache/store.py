@@ -200,6 +200,7 @@ class Store:
         """Read a complete table; with ``ids``, rows are aligned to them (missing ids raise)."""
         g = self._group(group)
         attrs = dict(g.attrs)
+        _check_table_version(self.path, group, attrs)
         if attrs.get("kind") == "rows":
             return self.open_rows(group).read(ids=ids, names=names)
         if not attrs.get("complete"):
@@ -289,6 +290,7 @@ class RowWriter:
         self.group = group
         self.g = store._group(group)
         a = dict(self.g.attrs)
+        _check_table_version(store.path, group, a)
         if a.get("kind") != "rows":
             raise SchemaError(f"'{group}' is not a row table")
         self.n_rows = int(a["n_rows"])
@@ -374,6 +376,13 @@ class RowWriter:
         arrays["error"] = np.asarray(self.g["error"][...], dtype=object)
         t = Table(self.group, self.ids, arrays, dict(self.g.attrs))
         return t.align(ids) if ids is not None else t
+
+
+def _check_table_version(path: Path, group: str, attrs: Mapping[str, Any]) -> None:
+    version = attrs.get("schema_version", SCHEMA_VERSION)
+    if int(version) != SCHEMA_VERSION:
+        raise SchemaError(f"table '{group}' in {path} was written with cache schema v{version}; "
+                          f"this code reads v{SCHEMA_VERSION}. Re-run its producer with this code.")
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
