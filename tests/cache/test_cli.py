@@ -1,0 +1,119 @@
+"""``python -m cache`` through its main(argv) (one real subprocess run)."""
+import json
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from cache.__main__ import main
+from cache.splits import Split
+from cache.store import FAILED, OK, Store
+
+
+def test_validate_reports_problems_counts_and_shared_ids(make_dataset, row, balanced, capsys):
+    clean = make_dataset(balanced(2, classes=["fx-a", "m-sp"], start=1) + [row("99", "fx-zz", "4xx")],
+                         sub="bsd10k", name="BSD10k")
+    noisy = make_dataset([row("1", "m-m"), row("2", "fx-a"), row("50", "fx-other", "499"), row("51", "", "400"),
+                          row("52", "ss-u")], sub="bsd35k", name="BSD35k-CS", audio_ids=["1", "2", "50", "51"])
+    evals = make_dataset([{"anonymous_id": "u-1", "title": "t", "tags": "", "description": ""}], sub="eval",
+                         name="BSD2k", id_col="anonymous_id")
+    rc = main(["validate", "--dataset", str(clean), "--dataset", str(noisy), "--dataset", str(evals)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "BSD10k_metadata.csv row 5 [class]: unknown class 'fx-zz'" in out
+    assert "BSD35k-CS_metadata.csv row 5 [audio]: audio file missing" in out
+    assert "non-target rows dropped: other 1, top-level-only 1" in out
+    assert "| fx-a | 2 | 1 |" in out and "| m-m | 0 | 1 |" in out and "| total | 4 | 2 |" in out
+    assert "ids shared by BSD10k and BSD35k-CS: 2 (1, 2)" in out
+    assert "ids shared by BSD10k and BSD2k: 0" in out
+    assert "unlabelled, keyed by anonymous_id" in out
+
+
+def test_validate_unreadable_dataset_exits_2(make_dataset, row, tmp_path, capsys):
+    ok = make_dataset([row("1", "fx-a")])
+    broken = make_dataset([{"id": "1", "label": "fx-a"}], sub="broken")
+    rc = main(["validate", "--dataset", str(ok), "--dataset", str(broken), "--dataset", str(tmp_path / "nothing")])
+    out = capsys.readouterr().out
+    assert rc == 2
+    assert "[sound_id]: missing column (cannot read the dataset without it)" in out
+    assert "no metadata/ folder" in out and "usable rows: 1" in out
+
+
+def test_split_prints_counts_and_saves(make_dataset, balanced, tmp_path, capsys):
+    root = make_dataset(balanced(10, classes=["fx-a", "m-sp", "ss-n"]), name="BSD10k")
+    out_json = tmp_path / "split.json"
+    assert main(["split", "--dataset", str(root), "--preset", "baseline", "--fold", "2", "--out", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    sp = Split.load(out_json)
+    assert (sp.preset, sp.fold, sp.fold_seed, sp.dataset) == ("baseline", 2, 1821, "BSD10k")
+    assert "| class | train | val | test |" in out and "| total | 19 | 5 | 6 |" in out  # 30 clips: 20% test, 20% of rest val
+    label = {r["sound_id"]: r["class"] for r in balanced(10, classes=["fx-a", "m-sp", "ss-n"])}
+    for code in ("fx-a", "m-sp", "ss-n"):
+        n = [sum(label[i] == code for i in sp.part(p)) for p in ("train", "val", "test")]
+        assert n[2] == 2 and sum(n) == 10 and f"| {code} | {n[0]} | {n[1]} | {n[2]} |" in out
+    assert main(["split", "--dataset", str(root), "--preset", "custom", "--seed", "9", "--out", str(out_json)]) == 0
+    assert Split.load(out_json).fold_seed == 9
+    capsys.readouterr()
+    assert main(["split", "--dataset", str(root), "--preset", "custom", "--out", str(out_json)]) == 2
+    assert "needs a seed" in capsys.readouterr().err
+
+
+def _store(tmp_path):
+    s = Store(tmp_path / "s.zarr")
+    w = s.create_rows("embeddings/toy@none", ["a", "b", "c"], {"audio": ((2,), "float32")}, chunk_rows=2,
+                      attrs={"producer": "extract", "backbone": "toy"})
+    w.write_chunk(0, {"audio": np.ones((2, 2))}, [OK, FAILED], ["", "decode failed"])
+    s.write_table("logits/run1", ["a", "b", "c"], {"logits": np.zeros((3, 23), np.float32)}, {"producer": "heads"})
+    return s, w
+
+
+def test_info_failures_export_import(tmp_path, capsys):
+    s, w = _store(tmp_path)
+    assert main(["info", "--store", str(s.path)]) == 0
+    out = capsys.readouterr().out
+    assert "embeddings/toy@none  [row table, 3 rows, INCOMPLETE (1/2 chunks); ok 1, failed 1, pending 1]" in out
+    assert "logits/run1  [table, 3 rows, complete]" in out and "producer=heads" in out
+    assert "2 table(s); 1 failed row(s)" in out
+    assert main(["failures", "--store", str(s.path)]) == 0
+    assert capsys.readouterr().out == "embeddings/toy@none\tb\tdecode failed\n"
+    h5 = tmp_path / "x.h5"
+    assert main(["export", "--store", str(s.path), "--out", str(h5)]) == 2
+    assert "refusing to export incomplete table(s)" in capsys.readouterr().err
+    w.write_chunk(1, {"audio": np.ones((1, 2))}, [OK], [""])
+    w.finalize()
+    assert main(["export", "--store", str(s.path), "--out", str(h5)]) == 0
+    assert main(["import", "--store", str(tmp_path / "d.zarr"), "--h5", str(h5), "--group", "logits"]) == 0
+    assert "imported 1 table(s)" in capsys.readouterr().out
+    assert Store(tmp_path / "d.zarr").tables() == ["logits/run1"]
+    assert main(["import", "--store", str(tmp_path / "d.zarr"), "--h5", str(h5), "--group", "logits"]) == 2
+    assert main(["info", "--store", str(tmp_path / "missing.zarr")]) == 2
+    assert "cache store not found" in capsys.readouterr().err
+
+
+def test_demo_data_forwards_arguments(monkeypatch):
+    seen = []
+    fake = types.ModuleType("cache.demo_data")
+    fake.main = lambda argv=None: seen.append(argv) or 0
+    monkeypatch.setitem(sys.modules, "cache.demo_data", fake)
+    import cache
+
+    monkeypatch.setattr(cache, "demo_data", fake, raising=False)
+    assert main(["demo-data", "--out", "x", "--seed", "3"]) == 0
+    assert seen == [["--out", "x", "--seed", "3"]]
+
+
+def test_module_entry_point(tmp_path):
+    _store(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "cache", "failures", "--store", str(tmp_path / "s.zarr")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout == "embeddings/toy@none\tb\tdecode failed\n"
+    assert "1 failed row(s)" in r.stderr
+
+
+@pytest.mark.parametrize("argv", [[], ["split", "--dataset", "x"]])
+def test_usage_errors_exit_2(argv):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
