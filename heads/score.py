@@ -53,7 +53,8 @@ def _short(items: Sequence[str], n: int = 10) -> str:
     return ", ".join(items[:n]) + (f" … and {len(items) - n} more" if len(items) > n else "")
 
 
-def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+def _read_rows(path: Path) -> tuple[list[str], list[int], list[list[str]]]:
+    """Header, 1-based data row numbers and rows (blank lines skipped)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -61,84 +62,107 @@ def _read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
         raise ScoreInputError(f"{path}: file not found") from None
     except UnicodeDecodeError as e:
         raise ScoreInputError(f"{path}: not UTF-8 text ({e})") from None
+    except csv.Error as e:
+        raise ScoreInputError(f"{path}: not a readable CSV file ({e})") from None
     if not rows:
         raise ScoreInputError(f"{path}: empty file (no header)")
-    return [h.strip() for h in rows[0]], rows[1:]
+    header = [h.strip() for h in rows[0]]
+    numbers = [n for n, r in enumerate(rows[1:], start=1) if r]
+    data = [r for r in rows[1:] if r]
+    return header, numbers, data
 
 
-def read_truth(path: str | Path) -> Truth:
-    """Read ``id,class`` or a dataset metadata CSV; non-target rows are set aside, unknown classes raise."""
-    path = Path(path)
-    header, rows = _read_rows(path)
-    id_col = next((c for c in TRUTH_ID_COLUMNS if c in header), None)
-    if id_col is None or "class" not in header:
-        raise ScoreInputError(f"{path}: needs columns 'id,class' (or a dataset metadata CSV with sound_id/anonymous_id "
-                              f"and class); header is {','.join(header)}")
-    ci, ki = header.index(id_col), header.index("class")
-    xi = header.index("class_idx") if "class_idx" in header else None
-    ids, labels, non_target, seen = [], [], set(), {}
-    for n, r in enumerate(rows, start=1):
-        if not any(x.strip() for x in r):
-            continue
-        cid = r[ci].strip() if ci < len(r) else ""
+def _column(path: Path, header: list[str], numbers: list[int], rows: list[list[str]], name: str) -> list[str]:
+    """One column, stripped; a row too short to hold it raises naming the row."""
+    k = header.index(name)
+    if rows and min(map(len, rows)) <= k:
+        n = next(n for n, r in zip(numbers, rows) if len(r) <= k)
+        raise ScoreInputError(f"{path} row {n}: no value for column '{name}' (row too short)")
+    return [r[k].strip() for r in rows]
+
+
+def _check_ids(path: Path, ids: list[str], numbers: list[int], id_col: str) -> None:
+    if len(set(ids)) == len(ids) and "" not in ids:
+        return
+    seen: dict[str, int] = {}
+    for n, cid in zip(numbers, ids):
         if not cid:
             raise ScoreInputError(f"{path} row {n}: empty {id_col}")
         if cid in seen:
             raise ScoreInputError(f"{path} row {n}: duplicate id {cid!r} (first on row {seen[cid]})")
         seen[cid] = n
-        code = r[ki] if ki < len(r) else ""
-        idx = r[xi] if xi is not None and xi < len(r) else None
+
+
+def read_truth(path: str | Path) -> Truth:
+    """Read ``id,class`` or a dataset metadata CSV; non-target rows are set aside, unknown classes raise."""
+    path = Path(path)
+    header, numbers, rows = _read_rows(path)
+    id_col = next((c for c in TRUTH_ID_COLUMNS if c in header), None)
+    if id_col is None or "class" not in header:
+        raise ScoreInputError(f"{path}: needs columns 'id,class' (or a dataset metadata CSV with sound_id/anonymous_id "
+                              f"and class); header is {','.join(header)}")
+    ids = _column(path, header, numbers, rows, id_col)
+    _check_ids(path, ids, numbers, id_col)
+    codes = _column(path, header, numbers, rows, "class")
+    idxs = _column(path, header, numbers, rows, "class_idx") if "class_idx" in header else [""] * len(rows)
+    pairs = list(zip(codes, idxs))
+    label_of: dict[tuple[str, str], int] = {}  # parse each distinct (class, class_idx) once: -1 = non-target
+    for pair in set(pairs):
+        k = pairs.index(pair)
+        where = f"{path} row {numbers[k]}"
         try:
-            parsed = parse_label(code, idx, where=f"{path} row {n}")
+            parsed = parse_label(pair[0], pair[1] or None, where=where)
         except UnknownClassError as e:
             raise ScoreInputError(str(e)) from None
         if parsed.kind is LabelKind.MISSING:
-            raise ScoreInputError(f"{path} row {n} (id {cid!r}): empty class")
-        if parsed.kind is LabelKind.TARGET:
-            ids.append(cid)
-            labels.append(parsed.index)
-        else:
-            non_target.add(cid)
-    if not ids:
+            raise ScoreInputError(f"{where} (id {ids[k]!r}): empty class")
+        label_of[pair] = parsed.index if parsed.kind is LabelKind.TARGET else -1
+    labels = np.fromiter((label_of[q] for q in pairs), dtype=np.int64, count=len(pairs))
+    target = labels >= 0
+    if not target.any():
         raise ScoreInputError(f"{path}: no row with a target class")
-    return Truth(ids, np.asarray(labels, dtype=np.int64), non_target)
+    ids_arr = np.asarray(ids, dtype=object)
+    return Truth(ids_arr[target].tolist(), labels[target], set(ids_arr[~target].tolist()))
 
 
 def read_predictions(path: str | Path) -> Predictions:
     """Read a submission CSV; unknown classes, duplicate ids and bad scores raise naming the row."""
     path = Path(path)
-    header, rows = _read_rows(path)
+    header, numbers, rows = _read_rows(path)
     missing = [c for c in PRED_COLUMNS[:2] if c not in header]
     if missing:
         raise ScoreInputError(f"{path}: missing column(s) {', '.join(missing)}; expected header {','.join(PRED_COLUMNS)}")
-    ii, pi = header.index("id"), header.index("predicted_bst_second_level_class")
-    si = header.index("prediction_score") if "prediction_score" in header else None
-    ids, labels, scores, seen = [], [], [], {}
-    for n, r in enumerate(rows, start=1):
-        if not any(x.strip() for x in r):
-            continue
-        if len(r) <= max(ii, pi, si or 0):
-            raise ScoreInputError(f"{path} row {n}: {len(r)} value(s), header has {len(header)}")
-        cid, code = r[ii].strip(), r[pi].strip().lower()
-        if cid in seen:
-            raise ScoreInputError(f"{path} row {n}: duplicate id {cid!r} (first on row {seen[cid]})")
-        seen[cid] = n
-        k = CLASS_INDEX.get(code)
-        if k is None:
-            raise ScoreInputError(f"{path} row {n} (id {cid!r}): unknown predicted class {r[pi]!r}; "
-                                  "expected one of the 23 BST second-level codes")
-        s = float("nan")
-        if si is not None:
-            try:
-                s = float(r[si])
-            except ValueError:
-                raise ScoreInputError(f"{path} row {n} (id {cid!r}): prediction_score {r[si]!r} is not a number") from None
-            if not (0.0 <= s <= 1.0):
-                raise ScoreInputError(f"{path} row {n} (id {cid!r}): prediction_score {s} outside [0, 1]")
-        ids.append(cid)
-        labels.append(k)
-        scores.append(s)
-    return Predictions(ids, np.asarray(labels, dtype=np.int64), np.asarray(scores, dtype=np.float64))
+    ids = _column(path, header, numbers, rows, "id")
+    _check_ids(path, ids, numbers, "id")
+    codes = _column(path, header, numbers, rows, "predicted_bst_second_level_class")
+    index_of = {c: CLASS_INDEX.get(c.lower(), -1) for c in set(codes)}
+    labels = np.fromiter((index_of[c] for c in codes), dtype=np.int64, count=len(codes))
+    if (labels < 0).any():
+        k = int(np.flatnonzero(labels < 0)[0])
+        raise ScoreInputError(f"{path} row {numbers[k]} (id {ids[k]!r}): unknown predicted class {codes[k]!r}; "
+                              "expected one of the 23 BST second-level codes")
+    scores = np.full(len(ids), np.nan)
+    if "prediction_score" in header:
+        raw = _column(path, header, numbers, rows, "prediction_score")
+        try:
+            scores = np.asarray(raw, dtype=object).astype(np.float64)
+        except ValueError:
+            k = next(k for k, v in enumerate(raw) if not _is_float(v))
+            raise ScoreInputError(f"{path} row {numbers[k]} (id {ids[k]!r}): prediction_score {raw[k]!r} "
+                                  "is not a number") from None
+        bad = ~((scores >= 0) & (scores <= 1))
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            raise ScoreInputError(f"{path} row {numbers[k]} (id {ids[k]!r}): prediction_score {raw[k]} outside [0, 1]")
+    return Predictions(ids, labels, scores)
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
 
 
 def align(truth: Truth, pred: Predictions, truth_name: str = "truth", pred_name: str = "predictions"
@@ -147,19 +171,20 @@ def align(truth: Truth, pred: Predictions, truth_name: str = "truth", pred_name:
 
     Raises ScoreInputError naming ids that are on one side only.
     """
-    pos = {cid: k for k, cid in enumerate(pred.ids)}
-    no_pred = [cid for cid in truth.ids if cid not in pos]
-    known = set(truth.ids)
-    no_truth = [cid for cid in pred.ids if cid not in known and cid not in truth.non_target_ids]
+    pos = dict(zip(pred.ids, range(len(pred.ids))))
+    order = np.fromiter((pos.get(cid, -1) for cid in truth.ids), dtype=np.int64, count=len(truth.ids))
+    extra = set(pos).difference(truth.ids)
+    n_excluded = len(extra & truth.non_target_ids)
+    extra -= truth.non_target_ids
     problems = []
-    if no_pred:
+    if (order < 0).any():
+        no_pred = [truth.ids[k] for k in np.flatnonzero(order < 0)]
         problems.append(f"{len(no_pred)} id(s) of {truth_name} have no prediction in {pred_name}: {_short(no_pred)}")
-    if no_truth:
+    if extra:
+        no_truth = [cid for cid in pred.ids if cid in extra]
         problems.append(f"{len(no_truth)} id(s) of {pred_name} are not in {truth_name}: {_short(no_truth)}")
     if problems:
         raise ScoreInputError("; ".join(problems))
-    order = np.fromiter((pos[cid] for cid in truth.ids), dtype=np.int64, count=len(truth.ids))
-    n_excluded = sum(1 for cid in pred.ids if cid in truth.non_target_ids)
     return truth.labels, pred.labels[order], n_excluded
 
 
