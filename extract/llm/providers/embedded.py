@@ -1,0 +1,84 @@
+"""``embedded``: the offline default, no network.
+
+prior = softmax over the cosine similarities between the MiniLM embedding of a clip's
+cleaned metadata text and the MiniLM embeddings of the 23 class descriptions (from
+``BST_description.csv`` when the dataset has it, else the built-in definitions), divided
+by ``embed_temperature``. summary = the cleaned metadata text itself. A clip whose
+metadata is empty after cleaning gets a missing prior / summary.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from extract.text import clean_metadata
+
+from ..config import LLMConfig
+from .base import LocalOutput, LocalProvider, LocalTask, register_provider
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+_ENCODERS: dict[str, Any] = {}
+
+
+def get_encoder(config: LLMConfig):
+    """The MiniLM encoder (loaded once per process and path)."""
+    key = config.minilm_path or ""
+    if key not in _ENCODERS:
+        import os
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from extract.backbones.minilm import MiniLMEncoder
+
+        _ENCODERS[key] = MiniLMEncoder(config.minilm_path)
+    return _ENCODERS[key]
+
+
+def clip_texts(task: LocalTask) -> list[str]:
+    return [clean_metadata(t, g, d) for t, g, d in zip(task.title, task.tags, task.description)]
+
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = z - z.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def encode(config: LLMConfig, texts: list[str]) -> np.ndarray:
+    enc = get_encoder(config)
+    return enc.encode(texts, batch_size=config.embed_batch_size, progress=config.progress and len(texts) > 2000)
+
+
+def encoder_provenance(config: LLMConfig) -> dict[str, Any]:
+    enc = get_encoder(config)
+    return {"text_encoder": MODEL_NAME, **{f"encoder_{k}": v for k, v in enc.provenance().items()}}
+
+
+@register_provider("embedded")
+class EmbeddedProvider(LocalProvider):
+    """See module docstring."""
+
+    @property
+    def model(self) -> str:
+        return MODEL_NAME
+
+    def provenance(self) -> dict[str, Any]:
+        return {"provider": self.name, "model": MODEL_NAME, "embed_temperature": self.config.embed_temperature}
+
+    def priors(self, task: LocalTask) -> LocalOutput:
+        texts = clip_texts(task)
+        missing = np.array([not t for t in texts], dtype=bool)
+        X = encode(self.config, texts)
+        C = encode(self.config, [c.sentence() for c in task.class_texts])
+        prior = softmax((X @ C.T) / self.config.embed_temperature, axis=1).astype(np.float32)
+        prior[missing] = 0.0
+        reason = ["empty metadata" if m else "" for m in missing]
+        attrs = {"class_descriptions": task.class_source, **encoder_provenance(self.config)}
+        return LocalOutput(missing=missing, reason=reason, prior=prior, attrs=attrs)
+
+    def summaries(self, task: LocalTask) -> LocalOutput:
+        texts = clip_texts(task)
+        missing = np.array([not t for t in texts], dtype=bool)
+        return LocalOutput(missing=missing, reason=["empty metadata" if m else "" for m in missing], text=texts,
+                           attrs={"summary": "cleaned metadata text (extract.text.clean_metadata)"})

@@ -1,0 +1,348 @@
+"""One LLM-tier run: dataset → prompts → (cache | provider) → parsed priors or summaries → store.
+
+Rows are every usable row of the dataset's metadata CSV (non-target rows included, audio
+not required). Written tables (schema v1):
+
+* ``llm/priors/<name>``: ``ids``, ``prior`` (N, 23) float32, ``missing`` (N,) bool, plus
+  ``reason`` (why a row is missing, '' otherwise) and ``answer`` (the raw answer of every
+  rejected row, '' otherwise);
+* ``llm/summaries/<name>``: ``ids``, ``text``, ``missing``, ``reason``.
+
+Missing rows hold zeros in ``prior`` and '' in ``text``; the mask is the truth. A report
+JSON (resolved config, counts, every rejected answer with its reason, scores of the prior
+alone on labelled rows) is written next to the store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cache.provenance import base_provenance
+from cache.taxonomy import NUM_CLASSES
+
+from .config import LLMConfig
+from .costs import estimate, prices_for
+from .evaluate import score_prior
+from .parsing import LabelMapper, count_drops, parse_prior, parse_summary
+from .prompts import build_template, load_class_texts
+from .providers.base import ChatProvider, ChatRequest, ChatResult, LocalTask, build_provider
+from .response_cache import ResponseCache, redact, request_key
+
+EXIT_OK, EXIT_PENDING = 0, 3
+
+
+@dataclass
+class RunReport:
+    """What a run did; printed at the end and saved as JSON."""
+
+    kind: str
+    provider: str
+    model: str
+    group: str
+    store: str
+    n_clips: int = 0
+    n_requests: int = 0  # unique requests (identical prompts are asked once)
+    answered: int = 0  # clips with a usable prior / summary
+    cached: int = 0  # unique requests answered from the cache
+    sent: int = 0  # unique requests sent to the provider in this run
+    missing: int = 0
+    failed_by_reason: dict[str, int] = field(default_factory=dict)  # request failures + rejected answers
+    dropped_labels: dict[str, int] = field(default_factory=dict)
+    usage: dict[str, Any] = field(default_factory=dict)
+    cost_usd: float | None = None
+    cost_note: str = ""
+    cache: dict[str, int] = field(default_factory=dict)
+    evaluation: dict[str, dict] = field(default_factory=dict)
+    pending: int = 0
+    dry_run: str = ""
+    seconds: float = 0.0
+    written: bool = False
+    report_path: str = ""
+
+    def format(self) -> str:
+        lines = [f"{self.group} ({self.provider}, model {self.model or '-'}) → {self.store}"]
+        if self.dry_run:
+            lines.append("  " + self.dry_run)
+            return "\n".join(lines)
+        lines.append(f"  clips {self.n_clips} · answered {self.answered} · missing {self.missing}"
+                     + (f" · requests {self.n_requests} (cached {self.cached}, sent {self.sent})" if self.n_requests else ""))
+        if self.failed_by_reason:
+            lines.append("  failed/rejected by reason: " + ", ".join(f"{k} ×{v}" for k, v in
+                                                                     sorted(self.failed_by_reason.items(), key=lambda x: -x[1])))
+        if self.dropped_labels:
+            lines.append("  dropped label entries: " + ", ".join(f"{k} ×{v}" for k, v in sorted(self.dropped_labels.items())))
+        if self.usage:
+            u = self.usage
+            cost = f"${self.cost_usd:.4f}" if self.cost_usd is not None else f"unknown ({self.cost_note})"
+            lines.append(f"  tokens: {u.get('input_tokens', 0):,} in ({u.get('cached_input_tokens', 0):,} cached) + "
+                         f"{u.get('output_tokens', 0):,} out · HTTP attempts {u.get('requests', 0)} · retries "
+                         f"{u.get('retries', 0)} · cost {cost}")
+        if self.cache:
+            lines.append("  response cache: " + ", ".join(f"{k} {v}" for k, v in self.cache.items()))
+        for part, s in self.evaluation.items():
+            if "accuracy" in s:
+                lines.append(f"  prior alone on {part}: top-1 acc {s['accuracy']:.4f} · hF {s['hF']:.4f} · "
+                             f"top-level acc {s['top_accuracy']:.4f} · n={s['n_scored']} (coverage {s['coverage']:.3f})")
+        if self.pending:
+            lines.append(f"  {self.pending} request(s) pending in open batches: nothing written; re-run later")
+        if self.report_path:
+            lines.append(f"  report: {self.report_path}")
+        lines.append(f"  {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def _durations(paths: list[Path]) -> list[float | None]:
+    import soundfile as sf
+
+    out: list[float | None] = []
+    for p in paths:
+        try:
+            out.append(float(sf.info(str(p)).duration) if p.exists() else None)
+        except Exception:  # unreadable audio: the prompt just has no duration
+            out.append(None)
+    return out
+
+
+def _store_path(cfg: LLMConfig) -> Path:
+    from cache.store import default_store_path
+
+    return Path(cfg.store) if cfg.store else default_store_path(cfg.dataset)
+
+
+def _report_path(cfg: LLMConfig, store: Path) -> Path:
+    return Path(cfg.report) if cfg.report else store.parent / "llm_reports" / f"{cfg.kind}-{cfg.table_name()}.json"
+
+
+def _eval_parts(cfg: LLMConfig, ids: list[str], explicit: dict[str, list[str]]) -> dict[str, list[str]]:
+    if explicit:
+        return explicit
+    if cfg.split:
+        from cache.splits import Split
+
+        split = Split.load(cfg.split)
+        known = set(ids)
+        parts = {p: [i for i in split.part(p) if i in known] for p in ("train", "val", "test")}
+        if any(parts.values()):
+            return {k: v for k, v in parts.items() if v}
+    return {"all": list(ids)}
+
+
+class Runner:
+    """Runs one config; ``run()`` returns (exit code, RunReport)."""
+
+    def __init__(self, config: LLMConfig, out=None):
+        self.cfg = config.validate()
+        self.out = out or sys.stdout
+        if not self.cfg.dataset:
+            raise ValueError("no dataset: pass --dataset DIR")
+        self.root = Path(self.cfg.dataset)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"dataset folder not found: {self.root}")
+
+    def _print(self, msg: str) -> None:
+        print(redact(msg), file=self.out, flush=True)
+
+    def run(self) -> tuple[int, RunReport]:
+        from cache.manifest import load_manifest
+
+        t0 = time.time()
+        cfg = self.cfg
+        store_path = _store_path(cfg)
+        if cfg.provider == "openai-batch" and not cfg.batch_state:
+            cfg.batch_state = str(store_path.parent / "llm_batches" / f"{cfg.kind}-{cfg.table_name()}.json")
+        manifest = load_manifest(self.root, require_audio=False, keep_non_targets=True)
+        provider = build_provider(cfg)
+        report = RunReport(cfg.kind, provider.name, provider.model, cfg.group(), str(store_path),
+                           n_clips=len(manifest))
+        classes, class_source = load_class_texts(self.root)
+        ids = manifest.ids.tolist()
+        extra_attrs: dict[str, Any] = {}
+        rejects: list[dict[str, str]] = []
+        eval_ids: dict[str, list[str]] = {}
+
+        if isinstance(provider, ChatProvider):
+            template = build_template(cfg.kind, classes, class_source, cfg.max_metadata_chars)
+            result = self._run_chat(provider, template, manifest, report)
+            if result is None:  # dry run or pending batches
+                report.seconds = time.time() - t0
+                self._finish(report, None, cfg)
+                return (EXIT_PENDING if report.pending else EXIT_OK), report
+            values, missing, reasons, answers = result
+            extra_attrs.update(template.provenance())
+            extra_attrs["sampling_sent"] = provider.request_options(cfg.kind)
+        else:
+            task = LocalTask(cfg, self.root, ids, manifest.title, manifest.tags, manifest.description, classes,
+                             class_source)
+            out = provider.priors(task) if cfg.kind == "priors" else provider.summaries(task)
+            values = out.prior if cfg.kind == "priors" else out.text
+            missing, reasons, answers = out.missing, out.reason, [""] * len(ids)
+            extra_attrs.update(out.attrs)
+            eval_ids = out.evaluation_ids
+            report.answered = int((~missing).sum())
+            fails = Counter(r for r, m in zip(reasons, missing) if m)
+            report.failed_by_reason = dict(fails)
+
+        report.missing = int(np.asarray(missing).sum())
+        for i, (m, r, a) in enumerate(zip(missing, reasons, answers)):
+            if m:
+                rejects.append({"id": ids[i], "reason": r, "answer": a})
+        if cfg.kind == "priors" and manifest.labelled:
+            pos = {i: k for k, i in enumerate(ids)}
+            for part, part_ids in _eval_parts(cfg, ids, eval_ids).items():
+                rows = [pos[i] for i in part_ids if i in pos]
+                if rows:
+                    report.evaluation[part] = score_prior(values[rows], np.asarray(missing)[rows], manifest.labels[rows])
+
+        from cache.store import Store
+
+        store = Store(store_path)
+        attrs = base_provenance("extract.llm", dataset=str(self.root.resolve()), manifest_digest=manifest.digest(),
+                                kind=cfg.kind)
+        attrs.update(provider.provenance())
+        attrs.update(extra_attrs)
+        attrs["counts"] = {"clips": report.n_clips, "answered": report.answered, "missing": report.missing,
+                           "requests": report.n_requests, "cached": report.cached, "sent": report.sent,
+                           "failed_by_reason": report.failed_by_reason, "dropped_labels": report.dropped_labels}
+        attrs["evaluation"] = report.evaluation
+        attrs["config"] = cfg.as_dict()
+        missing = np.asarray(missing, dtype=bool)
+        if cfg.kind == "priors":
+            arrays = {"prior": np.asarray(values, dtype=np.float32).reshape(len(ids), NUM_CLASSES), "missing": missing,
+                      "reason": list(reasons), "answer": [redact(a) for a in answers]}
+        else:
+            arrays = {"text": [t if not m else "" for t, m in zip(values, missing)], "missing": missing,
+                      "reason": list(reasons)}
+        store.write_table(cfg.group(), ids, arrays, attrs)
+        report.written = True
+        report.seconds = time.time() - t0
+        self._finish(report, rejects, cfg)
+        return EXIT_OK, report
+
+    def _finish(self, report: RunReport, rejects: list | None, cfg: LLMConfig) -> None:
+        if not report.dry_run:
+            path = _report_path(cfg, Path(report.store))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = {"report": asdict(report), "config": cfg.as_dict(), "rejected": rejects or []}
+            path.write_text(redact(json.dumps(data, indent=1, default=str)))
+            report.report_path = str(path)
+        self._print(report.format())
+
+    # ------------------------------------------------------------------ chat providers
+    def _run_chat(self, provider: ChatProvider, template, manifest, report: RunReport):
+        cfg = self.cfg
+        durations = _durations(manifest.audio_paths)
+        options = provider.request_options(cfg.kind)
+        system_sha = hashlib.sha256(template.system.encode()).hexdigest()
+        keys: list[str] = []
+        requests: dict[str, ChatRequest] = {}
+        for i in range(len(manifest)):
+            user = template.user_message(manifest.title[i], manifest.tags[i], manifest.description[i], durations[i])
+            key = request_key(provider=provider.name, model=provider.model, api=provider.api,
+                              prompt_version=template.version, system_sha256=system_sha, user=user, options=options)
+            keys.append(key)
+            if key not in requests:
+                requests[key] = ChatRequest(key, [{"role": "system", "content": template.system},
+                                                  {"role": "user", "content": user}], cfg.kind)
+        report.n_requests = len(requests)
+        cache = ResponseCache(cfg.cache_dir)
+        texts: dict[str, str] = {}
+        failures: dict[str, str] = {}
+        to_send: list[ChatRequest] = []
+        mapper = LabelMapper({c.code: c.name for c in load_class_texts(self.root)[0]})
+        for key, req in requests.items():
+            hit = cache.get(key)
+            if hit is not None and cfg.retry_rejected:
+                usable = parse_prior(hit.text, mapper).ok if cfg.kind == "priors" else parse_summary(hit.text).ok
+                if not usable:
+                    hit = None
+            if hit is None:
+                to_send.append(req)
+            else:
+                texts[key] = hit.text
+        report.cached = len(texts)
+        prices = prices_for(provider.model, cfg.price_input_per_mtok, cfg.price_output_per_mtok,
+                            cfg.price_cached_input_per_mtok)
+        discount = provider.price_discount
+        if cfg.dry_run:
+            est = estimate([r.messages[0]["content"] + r.messages[1]["content"] for r in to_send], len(texts),
+                           getattr(cfg, f"est_output_tokens_{cfg.kind}"), prices, discount)
+            report.dry_run = est.format()
+            report.cache = cache.counts()
+            return None
+
+        bar = None
+        if cfg.progress and to_send:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(to_send), desc=f"{provider.name} {cfg.kind}", unit="req", file=sys.stderr)
+
+        def on_result(res: ChatResult) -> None:
+            if res.ok:
+                cache.put(res.key, res.text, res.usage, {"provider": provider.name, "model": provider.model,
+                                                          "api": provider.api, "prompt_version": template.version,
+                                                          "options": options, **res.meta})
+                texts[res.key] = res.text
+                failures.pop(res.key, None)
+            else:
+                failures[res.key] = redact(res.error)
+            if bar is not None:
+                bar.update(1)
+
+        try:
+            provider.run(to_send, on_result)
+        finally:
+            if bar is not None:
+                bar.close()
+        report.sent = len(to_send)
+        report.usage = provider.usage.as_dict()
+        report.cost_usd = provider.usage.cost(prices, discount)
+        report.cost_note = "" if prices.known else "no price known for this model; set price_*_per_mtok"
+        report.cache = cache.counts()
+        pending = getattr(provider, "pending", [])
+        if pending:
+            report.pending = len(pending)
+            return None
+
+        n = len(keys)
+        reasons, answers = [""] * n, [""] * n
+        missing = np.zeros(n, dtype=bool)
+        parses: dict[str, Any] = {}
+        if cfg.kind == "priors":
+            values: Any = np.zeros((n, NUM_CLASSES), dtype=np.float32)
+        else:
+            values = [""] * n
+        for i, key in enumerate(keys):
+            if key not in texts:
+                missing[i] = True
+                reasons[i] = "request failed: " + failures.get(key, "no answer")
+                continue
+            if key not in parses:
+                parses[key] = parse_prior(texts[key], mapper) if cfg.kind == "priors" else parse_summary(texts[key])
+            p = parses[key]
+            if not p.ok:
+                missing[i] = True
+                reasons[i] = "rejected: " + p.reason
+                answers[i] = texts[key]
+            elif cfg.kind == "priors":
+                values[i] = p.prior
+            else:
+                values[i] = p.text
+        report.answered = int((~missing).sum())
+        by_reason = Counter()
+        for key in requests:
+            if key not in texts:
+                by_reason[failures.get(key, "no answer").split(":")[0]] += 1
+            elif not parses[key].ok:
+                by_reason["rejected: " + parses[key].reason.split(" (")[0]] += 1
+        report.failed_by_reason = dict(by_reason)
+        if cfg.kind == "priors":
+            report.dropped_labels = count_drops(p for p in parses.values())
+        return values, missing, reasons, answers
