@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .manifest import Manifest, ManifestError, load_manifest, shared_ids
+from .manifest import Manifest, ManifestError, load_class_descriptions, load_manifest, shared_ids
 from .store import FAILED, OK, PENDING, SchemaError, Store
 from .taxonomy import CLASSES
 
@@ -57,6 +56,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         nt = _non_target_counts(m)
         if m.labelled:
             print("non-target rows dropped: " + (", ".join(f"{k} {v}" for k, v in nt.items()) if nt else "none"))
+            desc = load_class_descriptions(m.root)
+            if desc is None:
+                print("class descriptions: metadata/BST_description.csv not found")
+            else:
+                lacking = [c for c in CLASSES if c not in desc]
+                print(f"class descriptions: {len(desc)}/{len(CLASSES)} classes in BST_description.csv"
+                      + (f" (missing: {', '.join(lacking)})" if lacking else ""))
         print()
     labelled = {f"{m.name} ({i})" if [x.name for x in manifests].count(m.name) > 1 else m.name: m.class_counts()
                 for i, m in enumerate(manifests) if m.labelled}

@@ -1,5 +1,4 @@
 """``python -m cache`` through its main(argv) (one real subprocess run)."""
-import json
 import subprocess
 import sys
 import types
@@ -29,6 +28,7 @@ def test_validate_reports_problems_counts_and_shared_ids(make_dataset, row, bala
     assert "ids shared by BSD10k and BSD35k-CS: 2 (1, 2)" in out
     assert "ids shared by BSD10k and BSD2k: 0" in out
     assert "unlabelled, keyed by anonymous_id" in out
+    assert out.count("class descriptions: metadata/BST_description.csv not found") == 2
 
 
 def test_validate_unreadable_dataset_exits_2(make_dataset, row, tmp_path, capsys):
