@@ -8,6 +8,8 @@ Presets (``FusionHead(preset=...)``):
 * ``workshop`` (the later workshop code): logits = Dropout, Linear(2D→1024), GELU, Dropout,
   Linear(1024→C) applied to z = [h; m].
 * ``no-prior``: logits = Linear(D→C)(dropout(h)) (no fusion).
+* ``mlp``: Dropout, Linear(D→H), GELU, Dropout, Linear(H→C) on h alone (H = ``hidden`` or 512):
+  the ``baseline`` recipe's classifier on frozen features (no prior).
 * ``prior-only``: h is ignored; m = qE with E ∈ R^{C×H} (H = ``hidden`` or 128), then
   Dropout, Linear(H→H), GELU, Dropout, Linear(H→C).
 
@@ -25,10 +27,11 @@ from torch import Tensor, nn
 
 from cache.taxonomy import NUM_CLASSES
 
-PRESETS = ("submitted", "workshop", "no-prior", "prior-only")
+PRESETS = ("submitted", "workshop", "no-prior", "prior-only", "mlp")
 MISSING_PRIOR = ("zero", "learned")
 PRIOR_ONLY_DIM = 128
 WORKSHOP_HIDDEN = 1024
+MLP_HIDDEN = 512
 
 
 class FusionHead(nn.Module):
@@ -52,7 +55,7 @@ class FusionHead(nn.Module):
         self.missing_prior = missing_prior
         self.hidden = hidden
         D, C = self.in_dim, self.num_classes
-        self.uses_prior = preset != "no-prior"
+        self.uses_prior = preset not in ("no-prior", "mlp")
         self.uses_h = preset != "prior-only"
         self.prior_dim = (hidden or PRIOR_ONLY_DIM) if preset == "prior-only" else D
         if self.uses_prior:
@@ -71,6 +74,9 @@ class FusionHead(nn.Module):
             layers = [nn.Dropout(p), nn.Linear(2 * D, H), nn.GELU(), nn.Dropout(p), nn.Linear(H, C)]
         elif preset == "no-prior":
             layers = [nn.Dropout(p), nn.Linear(D, C)]
+        elif preset == "mlp":
+            H = hidden or MLP_HIDDEN
+            layers = [nn.Dropout(p), nn.Linear(D, H), nn.GELU(), nn.Dropout(p), nn.Linear(H, C)]
         else:  # prior-only
             H = self.prior_dim
             layers = [nn.Dropout(p), nn.Linear(H, H), nn.GELU(), nn.Dropout(p), nn.Linear(H, C)]

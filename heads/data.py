@@ -1,0 +1,155 @@
+"""Cached inputs of a head: features, priors, labels and pseudo-labels as tensors, joined by id.
+
+``HeadData`` holds everything a head trains or predicts on for a list of clip ids. Inputs
+from several embedding groups (backbones) are concatenated by clip id in the order given;
+group names may be glob patterns (``embeddings/minilm@*``) resolved against the store.
+"""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cache.features import read_features, read_priors, read_pseudo_labels
+from cache.store import Store
+from cache.taxonomy import NUM_CLASSES
+
+
+class InputError(ValueError):
+    """A store lacks the inputs a head asks for."""
+
+
+@dataclass
+class InputSpec:
+    """What a head reads: embedding groups (patterns allowed), their columns, and a prior name."""
+
+    groups: list[str] = field(default_factory=list)
+    columns: list[str] | None = None  # e.g. ["audio"]; None = every matrix column (audio, then text)
+    prior: str | None = None  # llm/priors/<prior>; None = no prior
+
+
+@dataclass
+class HeadData:
+    ids: np.ndarray  # (N,) object
+    X: Tensor  # (N, D) float32 (may be (N, 0) for prior-only heads)
+    prior: Tensor | None  # (N, C) float32
+    missing: Tensor | None  # (N,) bool
+    labels: Tensor  # (N,) int64, -1 = no hard label
+    pseudo: Tensor | None = None  # (N, C) float32
+    has_pseudo: Tensor | None = None  # (N,) bool
+    feature_ok: np.ndarray | None = None  # (N,) bool: every group had the clip
+    groups: list[str] = field(default_factory=list)  # resolved group names
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.X.shape[1])
+
+    def subset(self, index) -> "HeadData":
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        take = lambda t: None if t is None else t[idx]  # noqa: E731
+        return replace(self, ids=self.ids[idx.numpy()], X=self.X[idx], prior=take(self.prior),
+                       missing=take(self.missing), labels=self.labels[idx], pseudo=take(self.pseudo),
+                       has_pseudo=take(self.has_pseudo),
+                       feature_ok=None if self.feature_ok is None else self.feature_ok[idx.numpy()])
+
+    def select_ids(self, ids: Sequence[str]) -> "HeadData":
+        pos = {str(i): k for k, i in enumerate(self.ids)}
+        missing = [i for i in ids if str(i) not in pos]
+        if missing:
+            raise InputError(f"{len(missing)} id(s) not in these inputs: {', '.join(map(str, missing[:10]))}")
+        return self.subset([pos[str(i)] for i in ids])
+
+    def to(self, device) -> "HeadData":
+        mv = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(self, X=self.X.to(device), prior=mv(self.prior), missing=mv(self.missing),
+                       labels=self.labels.to(device), pseudo=mv(self.pseudo), has_pseudo=mv(self.has_pseudo))
+
+    def with_pseudo(self, probs: np.ndarray | Tensor | None, has: np.ndarray | Tensor | None = None) -> "HeadData":
+        if probs is None:
+            return replace(self, pseudo=None, has_pseudo=None)
+        p = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
+        h = torch.ones(len(p), dtype=torch.bool) if has is None else torch.as_tensor(np.asarray(has), dtype=torch.bool)
+        return replace(self, pseudo=p.to(self.X.device), has_pseudo=h.to(self.X.device))
+
+    def with_labels(self, labels) -> "HeadData":
+        return replace(self, labels=torch.as_tensor(np.asarray(labels), dtype=torch.long).to(self.X.device))
+
+
+def resolve_groups(store: Store, patterns: Sequence[str]) -> list[str]:
+    """Exact embedding group names for ``patterns`` (each must match exactly one table)."""
+    tables = store.tables("embeddings")
+    out = []
+    for pat in patterns:
+        if pat in tables:
+            out.append(pat)
+            continue
+        hits = [t for t in tables if fnmatch.fnmatchcase(t, pat)]
+        if len(hits) != 1:
+            what = "no" if not hits else f"{len(hits)}"
+            raise InputError(f"{store.path}: {what} embedding group(s) match {pat!r}"
+                             + (f" ({', '.join(hits)}); name one exactly" if hits else
+                                f"; the store has: {', '.join(tables) or 'none'}"))
+        out.append(hits[0])
+    return out
+
+
+def load_head_data(store: Store, ids: Sequence[str], spec: InputSpec, labels: Sequence[int] | None = None,
+                   pseudo_name: str | None = None) -> HeadData:
+    """Read features, prior and (optionally) pseudo-labels for ``ids`` from ``store``."""
+    ids = np.asarray([str(i) for i in ids], dtype=object)
+    groups = resolve_groups(store, spec.groups) if spec.groups else []
+    if groups:
+        feats = read_features(store, groups, ids, columns=spec.columns)
+        X, ok = torch.from_numpy(np.ascontiguousarray(feats.X, dtype=np.float32)), feats.ok
+    else:
+        X, ok = torch.zeros(len(ids), 0), np.ones(len(ids), dtype=bool)
+    prior = missing = None
+    if spec.prior:
+        group = f"llm/priors/{spec.prior}"
+        if not store.has(group):
+            raise InputError(f"{store.path}: no prior table '{group}'; priors there: "
+                             f"{', '.join(store.tables('llm/priors')) or 'none'}")
+        p, m = read_priors(store, spec.prior, ids)
+        if p.shape[1] != NUM_CLASSES:
+            raise InputError(f"{store.path} '{group}': prior has {p.shape[1]} columns, expected {NUM_CLASSES}")
+        prior, missing = torch.from_numpy(p), torch.from_numpy(m)
+    y = torch.full((len(ids),), -1, dtype=torch.long) if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    data = HeadData(ids=ids, X=X, prior=prior, missing=missing, labels=y, feature_ok=ok, groups=groups)
+    if pseudo_name:
+        data = data.with_pseudo(read_pseudo_labels(store, pseudo_name, ids))
+    return data
+
+
+@dataclass
+class Standardizer:
+    """Per-feature z-scoring fitted on training rows (stored with the head's weights)."""
+
+    mean: Tensor
+    std: Tensor
+
+    @classmethod
+    def fit(cls, X: Tensor, eps: float = 1e-6) -> "Standardizer":
+        if X.shape[1] == 0:
+            return cls(X.new_zeros(0), X.new_ones(0))
+        mean = X.mean(0)
+        std = X.std(0, unbiased=False).clamp(min=eps)
+        return cls(mean, std)
+
+    def apply(self, data: HeadData) -> HeadData:
+        if data.X.shape[1] != self.mean.shape[0]:
+            raise InputError(f"features have {data.X.shape[1]} columns, the standardizer {self.mean.shape[0]}")
+        return replace(data, X=(data.X - self.mean.to(data.X.device)) / self.std.to(data.X.device))
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.cpu(), "std": self.std.cpu()}
+
+    @classmethod
+    def from_state(cls, state: dict | None) -> "Standardizer | None":
+        return None if state is None else cls(state["mean"], state["std"])

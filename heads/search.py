@@ -1,0 +1,84 @@
+"""Random search: K configurations (lr log-uniform, λ uniform) trained together in one process.
+
+The learning-rate range for heads on frozen features (log-uniform 1e-4 – 3e-3) is our own
+choice; the report's Table 1 ranges belong to end-to-end fine-tuning.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .data import HeadData
+from .training import RunResult, TrainConfig, train_stacked
+
+#: our default learning-rate range for heads on frozen features (not from the report)
+HEAD_LR_RANGE = (1e-4, 3e-3)
+
+
+@dataclass
+class SearchSpace:
+    """Ranges of one stage's search: lr log-uniform in [lr_min, lr_max], λ uniform in [lam_min, lam_max]."""
+
+    k: int = 20
+    lr_min: float = HEAD_LR_RANGE[0]
+    lr_max: float = HEAD_LR_RANGE[1]
+    lam_min: float = 0.0
+    lam_max: float = 0.0
+    seed: int = 0
+    max_stack: int = 0  # train at most this many configurations at once (0 = all K)
+
+    def validate(self) -> None:
+        if self.k < 1:
+            raise ValueError("search needs k >= 1")
+        if not 0 < self.lr_min <= self.lr_max:
+            raise ValueError(f"learning-rate range must satisfy 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
+        if not 0 <= self.lam_min <= self.lam_max <= 1:
+            raise ValueError(f"λ range must satisfy 0 <= lam_min <= lam_max <= 1, got {self.lam_min}, {self.lam_max}")
+
+
+def sample_configs(base: TrainConfig, space: SearchSpace) -> list[TrainConfig]:
+    """K configurations: ``base`` with sampled lr, λ and a per-configuration seed."""
+    space.validate()
+    rng = np.random.default_rng(space.seed)
+    out = []
+    for _ in range(space.k):
+        lr = math.exp(rng.uniform(math.log(space.lr_min), math.log(space.lr_max)))
+        lam = float(rng.uniform(space.lam_min, space.lam_max)) if space.lam_max > space.lam_min else float(space.lam_min)
+        seed = int(rng.integers(0, 2**31 - 1))
+        out.append(dataclasses.replace(base, lr=float(lr), lam=lam, seed=seed))
+    return out
+
+
+def run_search(configs: Sequence[TrainConfig], train: HeadData, val: HeadData, init_state: dict | None = None,
+               max_stack: int = 0, progress: bool = False, desc: str = "search") -> list[RunResult]:
+    """Train all configurations (stacked, in groups of ``max_stack``); results in input order."""
+    configs = list(configs)
+    step = max_stack if max_stack and max_stack > 0 else len(configs)
+    results: list[RunResult] = []
+    for lo in range(0, len(configs), step):
+        results.extend(train_stacked(configs[lo:lo + step], train, val, init_state=init_state, progress=progress,
+                                     desc=f"{desc} [{lo + 1}-{min(lo + step, len(configs))}/{len(configs)}]"))
+    return results
+
+
+def ranking(results: Sequence[RunResult]) -> list[int]:
+    """Indices of ``results`` sorted by validation hF (best first; ties: lower index first)."""
+    return sorted(range(len(results)), key=lambda i: (-results[i].best_val.get("hF", -1.0), i))
+
+
+def results_table(results: Sequence[RunResult], names: Sequence[str] | None = None) -> str:
+    """Markdown table of a search, sorted by validation hF."""
+    names = list(names) if names is not None else [f"c{i:02d}" for i in range(len(results))]
+    lines = ["| rank | run | lr | λ | seed | best epoch | epochs | val hP | val hR | val hF |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for rank, i in enumerate(ranking(results), start=1):
+        r = results[i]
+        v = r.best_val
+        lines.append(f"| {rank} | {names[i]} | {r.config.lr:.3g} | {r.config.lam:.3f} | {r.config.seed} | {r.best_epoch} | "
+                     f"{len(r.history)} | {v.get('hP', float('nan')):.4f} | {v.get('hR', float('nan')):.4f} | "
+                     f"{v.get('hF', float('nan')):.4f} |")
+    return "\n".join(lines)
