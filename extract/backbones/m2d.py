@@ -34,7 +34,6 @@ from typing import Any, Mapping
 
 import torch
 import torchaudio
-from timm.models.vision_transformer import Block
 from torch import nn
 
 from ..checkpoints import CheckpointError, load_state_dict_strict, torch_load
@@ -125,6 +124,8 @@ class M2DEncoder(nn.Module):
     """The official M2D encoder layout: patch embedding, [CLS] + fixed positions, ViT blocks, final norm."""
 
     def __init__(self, arch: M2DArch):
+        from timm.models.vision_transformer import Block  # imported here: timm takes seconds to import
+
         super().__init__()
         self.arch = arch
         n_patches = arch.grid[0] * arch.grid[1]
