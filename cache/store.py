@@ -135,9 +135,11 @@ class Store:
                     else:
                         walk(child, p)
 
-        start = self.root if not prefix else self.root.get(prefix)
-        if start is None:
+        start = self.root if not prefix else self.root.get(prefix.strip("/"))
+        if not isinstance(start, zarr.Group):
             return []
+        if prefix and "ids" in start:  # the prefix is itself a table
+            return [prefix.strip("/")]
         walk(start, prefix.strip("/"))
         return sorted(out)
 

@@ -18,6 +18,7 @@ def test_whole_table_round_trip_and_join(tmp_path):
     with pytest.raises(MissingIdsError, match="1 id\\(s\\) not in table 'llm/priors/p1': zz"):
         s.read_table("llm/priors/p1", ids=["a", "zz"])
     assert s.tables() == ["llm/priors/p1"] and s.tables("llm") == ["llm/priors/p1"] and s.tables("logits") == []
+    assert s.tables("llm/priors/p1") == ["llm/priors/p1"] and s.has("llm/priors/p1") and not s.has("llm")
 
 
 def test_write_table_rejects_bad_input(tmp_path):
@@ -122,3 +123,28 @@ def test_read_only_open(tmp_path):
     with pytest.raises(SchemaError, match="not a cache store"):
         Store(tmp_path / "plain.zarr", mode="r")
     assert default_store_path(tmp_path) == tmp_path / "cache.zarr"
+
+
+def _rank_worker(args):
+    path, rank, world = args
+    w = Store(path).open_rows("embeddings/toy@none")
+    for k in w.pending_chunks(rank, world):
+        _chunk(w, k, fail_first=(k == 3))
+    return rank
+
+
+def test_two_processes_write_disjoint_chunks(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "s.zarr"
+    n = 23
+    _rows(Store(path), n=n, chunk_rows=2)  # 12 chunks: rank 0 gets even ones, rank 1 odd ones
+    with mp.get_context("fork").Pool(2) as pool:
+        assert sorted(pool.map(_rank_worker, [(path, 0, 2), (path, 1, 2)])) == [0, 1]
+    s = Store(path)
+    w = s.open_rows("embeddings/toy@none")
+    assert w.complete and w.verify() == []
+    w.finalize()
+    t = s.read_table("embeddings/toy@none")
+    np.testing.assert_array_equal(t["audio"][:, 0], np.arange(n))
+    assert [f[1] for f in s.failures()] == ["id6"]  # first row of chunk 3
