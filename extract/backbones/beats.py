@@ -9,8 +9,10 @@ weight-normalised positional convolution, normalised over all but the kernel axi
 ``encoder.layers.N.*`` (post-LN "deep norm" blocks with a bucketed relative position bias shared
 by all layers and a per-layer gate), ``encoder.layer_norm``.
 
-The AudioSet fine-tuned releases also carry the tagging head ``predictor.{weight,bias}``; the
-official code applies it on top of the encoder. We use the encoder only, so those two keys are in
+``BEATs_iter3_plus_AS2M.pt`` is the self-supervised model (``finetuned_model: False``), so its
+``model`` is exactly the encoder. The AudioSet fine-tuned releases (``*_finetuned_on_AS2M_cpt*.pt``,
+``finetuned_model: True``) also carry the tagging head ``predictor.{weight,bias}``, which the
+official code applies on top of the encoder; we use the encoder only, so those two keys are in
 the explicit allow-list :data:`UNUSED_KEYS` (any other unexpected or missing key fails).
 
 Front-end (TASK.md §6): Kaldi fbank of ``waveform * 2**15`` (128 bins, 25 ms / 10 ms, povey window;
@@ -45,7 +47,7 @@ FRAME_LENGTH = 400  # samples (25 ms)
 FBANK_MEAN = 15.41663
 FBANK_STD = 6.55582
 DEFAULT_VARIANT = "BEATs_iter3_plus_AS2M"
-UNUSED_KEYS = ("predictor.weight", "predictor.bias")  # AudioSet tagging head of the fine-tuned releases
+UNUSED_KEYS = ("predictor.weight", "predictor.bias")  # AudioSet tagging head of the fine-tuned releases (allow-list)
 FRONT_END = ("Kaldi fbank (torchaudio.compliance.kaldi, povey window) of waveform*2**15, 128 bins, 25 ms / 10 ms, "
              f"(x - {FBANK_MEAN}) / (2 * {FBANK_STD}); 16x16 patches; mean of the final token features")
 
@@ -99,16 +101,16 @@ class BEATsArch:
         return arch
 
 
-# The configuration stored in BEATs_iter3_plus_AS2M.pt (the fields that shape the weights are facts
-# of the release; the dropout rates only matter in training and are taken from the file when loading).
+# The configuration stored in BEATs_iter3_plus_AS2M.pt, the default full-size architecture (the fields
+# that shape the weights are facts of the release; the training-only rates are read from the file when loading).
 BEATS_ITER3_PLUS_AS2M_CFG: dict[str, Any] = {
     "input_patch_size": 16, "embed_dim": 512, "conv_bias": False, "encoder_layers": 12,
     "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072, "encoder_attention_heads": 12,
     "activation_fn": "gelu", "layer_wise_gradient_decay_ratio": 0.6, "layer_norm_first": False,
     "deep_norm": True, "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
-    "encoder_layerdrop": 0.05, "dropout_input": 0.0, "conv_pos": 128, "conv_pos_groups": 16,
+    "encoder_layerdrop": 0.0, "dropout_input": 0.0, "conv_pos": 128, "conv_pos_groups": 16,
     "relative_position_embedding": True, "num_buckets": 320, "max_distance": 800, "gru_rel_pos": True,
-    "finetuned_model": True, "predictor_dropout": 0.0, "predictor_class": 527,
+    "finetuned_model": False, "predictor_dropout": 0.0, "predictor_class": 527,
 }
 
 _ACTIVATIONS = {

@@ -28,18 +28,24 @@ def _threads():
     torch.set_num_threads(n)
 
 
-def write_release_file(path: Path, cfg: dict, seed: int = 0, extra: dict | None = None, drop: tuple = ()) -> Path:
-    """A random state dict in the official file layout: {'cfg', 'model' (with the predictor head), 'label_dict'}."""
+def write_release_file(path: Path, cfg: dict, seed: int = 0, finetuned: bool = False, extra: dict | None = None,
+                       drop: tuple = ()) -> Path:
+    """A random state dict in the official file layout: {'cfg', 'model'}; fine-tuned releases add the
+    AudioSet head ``predictor.*`` to 'model' and a 'label_dict'."""
     torch.manual_seed(seed)
+    cfg = dict(cfg, finetuned_model=finetuned)
     model = BEATsModel(BEATsArch.from_cfg(cfg))
     state = {k: torch.randn_like(v) * 0.05 for k, v in model.state_dict().items()}
     state["encoder.pos_conv.0.weight_g"] = state["encoder.pos_conv.0.weight_g"].abs() + 0.5
-    state["predictor.weight"] = torch.randn(cfg["predictor_class"], cfg["encoder_embed_dim"])
-    state["predictor.bias"] = torch.zeros(cfg["predictor_class"])
+    data = {"cfg": cfg, "model": state}
+    if finetuned:
+        state["predictor.weight"] = torch.randn(cfg["predictor_class"], cfg["encoder_embed_dim"])
+        state["predictor.bias"] = torch.zeros(cfg["predictor_class"])
+        data["label_dict"] = {i: f"/m/{i}" for i in range(cfg["predictor_class"])}
     state.update(extra or {})
     for k in drop:
         state.pop(k)
-    torch.save({"cfg": cfg, "model": state, "label_dict": {i: f"/m/{i}" for i in range(cfg["predictor_class"])}}, path)
+    torch.save(data, path)
     return path
 
 
@@ -57,7 +63,8 @@ def test_full_size_model_matches_official_key_layout():
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert ours == fixture["encoder_keys"]
     assert sum(math.prod(s) for s in ours.values()) > 90_000_000  # the ~90M-parameter base model
-    assert set(UNUSED_KEYS) == set(fixture["unused_keys"])  # the allow-list names exactly the release's head
+    assert "predictor.weight" not in ours  # BEATs_iter3_plus_AS2M.pt is the self-supervised model: no head
+    assert set(UNUSED_KEYS) == set(fixture["unused_keys_finetuned_releases"])  # allow-list = the fine-tuned head
 
 
 def test_relative_position_buckets_hand_computed():
@@ -87,7 +94,7 @@ def test_release_file_loads_and_embeds(tiny_file: Path):
     assert bb.spec.window_samples == 160000
     prov = bb.provenance()
     assert prov["checkpoint"] == str(tiny_file) and len(prov["checkpoint_sha256"]) == 64
-    assert prov["ignored_keys"] == ["predictor.bias", "predictor.weight"] and not prov["random_init"]
+    assert prov["ignored_keys"] == [] and not prov["random_init"] and bb.spec.variant == "BEATs_tiny"
     assert prov["cfg"]["encoder_layers"] == 2
     saved = torch.load(tiny_file, weights_only=True)["model"]
     torch.testing.assert_close(bb.model.encoder.pos_conv[0].weight_v, saved["encoder.pos_conv.0.weight_v"])
@@ -104,6 +111,18 @@ def test_release_file_loads_and_embeds(tiny_file: Path):
     assert torch.equal(a, b)  # deterministic
     torch.testing.assert_close(a, tokens.mean(1))
     assert not torch.allclose(a[0], a[1])  # different inputs, different embeddings
+
+
+def test_finetuned_release_head_is_allow_listed(tmp_path: Path, tiny_file: Path):
+    ft = write_release_file(tmp_path / "BEATs_tiny_finetuned_on_AS2M_cpt1.pt", TINY_CFG, finetuned=True)
+    bb = build_backbone(BackboneConfig("beats", checkpoint=ft)).eval()
+    assert bb.provenance()["ignored_keys"] == ["predictor.bias", "predictor.weight"]
+    assert not hasattr(bb.model, "predictor")
+    # same encoder weights (same seed) as the self-supervised file: same embeddings
+    ssl = build_backbone(BackboneConfig("beats", checkpoint=tiny_file)).eval()
+    waves = torch.randn(1, 8000) * 0.1
+    with torch.inference_mode():
+        torch.testing.assert_close(bb.embed_windows(waves), ssl.embed_windows(waves))
 
 
 def test_unexpected_and_missing_keys_are_named(tmp_path: Path):
