@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import sys
@@ -56,8 +57,13 @@ def _short(items: Sequence[str], n: int = 10) -> str:
 def _read_rows(path: Path) -> tuple[list[str], list[int], list[list[str]]]:
     """Header, 1-based data row numbers and rows (blank lines skipped)."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
+        text = path.read_text(encoding="utf-8-sig")
+        if '"' in text:
+            rows = list(csv.reader(io.StringIO(text, newline="")))
+        else:  # no quoting: a plain split gives what csv.reader would, several times faster
+            rows = [line.split(",") if line else [] for line in text.replace("\r\n", "\n").split("\n")]
+            if rows and rows[-1] == []:
+                rows.pop()
     except FileNotFoundError:
         raise ScoreInputError(f"{path}: file not found") from None
     except UnicodeDecodeError as e:
