@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import zarr
 
-from .provenance import now_iso, sha256_json
+from .provenance import code_version, now_iso, sha256_json
 
 SCHEMA_VERSION = 1
 
@@ -181,7 +181,7 @@ class Store:
         self._put(g, "ids", ids)
         for name, arr in arrays.items():
             self._put(g, name, arr)
-        meta = dict(attrs or {})
+        meta = _with_provenance(attrs)
         meta.update({"schema_version": SCHEMA_VERSION, "kind": "table", "n_rows": len(ids),
                      "ids_sha256": ids_digest(ids), "complete": True})
         g.attrs.update(_jsonable(meta))
@@ -258,7 +258,7 @@ class Store:
         g.create_array("status", shape=(n,), dtype=np.uint8, chunks=(chunk_rows,), fill_value=PENDING)
         g.create_array("error", shape=(n,), dtype=str, chunks=(chunk_rows,))
         g.create_array("chunk_done", shape=(n_chunks,), dtype=bool, chunks=(1,), fill_value=False)
-        meta = dict(attrs or {})
+        meta = _with_provenance(attrs)
         meta.update({"schema_version": SCHEMA_VERSION, "kind": "rows", "n_rows": n, "chunk_rows": chunk_rows,
                      "columns": spec, "ids_sha256": digest, "complete": False})
         g.attrs.update(_jsonable(meta))
@@ -378,6 +378,16 @@ class RowWriter:
         arrays["error"] = np.asarray(self.g["error"][...], dtype=object)
         t = Table(self.group, self.ids, arrays, dict(self.g.attrs))
         return t.align(ids) if ids is not None else t
+
+
+def _with_provenance(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``attrs`` plus the provenance every table must carry (producer, code_version, created) where absent."""
+    meta = dict(attrs or {})
+    meta.setdefault("producer", "unknown")
+    meta.setdefault("created", now_iso())
+    if "code_version" not in meta:
+        meta["code_version"] = code_version()
+    return meta
 
 
 def _check_table_version(path: Path, group: str, attrs: Mapping[str, Any]) -> None:

@@ -15,6 +15,7 @@ def test_whole_table_round_trip_and_join(tmp_path):
     np.testing.assert_array_equal(t["prior"], prior[[2, 0]])
     assert t["missing"].tolist() == [False, False]
     assert t.attrs["producer"] == "test" and t.attrs["complete"] and t.attrs["schema_version"] == SCHEMA_VERSION
+    assert t.attrs["prompt_version"] == 2 and t.attrs["code_version"] and t.attrs["created"]  # provenance filled in
     with pytest.raises(MissingIdsError, match="1 id\\(s\\) not in table 'llm/priors/p1': zz"):
         s.read_table("llm/priors/p1", ids=["a", "zz"])
     assert s.tables() == ["llm/priors/p1"] and s.tables("llm") == ["llm/priors/p1"] and s.tables("logits") == []
