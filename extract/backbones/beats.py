@@ -21,9 +21,9 @@ Front-end (TASK.md §6): Kaldi fbank of ``waveform * 2**15`` (128 bins, 25 ms / 
 With ``lengths``, patches made only of padding are zeroed before the positional convolution,
 excluded as attention keys and left out of the average.
 
-Architecture fields for ``BackboneConfig.overrides`` are the keys of the official ``cfg``
-(:class:`BEATsArch`); they update the file's ``cfg`` (or the default full configuration when
-``random_init`` is set without a checkpoint).
+``BackboneConfig.overrides`` takes keys of the official ``cfg`` (:class:`BEATsArch`): without a
+checkpoint they update the default full configuration (tiny test configs); over a file's ``cfg``
+only the training-only rates (:data:`TRAINING_FIELDS`, e.g. dropout for fine-tuning) may change.
 """
 from __future__ import annotations
 
@@ -384,11 +384,21 @@ class BEATsBackbone(Backbone):
         return (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
-def _apply_overrides(cfg: dict[str, Any], overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
+TRAINING_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop", "dropout_input",
+                   "layer_wise_gradient_decay_ratio", "predictor_dropout")
+
+
+def _apply_overrides(cfg: dict[str, Any], overrides: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+    """``cfg`` updated with ``overrides``; over a checkpoint's cfg (``source``) only training-only fields may change."""
     known = {f.name for f in fields(BEATsArch)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"beats: unknown override(s) {unknown}; known: {sorted(known)}")
+    if source is not None:
+        clash = {k: (v, cfg.get(k)) for k, v in overrides.items() if k not in TRAINING_FIELDS and cfg.get(k) != v}
+        if clash:
+            raise CheckpointError(f"{source}: overrides contradict the file's cfg (override, file): {clash}; only "
+                                  f"{', '.join(TRAINING_FIELDS)} may be overridden")
     return {**cfg, **overrides}
 
 
@@ -408,7 +418,7 @@ def load_beats(config: BackboneConfig) -> BEATsBackbone:
         if not config.random_init:
             raise CheckpointError("beats needs --checkpoint (e.g. BEATs_iter3_plus_AS2M.pt; see docs/backbones_beats_m2d.md) "
                                   "or random_init=True")
-        cfg = _apply_overrides(dict(BEATS_ITER3_PLUS_AS2M_CFG), config.overrides, "overrides")
+        cfg = _apply_overrides(dict(BEATS_ITER3_PLUS_AS2M_CFG), config.overrides)
         model = BEATsBackbone(BEATsArch.from_cfg(cfg, "default BEATs cfg"), config.variant or DEFAULT_VARIANT)
         model._provenance.update({"cfg": cfg, "overrides": dict(config.overrides)})
         return model

@@ -142,6 +142,11 @@ def test_unexpected_and_missing_keys_are_named(tmp_path: Path):
         build_backbone(BackboneConfig("beats", checkpoint=wrong))
     with pytest.raises(ValueError, match="unknown override"):
         build_backbone(BackboneConfig("beats", random_init=True, overrides={"layers": 2}))
+    with pytest.raises(CheckpointError, match="max_distance"):
+        build_backbone(BackboneConfig("beats", checkpoint=extra, overrides={"max_distance": 100}))
+    bb = build_backbone(BackboneConfig("beats", checkpoint=extra, allow_unexpected=("encoder.extra_*",),
+                                       overrides={"dropout": 0.2}))
+    assert bb.arch.dropout == 0.2 and bb.provenance()["cfg"]["dropout"] == 0.2
 
 
 def test_frontend_frames_and_normalisation_constants():
@@ -178,6 +183,10 @@ def test_masking_full_lengths_changes_nothing_and_hides_padding(tiny_file: Path)
         noisy[:, real_len + 240:] = torch.randn(2, n - real_len - 240)
         masked_noisy = bb.embed_windows(noisy, lengths)
         plain_noisy = bb.embed_windows(noisy)
+        # a window alone and inside a batch with a full-length neighbour: same embedding
+        alone = bb.embed_windows(waves[:1], lengths[:1])
+        batched = bb.embed_windows(torch.cat([waves[:1], torch.randn(1, n) * 0.1]), torch.tensor([real_len, n]))
+    torch.testing.assert_close(batched[:1], alone, rtol=1e-5, atol=1e-5)
     assert real.shape == (2, 12 * 8) and real.sum(1).tolist() == [6 * 8, 6 * 8]
     torch.testing.assert_close(masked, (tokens * real[..., None]).sum(1) / real.sum(1, keepdim=True))
     assert not torch.allclose(masked, plain)
