@@ -155,3 +155,10 @@ def test_class_descriptions(make_dataset, row):
     assert list(d) == ["fx-a"] and d["fx-a"].name == "Animals" and d["fx-a"].examples == "dog bark"
     # the description file is not mistaken for the metadata file
     assert load_manifest(root).ids.tolist() == ["1"]
+
+
+def test_unparseable_csv_keeps_rows_before_and_reports_where(make_dataset, row):
+    root = make_dataset([row("1", "fx-a"), row("2", "fx-a", description="x" * 200_000), row("3", "fx-a")])
+    m = load_manifest(root)  # a field over the csv module's size limit
+    assert m.ids.tolist() == ["1"]
+    assert any("CSV cannot be parsed" in p and "field larger than field limit" in p for p in problems_at(m.report, 2))
