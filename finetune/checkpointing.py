@@ -1,0 +1,82 @@
+"""Crash-safe training-state folders: ``save_state`` into ``tmp``, then rename; the previous one kept.
+
+Layout under ``<output>/state/``: ``last`` (newest complete state), ``prev`` (the one before)
+and, only while a save is running, ``tmp``. A state is complete when its ``complete.json``
+(written after ``Accelerator.save_state`` returned on every rank) exists. A kill at any
+moment leaves at least one complete state; :meth:`StateFolders.latest` picks the newest.
+The output folder must be visible to every process (shared filesystem on several nodes).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+COMPLETE = "complete.json"
+
+
+@dataclass
+class TrainState:
+    """Progress of a run, saved with every training state (registered for checkpointing)."""
+
+    epoch: int = 0  # current epoch (0-based)
+    next_batch: int = 0  # next global batch of the current epoch
+    global_step: int = 0  # optimizer updates done
+    loss_sum: float = 0.0  # sum of global-batch losses in the current epoch
+    loss_updates: int = 0
+    finished: bool = False
+    early: dict[str, Any] = field(default_factory=dict)  # heads.early_stopping.EarlyStopping state
+    history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+class StateFolders:
+    """Save/restore Accelerate training states under one folder, atomically."""
+
+    def __init__(self, root: str | Path, accelerator):
+        self.root = Path(root)
+        self.acc = accelerator
+
+    def save(self, info: dict[str, Any]) -> Path:
+        acc, tmp, last, prev = self.acc, self.root / "tmp", self.root / "last", self.root / "prev"
+        if acc.is_main_process:
+            self.root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            (tmp / COMPLETE).write_text(json.dumps(info))
+            if last.exists():
+                if prev.exists():
+                    shutil.rmtree(prev)
+                last.rename(prev)
+            tmp.rename(last)
+        acc.wait_for_everyone()
+        return last
+
+    def latest(self) -> Path | None:
+        """The newest complete state folder (``last``, or ``tmp``/``prev`` after a kill mid-save)."""
+        best, best_step = None, -1
+        for name in ("last", "tmp", "prev"):
+            f = self.root / name / COMPLETE
+            if f.is_file():
+                try:
+                    step = int(json.loads(f.read_text()).get("global_step", -1))
+                except (ValueError, json.JSONDecodeError):
+                    continue
+                if step > best_step:
+                    best, best_step = f.parent, step
+        return best
+
+    def exists(self) -> bool:
+        return self.latest() is not None

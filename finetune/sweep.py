@@ -1,0 +1,185 @@
+"""Random search of the report's Table 1 (``finetune.table1``): write, list, run and collect trials.
+
+    python -m finetune.sweep write   --out DIR --config BASE.toml [--backbone B --stage N] [--trials 20] [--seed 0]
+                                     [--init-from-sweep STAGE2_SWEEP_DIR] [overrides...]
+    python -m finetune.sweep list    --out DIR
+    python -m finetune.sweep run     --out DIR [--launcher "accelerate launch --num_processes 8"] [--only 0,3]
+    python -m finetune.sweep collect --out DIR
+
+``write`` samples ``--trials`` configurations (learning rate log-uniform, λ uniform, epochs,
+warm-up and decay start from Table 1) with a generator seeded by ``--seed`` and writes one
+TOML per trial (``DIR/trial_XX/trial.toml``; output.dir = that folder, run name
+``<prefix>-tXX``, train.seed = base seed + XX) plus ``DIR/sweep.json``. ``run`` launches the
+trials one after another (unfinished ones resume); ``collect`` writes ``results.md`` (the
+head tier's search table, sorted by validation hF), ``results.json`` and ``results.csv``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Sequence
+
+import numpy as np
+
+from .config import FinetuneConfig, apply_overrides, load_config, parse_overrides, to_toml
+from .table1 import TRIALS_PER_STAGE, SearchRange, search_range
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def sample_trials(rng_seed: int, space: SearchRange, n: int) -> list[dict[str, float]]:
+    """``n`` (lr, λ) draws: lr log-uniform in [lr_min, lr_max], λ uniform in [lam_min, lam_max]."""
+    rng = np.random.default_rng(rng_seed)
+    lr = np.exp(rng.uniform(math.log(space.lr_min), math.log(space.lr_max), size=n))
+    lam = rng.uniform(space.lam_min, space.lam_max, size=n) if space.lam_max > 0 else np.zeros(n)
+    return [{"lr": float(a), "lam": float(b)} for a, b in zip(lr, lam)]
+
+
+def trial_configs(base: FinetuneConfig, out: Path, space: SearchRange, n: int, seed: int) -> list[FinetuneConfig]:
+    prefix = base.output.run_name or f"ft-{base.backbone.name}-s{space.stage}-sweep{seed}"
+    out_cfgs = []
+    for i, draw in enumerate(sample_trials(seed, space, n)):
+        cfg = copy.deepcopy(base)
+        cfg.train.stage, cfg.train.lr, cfg.train.lam = space.stage, draw["lr"], draw["lam"]
+        cfg.train.epochs, cfg.train.warmup_epochs = space.epochs, space.warmup_epochs
+        cfg.train.decay_start_epoch = space.decay_start_epoch
+        cfg.train.seed = base.train.seed + i
+        cfg.output.dir = str(out / f"trial_{i:02d}")
+        cfg.output.run_name = f"{prefix}-t{i:02d}"
+        out_cfgs.append(cfg)
+    return out_cfgs
+
+
+def best_trial(sweep_dir: str | Path) -> Path:
+    """Output folder of the finished trial with the highest validation hF."""
+    rows = collect_results(sweep_dir)
+    if not rows:
+        raise FileNotFoundError(f"no finished trial (result.json) under {sweep_dir}")
+    return Path(rows[0]["output_dir"])
+
+
+def write_sweep(out: Path, base: FinetuneConfig, backbone: str, stage: int, trials: int, seed: int,
+                init_from_sweep: str = "") -> list[Path]:
+    space = search_range(backbone, stage)
+    if init_from_sweep:
+        base.train.init_from = str(best_trial(init_from_sweep))
+    cfgs = trial_configs(base, out, space, trials, seed)
+    paths = []
+    for cfg in cfgs:
+        cfg.validate()
+        folder = Path(cfg.output.dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "trial.toml").write_text(to_toml(cfg))
+        paths.append(folder / "trial.toml")
+    (out / "sweep.json").write_text(json.dumps({
+        "backbone": backbone, "stage": stage, "trials": trials, "seed": seed, "range": space.__dict__,
+        "init_from": base.train.init_from,
+        "configs": [{"trial": i, "config": str(p), "lr": c.train.lr, "lam": c.train.lam, "seed": c.train.seed,
+                     "run_name": c.output.run_name} for i, (p, c) in enumerate(zip(paths, cfgs))]}, indent=1))
+    return paths
+
+
+def list_trials(out: Path) -> list[dict[str, Any]]:
+    meta = json.loads((out / "sweep.json").read_text())
+    rows = []
+    for t in meta["configs"]:
+        folder = Path(t["config"]).parent
+        status = "done" if (folder / "result.json").exists() else ("started" if (folder / "state").exists() else "pending")
+        rows.append({**t, "status": status})
+    return rows
+
+
+def run_trials(out: Path, launcher: Sequence[str], only: Sequence[int] | None = None) -> int:
+    """Run pending/unfinished trials in order with ``launcher`` (e.g. ``accelerate launch ...``); returns failures."""
+    failures = 0
+    for t in list_trials(out):
+        if (only and t["trial"] not in only) or t["status"] == "done":
+            continue
+        cmd = [*launcher, str(REPO / "finetune" / "run.py"), "--config", t["config"]]
+        if t["status"] == "started":
+            cmd.append("--resume")
+        print(f"[sweep] trial {t['trial']:02d}: lr {t['lr']:.3g}, λ {t['lam']:.3f}: {shlex.join(cmd)}", flush=True)
+        rc = subprocess.run(cmd, cwd=REPO).returncode
+        if rc != 0:
+            failures += 1
+            print(f"[sweep] trial {t['trial']:02d} failed (exit {rc}); `run` again resumes it", flush=True)
+    return failures
+
+
+def collect_results(out: str | Path) -> list[dict[str, Any]]:
+    """Finished trials' results, sorted by validation hF (best first; ties: lower trial first)."""
+    rows = []
+    for f in sorted(Path(out).glob("trial_*/result.json")):
+        r = json.loads(f.read_text())
+        r["trial"] = f.parent.name
+        rows.append(r)
+    return sorted(rows, key=lambda r: (-r["val"]["hF"], r["trial"]))
+
+
+def results_markdown(rows: list[dict[str, Any]]) -> str:
+    """The head tier's search table (``heads.search.results_table``) over fine-tuned trials."""
+    from heads.search import results_table
+
+    runs = [SimpleNamespace(best_val=r["val"], best_epoch=r["best_epoch"], history=[None] * r["epochs_run"],
+                            config=SimpleNamespace(lr=r["lr"], lam=r["lam"], seed=r["seed"])) for r in rows]
+    return results_table(runs, [r["run"] for r in rows])
+
+
+def write_results(out: Path) -> list[dict[str, Any]]:
+    rows = collect_results(out)
+    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    (out / "results.md").write_text(results_markdown(rows) + "\n")
+    with open(out / "results.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["rank", "run", "trial", "lr", "lam", "seed", "best_epoch", "epochs_run", "val_hP", "val_hR", "val_hF",
+                    "test_hP", "test_hR", "test_hF", "weights"])
+        for k, r in enumerate(rows, start=1):
+            w.writerow([k, r["run"], r["trial"], r["lr"], r["lam"], r["seed"], r["best_epoch"], r["epochs_run"],
+                        r["val"]["hP"], r["val"]["hR"], r["val"]["hF"], r["test"]["hP"], r["test"]["hR"], r["test"]["hF"],
+                        r["weights"]])
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m finetune.sweep", description=__doc__.split("\n")[0])
+    p.add_argument("action", choices=("write", "list", "run", "collect"))
+    p.add_argument("--out", required=True, help="sweep folder")
+    p.add_argument("--config", help="base config (write)")
+    p.add_argument("--backbone", help="Table-1 row (default: the config's backbone.name)")
+    p.add_argument("--stage", type=int, choices=(1, 2, 3), help="Table-1 stage (default: the config's train.stage)")
+    p.add_argument("--trials", type=int, default=TRIALS_PER_STAGE)
+    p.add_argument("--seed", type=int, default=0, help="seed of the search's sampler")
+    p.add_argument("--init-from-sweep", default="", help="stage 3: start every trial from the best trial of this stage-2 sweep")
+    p.add_argument("--launcher", default=sys.executable, help="command that runs finetune/run.py (run)")
+    p.add_argument("--only", default="", help="comma-separated trial numbers (run)")
+    args, rest = p.parse_known_args(argv)
+    out = Path(args.out)
+    if args.action == "write":
+        base = apply_overrides(load_config(args.config), parse_overrides(rest))
+        if args.stage:
+            base.train.stage = args.stage
+        paths = write_sweep(out, base, args.backbone or base.backbone.name, base.train.stage, args.trials, args.seed,
+                            args.init_from_sweep)
+        print(f"wrote {len(paths)} trial configs under {out}")
+    elif args.action == "list":
+        for t in list_trials(out):
+            print(f"{t['trial']:02d}  {t['status']:8s} lr {t['lr']:.3g}  λ {t['lam']:.3f}  seed {t['seed']}  {t['config']}")
+    elif args.action == "run":
+        only = [int(x) for x in args.only.split(",") if x.strip()]
+        return 1 if run_trials(out, shlex.split(args.launcher), only) else 0
+    else:
+        rows = write_results(out)
+        print(results_markdown(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

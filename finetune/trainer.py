@@ -1,0 +1,379 @@
+"""The end-to-end training loop of one stage (TASK.md §6), on one or many processes.
+
+AdamW (weight decay 0.01) over every trainable parameter of backbone + head, one learning
+rate, ``heads.schedule.reference_schedule`` stepped per update, the reference loss split
+exactly over ranks and accumulation steps (``finetune.loss``), gradient clipping, early
+stopping on validation hF decided identically on every rank (computed from the same gathered
+logits, then broadcast from rank 0), crash-safe training states, the best weights, and
+logits for every clip of every dataset written into the cache as ``logits/<run>``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cache.manifest import load_manifest
+from cache.provenance import base_provenance, sha256_file
+from cache.splits import Split, split_manifest
+from cache.store import Store
+from heads.early_stopping import EarlyStopping
+from heads.losses import class_frequency_weights
+from heads.schedule import reference_schedule
+
+from .checkpointing import StateFolders, TrainState
+from .config import BatchPlan, ConfigError, FinetuneConfig, resolve_batch, save_config
+from .data import ClipAudio, ClipSet, clip_set, loader_batches, make_loader, steps_per_epoch, store_for, train_plan
+from .evaluate import model_inputs, predict, score, summary, to_device, window_counts
+from .loss import batch_normalisers, partial_loss
+from .model import build_model, export_weights, load_weights, weights_file
+
+#: testing hook: SIGKILL this process right after optimizer update N (N = value of the variable)
+KILL_ENV = "FINETUNE_KILL_AT_STEP"
+
+
+def make_accelerator(cfg: FinetuneConfig):
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    mp = cfg.train.mixed_precision or None
+    on_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    if on_cpu and mp == "fp16":
+        print("warning: fp16 mixed precision needs a GPU; running in float32 on the CPU", flush=True)
+        mp = "no"
+    out = Path(cfg.output.dir)
+    return Accelerator(
+        mixed_precision=mp, step_scheduler_with_optimizer=False,
+        log_with="tensorboard" if cfg.output.tensorboard else None, project_dir=str(out / "tb"),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
+    )
+
+
+@dataclass
+class Datasets:
+    split: Split
+    train: ClipSet
+    val: ClipSet
+    test: ClipSet
+    all_sets: dict[str, tuple[ClipSet, Path | None]]  # name → (every clip, store path) for the logits
+    facts: dict[str, Any]
+
+
+def _open_store(root: str, store: str) -> tuple[Store | None, Path]:
+    path = store_for(root, store)
+    return (Store(path, mode="r") if path.exists() else None), path
+
+
+def load_datasets(cfg: FinetuneConfig, log=print) -> Datasets:
+    """Manifests, split, and the clip sets of the stage (priors, text, pseudo-labels joined by id)."""
+    d, stage = cfg.data, cfg.train.stage
+    text = cfg.backbone.text_source if cfg.backbone.text_source not in ("",) else "none"
+    pseudo = d.pseudo_labels if cfg.train.lam > 0 else ""
+    facts: dict[str, Any] = {}
+    clean_m = load_manifest(d.clean)
+    if not clean_m.labelled:
+        raise ConfigError(f"data.clean = {d.clean} is not a labelled dataset")
+    split = Split.load(d.split_file) if d.split_file else split_manifest(
+        clean_m, preset=d.split_preset, fold=d.fold, seed=d.split_seed if d.split_preset == "custom" else None)
+    clean_store, clean_path = _open_store(d.clean, d.clean_store)
+    clean_all = clip_set(clean_m, clean_store, prior=d.prior, summary=d.summary, text_source=text,
+                         pseudo_labels=pseudo if stage in (1, 3) else "")
+    val, test = clean_all.select_ids(split.val), clean_all.select_ids(split.test)
+    sets: dict[str, tuple[ClipSet, Path | None]] = {clean_m.name: (clean_all, clean_path)}
+    facts["clean"] = {"name": clean_m.name, "root": str(clean_m.root), "manifest_sha256": clean_m.digest(), "clips": len(clean_m)}
+    if d.noisy:
+        noisy_m = load_manifest(d.noisy)
+        noisy_store, noisy_path = _open_store(d.noisy, d.noisy_store)
+        noisy_all = clip_set(noisy_m, noisy_store, prior=d.prior, summary=d.summary, text_source=text,
+                             pseudo_labels=pseudo if stage == 2 else "")
+        sets[noisy_m.name] = (noisy_all, noisy_path)
+        facts["noisy"] = {"name": noisy_m.name, "root": str(noisy_m.root), "manifest_sha256": noisy_m.digest(),
+                          "clips": len(noisy_m)}
+    if stage == 2:
+        held_out = split.evaluation_ids()
+        keep = np.array([str(i) not in held_out for i in noisy_all.ids])
+        facts["noisy"]["excluded_clean_val_test"] = int((~keep).sum())
+        log(f"stage 2: {int((~keep).sum())} noisy-set clip(s) are in the clean validation/test split and are excluded")
+        train = noisy_all.subset(np.flatnonzero(keep & (noisy_all.labels >= 0)))
+    else:
+        train = clean_all.select_ids(split.train)
+    for k, root in enumerate(d.extra):
+        m = load_manifest(root)
+        st, path = _open_store(root, d.extra_stores[k] if d.extra_stores else "")
+        name = m.name if m.name not in sets else f"{m.name}#{k}"
+        sets[name] = (clip_set(m, st, prior=d.prior, summary=d.summary, text_source=text), path)
+        facts.setdefault("extra", []).append({"name": name, "root": str(m.root), "clips": len(m)})
+    if cfg.train.lam > 0:
+        facts["train_with_pseudo_label"] = int(train.has_pseudo.sum())
+        if not train.has_pseudo.any():
+            raise ConfigError(f"λ = {cfg.train.lam} but no training clip has a pseudo-label in pseudo_labels/{d.pseudo_labels}")
+    facts["split"] = {"preset": split.preset, "fold": split.fold, "train": len(split.train), "val": len(split.val),
+                      "test": len(split.test)}
+    facts["train_clips"] = len(train)
+    if train.prior_missing is not None and d.prior:
+        facts["train_prior_missing"] = int(train.prior_missing.sum())
+    return Datasets(split, train, val, test, sets, facts)
+
+
+class Trainer:
+    """One stage of end-to-end training: ``Trainer(cfg).run(resume=...)`` → result dict."""
+
+    def __init__(self, cfg: FinetuneConfig):
+        self.cfg = cfg.validate()
+        self.acc = make_accelerator(cfg)
+        self.plan: BatchPlan = resolve_batch(cfg.train, self.acc.num_processes)
+        self.out = Path(cfg.output.dir)
+
+    # ------------------------------------------------------------------ helpers
+    def log(self, msg: str) -> None:
+        if self.acc.is_main_process:
+            print(f"[finetune] {msg}", flush=True)
+
+    def _write_json(self, name: str, data: Any) -> None:
+        if self.acc.is_main_process:
+            tmp = self.out / f".{name}.tmp"
+            tmp.write_text(json.dumps(data, indent=1, default=str))
+            tmp.replace(self.out / name)
+
+    # ------------------------------------------------------------------ main
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        cfg, acc, plan = self.cfg, self.acc, self.plan
+        folders = StateFolders(self.out / "state", acc)
+        if folders.exists() and not resume:
+            raise ConfigError(f"{self.out} already holds a training state: pass --resume to continue it, "
+                              "or choose another output.dir")
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.log(f"{acc.num_processes} process(es) on {acc.device}, mixed precision {acc.mixed_precision}; global batch "
+                 f"{plan.global_batch} = {plan.per_device} per device × {plan.processes} × {plan.accumulation} accumulation")
+        data = load_datasets(cfg, self.log)
+        self.data = data
+        from accelerate.utils import set_seed
+
+        set_seed(cfg.train.seed)
+        model, use, facts = build_model(cfg, self.log)
+        init_meta: dict[str, Any] = {}
+        if cfg.train.init_from:
+            whole = cfg.train.stage == 3
+            init_meta = load_weights(model, cfg.train.init_from, head=whole)
+            self.log(f"initialised {'backbone and head' if whole else 'backbone'} from {weights_file(cfg.train.init_from)}")
+        self.facts = {**facts, **data.facts, "batch": plan.__dict__, "processes": acc.num_processes,
+                      "mixed_precision": acc.mixed_precision,
+                      "init_from": {"path": str(weights_file(cfg.train.init_from)),
+                                    "sha256": sha256_file(weights_file(cfg.train.init_from)), "meta": init_meta}
+                      if cfg.train.init_from else None}
+        if acc.is_main_process:
+            save_config(cfg, self.out, {"facts": self.facts})
+            data.split.save(self.out / "split.json")
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+        spe = steps_per_epoch(len(data.train), plan.global_batch)
+        scheduler = reference_schedule(optimizer, spe, cfg.train.epochs, cfg.train.warmup_epochs,
+                                       cfg.train.decay_start_epoch, cfg.train.final_lr)
+        model, optimizer = acc.prepare(model, optimizer)
+        state = TrainState()
+        acc.register_for_checkpointing(scheduler, state)
+        set_seed(cfg.train.seed, device_specific=True)  # dropout/patchout differ per rank; restored on resume
+        if resume:
+            latest = folders.latest()
+            if latest is None:
+                self.log("--resume: no saved training state yet, starting from the beginning")
+            else:
+                acc.load_state(str(latest))
+                self.log(f"resumed from {latest} (epoch {state.epoch}, batch {state.next_batch}, update {state.global_step})")
+        if cfg.output.tensorboard:
+            acc.init_trackers(cfg.run_name, config={"lr": cfg.train.lr, "lam": cfg.train.lam, "stage": cfg.train.stage,
+                                                    "epochs": cfg.train.epochs, "batch": plan.global_batch,
+                                                    "backbone": cfg.backbone.name, "seed": cfg.train.seed})
+        self.model, self.optimizer, self.scheduler, self.state, self.folders = model, optimizer, scheduler, state, folders
+        self.n_windows = {"val": window_counts(data.val, acc.unwrap_model(model).backbone.spec, acc)}
+        early = EarlyStopping(cfg.train.patience, mode="max")
+        if state.early:
+            early.load_state_dict(state.early)
+        while not state.finished and state.epoch < cfg.train.epochs:
+            self._train_epoch(spe)
+            self._end_epoch(early)
+        result = self._finish()
+        acc.end_training()
+        return result
+
+    # ------------------------------------------------------------------ one epoch
+    def _train_epoch(self, spe: int) -> None:
+        cfg, acc, plan, state, model = self.cfg, self.acc, self.plan, self.state, self.model
+        train = self.data.train
+        spec = acc.unwrap_model(model).backbone.spec
+        steps = train_plan(len(train), plan.global_batch, plan.processes, plan.accumulation, acc.process_index,
+                           cfg.train.seed, state.epoch, start_batch=state.next_batch)
+        loader = make_loader(ClipAudio(train, spec.sample_rate, spec.window_samples, spec.padding),
+                             loader_batches(steps), cfg.data.num_workers, seed=cfg.train.seed)
+        device = acc.device
+        cw = class_frequency_weights(train.labels[train.labels >= 0]).to(device)
+        cw_cpu = cw.cpu()
+        labels_all = torch.from_numpy(train.labels)
+        has_all = torch.from_numpy(np.asarray(train.has_pseudo, dtype=bool))
+        lam, world, kill_at = cfg.train.lam, plan.processes, int(os.environ.get(KILL_ENV, "0") or 0)
+        local_loss = torch.zeros((), device=device)
+        seen: list[str] = []
+        model.train()
+        t0, n_items = time.time(), 0
+        bar = None
+        if acc.is_main_process:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=spe, initial=state.next_batch, desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
+                       unit="upd", leave=False)
+        for ms, batch in zip(steps, loader):
+            last_micro = ms.step == plan.accumulation - 1
+            gi = torch.from_numpy(ms.global_items)
+            ce_norm, soft_norm = batch_normalisers(labels_all[gi], has_all[gi], cw_cpu)
+            for i, e in zip(batch["index"].tolist(), batch["errors"]):
+                if e:
+                    print(f"[finetune] rank {acc.process_index}: clip {train.ids[i]} failed to decode ({e}); trained as silence",
+                          flush=True)
+            if cfg.output.log_seen_ids:
+                seen.extend(str(train.ids[i]) for i, v in zip(batch["index"].tolist(), batch["valid"].tolist()) if v)
+            n_items += int(batch["valid"].sum())
+            b = to_device(batch, device)
+            sync = contextlib.nullcontext() if last_micro else acc.no_sync(model)
+            with sync:
+                logits = model(**model_inputs(b))
+                loss = partial_loss(logits, b["labels"], b["valid"], b["pseudo"] if lam > 0 else None, b["has_pseudo"],
+                                    cw, ce_norm, soft_norm, lam)
+                acc.backward(loss * world)
+            local_loss += loss.detach()
+            if not last_micro:
+                continue
+            if cfg.train.clip_grad_norm > 0:
+                acc.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            state.global_step += 1
+            state.next_batch = ms.batch + 1
+            state.loss_updates += 1
+            if bar is not None:
+                bar.update(1)
+            if cfg.train.checkpoint_every and state.global_step % cfg.train.checkpoint_every == 0 and state.next_batch < spe:
+                state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
+                local_loss.zero_()
+                self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": state.next_batch})
+            if kill_at and state.global_step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        if bar is not None:
+            bar.close()
+        state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
+        self._epoch_speed = {"seconds": time.time() - t0,
+                             "samples_per_s": float(acc.reduce(torch.tensor(float(n_items), device=device), "sum"))
+                             / max(1e-9, time.time() - t0)}
+        if cfg.output.log_seen_ids:
+            d = self.out / "seen"
+            d.mkdir(parents=True, exist_ok=True)
+            (d / f"epoch{state.epoch}.rank{acc.process_index}.txt").write_text("\n".join(seen) + ("\n" if seen else ""))
+
+    def _end_epoch(self, early: EarlyStopping) -> None:
+        cfg, acc, state = self.cfg, self.acc, self.state
+        model = acc.unwrap_model(self.model)
+        logits, _ = predict(model, self.data.val, accelerator=acc, n_windows=self.n_windows["val"],
+                            max_windows=cfg.data.eval_max_windows, num_workers=cfg.data.num_workers,
+                            desc="validate")
+        val = summary(score(logits, self.data.val.labels, cfg.train.never_predicted))
+        improved = early.step(val["hF"], state.epoch)
+        from accelerate.utils import broadcast_object_list
+
+        box = [(improved, early.should_stop)]
+        broadcast_object_list(box, from_process=0)  # one decision for every rank
+        improved, stop = box[0]
+        epoch = state.epoch
+        if improved and acc.is_main_process:
+            export_weights(model, self.out / "best" / "model.pt",
+                           {"epoch": epoch, "val": val, "run": cfg.run_name, "stage": cfg.train.stage,
+                            "config": cfg.as_dict(), "backbone": cfg.backbone.name})
+        entry = {"epoch": epoch + 1, "train_loss": state.loss_sum / max(1, state.loss_updates),
+                 "lr": float(self.scheduler.get_last_lr()[0]), "updates": state.global_step,
+                 "val": val, "best": bool(improved), **self._epoch_speed}
+        state.history.append(entry)
+        self.log(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}, val hF {val['hF']:.4f}"
+                 f"{' (best)' if improved else ''}, {entry['samples_per_s']:.1f} clips/s")
+        if cfg.output.tensorboard:
+            acc.log({"train/loss": entry["train_loss"], "train/lr": entry["lr"], "val/hF": val["hF"], "val/hP": val["hP"],
+                     "val/hR": val["hR"], "val/accuracy": val["accuracy"]}, step=epoch + 1)
+        state.epoch += 1
+        state.next_batch, state.loss_sum, state.loss_updates = 0, 0.0, 0
+        state.early = early.state_dict()
+        state.finished = bool(stop) or state.epoch >= cfg.train.epochs
+        self._write_json("metrics.json", {"run": cfg.run_name, "history": state.history,
+                                          "best_epoch": None if early.best_epoch is None else early.best_epoch + 1,
+                                          "best_val_hF": early.best, "stopped_early": bool(stop)})
+        self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": 0})
+
+    # ------------------------------------------------------------------ after training
+    def _finish(self) -> dict[str, Any]:
+        cfg, acc, state = self.cfg, self.acc, self.state
+        model = acc.unwrap_model(self.model)
+        best = self.out / "best" / "model.pt"
+        acc.wait_for_everyone()
+        meta = load_weights(model, best)
+        kw = dict(accelerator=acc, max_windows=cfg.data.eval_max_windows, num_workers=cfg.data.num_workers)
+        all_logits: dict[str, np.ndarray] = {}
+        failures: dict[str, dict[str, str]] = {}
+        for name, (clips, _) in self.data.all_sets.items():
+            if not cfg.output.write_logits and name != self.data.val.dataset:
+                continue
+            all_logits[name], failures[name] = predict(model, clips, desc=f"logits {name}", **kw)
+        clean_name = self.data.val.dataset
+        clean_all = self.data.all_sets[clean_name][0]
+        pos = {str(i): k for k, i in enumerate(clean_all.ids)}
+        results = {}
+        for part, clips in (("val", self.data.val), ("test", self.data.test)):
+            rows = [pos[str(i)] for i in clips.ids]
+            results[part] = summary(score(all_logits[clean_name][rows], clips.labels, cfg.train.never_predicted))
+        weights_sha = sha256_file(best) if acc.is_main_process else ""
+        result = {"run": cfg.run_name, "stage": cfg.train.stage, "backbone": cfg.backbone.name,
+                  "variant": cfg.backbone.variant, "lr": cfg.train.lr, "lam": cfg.train.lam, "seed": cfg.train.seed,
+                  "epochs": cfg.train.epochs, "epochs_run": len(state.history), "best_epoch": meta.get("epoch", -1) + 1,
+                  "val": results["val"], "test": results["test"], "never_predicted": cfg.train.never_predicted,
+                  "output_dir": str(self.out.resolve()), "weights": str(best.resolve()), "weights_sha256": weights_sha,
+                  "processes": acc.num_processes, "global_batch": self.plan.global_batch,
+                  "decode_failures": {k: v for k, v in failures.items() if v}}
+        if acc.is_main_process:
+            np.savez_compressed(self.out / "logits.npz", **{f"{k}__ids": self.data.all_sets[k][0].ids.astype(str)
+                                                            for k in all_logits},
+                                **{f"{k}__logits": v for k, v in all_logits.items()})
+            if cfg.output.write_logits:
+                self._write_logits(all_logits, result)
+            self._write_json("result.json", result)
+            self.log(f"best epoch {result['best_epoch']}: val hF {results['val']['hF']:.4f}, test hF {results['test']['hF']:.4f}"
+                     f" (never-predicted convention '{cfg.train.never_predicted}')")
+        acc.wait_for_everyone()
+        return result
+
+    def _write_logits(self, all_logits: dict[str, np.ndarray], result: dict[str, Any]) -> None:
+        cfg = self.cfg
+        for name, logits in all_logits.items():
+            clips, path = self.data.all_sets[name]
+            prov = base_provenance(
+                "finetune", run=cfg.run_name, kind="finetune", stage=cfg.train.stage, backbone=cfg.backbone.name,
+                variant=cfg.backbone.variant, backbone_provenance=self.facts.get("backbone_provenance"),
+                seed=cfg.train.seed, lr=cfg.train.lr, lam=cfg.train.lam, split={"preset": self.data.split.preset,
+                                                                                "fold": self.data.split.fold},
+                dataset=name, best_epoch=result["best_epoch"], val=result["val"], test=result["test"],
+                weights_sha256=result["weights_sha256"], config=cfg.as_dict(),
+                decode_failures=sorted(result["decode_failures"].get(name, {})),
+            )
+            Store(path, mode="a").write_table(f"logits/{cfg.run_name}", clips.ids, {"logits": logits.astype(np.float32)},
+                                              attrs=prov)
+            self.log(f"wrote logits/{cfg.run_name} for {len(clips)} clips of {name} into {path}")
+
+
+def train(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
+    """Run one stage; returns the result dict (also written to ``<output>/result.json``)."""
+    return Trainer(cfg).run(resume=resume)
