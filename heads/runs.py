@@ -1,0 +1,120 @@
+"""Saved runs: weights + metrics JSON + resolved config + split + provenance in one folder,
+and the cache tables a run writes (``logits/<run>``, ``pseudo_labels/<name>``).
+
+A run folder holds ``head.pt`` (head config, state dict, feature standardizer, the inputs it
+reads), ``metrics.json``, ``config.json``, ``split.json`` (when a split was used) and
+``provenance.json``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from cache.provenance import base_provenance
+from cache.splits import Split
+from cache.store import Store
+from cache.taxonomy import NUM_CLASSES
+
+from .data import InputSpec, Standardizer
+from .model import FusionHead
+from .training import RunResult
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if dataclasses.is_dataclass(o):
+        return dataclasses.asdict(o)
+    return str(o)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+    tmp.replace(path)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def save_run(out_dir: str | Path, result: RunResult, *, inputs: InputSpec, groups: Sequence[str],
+             standardizer: Standardizer | None = None, split: Split | None = None, metrics: dict | None = None,
+             config: dict | None = None, provenance: dict | None = None) -> Path:
+    """Write one trained head and everything needed to trust and reuse it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"head_config": result.head_config, "state_dict": result.state_dict,
+               "standardizer": None if standardizer is None else standardizer.state_dict(),
+               "inputs": dataclasses.asdict(inputs), "groups": list(groups)}
+    tmp = out / "head.pt.tmp"
+    torch.save(payload, tmp)
+    tmp.replace(out / "head.pt")
+    m = {"best_epoch": result.best_epoch, "val": result.best_val, "history": result.history,
+         "n_parameters": result.n_parameters, "n_parameters_counts": "trainable parameters of this head "
+         "(prior embedding included; frozen feature extractors not counted)"}
+    m.update(metrics or {})
+    write_json(out / "metrics.json", m)
+    write_json(out / "config.json", {"train": dataclasses.asdict(result.config), "inputs": dataclasses.asdict(inputs),
+                                     "groups": list(groups), **(config or {})})
+    if split is not None:
+        split.save(out / "split.json")
+    write_json(out / "provenance.json", base_provenance("heads", **(provenance or {})))
+    return out
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    head: FusionHead
+    standardizer: Standardizer | None
+    inputs: InputSpec
+    groups: list[str]
+    metrics: dict
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """A saved run folder (or its ``head.pt``) back as a head in evaluation mode."""
+    path = Path(path)
+    folder = path.parent if path.name == "head.pt" else path
+    file = folder / "head.pt"
+    if not file.exists():
+        raise FileNotFoundError(f"no trained head at {file}")
+    payload = torch.load(file, map_location="cpu", weights_only=True)
+    head = FusionHead(**payload["head_config"])
+    head.load_state_dict(payload["state_dict"])
+    head.eval()
+    metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
+    return LoadedRun(folder, head, Standardizer.from_state(payload.get("standardizer")),
+                     InputSpec(**payload["inputs"]), list(payload["groups"]), metrics)
+
+
+def write_logits(store: Store, run: str, ids: Sequence[str], logits: np.ndarray, **provenance) -> str:
+    """``logits/<run>`` table (ids, logits (N, 23) float32) with provenance."""
+    logits = np.asarray(logits, dtype=np.float32)
+    if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
+        raise ValueError(f"logits must be (N, {NUM_CLASSES}), got {logits.shape}")
+    group = f"logits/{run}"
+    store.write_table(group, list(ids), {"logits": logits}, attrs=base_provenance("heads", run=run, **provenance))
+    return group
+
+
+def write_pseudo_labels(store: Store, name: str, ids: Sequence[str], probs: np.ndarray, **provenance) -> str:
+    """``pseudo_labels/<name>`` table (ids, probs (N, 23) float32) with provenance."""
+    probs = np.asarray(probs, dtype=np.float32)
+    group = f"pseudo_labels/{name}"
+    store.write_table(group, list(ids), {"probs": probs}, attrs=base_provenance("heads", name=name, **provenance))
+    return group
