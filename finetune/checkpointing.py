@@ -52,7 +52,9 @@ class StateFolders:
             if tmp.exists():
                 shutil.rmtree(tmp)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))
+        # torch serialisation, not safetensors: safetensors refuses buffers that view part of a
+        # storage (e.g. torch's periodic Hann windows inside mel front-ends) when loading back
+        acc.save_state(str(tmp), safe_serialization=False)
         acc.wait_for_everyone()
         if acc.is_main_process:
             (tmp / COMPLETE).write_text(json.dumps(info))

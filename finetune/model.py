@@ -39,9 +39,9 @@ class FinetuneModel(nn.Module):
 
     def clip_embeddings(self, windows: torch.Tensor, lengths: torch.Tensor, clip_of_window: torch.Tensor, n_clips: int,
                         texts: list[str] | None = None) -> torch.Tensor:
-        from extract.windowing import pool_windows
+        from extract.windowing import forward_windows, pool_windows
 
-        emb = self.backbone.embed_windows(windows, lengths)
+        emb = forward_windows(self.backbone, windows, lengths)  # trims padding where the backbone allows it
         h = pool_windows(emb, clip_of_window, lengths, n_clips)
         if self.use_text:
             if texts is None:

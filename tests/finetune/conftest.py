@@ -126,3 +126,15 @@ def launch(args: list[str], processes: int = 1, env_extra: dict[str, str] | None
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", script, *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def run_ft():
+    """``run_ft(args) -> exit code``: finetune/run.py's main() in this process."""
+    return run_inprocess
+
+
+@pytest.fixture
+def launch_ft():
+    """``launch_ft(args, processes=1, env_extra=None) -> CompletedProcess``: fresh process(es)."""
+    return launch

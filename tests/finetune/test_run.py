@@ -1,0 +1,71 @@
+"""One-process runs of finetune/run.py in this process: outputs, cache logits, evaluation, refusals."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cache.features import read_logits
+from cache.manifest import load_manifest
+from cache.splits import Split
+from cache.store import Store, default_store_path
+from finetune.config import load_config
+from finetune.evaluate import predict, score
+from finetune.model import WEIGHTS_FORMAT, model_from_run
+from finetune.trainer import load_datasets
+
+
+def test_stage1_one_process_writes_every_output(ft_data, tmp_path, run_ft):
+    out = tmp_path / "s1"
+    assert run_ft(ft_data.args(out, "data.num_workers=1", "output.tensorboard=true")) == 0
+    result = json.loads((out / "result.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert result["processes"] == 1 and result["global_batch"] == 18 and result["epochs_run"] == 2
+    assert len(metrics["history"]) == 2 and metrics["best_epoch"] == result["best_epoch"]
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert all(np.isfinite(h["train_loss"]) and h["train_loss"] > 0 for h in metrics["history"])
+    assert list((out / "tb").rglob("events.out.tfevents.*"))
+    cfg = load_config(out / "config.toml")
+    assert cfg.train.epochs == 2 and cfg.output.dir == str(out)
+    best = torch.load(out / "best" / "model.pt", weights_only=True)
+    assert best["format"] == WEIGHTS_FORMAT and best["meta"]["epoch"] + 1 == result["best_epoch"]
+
+    # logits for every clip of both datasets, in the head tier's table format, with provenance
+    split = Split.load(out / "split.json")
+    for root, ids in ((ft_data.clean, ft_data.clean_ids), (ft_data.noisy, ft_data.noisy_ids)):
+        store = Store(default_store_path(root), mode="r")
+        t = store.read_table(f"logits/{cfg.run_name}")
+        assert sorted(t.ids.tolist()) == sorted(ids) and t["logits"].shape == (len(ids), 23)
+        assert t["logits"].dtype == np.float32 and np.isfinite(t["logits"]).all()
+        assert t.attrs["producer"] == "finetune" and t.attrs["stage"] == 1 and t.attrs["backbone"] == "tiny"
+    clean = Store(default_store_path(ft_data.clean), mode="r")
+    labels = dict(zip(load_manifest(ft_data.clean).ids, load_manifest(ft_data.clean).labels))
+    for part in ("val", "test"):
+        ids = split.part(part)
+        s = score(read_logits(clean, cfg.run_name, ids), np.array([labels[i] for i in ids]))
+        assert s.hF == pytest.approx(result[part]["hF"], abs=1e-12)
+
+    # evaluating the best weights again from the run folder gives the same logits
+    model, cfg2 = model_from_run(out)
+    val = load_datasets(cfg2).val
+    logits, failures = predict(model, val, max_windows=5, progress=False)
+    assert not failures
+    np.testing.assert_allclose(logits, read_logits(clean, cfg.run_name, list(val.ids)), atol=1e-5)
+
+
+def test_refusals(ft_data, tmp_path, capsys, run_ft):
+    out = tmp_path / "refused"
+    # 18 clips per global batch cannot be split into 4 accumulation steps of one process
+    assert run_ft(ft_data.args(out, "train.grad_accum=4")) == 2
+    err = capsys.readouterr().err
+    assert "global batch size 18 is not divisible by 1 process(es) × 4 accumulation step(s) = 4" in err
+    assert not (out / "state").exists()
+    # ... unless a per-device batch is given (here 3 × 1 × 4 = 12 per update); one epoch is enough
+    assert run_ft(ft_data.args(out, "train.grad_accum=4", "per_device_batch_size=3", "epochs=1",
+                                      "output.write_logits=false")) == 0
+    assert json.loads((out / "result.json").read_text())["global_batch"] == 12
+    # a finished run is never overwritten silently
+    assert run_ft(ft_data.args(out, "epochs=1")) == 2
+    assert "already holds a training state" in capsys.readouterr().err
