@@ -150,12 +150,14 @@ class FakeOpenAIServer:
         self.batch_steps = batch_steps
         self.hang_s = hang_s
         self.hits: list[Hit] = []
+        self.inflight = 0
+        self.max_inflight = 0
         self.attempts: dict[str, int] = {}
         self.batch_attempts: dict[str, int] = {}
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self.httpd = _Server((host, port), self._handler())
         self.httpd.daemon_threads = True
@@ -355,12 +357,20 @@ class FakeOpenAIServer:
                     except ValueError:
                         return self._json(400, {"error": {"message": "invalid JSON body"}})
                     body["_auth"] = self.headers.get("Authorization", "")
-                    if server.latency:
-                        time.sleep(server.latency)
-                    status, headers, out = server.answer(path, body)
-                    body.pop("_auth", None)
-                    if out is None:  # hang
-                        server._stop.wait(server.hang_s)
+                    with server._lock:
+                        server.inflight += 1
+                        server.max_inflight = max(server.max_inflight, server.inflight)
+                    try:
+                        if server.latency:
+                            time.sleep(server.latency)
+                        status, headers, out = server.answer(path, body)
+                        body.pop("_auth", None)
+                        if out is None:  # hang
+                            server._stop.wait(server.hang_s)
+                    finally:  # counted out before the answer leaves, so a client's next request never overlaps
+                        with server._lock:
+                            server.inflight -= 1
+                    if out is None:
                         return self._json(500, {"error": {"message": "hung request released"}})
                     return self._send(status, out, headers)
                 if path == "/v1/files":

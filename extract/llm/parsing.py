@@ -246,19 +246,20 @@ def parse_summary(text: str | None, max_chars: int = 1000) -> SummaryParse:
     raw = (text or "").strip()
     if not raw:
         return SummaryParse(None, "empty answer")
-    value: Any = None
-    try:
-        value = extract_json(raw)
-    except AnswerError:
-        if raw.lstrip().startswith(("{", "[", "```")):
-            fence = _FENCE_RE.search(raw)
-            inner = fence.group(1).strip() if fence else ""
-            if inner and not inner.startswith(("{", "[")):
-                value = inner
-            else:
-                return SummaryParse(None, "malformed JSON")
-        else:
-            value = raw
+    fence = _FENCE_RE.search(raw)
+    if fence:
+        raw = fence.group(1).strip()
+    value: Any = raw
+    if raw.startswith('"'):
+        try:
+            value = str(json.loads(raw))
+        except ValueError:
+            value = raw.strip('"')
+    elif raw.startswith(("{", "[")):
+        try:
+            value = extract_json(raw)
+        except AnswerError as e:
+            return SummaryParse(None, str(e))
     if isinstance(value, Mapping):
         key = next((k for k in value if str(k).lower() in ("summary", "description", "text", "caption")), None)
         if key is None:

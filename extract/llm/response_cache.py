@@ -24,7 +24,7 @@ from cache.provenance import now_iso
 
 #: environment variable that overrides the default cache folder
 CACHE_ENV = "BST_LLM_CACHE"
-_KEY_RE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+\S+)")
+_KEY_RE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._~+/=\-]+)")
 _SECRET_ENV = ("OPENAI_API_KEY", "OPENAI_ADMIN_KEY", "AZURE_OPENAI_API_KEY")
 
 
@@ -44,6 +44,19 @@ def redact(text: Any) -> str:
         if v and len(v) >= 4:
             s = s.replace(v, "***")
     return _KEY_RE.sub("***", s)
+
+
+def redact_obj(obj: Any) -> Any:
+    """``obj`` (JSON-like) with :func:`redact` applied to every string in it."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, dict):
+        return {redact(str(k)): redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_obj(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float)):
+        return obj
+    return redact(str(obj))
 
 
 def request_key(*, provider: str, model: str, api: str, prompt_version: str, system_sha256: str,
@@ -106,7 +119,7 @@ class ResponseCache:
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         record = {"key": key, "created": now_iso(), "text": redact(text) if text else "",
-                  "usage": usage or {}, "meta": json.loads(redact(json.dumps(meta or {}, default=str)))}
+                  "usage": usage or {}, "meta": redact_obj(meta or {})}
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

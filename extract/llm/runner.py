@@ -34,7 +34,7 @@ from .evaluate import score_prior
 from .parsing import LabelMapper, count_drops, parse_prior, parse_summary
 from .prompts import build_template, load_class_texts
 from .providers.base import ChatProvider, ChatRequest, ChatResult, LocalTask, build_provider
-from .response_cache import ResponseCache, redact, request_key
+from .response_cache import ResponseCache, redact, redact_obj, request_key
 
 EXIT_OK, EXIT_PENDING = 0, 3
 
@@ -231,7 +231,7 @@ class Runner:
             path = _report_path(cfg, Path(report.store))
             path.parent.mkdir(parents=True, exist_ok=True)
             data = {"report": asdict(report), "config": cfg.as_dict(), "rejected": rejects or []}
-            path.write_text(redact(json.dumps(data, indent=1, default=str)))
+            path.write_text(json.dumps(redact_obj(json.loads(json.dumps(data, default=str))), indent=1))
             report.report_path = str(path)
         self._print(report.format())
 

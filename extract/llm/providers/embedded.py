@@ -45,9 +45,26 @@ def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+_MEMO: dict[tuple[str, str], np.ndarray] = {}
+_MEMO_MAX = 500_000
+
+
 def encode(config: LLMConfig, texts: list[str]) -> np.ndarray:
-    enc = get_encoder(config)
-    return enc.encode(texts, batch_size=config.embed_batch_size, progress=config.progress and len(texts) > 2000)
+    """(N, 384) MiniLM embeddings; texts seen before in this process are not encoded again."""
+    key = config.minilm_path or ""
+    todo = sorted({t for t in texts if (key, t) not in _MEMO})
+    if todo:
+        enc = get_encoder(config)
+        vecs = enc.encode(todo, batch_size=config.embed_batch_size, progress=config.progress and len(todo) > 2000)
+        if len(_MEMO) + len(todo) > _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO.update({(key, t): v for t, v in zip(todo, vecs)})
+        if any((key, t) not in _MEMO for t in texts):  # memo was cleared and is too small: no memo
+            return enc.encode(texts, batch_size=config.embed_batch_size)
+    out = np.empty((len(texts), 384), dtype=np.float32)
+    for i, t in enumerate(texts):
+        out[i] = _MEMO[(key, t)]
+    return out
 
 
 def encoder_provenance(config: LLMConfig) -> dict[str, Any]:

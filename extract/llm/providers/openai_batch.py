@@ -76,6 +76,7 @@ class OpenAIBatchProvider(OpenAIProvider):
         self.pending: list[str] = []  # keys still in open batches after run()
         self.events: list[str] = []
         self.state_path: Path | None = Path(config.batch_state) if config.batch_state else None
+        self._state: BatchState | None = None
 
     def provenance(self) -> dict[str, Any]:
         p = super().provenance()
@@ -143,6 +144,7 @@ class OpenAIBatchProvider(OpenAIProvider):
                                   metadata={TAG_KEY: tag, "producer": "extract.llm", "kind": reqs[0].kind,
                                             "n_requests": str(len(reqs))})
         self.usage.note_status("batch_created")
+        self.usage.requests += len(reqs)
         self._log(f"created batch {b.id} with {len(reqs)} request(s)")
         return self._record(state, tag, b, reqs)
 
@@ -151,8 +153,6 @@ class OpenAIBatchProvider(OpenAIProvider):
         rec = {"id": batch.id, "keys": [r.key for r in reqs], "status": batch.status, "merged": False,
                "created": now_iso()}
         state.batches[tag] = rec
-        for r in reqs:
-            state.attempts[r.key] = state.attempts.get(r.key, 0) + 1
         state.save()
         return rec
 
@@ -210,6 +210,9 @@ class OpenAIBatchProvider(OpenAIProvider):
             if key not in delivered and key not in failures:
                 failures[key] = "missing_from_batch_output"
         rec["merged"] = True
+        for key in rec["keys"]:  # counted at merge time: a resubmission gets a new tag
+            state_attempts = self._state.attempts
+            state_attempts[key] = state_attempts.get(key, 0) + 1
 
     # ------------------------------------------------------------------ driver
     def run(self, requests: list[ChatRequest], on_result: ResultCallback) -> None:
@@ -217,22 +220,33 @@ class OpenAIBatchProvider(OpenAIProvider):
             return
         if self.state_path is None:
             raise RuntimeError("openai-batch needs a state file path (config batch_state)")
-        state = BatchState.load(self.state_path)
+        state = self._state = BatchState.load(self.state_path)
         client = self.make_sync_client()
         by_key = {r.key: r for r in requests}
+        caller = on_result
+
+        def on_result(res: ChatResult) -> None:  # rows of older batches no longer asked for are skipped
+            if res.key in by_key:
+                caller(res)
+
         remaining = dict(by_key)
         delivered: set[str] = set()
         failures: dict[str, str] = {}
         deadline = time.monotonic() + self.config.batch_wait_s
         round_ = 0
         while remaining and round_ <= self.config.batch_max_resubmits:
-            keys = sorted(remaining)
+            # batches of earlier calls that still hold some of these rows: collect them first
+            open_recs = [rec for rec in state.batches.values() if not rec.get("merged")
+                         and rec.get("status") in REUSABLE and set(rec["keys"]) & remaining.keys()]
+            covered = {k for rec in open_recs for k in rec["keys"]}
+            keys = sorted(k for k in remaining if k not in covered)
             n = self.config.batch_max_requests
-            open_recs = []
             for s in range(0, len(keys), n):
                 chunk = [remaining[k] for k in keys[s:s + n]]
                 tag = self.tag_for([r.key for r in chunk], state, chunk[0].kind)
-                open_recs.append(self.ensure_batch(client, state, tag, chunk))
+                rec = self.ensure_batch(client, state, tag, chunk)
+                if rec not in open_recs:
+                    open_recs.append(rec)
             # poll until every batch of this round is terminal or the wait budget is spent
             while True:
                 still_open = False
@@ -252,7 +266,7 @@ class OpenAIBatchProvider(OpenAIProvider):
                     break
                 if time.monotonic() >= deadline:
                     self.pending = sorted(k for rec in open_recs if not rec.get("merged") for k in rec["keys"]
-                                          if k not in delivered)
+                                          if k not in delivered and k in by_key)
                     self._log(f"{len(self.pending)} request(s) still in open batch(es); run the same command "
                               "again later to collect them")
                     for k in delivered:

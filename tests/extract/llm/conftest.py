@@ -1,0 +1,45 @@
+"""Fixtures of the LLM-tier tests: a local fake OpenAI server, a dummy API key, tiny datasets."""
+from __future__ import annotations
+
+import pytest
+
+from extract.llm.fake_server import FakeOpenAIServer
+
+#: the dummy key every test runs with; it must never show up in caches, stores, reports or errors
+SECRET = "sk-test-DUMMYKEY0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("BST_LLM_CACHE", str(tmp_path / "default-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture
+def server():
+    """A fake OpenAI server on 127.0.0.1 (started, stopped after the test)."""
+    srv = FakeOpenAIServer(hang_s=10.0, batch_steps=2)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def meta_row(sound_id: str, code: str, title: str, tags: str = "", description: str = "") -> dict[str, str]:
+    return {"sound_id": sound_id, "class": code, "class_idx": "", "class_top": code.split("-")[0],
+            "confidence": "4", "uploader": "u", "license": "CC0", "title": title, "tags": tags,
+            "description": description}
+
+
+@pytest.fixture
+def secret() -> str:
+    """The dummy API key set in the environment of every test."""
+    return SECRET
+
+
+@pytest.fixture
+def mrow():
+    """``mrow(sound_id, code, title, tags="", description="")`` -> one labelled metadata row."""
+    return meta_row

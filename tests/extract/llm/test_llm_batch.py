@@ -1,0 +1,75 @@
+"""The `openai-batch` provider: prepare → upload → create → status → download → merge → resubmit."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cache.features import read_priors
+from cache.store import Store
+from cache.taxonomy import CLASS_INDEX
+from extract.llm.cli import main
+
+CLIPS = {"1": ("dog", "fx-a"), "2": ("car", "fx-v"), "3": ("band [[batchfail]]", "m-m"),
+         "4": ("talk [[batchlost]]", "sp-s"), "5": ("steps [[other]]", "fx-h")}
+
+
+def _setup(make_dataset, mrow):
+    return make_dataset([mrow(i, "fx-o", t, g) for i, (t, g) in CLIPS.items()])
+
+
+def _args(root, server, tmp_path, wait):
+    return ["priors", "--dataset", str(root), "--provider", "openai-batch", "--model", "test-model",
+            "--base-url", server.base_url, "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+            "--batch-wait", str(wait), "--set", "batch_poll_s=0.02"]
+
+
+def _created(server):
+    """Input rows of every batch created on the server, in creation order."""
+    out = []
+    for b in sorted(server.batches.values(), key=lambda b: b["id"]):
+        lines = server.files[b["input_file_id"]]["content"].decode().splitlines()
+        out.append([json.loads(x)["custom_id"] for x in lines if x.strip()])
+    return out
+
+
+def test_submit_collect_resubmit_only_failed_rows(server, make_dataset, mrow, tmp_path):
+    root = _setup(make_dataset, mrow)
+    # first call: submit and return at once; nothing is written, exit status 3 (pending)
+    assert main(_args(root, server, tmp_path, 0)) == 3
+    assert len(server.batches) == 1 and not (root / "cache.zarr").exists()
+    state_file = root / "llm_batches" / "priors-openai-batch.json"
+    state = json.loads(state_file.read_text())
+    assert [b["id"] for b in state["batches"].values()] == list(server.batches)
+    b = next(iter(server.batches.values()))
+    assert b["endpoint"] == "/v1/responses" and len(b["metadata"]["bst_hac_tag"]) == 40
+    assert server.files[b["input_file_id"]]["purpose"] == "batch"
+
+    # second call: collects the open batch (no new batch for those rows), then resubmits only the
+    # failed row and the row missing from the output, in one new batch
+    assert main(_args(root, server, tmp_path, 10)) == 0
+    created = _created(server)
+    assert len(created) == 2 and len(created[0]) == 5 and len(created[1]) == 2
+    assert set(created[1]) < set(created[0])
+    ids = list(CLIPS)
+    prior, missing = read_priors(Store(root / "cache.zarr", mode="r"), "openai-batch", ids)
+    assert missing.tolist() == [False, False, False, False, True]  # 'other'-only answer stays missing
+    assert prior[0, CLASS_INDEX["fx-a"]] == pytest.approx(0.75)
+    assert prior[2, CLASS_INDEX["m-m"]] == pytest.approx(0.75)  # the resubmitted row
+    assert np.allclose(prior[:4].sum(1), 1.0)
+
+    # third call: everything from the cache, no batch, no upload
+    n_files = len(server.files)
+    assert main(_args(root, server, tmp_path, 10)) == 0
+    assert len(server.batches) == 2 and len(server.files) == n_files
+
+
+def test_lost_state_file_adopts_the_tagged_batch(server, make_dataset, mrow, tmp_path):
+    root = _setup(make_dataset, mrow)
+    assert main(_args(root, server, tmp_path, 0)) == 3
+    (root / "llm_batches" / "priors-openai-batch.json").unlink()  # e.g. killed before the state was saved
+    assert main(_args(root, server, tmp_path, 10)) == 0
+    created = _created(server)
+    # the first batch was found by its metadata tag and collected: no second full batch was paid for
+    assert [len(c) for c in created] == [5, 2]
