@@ -309,10 +309,6 @@ def _readme(cfg: DemoConfig, counts: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def _expected_files(out: Path, clips: dict[str, list[Clip]]) -> int:
-    return sum(len({c.key for c in v}) for v in clips.values())
-
-
 def _is_up_to_date(out: Path, cfg: DemoConfig) -> bool:
     marker = out / "demo_config.json"
     if not marker.exists():
