@@ -218,7 +218,11 @@ class LaionCLAPBackbone(Backbone):
         self.eval()
 
     def audio_inputs(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The package's model input for each window's real samples (repeat-padded to 10 s)."""
+        """The package's model input for each window's real samples (``lengths``), repeat-padded to 10 s.
+
+        Whatever padding the window carries after its real samples is ignored: the package's
+        ``repeatpad`` is applied to the real samples themselves.
+        """
         if windows.shape[-1] > MAX_SAMPLES:
             raise ValueError(f"laion-clap windows hold at most {MAX_SAMPLES} samples, got {windows.shape[-1]}")
         n_real = [windows.shape[-1]] * len(windows) if lengths is None else [int(n) for n in lengths]
@@ -226,10 +230,11 @@ class LaionCLAPBackbone(Backbone):
             windows = quantize_int16(windows)
         items = []
         for i, (wave, n) in enumerate(zip(windows, n_real)):
-            if not 0 < n <= windows.shape[-1]:
-                raise ValueError(f"laion-clap: window {i} has {n} real samples (must be 1..{windows.shape[-1]})")
+            if not 0 <= n <= windows.shape[-1]:
+                raise ValueError(f"laion-clap: window {i} has {n} real samples (must be 0..{windows.shape[-1]})")
+            # a window without real samples (ignored by the pooling) is passed as it is
             items.append(self._data.get_audio_features(
-                {}, wave[:n], MAX_SAMPLES, data_truncating="fusion" if self.fusion else "rand_trunc",
+                {}, wave[:n] if n > 0 else wave, MAX_SAMPLES, data_truncating="fusion" if self.fusion else "rand_trunc",
                 data_filling="repeatpad", audio_cfg=self.audio_cfg, require_grad=torch.is_grad_enabled()))
         return {k: torch.cat([item[k].unsqueeze(0) for item in items]).to(windows.device) for k in items[0]}
 

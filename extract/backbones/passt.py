@@ -73,15 +73,6 @@ EMBEDDING_TEXT = "mean of cls and dist tokens after the final LayerNorm (PaSST '
 PASST_OVERRIDES = ("depth", "window_seconds", "s_patchout_t", "s_patchout_f", "u_patchout", "mel_augment",
                    "trust_pickle")
 
-# hear21passt prints shapes on the first forward pass and the whole model on construction.
-try:  # pragma: no cover - trivial
-    import hear21passt.models.passt as _hp
-
-    _hp.first_RUN = False
-except Exception:  # noqa: BLE001
-    _hp = None
-
-
 def build_passt_net(
     arch: str,
     stride: int,
@@ -103,9 +94,11 @@ def build_passt_net(
     otherwise the parameters are materialised on the CPU and, if ``init``, initialised by
     hear21passt's own ``init_weights`` (skip it only when a strict checkpoint load follows).
     """
+    import hear21passt.models.passt as hear21passt_models
     from accelerate import init_empty_weights
-    from hear21passt.models.passt import get_model
 
+    hear21passt_models.first_RUN = False  # it would print tensor shapes on the first forward pass
+    get_model = hear21passt_models.get_model
     with init_empty_weights(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         net = get_model(arch=arch, pretrained=False, n_classes=NUM_CLASSES, in_channels=1, fstride=stride,

@@ -154,6 +154,10 @@ def test_inputs_are_repeat_padded_real_samples(tiny):
     torch.testing.assert_close(inputs["waveform"][1, :400_000], q.repeat(4), rtol=0, atol=0)
     assert torch.count_nonzero(inputs["waveform"][1, 400_000:]) == 0  # repeatpad: whole repeats, then zeros
     torch.testing.assert_close(inputs["waveform"][0], quantize_int16(x[0]), rtol=0, atol=0)
+    empty = model.audio_inputs(torch.zeros(1, 480_000), torch.tensor([0]))  # padding-only window: left as is
+    assert empty["waveform"].shape == (1, 480_000) and torch.count_nonzero(empty["waveform"]) == 0
+    with pytest.raises(ValueError, match="window 0 has 480001 real samples"):
+        model.audio_inputs(x[:1], torch.tensor([480_001]))
 
 
 def test_embeddings_are_the_package_embeddings_before_normalisation(tiny):
