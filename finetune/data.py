@@ -180,7 +180,8 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(dataset: ClipAudio, batches: list[list[Any]], num_workers: int, seed: int = 0) -> torch.utils.data.DataLoader:
+def make_loader(dataset: ClipAudio, batches: list[list[Any]], num_workers: int, seed: int = 0,
+                pin_memory: bool | None = None) -> torch.utils.data.DataLoader:
     """A DataLoader over explicit batches (lists of indices or (index, valid) pairs).
 
     It has its own generator, so creating it never draws from torch's global RNG (resuming
@@ -190,6 +191,7 @@ def make_loader(dataset: ClipAudio, batches: list[list[Any]], num_workers: int, 
         dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=Collate(dataset.clips),
         worker_init_fn=_worker_init if num_workers else None, generator=torch.Generator().manual_seed(seed),
         prefetch_factor=2 if num_workers else None, persistent_workers=False,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )
 
 

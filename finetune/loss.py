@@ -9,7 +9,6 @@ over ranks, hence the trainer multiplies by the number of processes).
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from heads.losses import soft_ce, weighted_ce

@@ -1,10 +1,16 @@
-"""Two CPU processes (``accelerate launch --multi_gpu --num_processes 2``): stage 1 → pseudo-labels → 2 → 3."""
+"""Two CPU processes (``accelerate launch --multi_gpu --num_processes 2``): stage 1 → pseudo-labels → 2 → 3.
+
+The tiny backbone's ``clap`` variant exercises the three text-tower cases under DDP (which
+runs with find_unused_parameters=False): stage 1 ignores the text tower (unused parameters
+frozen before wrapping), stage 2 trains it on the cached summaries, stage 3 freezes it.
+"""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from cache.features import read_logits
 from cache.splits import Split
@@ -12,8 +18,7 @@ from cache.store import Store, default_store_path
 from finetune.evaluate import predict, score
 from finetune.model import model_from_run
 from finetune.trainer import load_datasets
-from heads.ensemble import softmax
-from heads.runs import write_pseudo_labels
+from heads.commands import pseudo_labels_from_runs
 
 
 def _ok(p) -> None:
@@ -24,8 +29,10 @@ def _ok(p) -> None:
 def test_two_process_three_stages(ft_data, tmp_path, launch_ft):
     s1, s2, s3 = tmp_path / "s1", tmp_path / "s2", tmp_path / "s3"
     # ---- stage 1 on two processes (9 clips per rank per update)
-    _ok(launch_ft(ft_data.args(s1, "output.log_seen_ids=true", "run_name=t-s1"), processes=2))
+    clap = ["backbone.variant=clap", "data.summary=test-summary"]
+    _ok(launch_ft(ft_data.args(s1, *clap, "text_source=none", "output.log_seen_ids=true", "run_name=t-s1"), processes=2))
     r1 = json.loads((s1 / "result.json").read_text())
+    assert json.loads((s1 / "config.json").read_text())["facts"]["unused_parameters"] == ["text_tower.weight"]
     assert r1["processes"] == 2 and r1["global_batch"] == 18
     split = Split.load(s1 / "split.json")
     # every training clip exactly once per epoch across the two ranks
@@ -43,14 +50,14 @@ def test_two_process_three_stages(ft_data, tmp_path, launch_ft):
         np.testing.assert_allclose(logits, read_logits(clean, "t-s1", list(clips.ids)), atol=1e-5)
         assert score(logits, clips.labels).hF == pytest.approx(r1[part]["hF"], abs=1e-12)
 
-    # ---- pseudo-labels: softmax of the stage-1 logits (an ensemble of one) for both datasets
-    for root in (ft_data.clean, ft_data.noisy):
-        st = Store(default_store_path(root))
-        t = st.read_table("logits/t-s1")
-        write_pseudo_labels(st, "pl-test", t.ids, softmax(t["logits"]), source=["t-s1"])
+    # ---- pseudo-labels with the head tier's command: softmax of the mean stage-1 logits (one model here)
+    stores = [Store(default_store_path(root)) for root in (ft_data.clean, ft_data.noisy)]
+    probs = pseudo_labels_from_runs(stores, ["t-s1"], "pl-test", log=lambda _m: None)
+    assert all(np.allclose(p.sum(1), 1.0, atol=1e-5) for p in probs.values())
 
     # ---- stage 2: noisy set, λ-mixed loss, a fresh head; the clean val/test clips are held out
-    _ok(launch_ft(ft_data.args(s2, "stage=2", "lam=0.9", "data.pseudo_labels=pl-test", "epochs=1", "run_name=t-s2",
+    _ok(launch_ft(ft_data.args(s2, *clap, "text_source=summary", "text_tower=train", "stage=2", "lam=0.9",
+                               "data.pseudo_labels=pl-test", "epochs=1", "run_name=t-s2",
                                "output.log_seen_ids=true"), processes=2))
     facts = json.loads((s2 / "config.json").read_text())["facts"]
     held_out = set(split.val) | set(split.test)
@@ -62,12 +69,17 @@ def test_two_process_three_stages(ft_data, tmp_path, launch_ft):
     r2 = json.loads((s2 / "result.json").read_text())
 
     # ---- stage 3: clean set from the best stage-2 model (weights only, fresh optimizer)
-    _ok(launch_ft(ft_data.args(s3, "stage=3", "lam=0.97", "data.pseudo_labels=pl-test", "epochs=1", "run_name=t-s3",
+    _ok(launch_ft(ft_data.args(s3, *clap, "text_source=summary", "text_tower=freeze", "stage=3", "lam=0.97",
+                               "data.pseudo_labels=pl-test", "epochs=1", "run_name=t-s3",
                                f"init_from={s2}"), processes=2))
     facts3 = json.loads((s3 / "config.json").read_text())["facts"]
     assert facts3["init_from"]["sha256"] == r2["weights_sha256"]
     assert facts3["init_from"]["meta"]["stage"] == 2
+    assert facts3["frozen_text_parameters"] == 1 and facts3["use_text"] and facts3["head"]["in_dim"] == 16 + 32
     r3 = json.loads((s3 / "result.json").read_text())
+    text = {d: torch.load(d / "best" / "model.pt", weights_only=True)["backbone"]["text_tower.weight"] for d in (s1, s2, s3)}
+    assert not torch.equal(text[s1], text[s2])  # stage 2 trained the text tower (stage 1 left it at its init)
+    assert torch.equal(text[s2], text[s3])  # stage 3 kept it frozen
     assert r3["stage"] == 3 and r3["processes"] == 2 and 0.0 <= r3["test"]["hF"] <= 1.0
     for root, ids in ((ft_data.clean, ft_data.clean_ids), (ft_data.noisy, ft_data.noisy_ids)):
         st = Store(default_store_path(root), mode="r")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from finetune.data import epoch_batches, eval_batches, eval_plan, loader_batches, micro_batches, steps_per_epoch, train_plan
+from finetune.data import epoch_batches, eval_batches, eval_plan, loader_batches, steps_per_epoch, train_plan
 from finetune.loss import batch_normalisers, partial_loss
 from heads.losses import class_frequency_weights, mixed_loss
 

@@ -69,3 +69,23 @@ def test_refusals(ft_data, tmp_path, capsys, run_ft):
     # a finished run is never overwritten silently
     assert run_ft(ft_data.args(out, "epochs=1")) == 2
     assert "already holds a training state" in capsys.readouterr().err
+
+
+def test_text_from_metadata_and_a_clip_that_fails_to_decode(ft_data, tmp_path, run_ft):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(ft_data.clean, data, ignore=shutil.ignore_patterns("cache.zarr"))
+    shutil.copytree(ft_data.clean / "cache.zarr", data / "cache.zarr")
+    bad = ft_data.clean_ids[5]
+    (data / "audio" / f"{bad}.wav").write_bytes(b"RIFF not really a wav file")
+    out = tmp_path / "meta"
+    args = ft_data.args(out, "backbone.variant=clap", "text_source=metadata", "epochs=1", "data.noisy=''",
+                        f"data.clean={data}", "run_name=t-meta")
+    assert run_ft(args) == 0
+    facts = json.loads((out / "config.json").read_text())["facts"]
+    assert facts["use_text"] and facts["head"]["in_dim"] == 16 + 32 and facts["unused_parameters"] == []
+    result = json.loads((out / "result.json").read_text())
+    assert list(result["decode_failures"]) == ["TESTCLEAN"] and bad in result["decode_failures"]["TESTCLEAN"]
+    t = Store(default_store_path(data), mode="r").read_table("logits/t-meta")
+    assert len(t) == 40 and np.isfinite(t["logits"]).all() and t.attrs["decode_failures"] == [bad]

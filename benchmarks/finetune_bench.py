@@ -1,0 +1,164 @@
+"""Fine-tune tier throughput: steps/s and clips/s of finetune/run.py vs a plain single-process loop.
+
+    python benchmarks/finetune_bench.py [--scale 0.4] [--epochs 2] [--workers 2] [--skip-gpu] [--out FILE]
+
+CPU part (always): the tiny backbone (10 s windows at 16 kHz) on demo data generated in a
+temporary folder (``cache.demo_data``): the plain loop (audio decoded in the main process,
+one process, no Accelerate) against ``python finetune/run.py`` (DataLoader workers) and
+``accelerate launch --multi_gpu --num_processes 2`` on the CPU. GPU part (when CUDA is
+available and ``--skip-gpu`` is not given): randomly initialised PaSST and M2D on one GPU,
+``finetune/run.py`` with bf16 and fp16 against the plain loop in float32 on the same GPU.
+Speeds are taken from the last (warm) training epoch; evaluation is not timed. Prints a
+table and writes JSON (default ``benchmarks/results/finetune_bench.json``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def plain_loop(cfg, epochs: int, device: str) -> dict:
+    """The naive baseline: same model, loss and optimizer; audio read in the main process, batch after batch."""
+    from extract.audio import AudioDecodeError, load_audio
+    from extract.windowing import split_windows
+    from finetune.model import build_model
+    from finetune.trainer import load_datasets
+    from heads.losses import class_frequency_weights, mixed_loss
+
+    torch.manual_seed(cfg.train.seed)
+    data = load_datasets(cfg, log=lambda _m: None)
+    model, _, _ = build_model(cfg, log=lambda _m: None)
+    model.to(device).train()
+    spec = model.backbone.spec
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr, weight_decay=0.01)
+    train = data.train
+    w = class_frequency_weights(train.labels).to(device)
+    speeds = []
+    for epoch in range(epochs):
+        order = np.random.default_rng(epoch).permutation(len(train))
+        t0, steps = time.perf_counter(), 0
+        for s in range(0, len(order), cfg.train.batch_size):
+            idx = order[s:s + cfg.train.batch_size]
+            parts = []
+            for i in idx:
+                try:
+                    wave = load_audio(train.paths[i], spec.sample_rate)
+                except AudioDecodeError:
+                    wave = torch.zeros(spec.window_samples)
+                parts.append(split_windows(wave, spec.window_samples, spec.padding))
+            windows = torch.cat([p[0] for p in parts]).to(device)
+            lengths = torch.cat([p[1] for p in parts]).to(device)
+            cow = torch.cat([torch.full((len(p[1]),), k) for k, p in enumerate(parts)]).to(device)
+            prior = torch.from_numpy(train.prior[idx]).to(device) if train.prior is not None else None
+            missing = torch.from_numpy(train.prior_missing[idx]).to(device)
+            logits = model(windows, lengths, cow, len(idx), prior, missing, None)
+            loss = mixed_loss(logits, torch.from_numpy(train.labels[idx]).to(device), w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            steps += 1
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        dt = time.perf_counter() - t0
+        speeds.append({"steps_per_s": steps / dt, "samples_per_s": len(order) / dt})
+    return speeds[-1]
+
+
+def finetune_run(args: list[str], processes: int, env_extra: dict | None = None) -> dict:
+    """Launch finetune/run.py; speed of its last epoch from metrics.json."""
+    out = Path([a for a in args if a.startswith("output.dir=")][0].split("=", 1)[1])
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    script = str(REPO / "finetune" / "run.py")
+    if processes == 1:
+        cmd = [sys.executable, script, *args]
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", script, *args]
+    p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-4000:]}")
+    history = json.loads((out / "metrics.json").read_text())["history"]
+    last = history[-1]
+    steps = last["updates"] - (history[-2]["updates"] if len(history) > 1 else 0)
+    return {"steps_per_s": steps / last["seconds"], "samples_per_s": last["samples_per_s"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", type=float, default=0.4, help="demo data scale (0.4 ≈ 230 clean clips)")
+    ap.add_argument("--max-duration", type=float, default=12.0)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2, help="DataLoader workers per process")
+    ap.add_argument("--skip-gpu", action="store_true")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "finetune_bench.json"))
+    args = ap.parse_args(argv)
+
+    from cache.demo_data import CLEAN, generate_demo
+    from finetune.config import FinetuneConfig, apply_overrides, parse_overrides
+
+    tmp = Path(tempfile.mkdtemp(prefix="ftbench-"))
+    generate_demo(tmp / "demo", seed=0, scale=args.scale, max_duration=args.max_duration)
+    clean = tmp / "demo" / CLEAN
+    common = [f"data.clean={clean}", "head.preset=no-prior", f"train.epochs={args.epochs}", "train.lr=1e-3",
+              "output.write_logits=false", "output.tensorboard=false", f"data.num_workers={args.workers}",
+              "train.checkpoint_every=0", "train.patience=100"]
+    rows = []
+
+    def cfg_of(extra: list[str]) -> FinetuneConfig:
+        return apply_overrides(FinetuneConfig(), parse_overrides(common + extra + [f"output.dir={tmp / 'plain'}"]))
+
+    def add(name, device, processes, mp, speed, base=None):
+        row = {"name": name, "device": device, "processes": processes, "mixed_precision": mp, **speed,
+               "vs_plain": None if base is None else speed["samples_per_s"] / base["samples_per_s"]}
+        rows.append(row)
+        print(f"  {name:34s} {device:5s} procs {processes} {mp:4s} {speed['steps_per_s']:7.2f} steps/s "
+              f"{speed['samples_per_s']:8.1f} clips/s" + ("" if base is None else f"  ×{row['vs_plain']:.2f} vs plain"),
+              flush=True)
+
+    tiny = ["backbone.name=tiny", "backbone.random_init=true"]
+    print(f"CPU: {os.cpu_count()} cores, torch {torch.__version__}, data {clean} (scale {args.scale})", flush=True)
+    base = plain_loop(cfg_of(tiny), args.epochs, "cpu")
+    add("tiny: plain loop", "cpu", 1, "no", base)
+    cpu_env = {"ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": ""}
+    for procs in (1, 2):
+        env = {**cpu_env, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // procs))}
+        sp = finetune_run(common + tiny + ["train.mixed_precision=no", f"output.dir={tmp / f'cpu{procs}'}"], procs, env)
+        add(f"tiny: finetune/run.py", "cpu", procs, "no", sp, base)
+
+    if torch.cuda.is_available() and not args.skip_gpu:
+        for name in ("passt", "m2d"):
+            bb = [f"backbone.name={name}", "backbone.random_init=true"]
+            gbase = plain_loop(cfg_of(bb), args.epochs, "cuda")
+            add(f"{name}: plain loop (fp32)", "cuda", 1, "no", gbase)
+            for mp in ("bf16", "fp16"):
+                sp = finetune_run(common + bb + [f"train.mixed_precision={mp}", f"output.dir={tmp / f'{name}-{mp}'}"], 1)
+                add(f"{name}: finetune/run.py", "cuda", 1, mp, sp, gbase)
+    else:
+        print("  (no GPU: PaSST/M2D rows skipped)")
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                                           "torch": torch.__version__,
+                                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+                               "config": vars(args), "rows": rows}, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
