@@ -61,6 +61,6 @@ def tokenizer_provenance(directory: str | Path) -> dict[str, Any]:
     """Folder path and sha256 of each tokenizer file, for provenance records."""
     from cache.provenance import sha256_file
 
-    directory = Path(directory)
+    directory = Path(directory).expanduser()
     hashes = {name: sha256_file(directory / name) for name in ROBERTA_FILES}
     return {"tokenizer": str(directory.resolve()), "tokenizer_sha256": hashes}

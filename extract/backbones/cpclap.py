@@ -150,7 +150,7 @@ class CPCLAPBackbone(Backbone):
                  allow_unexpected: tuple[str, ...] = (), overrides: Mapping[str, Any] | None = None):
         super().__init__()
         ov = check_overrides("cpclap", overrides or {}, CPCLAP_OVERRIDES)
-        checkpoint = Path(checkpoint) if checkpoint is not None else None
+        checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
         require_checkpoint("cpclap", checkpoint, random_init, "CP-CLAP .ckpt (PaSST + RoBERTa-large)")
         expected_vocab = int(ov.get("expected_vocab", ROBERTA_VOCAB_SIZE))
         self.tokenizer = load_roberta_tokenizer(tokenizer, expected_vocab=expected_vocab)

@@ -25,6 +25,7 @@ import io
 import os
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -106,7 +107,9 @@ def import_laion_clap() -> tuple[Any, Any]:
     with _LOCK:
         if "laion_clap" not in sys.modules:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            with _tokenizer_downloads_disabled(), contextlib.redirect_stdout(io.StringIO()):
+            with _tokenizer_downloads_disabled(), contextlib.redirect_stdout(io.StringIO()), \
+                    warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # timm.models.layers deprecation
                 importlib.import_module("laion_clap")
         # laion_clap puts its folder on sys.path and imports its model code as top-level `clap_module`
         return importlib.import_module("clap_module"), importlib.import_module("laion_clap.training.data")
@@ -145,7 +148,8 @@ def build_clap_model(variant: str = DEFAULT_VARIANT, *, text_config: Mapping[str
         original = model_code.RobertaModel
         model_code.RobertaModel = _OfflineRoberta(text_config, meta)
         try:
-            with contextlib.redirect_stdout(io.StringIO()):
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="torch.meshgrid")
                 model, model_cfg = clap_module.create_model(
                     AUDIO_MODEL, "roberta", precision="fp32", device=torch.device("meta" if meta else "cpu"),
                     enable_fusion=fusion, fusion_type="aff_2d" if fusion else "None")
@@ -179,7 +183,7 @@ class LaionCLAPBackbone(Backbone):
         if variant not in VARIANTS:
             raise KeyError(f"unknown LAION-CLAP variant {variant!r}; available: {', '.join(VARIANTS)}")
         ov = check_overrides("laion-clap", overrides or {}, LAION_OVERRIDES)
-        checkpoint = Path(checkpoint) if checkpoint is not None else None
+        checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
         require_checkpoint("laion-clap", checkpoint, random_init, f"{variant}.pt")
         self.tokenizer = load_roberta_tokenizer(tokenizer, expected_vocab=int(ov.get("expected_vocab",
                                                                                      ROBERTA_VOCAB_SIZE)))

@@ -224,7 +224,7 @@ class PaSSTBackbone(Backbone):
             raise KeyError(f"unknown PaSST variant {variant!r}; available: {', '.join(VARIANTS)}")
         ov = check_overrides("passt", overrides or {}, PASST_OVERRIDES)
         v = VARIANTS[variant]
-        checkpoint = Path(checkpoint) if checkpoint is not None else None
+        checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
         require_checkpoint("passt", checkpoint, random_init, v.checkpoint_file)
         self.variant = v
         self.mel_augment = bool(ov.get("mel_augment", False))
