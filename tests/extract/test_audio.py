@@ -1,0 +1,92 @@
+"""load_audio: decode, downmix, resampling, and every kind of unusable file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+
+from extract.audio import AudioDecodeError, duration_seconds, load_audio, resampler
+
+
+def _tone(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.5 * np.sin(2 * np.pi * freq * t)
+    return np.stack([x * (1 - 0.5 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+def test_same_rate_returns_the_decoded_samples(tmp_path):
+    p = tmp_path / "a.wav"
+    x = _tone(440, 0.5, 16000)
+    sf.write(p, x, 16000, subtype="FLOAT")
+    before = resampler.cache_info().currsize
+    y = load_audio(p, 16000)
+    assert y.dtype == torch.float32 and y.shape == (8000,)
+    np.testing.assert_array_equal(y.numpy(), x[:, 0])
+    assert resampler.cache_info().currsize == before  # no resampler built when the rates match
+
+
+def test_pcm16_is_scaled_to_unit_range(tmp_path):
+    p = tmp_path / "full.wav"
+    x = np.array([[-1.0], [-0.5], [0.0], [0.5], [32767 / 32768]], dtype=np.float32)
+    sf.write(p, x, 8000, subtype="PCM_16")
+    np.testing.assert_array_equal(load_audio(p, 8000).numpy(), x[:, 0])
+
+
+def test_resampling_matches_torchaudio_and_keeps_the_tone(tmp_path):
+    p = tmp_path / "b.wav"
+    x = _tone(1000, 1.0, 44100)
+    sf.write(p, x, 44100, subtype="FLOAT")
+    y = load_audio(p, 16000)
+    assert y.shape == (16000,)
+    ref = torchaudio.functional.resample(torch.from_numpy(x[:, 0]), 44100, 16000)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-5)
+    spectrum = torch.fft.rfft(y).abs()
+    assert int(spectrum.argmax()) == 1000  # 1 s at 16 kHz: bin k = k Hz
+
+
+def test_stereo_is_downmixed_by_averaging(tmp_path):
+    p = tmp_path / "s.wav"
+    x = _tone(300, 0.25, 32000, channels=2)
+    sf.write(p, x, 32000, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(p, 32000).numpy(), x.mean(axis=1), rtol=0, atol=1e-7)
+
+
+def test_float_samples_beyond_unit_range_are_clipped(tmp_path):
+    p = tmp_path / "loud.wav"
+    sf.write(p, np.array([[1.5], [-2.0], [0.25]], dtype=np.float32), 16000, subtype="FLOAT")
+    assert load_audio(p, 16000).tolist() == [1.0, -1.0, 0.25]
+
+
+@pytest.mark.parametrize("kind,reason", [
+    ("empty", "empty file"),
+    ("corrupt", "corrupt or unreadable"),
+    ("zero", "zero-length"),
+    ("nan", "non-finite"),
+    ("inf", "non-finite"),
+    ("missing", "file not found"),
+])
+def test_unusable_files_raise_naming_file_and_reason(tmp_path, kind, reason):
+    p = tmp_path / f"{kind}.wav"
+    if kind == "empty":
+        p.write_bytes(b"")
+    elif kind == "corrupt":
+        p.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \x02\x00 nonsense")
+    elif kind == "zero":
+        sf.write(p, np.zeros((0, 1), dtype=np.float32), 16000)
+    elif kind in ("nan", "inf"):
+        x = _tone(200, 0.1, 16000)
+        x[5, 0] = np.nan if kind == "nan" else np.inf
+        sf.write(p, x, 16000, subtype="FLOAT")
+    with pytest.raises(AudioDecodeError) as e:
+        load_audio(p, 16000)
+    assert str(p) in str(e.value) and reason in str(e.value)
+    assert isinstance(e.value, ValueError) and e.value.path == str(p)
+
+
+def test_duration_from_header(tmp_path):
+    p = tmp_path / "d.wav"
+    sf.write(p, _tone(100, 2.5, 8000), 8000)
+    assert duration_seconds(p) == pytest.approx(2.5)
+    assert duration_seconds(tmp_path / "nope.wav") == 0.0
