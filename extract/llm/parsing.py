@@ -56,6 +56,10 @@ class LabelMapper:
         """(code, '') or (None, why) with why in {'other', 'top-level', 'unknown'}."""
         if not isinstance(label, str):
             return None, "unknown"
+        if label in CLASS_INDEX:
+            return label, ""
+        if label == "other":
+            return None, "other"
         s = _norm(label)
         if s in CLASS_INDEX:
             return s, ""
@@ -114,6 +118,11 @@ def extract_json(text: str) -> Any:
     if text is None or not str(text).strip():
         raise AnswerError("empty answer")
     text = str(text)
+    if text.lstrip()[:1] in ("{", "["):  # fast path: the whole answer is one JSON value
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
     candidates = [m.group(1) for m in _FENCE_RE.finditer(text)] + [text]
     errors = []
     decoder = json.JSONDecoder()

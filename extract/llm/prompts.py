@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -170,6 +171,16 @@ _SUMMARY_SYSTEM = "\n".join([
 
 
 # ---------------------------------------------------------------------------- data block
+_NEEDS_HTML = re.compile(r"[<&]|http|www\.", re.IGNORECASE)
+_WS = re.compile(r"\s+")
+
+
+def _clean(text: str) -> str:
+    """``extract.text.strip_html``, skipped when the text holds no tag, entity or link."""
+    text = text or ""
+    return strip_html(text) if _NEEDS_HTML.search(text) else _WS.sub(" ", text).strip()
+
+
 def _escape(s: str) -> str:
     return s.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
@@ -186,15 +197,15 @@ def metadata_record(title: str, tags: str, description: str, duration: float | N
     Caps: title ``max_chars // 8``, tags 64 and ``max_chars // 4`` characters in total,
     description ``max_chars`` characters (so the whole block stays under ~1.5 × max_chars).
     """
-    rec: dict = {"title": _cap(strip_html(title), max(16, max_chars // 8))}
+    rec: dict = {"title": _cap(_clean(title), max(16, max_chars // 8))}
     tag_list, total = [], 0
-    for t in split_tags(strip_html(tags)):
+    for t in split_tags(_clean(tags)):
         if len(tag_list) >= 64 or total + len(t) > max(16, max_chars // 4):
             break
         tag_list.append(t)
         total += len(t) + 2
     rec["tags"] = tag_list
-    rec["description"] = _cap(strip_html(description), max_chars)
+    rec["description"] = _cap(_clean(description), max_chars)
     if duration is not None and duration == duration:  # not NaN
         rec["duration_seconds"] = round(float(duration), 2)
     return rec

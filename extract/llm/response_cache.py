@@ -25,6 +25,7 @@ from cache.provenance import now_iso
 #: environment variable that overrides the default cache folder
 CACHE_ENV = "BST_LLM_CACHE"
 _KEY_RE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|Bearer\s+[A-Za-z0-9._~+/=\-]+)")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _SECRET_ENV = ("OPENAI_API_KEY", "OPENAI_ADMIN_KEY", "AZURE_OPENAI_API_KEY")
 
 
@@ -59,13 +60,20 @@ def redact_obj(obj: Any) -> Any:
     return redact(str(obj))
 
 
+_HEADS: dict[str, "hashlib._Hash"] = {}
+
+
 def request_key(*, provider: str, model: str, api: str, prompt_version: str, system_sha256: str,
                 user: str, options: dict[str, Any]) -> str:
     """The content address of one request (hex sha256)."""
     head = json.dumps({"provider": provider, "model": model, "api": api, "prompt_version": prompt_version,
                        "system_sha256": system_sha256, "options": options}, sort_keys=True, default=str)
-    h = hashlib.sha256(head.encode())
-    h.update(b"\0")
+    base = _HEADS.get(head)
+    if base is None:
+        if len(_HEADS) > 64:
+            _HEADS.clear()
+        base = _HEADS[head] = hashlib.sha256(head.encode() + b"\0")
+    h = base.copy()
     h.update(user.encode())
     return h.hexdigest()
 
@@ -84,6 +92,7 @@ class ResponseCache:
     def __init__(self, directory: str | Path | None = None, fsync: bool = False):
         self.dir = Path(directory) if directory else default_cache_dir()
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._dir = str(self.dir)
         self.fsync = fsync
         self.hits = 0
         self.misses = 0
@@ -91,15 +100,18 @@ class ResponseCache:
         self.corrupt = 0
 
     def path(self, key: str) -> Path:
-        if not re.fullmatch(r"[0-9a-f]{64}", key):
+        return Path(self._path(key))
+
+    def _path(self, key: str) -> str:
+        if not _HEX64.fullmatch(key):
             raise ValueError(f"not a cache key: {key!r}")
-        return self.dir / key[:2] / f"{key}.json"
+        return os.path.join(self._dir, key[:2], key + ".json")
 
     def get(self, key: str) -> CachedResponse | None:
         """The cached response for ``key``, or None (a miss). Corrupt entries count as misses."""
-        p = self.path(key)
         try:
-            data = json.loads(p.read_bytes())
+            with open(self._path(key), "rb") as fh:
+                data = json.loads(fh.read())
             resp = CachedResponse(key, str(data["text"]), dict(data.get("usage") or {}), dict(data.get("meta") or {}))
         except FileNotFoundError:
             self.misses += 1

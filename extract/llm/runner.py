@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -100,12 +101,20 @@ class RunReport:
 
 
 def _durations(paths: list[Path]) -> list[float | None]:
+    """Duration in seconds of each clip's audio (None where the file is missing or unreadable)."""
     import soundfile as sf
 
+    listing: dict[str, set[str]] = {}
     out: list[float | None] = []
     for p in paths:
+        folder = str(p.parent)
+        if folder not in listing:
+            listing[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        if p.name not in listing[folder]:
+            out.append(None)
+            continue
         try:
-            out.append(float(sf.info(str(p)).duration) if p.exists() else None)
+            out.append(float(sf.info(str(p)).duration))
         except Exception:  # unreadable audio: the prompt just has no duration
             out.append(None)
     return out
@@ -121,18 +130,59 @@ def _report_path(cfg: LLMConfig, store: Path) -> Path:
     return Path(cfg.report) if cfg.report else store.parent / "llm_reports" / f"{cfg.kind}-{cfg.table_name()}.json"
 
 
-def _eval_parts(cfg: LLMConfig, ids: list[str], explicit: dict[str, list[str]]) -> dict[str, list[str]]:
+def _eval_parts(cfg: LLMConfig, ids: list[str], explicit: dict[str, list[str]], dataset_name: str
+                ) -> dict[str, list[str]]:
+    """Which rows to score the prior on: the provider's parts, else the split's parts when the
+    split was made from this dataset, else all rows."""
     if explicit:
         return explicit
     if cfg.split:
         from cache.splits import Split
 
         split = Split.load(cfg.split)
-        known = set(ids)
-        parts = {p: [i for i in split.part(p) if i in known] for p in ("train", "val", "test")}
-        if any(parts.values()):
-            return {k: v for k, v in parts.items() if v}
+        if split.dataset == dataset_name:
+            known = set(ids)
+            parts = {p: [i for i in split.part(p) if i in known] for p in ("train", "val", "test")}
+            if any(parts.values()):
+                return {k: v for k, v in parts.items() if v}
     return {"all": list(ids)}
+
+
+def read_truth(path: str | Path) -> dict[str, int]:
+    """``id,class`` CSV (e.g. the demo's ``*-truth.csv``) as {id: class index}; other labels are skipped."""
+    import csv
+
+    from cache.taxonomy import CLASS_INDEX
+
+    out: dict[str, int] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or "id" not in reader.fieldnames or "class" not in reader.fieldnames:
+            raise ValueError(f"{path}: truth file needs the columns id,class (has {reader.fieldnames})")
+        for row in reader:
+            code = (row.get("class") or "").strip().lower()
+            if code in CLASS_INDEX:
+                out[str(row["id"]).strip()] = CLASS_INDEX[code]
+    return out
+
+
+def build_requests(provider: ChatProvider, template, manifest, durations: list[float | None] | None = None
+                   ) -> tuple[list[str], dict[str, ChatRequest]]:
+    """The cache key of every clip (in manifest order) and the unique requests by key."""
+    durations = durations or [None] * len(manifest)
+    options = provider.request_options(template.kind)
+    system_sha = hashlib.sha256(template.system.encode()).hexdigest()
+    keys: list[str] = []
+    requests: dict[str, ChatRequest] = {}
+    for i in range(len(manifest)):
+        user = template.user_message(manifest.title[i], manifest.tags[i], manifest.description[i], durations[i])
+        key = request_key(provider=provider.name, model=provider.model, api=provider.api,
+                          prompt_version=template.version, system_sha256=system_sha, user=user, options=options)
+        keys.append(key)
+        if key not in requests:
+            requests[key] = ChatRequest(key, [{"role": "system", "content": template.system},
+                                              {"role": "user", "content": user}], template.kind)
+    return keys, requests
 
 
 class Runner:
@@ -196,10 +246,15 @@ class Runner:
                 rejects.append({"id": ids[i], "reason": r, "answer": a})
         if cfg.kind == "priors" and manifest.labelled:
             pos = {i: k for k, i in enumerate(ids)}
-            for part, part_ids in _eval_parts(cfg, ids, eval_ids).items():
+            for part, part_ids in _eval_parts(cfg, ids, eval_ids, manifest.name).items():
                 rows = [pos[i] for i in part_ids if i in pos]
                 if rows:
                     report.evaluation[part] = score_prior(values[rows], np.asarray(missing)[rows], manifest.labels[rows])
+        if cfg.kind == "priors" and cfg.truth:
+            truth = read_truth(cfg.truth)
+            labels = np.array([truth.get(i, -1) for i in ids], dtype=np.int64)
+            if (labels >= 0).any():
+                report.evaluation[f"truth file {Path(cfg.truth).name}"] = score_prior(values, np.asarray(missing), labels)
 
         from cache.store import Store
 
@@ -240,17 +295,7 @@ class Runner:
         cfg = self.cfg
         durations = _durations(manifest.audio_paths)
         options = provider.request_options(cfg.kind)
-        system_sha = hashlib.sha256(template.system.encode()).hexdigest()
-        keys: list[str] = []
-        requests: dict[str, ChatRequest] = {}
-        for i in range(len(manifest)):
-            user = template.user_message(manifest.title[i], manifest.tags[i], manifest.description[i], durations[i])
-            key = request_key(provider=provider.name, model=provider.model, api=provider.api,
-                              prompt_version=template.version, system_sha256=system_sha, user=user, options=options)
-            keys.append(key)
-            if key not in requests:
-                requests[key] = ChatRequest(key, [{"role": "system", "content": template.system},
-                                                  {"role": "user", "content": user}], cfg.kind)
+        keys, requests = build_requests(provider, template, manifest, durations)
         report.n_requests = len(requests)
         cache = ResponseCache(cfg.cache_dir)
         texts: dict[str, str] = {}

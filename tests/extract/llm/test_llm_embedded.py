@@ -122,10 +122,12 @@ def test_knn_never_shows_a_clip_its_own_label(make_dataset, mrow, tmp_path):
     split_file = split.save(tmp_path / "split.json")
     # a second dataset that shares clip 'u' (as BSD35k-CS shares clips with BSD10k) and has a new clip 'w'
     other = make_dataset([mrow("u", "fx-o", "zyx qwerty unique phrase", "zyx"),
-                          mrow("w", "fx-o", "zyx qwerty unique phrase", "zyx")], sub="noisy")
+                          mrow("w", "fx-o", "zyx qwerty unique phrase", "zyx")], sub="noisy", name="NOISY")
+    truth = tmp_path / "truth.csv"
+    truth.write_text("id,class\nu,fx-a\nw,fx-a\nnot-there,fx-o\n")
     for ds in (root, other):
         assert main(["priors", "--dataset", str(ds), "--provider", "embedded-knn", "--train-dataset", str(root),
-                     "--split", str(split_file), "--no-progress", "--set", "knn_k=3"]) == 0
+                     "--split", str(split_file), "--no-progress", "--set", "knn_k=3", "--truth", str(truth)]) == 0
     prior, _ = read_priors(Store(root / "cache.zarr", mode="r"), "embedded-knn", ["u", "v", "m0"])
     fx_a = CLASS_INDEX["fx-a"]
     assert prior[0, fx_a] == 0.0  # out-of-fold: 'u' never sees itself
@@ -135,6 +137,10 @@ def test_knn_never_shows_a_clip_its_own_label(make_dataset, mrow, tmp_path):
     assert prior2[0, fx_a] == 0.0 and prior2[1, fx_a] > 0.9
     attrs = Store(other / "cache.zarr", mode="r").attrs("llm/priors/embedded-knn")
     assert attrs["n_pool"] == 13 and attrs["n_queries_out_of_fold"] == 1
+    # another dataset is scored on all its rows (its own labels: fx-o) and on the truth file (u wrong, w right)
+    assert set(attrs["evaluation"]) == {"all", "truth file truth.csv"}
+    assert attrs["evaluation"]["truth file truth.csv"]["accuracy"] == 0.5
+    assert attrs["evaluation"]["all"]["accuracy"] == 0.0
     assert json.loads(json.dumps(attrs["config"]))["knn_k"] == 3
 
 

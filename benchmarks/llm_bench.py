@@ -1,0 +1,147 @@
+"""LLM-tier throughput: requests/s against a local OpenAI-compatible server with simulated
+latency, sequential vs concurrent, and the cache-hit path for 10k clips.
+
+    python benchmarks/llm_bench.py [--latency 0.2] [--concurrency 16] [--clips 10000]
+
+Targets (issue 4): concurrent ≥ 10× sequential at concurrency 16; a full cache hit over 10k
+clips in under 2 s. Prints a table and writes benchmarks/results/llm_bench.json.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("OPENAI_API_KEY", "sk-bench-dummy")
+
+from cache.manifest import load_manifest  # noqa: E402
+from extract.llm.config import LLMConfig  # noqa: E402
+from extract.llm.fake_server import FakeOpenAIServer  # noqa: E402
+from extract.llm.prompts import build_template  # noqa: E402
+from extract.llm.providers import build_provider  # noqa: E402
+from extract.llm.response_cache import ResponseCache  # noqa: E402
+from extract.llm.runner import Runner, build_requests  # noqa: E402
+
+HEADER = ("sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license", "title", "tags",
+          "description")
+WORDS = ["dog", "rain", "car", "piano", "crowd", "door", "wind", "synth", "bird", "engine", "speech", "drum"]
+
+
+def write_dataset(root: Path, n: int) -> Path:
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
+    with open(root / "metadata" / "BENCH_metadata.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER)
+        for i in range(n):
+            a, b = WORDS[i % len(WORDS)], WORDS[(i * 7 + 3) % len(WORDS)]
+            w.writerow([str(i), "fx-o", "", "fx", "4", "u", "CC0", f"{a} and {b} take {i}", f"{a}, {b}, fx-a",
+                        f"A recording of a {a} near a {b}. <b>Recorded</b> with a handheld recorder, clip {i}."])
+    return root
+
+
+def throughput(server: FakeOpenAIServer, root: Path, n: int, concurrency: int, cache_dir: Path) -> dict:
+    cfg = LLMConfig(dataset=str(root), provider="openai", model="bench-model", base_url=server.base_url,
+                    concurrency=concurrency, timeout=30, cache_dir=str(cache_dir), progress=False)
+    provider = build_provider(cfg)
+    manifest = load_manifest(root, require_audio=False).subset(list(range(n)))
+    _, requests = build_requests(provider, build_template("priors"), manifest)
+    got = []
+    before = server.count()
+    t0 = time.perf_counter()
+    provider.run(list(requests.values()), got.append)
+    dt = time.perf_counter() - t0
+    ok = sum(r.ok for r in got)
+    return {"requests": len(requests), "ok": ok, "server_hits": server.count() - before, "seconds": dt,
+            "requests_per_s": len(requests) / dt, "concurrency": concurrency}
+
+
+def cache_hit_path(root: Path, cache_dir: Path, n: int) -> dict:
+    """Fill the cache for every clip, then time full CLI runs (no network) that hit it for all clips."""
+    cfg = LLMConfig(dataset=str(root), provider="openai", model="bench-model", base_url="http://127.0.0.1:9/v1",
+                    cache_dir=str(cache_dir), progress=False, store=str(root / "bench.zarr"))
+    provider = build_provider(cfg)
+    manifest = load_manifest(root, require_audio=False, keep_non_targets=True)
+    t0 = time.perf_counter()
+    _, requests = build_requests(provider, build_template("priors"), manifest)
+    t_keys = time.perf_counter() - t0
+    cache = ResponseCache(cache_dir)
+    answer = json.dumps({"labels": [{"label": "fx-a", "probability": 0.7}, {"label": "other", "probability": 0.3}]})
+    for key in requests:
+        cache.put(key, answer, {"input_tokens": 1500, "output_tokens": 30})
+    runs = []
+    for _ in range(3):
+        sink = open(os.devnull, "w")
+        t0 = time.perf_counter()
+        code, report = Runner(cfg, out=sink).run()
+        runs.append(time.perf_counter() - t0)
+        sink.close()
+        assert code == 0 and report.cached == len(requests) and report.sent == 0, report
+    t0 = time.perf_counter()
+    c2 = ResponseCache(cache_dir)
+    for key in requests:
+        c2.get(key)
+    t_lookup = time.perf_counter() - t0
+    return {"clips": n, "unique_requests": len(requests), "seconds_full_run_best": min(runs),
+            "seconds_full_run_all": runs, "seconds_build_keys": t_keys, "seconds_cache_lookups": t_lookup}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency", type=float, default=0.2)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--sequential-requests", type=int, default=20)
+    ap.add_argument("--concurrent-requests", type=int, default=160)
+    ap.add_argument("--clips", type=int, default=10000)
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "llm_bench.json"))
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        root = write_dataset(tmp / "ds", max(args.clips, args.concurrent_requests))
+        with FakeOpenAIServer(latency=args.latency) as server:
+            seq = throughput(server, root, args.sequential_requests, 1, tmp / "c-seq")
+            con = throughput(server, root, args.concurrent_requests, args.concurrency, tmp / "c-con")
+        hit = cache_hit_path(write_dataset(tmp / "ds10k", args.clips), tmp / "c-hit", args.clips)
+
+    ratio = con["requests_per_s"] / seq["requests_per_s"]
+    result = {
+        "latency_s": args.latency, "sequential": seq, "concurrent": con, "speedup": ratio,
+        "cache_hit": hit,
+        "targets": {"speedup_min": 10.0, "cache_hit_10k_max_s": 2.0},
+        "pass": {"speedup": ratio >= 10.0, "cache_hit": hit["seconds_full_run_best"] < 2.0},
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "load_avg": os.getloadavg()},
+    }
+    rows = [
+        ("sequential (1 in flight)", f"{seq['requests']}", f"{seq['seconds']:.2f}", f"{seq['requests_per_s']:.1f}"),
+        (f"concurrent ({args.concurrency} in flight)", f"{con['requests']}", f"{con['seconds']:.2f}",
+         f"{con['requests_per_s']:.1f}"),
+    ]
+    print(f"LLM tier benchmark: fake OpenAI server, {args.latency * 1000:.0f} ms latency per request")
+    print(f"| {'mode':28s} | {'requests':>8s} | {'seconds':>7s} | {'req/s':>7s} |")
+    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 9}|{'-' * 9}|")
+    for r in rows:
+        print(f"| {r[0]:28s} | {r[1]:>8s} | {r[2]:>7s} | {r[3]:>7s} |")
+    print(f"speedup concurrent/sequential: {ratio:.1f}x (target >= 10x) -> {'PASS' if ratio >= 10 else 'FAIL'}")
+    print(f"cache-hit path, {hit['clips']} clips, full run (manifest, prompts, keys, cache reads, parsing, store "
+          f"write): best {hit['seconds_full_run_best']:.2f} s of {len(hit['seconds_full_run_all'])} "
+          f"(target < 2 s) -> {'PASS' if hit['seconds_full_run_best'] < 2 else 'FAIL'}; "
+          f"of which building keys {hit['seconds_build_keys']:.2f} s, cache lookups {hit['seconds_cache_lookups']:.2f} s")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
