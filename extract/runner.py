@@ -188,11 +188,13 @@ class RunSummary:
     chunks_skipped: int = 0  # already done before this run (all ranks)
     rows_processed: int = 0  # by this process in this run
     seconds: float = 0.0
+    world_size: int = 1
 
     def format(self, max_failures: int = 20) -> str:
         rate = self.rows_processed / self.seconds if self.seconds > 0 else 0.0
         lines = [f"{self.group} in {self.store}: {self.n_rows} rows, {self.n_ok} ok, {self.n_failed} failed; "
-                 f"this run: {self.chunks_written} chunk(s) written, {self.chunks_skipped} already done, "
+                 f"this run{f' (rank 0 of {self.world_size})' if self.world_size > 1 else ''}: "
+                 f"{self.chunks_written} chunk(s) written, {self.chunks_skipped} already done, "
                  f"{self.rows_processed} clips in {self.seconds:.1f} s ({rate:.1f} clips/s)"]
         if self.failures:
             lines.append(f"failed clips ({len(self.failures)}):")
@@ -485,7 +487,6 @@ class EmbeddingRun:
 
     # -- entry point --------------------------------------------------------------------------
     def run(self) -> RunSummary | None:
-        t0 = time.perf_counter()
         self._build()
         writer, skipped = self._open_table()
         pending = writer.pending_chunks(self.ranks.rank, self.ranks.world)
@@ -520,7 +521,7 @@ class EmbeddingRun:
             group=self.group, store=self.store.path, n_rows=writer.n_rows, n_ok=int((status == OK).sum()),
             n_failed=len(failed), failures=[(str(ids[i]), str(errors[i])) for i in failed],
             chunks_written=len(pending), chunks_skipped=skipped, rows_processed=done,
-            seconds=seconds if seconds > 0 else time.perf_counter() - t0)
+            seconds=seconds, world_size=self.ranks.world)
         return summary
 
 

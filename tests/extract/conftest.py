@@ -95,3 +95,9 @@ def audio_dataset(tmp_path: Path):
         return write_audio_dataset(tmp_path / sub, clips, shipped=shipped)
 
     return make
+
+
+@pytest.fixture(scope="module")
+def mixed_dataset(tmp_path_factory) -> Path:
+    """The MIXED dataset, written once per test module."""
+    return write_audio_dataset(tmp_path_factory.mktemp("mixed") / "ds", MIXED)

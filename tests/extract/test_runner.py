@@ -1,0 +1,183 @@
+"""The embeddings runner in-process on a tiny generated dataset (logmel, minilm, tiny CLAP)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cache.features import read_features
+from cache.manifest import load_manifest
+from cache.store import FAILED, OK, SchemaError, Store
+from extract.__main__ import main as cli_main
+from extract.audio import load_audio
+from extract.backbones import BackboneConfig, build_backbone
+from extract.config import EmbeddingsConfig, parse_config
+from extract.runner import ExtractionError, run_embeddings
+from extract.text import clean_metadata
+from extract.windowing import embed_clips
+
+IDS = ["101", "102", "103", "104", "105", "106", "107", "108", "109", "110"]
+N_WINDOWS = [1, 1, 3, 1, 0, 1, 1, 0, 1, 1]
+SECONDS = [1.2, 0.02, 21.0, 3.0, 0.0, 10.0, 2.5, 0.0, 0.7, 5.0]
+GROUP = "embeddings/logmel@none"
+
+
+def _cfg(root, **kw) -> EmbeddingsConfig:
+    base = dict(dataset=root, backbone="logmel", chunk_rows=3, batch_size=4, num_workers=0, progress=False)
+    base.update(kw)
+    return EmbeddingsConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def ds(mixed_dataset):
+    return mixed_dataset
+
+
+@pytest.fixture(scope="module")
+def logmel_run(ds):
+    summary = run_embeddings(_cfg(ds, num_workers=2))  # decoding in two DataLoader workers
+    return summary, Store(ds / "cache.zarr").read_table(GROUP)
+
+
+def test_logmel_rows_values_and_failures(ds, logmel_run):
+    summary, t = logmel_run
+    assert t.ids.tolist() == IDS
+    assert (summary.n_rows, summary.n_ok, summary.n_failed) == (10, 8, 2)
+    assert t["status"].tolist() == [OK if n else FAILED for n in N_WINDOWS]
+    assert t["n_windows"].tolist() == N_WINDOWS
+    np.testing.assert_allclose(t["duration"], SECONDS, atol=1e-4)
+    assert dict(summary.failures).keys() == {"105", "108"}
+    assert "corrupt or unreadable" in dict(summary.failures)["105"] and "105.wav" in dict(summary.failures)["105"]
+    assert "empty file" in dict(summary.failures)["108"]
+    assert "105: " in summary.format() and "empty file" in summary.format()
+    assert sorted((i, r) for _, i, r in Store(ds / "cache.zarr").failures() if _ == GROUP) == sorted(summary.failures)
+    # every ok row equals the plain per-clip path: load_audio + embed_clips
+    bb = build_backbone("logmel")
+    paths = {i: ds / "audio" / f"{i}.wav" for i in IDS}
+    for k, cid in enumerate(IDS):
+        if t["status"][k] == OK:
+            ref = embed_clips(bb, [load_audio(paths[cid], 16000)])[0].numpy()
+            np.testing.assert_allclose(t["audio"][k], ref, rtol=1e-5, atol=1e-5)
+        else:
+            assert not t["audio"][k].any() and t["error"][k]
+    # the reader of the heads tier sees the same rows and the failure mask
+    f = read_features(Store(ds / "cache.zarr", mode="r"), [GROUP], IDS[::-1])
+    assert f.X.shape == (10, 256) and f.ok.tolist() == [n > 0 for n in N_WINDOWS[::-1]]
+
+
+def test_provenance_attrs(ds, logmel_run):
+    _, t = logmel_run
+    a = t.attrs
+    assert a["producer"] == "extract.embeddings" and a["complete"] is True
+    assert (a["backbone"], a["variant"], a["checkpoint_sha256"]) == ("logmel", "mel64", None)
+    assert (a["sample_rate"], a["window_samples"], a["padding"]) == (16000, 160000, "zero")
+    assert "Slaney" in a["front_end"] and a["text_source"] is None
+    m = load_manifest(ds, require_audio=False, keep_non_targets=True)
+    assert a["manifest_digest"] == m.digest() and a["n_clips"] == 10
+    assert a["config"]["chunk_rows"] == 3 and a["config"]["dataset"] == str(ds)
+    assert a["code_version"] and a["created"] and a["finalized"]
+    assert a["columns"] == {"audio": [[256], "float32"], "duration": [[], "float32"], "n_windows": [[], "int32"]}
+
+
+def test_rerun_redoes_only_a_chunk_that_fails_verification(ds, logmel_run):
+    _, before = logmel_run
+    store = Store(ds / "cache.zarr")
+    g = store.root[GROUP]
+    g["audio"][3:6] = np.full((3, 256), np.nan, dtype=np.float32)  # chunk 1 damaged, still marked done
+    summary = run_embeddings(_cfg(ds))
+    assert (summary.chunks_skipped, summary.chunks_written) == (3, 1)
+    after = store.read_table(GROUP)
+    np.testing.assert_allclose(after["audio"], before["audio"], rtol=1e-6, atol=1e-6)
+    assert after["status"].tolist() == before["status"].tolist()
+    assert run_embeddings(_cfg(ds)).chunks_written == 0  # complete: nothing left to do
+
+
+def test_batching_workers_and_chunking_do_not_change_results(ds, logmel_run, tmp_path):
+    _, ref = logmel_run
+    run_embeddings(_cfg(ds, store=tmp_path / "s.zarr", batch_size=1, chunk_rows=10))
+    t = Store(tmp_path / "s.zarr").read_table(GROUP)
+    assert t.ids.tolist() == ref.ids.tolist() and t["error"].tolist() == ref["error"].tolist()
+    np.testing.assert_allclose(t["audio"], ref["audio"], rtol=1e-5, atol=1e-5)
+
+
+def test_changed_settings_refuse_then_overwrite(ds, tmp_path):
+    store = tmp_path / "o.zarr"
+    run_embeddings(_cfg(ds, store=store))
+    with pytest.raises(SchemaError, match="dtype.*--overwrite"):
+        run_embeddings(_cfg(ds, store=store, dtype="float16"))
+    run_embeddings(_cfg(ds, store=store, dtype="float16", overwrite=True))
+    t = Store(store).read_table(GROUP)
+    assert t["audio"].dtype == np.float16 and t.attrs["dtype"] == "float16"
+
+
+def test_minilm_writes_only_text(ds, tmp_path):
+    from extract.backbones.minilm import MiniLMEncoder
+
+    store = tmp_path / "m.zarr"
+    summary = run_embeddings(_cfg(ds, store=store, backbone="minilm", text_source="metadata", batch_size=3))
+    t = Store(store).read_table("embeddings/minilm@none~metadata")
+    assert t.attrs["columns"] == {"text": [[384], "float32"]} and summary.n_failed == 0
+    m = load_manifest(ds, require_audio=False, keep_non_targets=True)
+    texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description)]
+    assert "<b>" not in texts[0] and "https" not in texts[0] and texts[0].startswith("Clip 101.")
+    np.testing.assert_allclose(t["text"], MiniLMEncoder().encode(texts), rtol=1e-5, atol=1e-5)
+    assert t.attrs["text_source"] == "metadata"
+
+
+def test_summary_text_source(ds, tmp_path):
+    store_path = tmp_path / "t.zarr"
+    store = Store(store_path)
+    summaries = {cid: f"a recording of thing number {cid}" for cid in IDS}
+    store.write_table("llm/summaries/s1", IDS, {"text": [summaries[i] for i in IDS], "missing": np.zeros(10, bool)})
+    cfg = _cfg(ds, store=store_path, backbone="tiny", variant="clap", text_source="summary")
+    run_embeddings(cfg)
+    t = store.read_table("embeddings/tiny@none~summary")
+    assert t.attrs["summaries"] == "s1" and set(t.attrs["columns"]) == {"audio", "text", "duration", "n_windows"}
+    torch.manual_seed(0)
+    bb = build_backbone(BackboneConfig("tiny", variant="clap"))
+    with torch.no_grad():
+        ref = bb.embed_text([summaries[i] for i in IDS]).numpy()
+        audio = embed_clips(bb, [load_audio(ds / "audio" / "101.wav", 16000)])[0].numpy()
+    ok = t["status"] == OK
+    np.testing.assert_allclose(t["text"][ok], ref[ok], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(t["audio"][0], audio, rtol=1e-5, atol=1e-5)
+    assert not t["text"][~ok].any()
+
+    # a summary marked missing is an error naming the clip; two tables need --summaries
+    missing = np.zeros(10, bool)
+    missing[[2, 6]] = True
+    store.write_table("llm/summaries/s2", IDS, {"text": [""] * 10, "missing": missing})
+    with pytest.raises(ExtractionError, match="several summary tables"):
+        run_embeddings(_cfg(ds, store=store_path, backbone="tiny", variant="clap", text_source="summary",
+                            overwrite=True))
+    with pytest.raises(ExtractionError, match=r"2 clip\(s\): 103, 107"):
+        run_embeddings(_cfg(ds, store=store_path, backbone="tiny", variant="clap", text_source="summary",
+                            summaries="s2", overwrite=True))
+
+
+def test_text_source_rules(ds, tmp_path):
+    with pytest.raises(ExtractionError, match="text tower: pass --text-source"):
+        run_embeddings(_cfg(ds, store=tmp_path / "x.zarr", backbone="minilm"))
+    with pytest.raises(ExtractionError, match="no text tower"):
+        run_embeddings(_cfg(ds, store=tmp_path / "x.zarr", text_source="metadata"))
+    with pytest.raises(ExtractionError, match="no llm/summaries"):
+        run_embeddings(_cfg(ds, store=tmp_path / "x.zarr", backbone="minilm", text_source="summary"))
+
+
+def test_cli_toml_and_overrides(ds, tmp_path, capsys):
+    toml = tmp_path / "e.toml"
+    toml.write_text(f'[embeddings]\ndataset = "{ds}"\nbackbone = "logmel"\nchunk_rows = 7\nnum_workers = 0\n'
+                    f'store = "{tmp_path / "c.zarr"}"\n')
+    cfg = parse_config(["--config", str(toml), "--chunk-rows", "4", "--override", "n=3"])
+    assert (cfg.chunk_rows, cfg.num_workers, cfg.backbone, cfg.overrides) == (4, 0, "logmel", {"n": 3})
+    assert cli_main(["embeddings", "--config", str(toml), "--chunk-rows", "5", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "embeddings/logmel@none" in out and "8 ok, 2 failed" in out
+    assert Store(tmp_path / "c.zarr").attrs(GROUP)["config"]["chunk_rows"] == 5
+    bad = tmp_path / "bad.toml"
+    bad.write_text('backbone = "logmel"\nbatchsize = 3\n')
+    with pytest.raises(ValueError, match="unknown config key.*batchsize"):
+        parse_config(["--config", str(bad)])
+    assert cli_main(["embeddings", "--dataset", str(ds), "--backbone", "nope", "--no-progress"]) == 2
+    assert "unknown backbone 'nope'" in capsys.readouterr().err
+    assert cli_main(["frobnicate"]) == 2
