@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .store import OK, Store
+from .store import OK, SchemaError, Store, Table
 
 
 @dataclass
@@ -55,6 +55,71 @@ def read_features(store: Store, groups: Sequence[str], ids: Sequence[str],
     X = np.concatenate(mats, axis=1) if mats else np.zeros((len(ids), 0), dtype=dtype)
     X[~ok] = 0
     return Features(ids, X, ok, blocks)
+
+
+class LazyFeatures:
+    """Embedding rows of one or more groups for ``ids``, read from the Zarr chunks on demand.
+
+    Nothing but ids and status masks is loaded when opened; ``lf[idx]`` (positions into ``ids``:
+    an int, slice or index array) reads just those rows of every block and concatenates them like
+    :func:`read_features` (rows of failed clips are zeros). ``to_memory()`` gives the
+    :class:`Features` that ``read_features`` returns.
+    """
+
+    def __init__(self, store: Store, groups: Sequence[str], ids: Sequence[str],
+                 columns: Sequence[str] | None = None, dtype=np.float32):
+        self.ids = np.asarray([str(i) for i in ids], dtype=object)
+        self.dtype = np.dtype(dtype)
+        self.ok = np.ones(len(self.ids), dtype=bool)
+        self.blocks: list[tuple[str, str, int]] = []
+        self._arrays = []  # (zarr array, row positions in that table)
+        for g in groups:
+            cols = [c for c in embedding_columns(store, g) if columns is None or c in columns]
+            if not cols:
+                raise KeyError(f"group '{g}' has none of the columns {list(columns or [])}")
+            rows = store.open_rows(g)
+            if not rows.complete:
+                raise SchemaError(f"table '{g}' in {store.path} is incomplete; re-run its producer to resume")
+            pos = Table(g, rows.ids, {}).index_of(self.ids)
+            self.ok &= np.asarray(rows.g["status"][...])[pos] == OK
+            for c in cols:
+                arr = rows.g[c]
+                self._arrays.append((arr, pos))
+                self.blocks.append((g, c, int(arr.shape[1])))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return sum(d for _, _, d in self.blocks)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.ids), self.dim
+
+    def __getitem__(self, index) -> np.ndarray:
+        sel = np.arange(len(self.ids))[index]
+        single = np.ndim(sel) == 0
+        sel = np.atleast_1d(sel)
+        parts = []
+        for arr, pos in self._arrays:
+            rows = pos[sel]
+            uniq, inverse = np.unique(rows, return_inverse=True)
+            block = np.asarray(arr.get_orthogonal_selection((uniq, slice(None))), dtype=self.dtype)[inverse]
+            parts.append(block)
+        X = np.concatenate(parts, axis=1) if parts else np.zeros((len(sel), 0), dtype=self.dtype)
+        X[~self.ok[sel]] = 0
+        return X[0] if single else X
+
+    def to_memory(self) -> Features:
+        return Features(self.ids, self[:], self.ok.copy(), list(self.blocks))
+
+
+def open_features(store: Store, groups: Sequence[str], ids: Sequence[str],
+                  columns: Sequence[str] | None = None, dtype=np.float32) -> LazyFeatures:
+    """Like :func:`read_features` but lazy: rows are read from the store when indexed."""
+    return LazyFeatures(store, groups, ids, columns=columns, dtype=dtype)
 
 
 def read_priors(store: Store, name: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

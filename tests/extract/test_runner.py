@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cache.features import read_features
+from cache.features import open_features, read_features
 from cache.manifest import load_manifest
 from cache.store import FAILED, OK, SchemaError, Store
 from extract.__main__ import main as cli_main
@@ -63,6 +63,12 @@ def test_logmel_rows_values_and_failures(ds, logmel_run):
     # the reader of the heads tier sees the same rows and the failure mask
     f = read_features(Store(ds / "cache.zarr", mode="r"), [GROUP], IDS[::-1])
     assert f.X.shape == (10, 256) and f.ok.tolist() == [n > 0 for n in N_WINDOWS[::-1]]
+    # the lazy reader gives the same rows, read on demand
+    lazy = open_features(Store(ds / "cache.zarr", mode="r"), [GROUP], IDS[::-1])
+    assert lazy.shape == (10, 256) and lazy.blocks == f.blocks and lazy.ok.tolist() == f.ok.tolist()
+    np.testing.assert_array_equal(lazy[[9, 0, 0, 4]], f.X[[9, 0, 0, 4]])
+    np.testing.assert_array_equal(lazy[5], f.X[5])
+    np.testing.assert_array_equal(lazy.to_memory().X, f.X)
 
 
 def test_provenance_attrs(ds, logmel_run):
