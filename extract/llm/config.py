@@ -118,7 +118,7 @@ _FIELDS = {f.name: f for f in fields(LLMConfig)}
 def _coerce(name: str, value: Any, where: str) -> Any:
     f = _FIELDS[name]
     t = str(f.type)
-    if value is None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null") and "None" in t):
         return None
     try:
         if t.startswith("bool"):
@@ -136,8 +136,6 @@ def _coerce(name: str, value: Any, where: str) -> Any:
         if t.startswith("float"):
             return float(value)
         if t.startswith("str"):
-            if isinstance(value, str) and value.lower() in ("none", "null") and "None" in t:
-                return None
             return str(value)
         if t.startswith("dict"):
             return dict(value)

@@ -208,8 +208,8 @@ class Runner:
         store_path = _store_path(cfg)
         if cfg.provider == "openai-batch" and not cfg.batch_state:
             cfg.batch_state = str(store_path.parent / "llm_batches" / f"{cfg.kind}-{cfg.table_name()}.json")
-        manifest = load_manifest(self.root, require_audio=False, keep_non_targets=True)
         provider = build_provider(cfg)
+        manifest = load_manifest(self.root, require_audio=False, keep_non_targets=True)
         report = RunReport(cfg.kind, provider.name, provider.model, cfg.group(), str(store_path),
                            n_clips=len(manifest))
         classes, class_source = load_class_texts(self.root)
@@ -227,7 +227,13 @@ class Runner:
                 return (EXIT_PENDING if report.pending else EXIT_OK), report
             values, missing, reasons, answers = result
             extra_attrs.update(template.provenance())
-            extra_attrs["sampling_sent"] = provider.request_options(cfg.kind)
+            extra_attrs["request_options"] = provider.request_options(cfg.kind)
+        elif cfg.dry_run:
+            report.dry_run = (f"dry run: local provider '{provider.name}' makes {len(ids)} {cfg.kind} offline: "
+                              "no requests, no cost; nothing written")
+            report.seconds = time.time() - t0
+            self._finish(report, None, cfg)
+            return EXIT_OK, report
         else:
             task = LocalTask(cfg, self.root, ids, manifest.title, manifest.tags, manifest.description, classes,
                              class_source)

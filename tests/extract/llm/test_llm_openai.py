@@ -101,7 +101,7 @@ def test_fault_matrix(api, server, make_dataset, mrow, tmp_path, capsys, secret)
     attrs = store.attrs("llm/priors/openai")
     assert attrs["prompt_version"] == "prior-v1" and len(attrs["prompt_sha256"]) == 64
     assert attrs["counts"]["failed_by_reason"]["http_500"] == 1
-    assert attrs["sampling_sent"]["sampling"] == {"temperature": 0.0}
+    assert attrs["request_options"]["sampling"] == {"temperature": 0.0}
 
     # cache: one entry per answered request, holding exactly what the server answered
     cache = ResponseCache(cache_dir)
