@@ -65,7 +65,8 @@ class LLMConfig:
     batch_state: str | None = None  # default <store parent>/llm_batches/<kind>-<name>.json
     batch_poll_s: float = 30.0
     batch_wait_s: float = 0.0  # how long to wait for open batches in this call (0: check once and exit)
-    batch_max_requests: int = 50000
+    batch_max_requests: int = 50000  # Batch API limits: 50,000 requests and 200 MB per input file
+    batch_max_mb: float = 180.0
     batch_max_resubmits: int = 3
     batch_discount: float = 0.5
     # ---- embedded providers

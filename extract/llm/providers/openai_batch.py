@@ -107,6 +107,24 @@ class OpenAIBatchProvider(OpenAIProvider):
                             "api": self.api, "structured": self.builder.structured,
                             "dropped": sorted(self.builder.dropped)})[:40]
 
+    def chunks(self, reqs: list[ChatRequest]) -> list[list[ChatRequest]]:
+        """Split requests (in key order) into batches within the request-count and file-size limits;
+        the sizes are estimated from the messages, so the split is the same on every call."""
+        limit = self.config.batch_max_mb * 1e6
+        out: list[list[ChatRequest]] = []
+        cur: list[ChatRequest] = []
+        size = 0.0
+        for r in reqs:
+            est = 1.1 * sum(len(m["content"].encode()) for m in r.messages) + 4096
+            if cur and (len(cur) >= self.config.batch_max_requests or size + est > limit):
+                out.append(cur)
+                cur, size = [], 0.0
+            cur.append(r)
+            size += est
+        if cur:
+            out.append(cur)
+        return out
+
     def find_remote(self, client, tag: str, scan: int = 2000) -> Any | None:
         """A batch on the server tagged ``tag`` that can still deliver (newest first), or None."""
         seen = 0
@@ -240,9 +258,7 @@ class OpenAIBatchProvider(OpenAIProvider):
                          and rec.get("status") in REUSABLE and set(rec["keys"]) & remaining.keys()]
             covered = {k for rec in open_recs for k in rec["keys"]}
             keys = sorted(k for k in remaining if k not in covered)
-            n = self.config.batch_max_requests
-            for s in range(0, len(keys), n):
-                chunk = [remaining[k] for k in keys[s:s + n]]
+            for chunk in self.chunks([remaining[k] for k in keys]):
                 tag = self.tag_for([r.key for r in chunk], state, chunk[0].kind)
                 rec = self.ensure_batch(client, state, tag, chunk)
                 if rec not in open_recs:

@@ -73,3 +73,21 @@ def test_lost_state_file_adopts_the_tagged_batch(server, make_dataset, mrow, tmp
     created = _created(server)
     # the first batch was found by its metadata tag and collected: no second full batch was paid for
     assert [len(c) for c in created] == [5, 2]
+
+
+def test_rows_are_split_by_count_and_size(server, make_dataset, mrow, tmp_path):
+    from extract.llm.config import LLMConfig
+    from extract.llm.providers import ChatRequest
+    from extract.llm.providers.openai_batch import OpenAIBatchProvider
+
+    reqs = [ChatRequest(f"{i:064x}", [{"role": "system", "content": "s" * 1000}, {"role": "user", "content": "u"}],
+                        "priors") for i in range(7)]
+    by_count = OpenAIBatchProvider(LLMConfig(batch_max_requests=3)).chunks(reqs)
+    assert [len(c) for c in by_count] == [3, 3, 1]
+    by_size = OpenAIBatchProvider(LLMConfig(batch_max_mb=0.011)).chunks(reqs)  # ~5.2 kB per row
+    assert [len(c) for c in by_size] == [2, 2, 2, 1]
+    assert [r.key for c in by_size for r in c] == [r.key for r in reqs]
+
+    root = _setup(make_dataset, mrow)
+    assert main(_args(root, server, tmp_path, 10) + ["--set", "batch_max_requests=2"]) == 0
+    assert [len(c) for c in _created(server)][:3] == [2, 2, 1]
