@@ -44,6 +44,28 @@ def _layers(template: FusionHead) -> list[_Layer]:
     return out
 
 
+class _BatchedLinear(torch.autograd.Function):
+    """y = z Wᵀ + b for stacked (K, ·) weights; gradients come out dense in the parameters' layout."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, W: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(z, W)
+        return torch.baddbmm(b.unsqueeze(1), z, W.transpose(1, 2))
+
+    @staticmethod
+    def backward(ctx, dy: Tensor):
+        z, W = ctx.saved_tensors
+        dz = torch.bmm(dy, W) if ctx.needs_input_grad[0] else None
+        dW = torch.bmm(dy.transpose(1, 2), z) if ctx.needs_input_grad[1] else None
+        db = dy.sum(1) if ctx.needs_input_grad[2] else None
+        return dz, dW, db
+
+
+def batched_linear(z: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """Linear layer of K stacked heads: z (K, B, in), W (K, out, in), b (K, out) -> (K, B, out)."""
+    return _BatchedLinear.apply(z, W, b)
+
+
 class StackedHeads:
     """K FusionHeads with identical architecture as stacked parameter tensors (K, ...)."""
 
@@ -140,7 +162,7 @@ class StackedHeads:
                 offset += layer.width
             elif layer.kind == "linear":
                 W, b = self.params[layer.name + ".weight"], self.params[layer.name + ".bias"]
-                z = torch.baddbmm(b.unsqueeze(1), z, W.transpose(1, 2))
+                z = batched_linear(z.contiguous() if z.dim() == 3 else z, W, b)
             else:
                 z = F.gelu(z)
         return z
@@ -196,8 +218,8 @@ class BatchedAdamW:
 
 def clip_grad_norms_(grads: list[Tensor], max_norm: float) -> Tensor:
     """Per-configuration ``clip_grad_norm_`` on stacked gradients (K, ...); returns the norms (K,)."""
-    sq = sum(g.detach().pow(2).flatten(1).sum(1) for g in grads)
-    norms = sq.sqrt()
+    per = torch.stack([torch.linalg.vector_norm(g.detach().reshape(g.shape[0], -1), dim=1) for g in grads])
+    norms = torch.linalg.vector_norm(per, dim=0)
     coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
