@@ -1,0 +1,183 @@
+"""The whole pipeline and the CLI on small synthetic datasets written through cache.store."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from cache.features import read_logits, read_pseudo_labels
+from cache.manifest import load_manifest
+from cache.splits import Split
+from cache.store import Store
+from heads.cli import main
+from heads.ensemble import mean_logits, softmax
+from heads.metric import hierarchical_scores
+from heads.score import score_files
+from heads.submission import read_output_csv
+from heads.synthetic import write_synthetic_pipeline
+
+CONFIG = """
+name = "t"
+stages = [1, 2, 3]
+keep = 2
+[data.clean]
+root = "{clean}"
+[data.noisy]
+root = "{noisy}"
+[data.eval]
+root = "{eval}"
+[train]
+device = "cpu"
+[stage1]
+k = 3
+epochs = 4
+[stage2]
+k = 2
+epochs = 3
+[stage3]
+k = 2
+epochs = 3
+[pseudo]
+candidates_per_model = 2
+[ensemble]
+candidates_per_model = 2
+method = "greedy"
+[submission]
+label = "T_1"
+[[models]]
+name = "fused"
+groups = ["embeddings/synth@*"]
+prior = "synth"
+hidden = 16
+[[models]]
+name = "audio"
+groups = ["embeddings/synth@none"]
+columns = ["audio"]
+preset = "mlp"
+hidden = 16
+role = "comparison"
+[[models]]
+name = "prior"
+prior = "synth"
+preset = "prior-only"
+hidden = 16
+role = "comparison"
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("pipe")
+    paths = write_synthetic_pipeline(base / "data", n_per_class=8, n_noisy=150, n_eval=30, dim=8, n_shared=12)
+    cfg = base / "p.toml"
+    cfg.write_text(CONFIG.format(**{k: paths[k] for k in ("clean", "noisy", "eval")}))
+    out = base / "out"
+    assert main(["--no-progress", "pipeline", "--config", str(cfg), "--out", str(out)]) == 0
+    return {"paths": paths, "cfg": cfg, "out": out}
+
+
+def test_pipeline_outputs_and_exclusion(run):
+    out, paths = run["out"], run["paths"]
+    split = Split.load(out / "split.json")
+    noisy = load_manifest(paths["noisy"], require_audio=False)
+    held_out = split.evaluation_ids()
+    excluded = sum(i in held_out for i in noisy.ids)
+    assert excluded > 0  # the synthetic sets share ids
+    s2 = json.loads((out / "stage2" / "fused" / "search.json").read_text())
+    assert s2["excluded_noisy_in_clean_eval"] == excluded
+    assert s2["n_train"] == len(noisy.ids) - excluded
+    for stage, k in ((1, 3), (2, 2), (3, 2)):
+        meta = json.loads((out / f"stage{stage}" / "fused" / "search.json").read_text())
+        assert len(meta["names"]) == k
+        run_dir = out / f"stage{stage}" / "fused" / "runs" / f"c{meta['order'][0]:02d}"
+        for f in ("head.pt", "metrics.json", "config.json", "split.json", "provenance.json"):
+            assert (run_dir / f).exists(), f
+    assert not (out / "stage2" / "audio").exists()  # comparison models run stage 1 only
+    # every trained configuration's logits are in the stores
+    clean, noisy_store = Store(paths["clean"] / "cache.zarr", "r"), Store(paths["noisy"] / "cache.zarr", "r")
+    cm = load_manifest(paths["clean"], require_audio=False)
+    for stage, k in ((1, 3), (2, 2), (3, 2)):
+        for c in range(k):
+            assert read_logits(clean, f"heads/t/fused/s{stage}/c{c:02d}", cm.ids).shape == (len(cm), 23)
+    # pseudo-labels = softmax of the mean logits of the selected stage-1 members, for both sets
+    pj = json.loads((out / "pseudo" / "pseudo.json").read_text())
+    members = pj["members"]
+    for store, m in ((clean, cm), (noisy_store, noisy)):
+        probs = read_pseudo_labels(store, "t-stage1", m.ids)
+        expect = softmax(mean_logits(np.stack([read_logits(store, r, m.ids) for r in members])))
+        np.testing.assert_allclose(probs, expect, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    # report files
+    for f in ("results.md", "results.json", "ensemble_test.md", "ensemble_test_confusion.png", "training_curves.png"):
+        assert (out / "report" / f).exists(), f
+    assert "never-predicted-class convention 'zero'" in (out / "report" / "results.md").read_text()
+
+
+def test_submission_round_trips_through_heads_score(run):
+    out, paths = run["out"], run["paths"]
+    csv_path = out / "submission" / "T_1.output.csv"
+    ids, codes, scores = read_output_csv(csv_path)
+    ev = load_manifest(paths["eval"], require_audio=False)
+    assert sorted(ids) == sorted(ev.ids.tolist()) and ((scores >= 0) & (scores <= 1)).all()
+    truth = dict(line.split(",") for line in paths["truth"].read_text().splitlines()[1:])
+    expected = hierarchical_scores([truth[i] for i in ids], codes)
+    got = score_files(paths["truth"], csv_path)
+    assert got.hF == pytest.approx(expected.hF) and got.hP == pytest.approx(expected.hP)
+    meta = yaml.safe_load((out / "submission" / "T_1.meta.yaml").read_text())
+    dev = meta["results"]["development_datasets"]["bsd10k-v1.2"]
+    assert set(dev["overall"]) == {"hP", "hR", "hF"} and len(dev["class_wise"]) == 23
+    ens = json.loads((out / "ensemble" / "ensemble.json").read_text())
+    assert dev["overall"]["hF"] == pytest.approx(ens["scores"]["argmax"]["test"]["hF"], abs=1e-4)
+    assert meta["system"]["complexity"]["total_parameters"] == ens["n_parameters"] > 0
+
+
+def test_rerun_resumes_and_predict_reproduces_the_submission(run, capsys):
+    out, paths = run["out"], run["paths"]
+    before = (out / "submission" / "T_1.output.csv").read_text()
+    assert main(["--no-progress", "pipeline", "--config", str(run["cfg"]), "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert log.count("unchanged, reusing") == 3 + 1 + 1  # stage 1 (3 models), stage 2, stage 3
+    assert (out / "submission" / "T_1.output.csv").read_text() == before
+    pred_dir = out / "predict"
+    assert main(["predict", "--run", str(out / "ensemble" / "ensemble.json"), "--dataset", str(paths["eval"]),
+                 "--out", str(pred_dir), "--label", "P"]) == 0
+    a, b = read_output_csv(out / "submission" / "T_1.output.csv"), read_output_csv(pred_dir / "P.output.csv")
+    assert a[0] == b[0] and a[1] == b[1]
+    np.testing.assert_allclose(a[2], b[2], atol=2e-6)
+
+
+def test_generic_commands_on_logits_tables(run, tmp_path):
+    paths = run["paths"]
+    split = str(run["out"] / "split.json")
+    assert main(["ensemble", "--dataset", str(paths["clean"]), "--split", split, "--runs", "heads/t/fused/s3/*",
+                 "--method", "exhaustive", "--out", str(tmp_path / "ens")]) == 0
+    res = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
+    assert res["candidates"] == ["heads/t/fused/s3/c00", "heads/t/fused/s3/c01"]
+    assert main(["report", "--predictions", str(tmp_path / "ens" / "predictions.npz"), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "report_test.md").exists()
+    assert main(["pseudo-labels", "--store", str(paths["clean"] / "cache.zarr"), "--runs", "heads/t/fused/s1/c0[01]",
+                 "--name", "mine"]) == 0
+    store = Store(paths["clean"] / "cache.zarr", "r")
+    cm = load_manifest(paths["clean"], require_audio=False)
+    expect = softmax(mean_logits(np.stack([read_logits(store, f"heads/t/fused/s1/c0{i}", cm.ids) for i in (0, 1)])))
+    np.testing.assert_allclose(read_pseudo_labels(store, "mine", cm.ids), expect, rtol=1e-4, atol=1e-6)
+
+
+def test_train_and_search_commands(run, tmp_path):
+    paths = run["paths"]
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(f'dataset = "{paths["clean"]}"\nname = "heads/cmd"\nout = "{tmp_path / "train"}"\n'
+                   '[inputs]\ngroups = ["embeddings/synth@none"]\nprior = "synth"\n'
+                   '[train]\nepochs = 3\nhidden = 16\ndevice = "cpu"\n[search]\nk = 2\n')
+    assert main(["--no-progress", "train", "--config", str(cfg)]) == 0
+    assert (tmp_path / "train" / "head.pt").exists()
+    assert main(["--no-progress", "search", "--config", str(cfg), "--set", f'out="{tmp_path / "search"}"']) == 0
+    assert (tmp_path / "search" / "search.md").read_text().count("heads/cmd/c0") == 2
+    assert main(["train", "--config", str(cfg), "--set", "inputs.groups=[\"embeddings/nothing@*\"]"]) == 2
+
+
+def test_bad_config_is_reported(tmp_path, capsys):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[data.clean]\nroot = "/nowhere"\n[[models]]\nname = "m"\ngroups = ["x"]\npreset = "submitted"\n')
+    assert main(["pipeline", "--config", str(cfg)]) == 2
+    assert "needs a prior" in capsys.readouterr().err
