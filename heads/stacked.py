@@ -1,13 +1,17 @@
 """K fusion heads of one architecture run at once with stacked weights and batched matmuls.
 
-:class:`StackedHeads` holds the parameters of K :class:`heads.model.FusionHead` modules as
-tensors with a leading K axis (``torch.func.stack_module_state``) and evaluates all of them in
-one pass (``torch.baddbmm``). Dropout uses uniform random numbers the caller draws per
-configuration, so every configuration can own its random generator.
+:class:`StackedHeads` holds the parameters of K :class:`heads.model.FusionHead` modules in one
+flat (K, P) buffer (each named parameter is a (K, ...) view of it, the layout of
+``torch.func.stack_module_state``) and evaluates all of them in one pass (``torch.baddbmm``).
+Training uses :meth:`StackedHeads.loss_and_grads`: forward, loss and a hand-written backward
+pass (checked against autograd in the tests) that write every gradient straight into one flat
+(K, P) gradient buffer, so clipping is one norm and the AdamW update one fused call per
+configuration. Dropout uses uniform random numbers the caller draws per configuration, so every
+configuration can own its random generator.
 
 :class:`BatchedAdamW` is ``torch.optim.AdamW`` itself, given one parameter group per
-configuration whose tensors are views into the stacked weights: each configuration has its own
-learning rate (and weight decay), and the update runs the fused AdamW kernel where available.
+configuration whose tensor is a row (view) of the stacked weights: each configuration has its
+own learning rate (and weight decay), and the update runs the fused AdamW kernel where available.
 """
 from __future__ import annotations
 
@@ -66,14 +70,28 @@ def batched_linear(z: Tensor, W: Tensor, b: Tensor) -> Tensor:
     return _BatchedLinear.apply(z, W, b)
 
 
-class StackedHeads:
-    """K FusionHeads with identical architecture as stacked parameter tensors (K, ...)."""
+def _views(flat: Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[str, Tensor]:
+    out, off = {}, 0
+    K = flat.shape[0]
+    for name, shape in shapes.items():
+        n = 1
+        for s in shape:
+            n *= s
+        out[name] = flat[:, off:off + n].view(K, *shape)
+        off += n
+    return out
 
-    def __init__(self, template: FusionHead, params: dict[str, Tensor]):
+
+class StackedHeads:
+    """K FusionHeads with identical architecture as one flat (K, P) parameter buffer."""
+
+    def __init__(self, template: FusionHead, flat: Tensor, shapes: dict[str, tuple[int, ...]]):
         self.template = copy.deepcopy(template).cpu()
-        self.params = params
+        self.shapes = dict(shapes)
+        self.flat = flat
+        self.params = _views(flat, self.shapes)
         self.layers = _layers(template)
-        self.K = next(iter(params.values())).shape[0]
+        self.K = flat.shape[0]
         self.dropout = template.dropout
 
     @classmethod
@@ -84,9 +102,10 @@ class StackedHeads:
         for h in heads[1:]:
             if h.config() != cfg:
                 raise ValueError(f"heads differ in architecture: {h.config()} vs {cfg}")
-        params, _ = torch.func.stack_module_state(heads)
-        params = {k: v.detach().to(device).contiguous().requires_grad_(True) for k, v in params.items()}
-        return cls(heads[0], params)
+        stacked, _ = torch.func.stack_module_state(heads)
+        shapes = {k: tuple(v.shape[1:]) for k, v in stacked.items()}
+        flat = torch.cat([v.detach().reshape(len(heads), -1) for v in stacked.values()], dim=1).to(device).contiguous()
+        return cls(heads[0], flat, shapes)
 
     # ------------------------------------------------------------------ views and export
     @property
@@ -95,7 +114,12 @@ class StackedHeads:
         return sum(layer.width for layer in self.layers if layer.kind == "dropout")
 
     def n_parameters_per_head(self) -> int:
-        return sum(v[0].numel() for v in self.params.values())
+        return int(self.flat.shape[1])
+
+    def grad_buffer(self) -> tuple[Tensor, dict[str, Tensor]]:
+        """A zeroed (K, P) gradient buffer and its per-parameter views."""
+        g = torch.zeros_like(self.flat)
+        return g, _views(g, self.shapes)
 
     def state_dict(self, k: int) -> dict[str, Tensor]:
         """State dict of head ``k`` (detached CPU copies), loadable into a FusionHead."""
@@ -106,42 +130,41 @@ class StackedHeads:
         head.load_state_dict(self.state_dict(k))
         return head.eval()
 
-    def snapshot(self) -> dict[str, Tensor]:
-        return {name: v.detach().clone() for name, v in self.params.items()}
+    def snapshot(self) -> Tensor:
+        return self.flat.detach().clone()
 
-    def copy_rows_(self, dest: dict[str, Tensor], mask: Tensor) -> None:
-        """dest[name][k] = params[name][k] for every k with mask[k] True (best-epoch bookkeeping)."""
+    def copy_rows_(self, dest: Tensor, mask: Tensor) -> None:
+        """dest[k] = flat[k] for every k with mask[k] True (best-epoch bookkeeping)."""
         with torch.no_grad():
-            for name, v in self.params.items():
-                m = mask.view(-1, *([1] * (v.dim() - 1)))
-                dest[name].copy_(torch.where(m, v, dest[name]))
+            idx = torch.nonzero(mask.to(self.flat.device), as_tuple=True)[0]
+            dest[idx] = self.flat[idx]
+
+    def state_dict_from(self, flat_row: Tensor) -> dict[str, Tensor]:
+        """State dict of one row of a (K, P)-shaped buffer (e.g. a snapshot)."""
+        views = _views(flat_row.detach().reshape(1, -1).cpu(), self.shapes)
+        return {k: v[0].clone() for k, v in views.items()}
 
     # ------------------------------------------------------------------ forward
-    def prior_representation(self, prior: Tensor, missing: Tensor | None) -> Tensor:
-        E = self.params["prior_embedding"]  # (K, C, P)
-        q = prior.to(E.dtype)
+    def _masked_prior(self, prior: Tensor, missing: Tensor | None) -> Tensor:
+        q = prior.to(self.flat.dtype)
         if missing is not None:
             q = q.masked_fill(missing.unsqueeze(-1), 0.0)
-        if q.dim() == 2:
-            m = torch.einsum("bc,kcp->kbp", q, E)
-        else:
-            m = torch.bmm(q, E)
-        if "missing_embedding" in self.params and missing is not None:
-            v = self.params["missing_embedding"].unsqueeze(1)  # (K, 1, P)
+        return q
+
+    def prior_representation(self, prior: Tensor, missing: Tensor | None, params: dict[str, Tensor] | None = None) -> Tensor:
+        P = params or self.params
+        E = P["prior_embedding"]  # (K, C, P)
+        q = self._masked_prior(prior, missing)
+        m = torch.einsum("bc,kcp->kbp", q, E) if q.dim() == 2 else torch.bmm(q, E)
+        if "missing_embedding" in P and missing is not None:
+            v = P["missing_embedding"].unsqueeze(1)  # (K, 1, P)
             miss = missing.unsqueeze(-1)
             if miss.dim() == 2:
                 miss = miss.unsqueeze(0)
             m = torch.where(miss, v, m)
         return m
 
-    def forward(self, h: Tensor | None, prior: Tensor | None = None, missing: Tensor | None = None,
-                uniforms: Tensor | None = None) -> Tensor:
-        """Logits (K, B, C).
-
-        ``h``, ``prior``, ``missing`` are (K, B, ·) (one batch per configuration) or (B, ·)
-        (the same items for every configuration). ``uniforms`` (K, B, dropout_width) in [0, 1)
-        turns dropout on (an element is kept where its uniform ≥ p); None = evaluation mode.
-        """
+    def _input(self, h, prior, missing, params=None) -> Tensor:
         t = self.template
         parts = []
         if t.uses_h:
@@ -151,73 +174,218 @@ class StackedHeads:
         if t.uses_prior:
             if prior is None:
                 raise ValueError(f"head preset {t.preset!r} fuses an LLM prior: pass prior")
-            parts.append(self.prior_representation(prior, missing))
-        z = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        offset, p = 0, self.dropout
+            parts.append(self.prior_representation(prior, missing, params))
+        return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+    def dropout_masks(self, uniforms: Tensor) -> Tensor:
+        """Scaled keep-masks (K, B, W) from uniforms: 1/(1−p) where u ≥ p, else 0."""
+        p = self.dropout
+        return (uniforms >= p).to(self.flat.dtype).mul_(1.0 / (1.0 - p))
+
+    def forward(self, h: Tensor | None, prior: Tensor | None = None, missing: Tensor | None = None,
+                uniforms: Tensor | None = None, params: dict[str, Tensor] | None = None) -> Tensor:
+        """Logits (K, B, C).
+
+        ``h``, ``prior``, ``missing`` are (K, B, ·) (one batch per configuration) or (B, ·)
+        (the same items for every configuration). ``uniforms`` (K, B, dropout_width) in [0, 1)
+        turns dropout on (an element is kept where its uniform ≥ p); None = evaluation mode.
+        ``params`` (default: the stacked weights) lets autograd run through other tensors.
+        """
+        P = params or self.params
+        z = self._input(h, prior, missing, P)
+        masks = self.dropout_masks(uniforms) if uniforms is not None and self.dropout > 0 else None
+        offset = 0
         for layer in self.layers:
             if layer.kind == "dropout":
-                if uniforms is not None and p > 0:
-                    u = uniforms[..., offset:offset + layer.width]
-                    z = z * (u >= p).to(z.dtype) * (1.0 / (1.0 - p))
+                if masks is not None:
+                    z = z * masks[..., offset:offset + layer.width]
                 offset += layer.width
             elif layer.kind == "linear":
-                W, b = self.params[layer.name + ".weight"], self.params[layer.name + ".bias"]
-                z = batched_linear(z.contiguous() if z.dim() == 3 else z, W, b)
+                W, b = P[layer.name + ".weight"], P[layer.name + ".bias"]
+                z = batched_linear(z if z.dim() == 3 else z.unsqueeze(0).expand(self.K, -1, -1), W, b)
             else:
                 z = F.gelu(z)
         return z
 
     __call__ = forward
 
+    # ------------------------------------------------------------------ training step
+    def loss_and_grads(self, h: Tensor | None, prior: Tensor | None, missing: Tensor | None, masks: Tensor | None,
+                       labels: Tensor, class_weights: Tensor | None, lam: Tensor, pseudo: Tensor | None,
+                       has_pseudo: Tensor | None, grads: dict[str, Tensor]) -> Tensor:
+        """Per-configuration losses (K,) of (1 − λ_k)·weighted CE + λ_k·soft CE, with every
+        gradient written into ``grads`` (views of a (K, P) buffer, see :meth:`grad_buffer`).
+
+        Inputs are (K, B, ·) batches; ``masks`` (K, B, dropout_width) are scaled keep-masks
+        (:meth:`dropout_masks`) or None; labels −1 contribute to the soft term only.
+        """
+        valid = labels >= 0
+        y = labels.clamp(min=0)
+        w = class_weights[y] if class_weights is not None else torch.ones(y.shape, dtype=self.flat.dtype, device=y.device)
+        w = w * valid.to(w.dtype)
+        q = self._masked_prior(prior, missing) if self.template.uses_prior else None
+        hp = None if has_pseudo is None else has_pseudo.to(self.flat.dtype)
+        return self.fast_loss_and_grads(h, q, missing, masks, y, w, lam, pseudo, hp, grads)
+
+    def fast_loss_and_grads(self, h: Tensor | None, q: Tensor | None, missing: Tensor | None, masks: Tensor | None,
+                            y: Tensor, w: Tensor, lam: Tensor, pseudo: Tensor | None, has_pseudo: Tensor | None,
+                            grads: dict[str, Tensor]) -> Tensor:
+        """:meth:`loss_and_grads` on prepared inputs: ``q`` the prior with missing rows zeroed,
+        ``y`` labels clamped to ≥ 0, ``w`` per-item CE weights (0 for items without a label),
+        ``has_pseudo`` as 0/1 floats."""
+        P = self.params
+        t = self.template
+        parts = []
+        if t.uses_h:
+            parts.append(h)
+        if t.uses_prior:
+            m = torch.bmm(q, P["prior_embedding"])
+            if "missing_embedding" in P:
+                m = torch.where(missing.unsqueeze(-1), P["missing_embedding"].unsqueeze(1), m)
+            parts.append(m)
+        z = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        saved: list[tuple] = []
+        offset = 0
+        for layer in self.layers:
+            if layer.kind == "dropout":
+                if masks is not None:
+                    mk = masks[..., offset:offset + layer.width]
+                    z = z * mk
+                    saved.append(("dropout", mk))
+                offset += layer.width
+            elif layer.kind == "linear":
+                saved.append(("linear", layer.name, z))
+                z = torch.baddbmm(P[layer.name + ".bias"].unsqueeze(1), z, P[layer.name + ".weight"].transpose(1, 2))
+            else:
+                saved.append(("gelu", z))
+                z = F.gelu(z)
+        # loss and its gradient w.r.t. the logits:
+        #   d/dlogits = a_i (p_i − onehot(y_i)) + b_i (p_i Σ_c t_ic − t_i)
+        #   a_i = (1 − λ) w_i / Σ_j w_j,  b_i = λ m_i / max(Σ_j m_j, 1)
+        logp = torch.log_softmax(z, dim=-1)
+        prob = logp.exp()
+        lam_ = lam.view(-1, 1)
+        a = w * ((1 - lam_) / w.sum(1, keepdim=True).clamp(min=1e-12))
+        logp_y = logp.gather(-1, y.unsqueeze(-1))
+        loss = -(a.unsqueeze(-1) * logp_y).sum((1, 2))
+        dlogits = prob * a.unsqueeze(-1)
+        dlogits.scatter_add_(-1, y.unsqueeze(-1), -a.unsqueeze(-1))
+        if pseudo is not None and has_pseudo is not None:
+            b = has_pseudo * (lam_ / has_pseudo.sum(1, keepdim=True).clamp(min=1.0))
+            bu = b.unsqueeze(-1)
+            dlogits += prob * (b * pseudo.sum(-1)).unsqueeze(-1) - pseudo * bu
+            loss = loss - (bu * pseudo * logp).sum((1, 2))
+        # backward through the body
+        dz = dlogits
+        first_linear = next(i for i, e in enumerate(saved) if e[0] == "linear")
+        for i in range(len(saved) - 1, -1, -1):
+            entry = saved[i]
+            if entry[0] == "linear":
+                name, zin = entry[1], entry[2]
+                torch.bmm(dz.transpose(1, 2), zin, out=grads[name + ".weight"])
+                torch.sum(dz, 1, out=grads[name + ".bias"])
+                if i == first_linear and not t.uses_prior:
+                    dz = None
+                    break
+                dz = torch.bmm(dz, P[name + ".weight"])
+            elif entry[0] == "gelu":
+                dz = torch.ops.aten.gelu_backward(dz, entry[1])
+            else:
+                dz = dz * entry[1]
+        if t.uses_prior and dz is not None:
+            dm = dz[..., (t.in_dim if t.uses_h else 0):]
+            if "missing_embedding" in grads:
+                miss = missing.unsqueeze(-1)
+                torch.sum(dm.masked_fill(~miss, 0.0), 1, out=grads["missing_embedding"])
+                dm = dm.masked_fill(miss, 0.0)
+            torch.bmm(q.transpose(1, 2), dm, out=grads["prior_embedding"])
+        return loss
+
 
 class BatchedAdamW:
     """AdamW over stacked weights with one learning rate (and weight decay) per configuration.
 
-    Internally a ``torch.optim.AdamW`` whose K parameter groups hold views ``param[k]`` of the
-    stacked tensors; call :meth:`set_grads` after computing gradients of the stacked tensors.
+    ``params`` is the flat (K, P) buffer of :class:`StackedHeads` or a dict of (K, ...)
+    tensors; row k of every tensor belongs to configuration k. The update is the one of
+    ``torch.optim.AdamW`` (default betas, eps 1e-8, decoupled weight decay; tested against it):
+    on CPU and CUDA it calls PyTorch's fused AdamW kernel once per configuration on views of the
+    rows (one pass over parameters, gradients and moments), otherwise it falls back to
+    ``torch.optim.AdamW`` with one parameter group per configuration.
+    Call :meth:`set_grads` with gradients of the same layout before :meth:`step`.
     """
 
-    def __init__(self, params: dict[str, Tensor], lr: Tensor | list[float], weight_decay: float | list[float] = 0.01,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, fused: bool | None = None):
-        self.names = list(params)
-        self.stacked = [params[n] for n in self.names]
+    def __init__(self, params: dict[str, Tensor] | Tensor, lr: Tensor | list[float],
+                 weight_decay: float | list[float] = 0.01, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, fused: bool | None = None):
+        self.stacked = [params] if isinstance(params, Tensor) else list(params.values())
         K = self.stacked[0].shape[0]
         lrs = [float(x) for x in (lr.tolist() if isinstance(lr, Tensor) else lr)]
         wds = [float(weight_decay)] * K if isinstance(weight_decay, (int, float)) else [float(w) for w in weight_decay]
         if len(lrs) != K or len(wds) != K:
             raise ValueError(f"need {K} learning rates and weight decays, got {len(lrs)} and {len(wds)}")
+        self.K, self.lrs, self.wds, self.betas, self.eps = K, lrs, wds, betas, eps
         # leaf views sharing storage with the stacked tensors
         self.views = [[p.detach()[k] for p in self.stacked] for k in range(K)]
-        if fused is None:
-            fused = all(p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) for p in self.stacked)
-        groups = [{"params": self.views[k], "lr": lrs[k], "weight_decay": wds[k]} for k in range(K)]
-        try:
-            self.optimizer = torch.optim.AdamW(groups, betas=betas, eps=eps, fused=bool(fused))
-        except (RuntimeError, ValueError):  # fused kernel not available for this device
+        dev = self.stacked[0].device
+        kernel = getattr(torch, "_fused_adamw_", None)
+        ok_dtype = all(p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) for p in self.stacked)
+        self.fused = (fused is not False) and kernel is not None and ok_dtype and dev.type in ("cpu", "cuda") \
+            and all(p.is_contiguous() or p.dim() > 0 for p in self.stacked)
+        self.optimizer = None
+        if self.fused:
+            self.exp_avg = [torch.zeros_like(p) for p in self.stacked]
+            self.exp_avg_sq = [torch.zeros_like(p) for p in self.stacked]
+            self.state_step = torch.zeros((), dtype=torch.float32, device=dev)
+            self._m = [[m[k] for m in self.exp_avg] for k in range(K)]
+            self._v = [[v[k] for v in self.exp_avg_sq] for k in range(K)]
+            self._steps = [self.state_step] * len(self.stacked)  # read-only in the kernel: one shared counter
+            self._g: list[list[Tensor]] | None = None
+        else:
+            groups = [{"params": self.views[k], "lr": lrs[k], "weight_decay": wds[k]} for k in range(K)]
             self.optimizer = torch.optim.AdamW(groups, betas=betas, eps=eps)
-        self.K = K
 
     @property
     def param_groups(self) -> list[dict]:
-        return self.optimizer.param_groups
+        if self.optimizer is not None:
+            return self.optimizer.param_groups
+        return [{"lr": lr, "weight_decay": wd} for lr, wd in zip(self.lrs, self.wds)]
 
     def set_lr(self, lrs: list[float]) -> None:
-        for g, lr in zip(self.optimizer.param_groups, lrs):
-            g["lr"] = float(lr)
+        self.lrs = [float(x) for x in lrs]
+        if self.optimizer is not None:
+            for g, lr in zip(self.optimizer.param_groups, self.lrs):
+                g["lr"] = lr
 
-    def set_grads(self, grads: list[Tensor]) -> None:
-        """Gradients of the stacked tensors, in the order of ``params`` given at construction."""
-        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]  # the fused kernel wants dense rows
+    def set_grads(self, grads: list[Tensor] | Tensor) -> None:
+        """Gradients in the layout of ``params`` (a (K, P) tensor, or a list in the dict's order).
+        Views are kept: gradients written in place into the same tensors need no second call."""
+        grads = [grads] if isinstance(grads, Tensor) else list(grads)
+        grads = [g if g.is_contiguous() else g.contiguous() for g in grads]  # the kernel wants dense rows
+        self._g = [[g[k] for g in grads] for k in range(self.K)]
         for k in range(self.K):
-            for view, g in zip(self.views[k], grads):
-                view.grad = g[k]
+            for view, g in zip(self.views[k], self._g[k]):
+                view.grad = g
 
     def step(self) -> None:
-        self.optimizer.step()
+        if self.optimizer is not None:
+            self.optimizer.step()
+            return
+        if self._g is None:
+            raise RuntimeError("BatchedAdamW.step() before set_grads()")
+        self.state_step += 1
+        b1, b2 = self.betas
+        for k in range(self.K):
+            torch._fused_adamw_(self.views[k], self._g[k], self._m[k], self._v[k], [], self._steps,
+                                lr=self.lrs[k], beta1=b1, beta2=b2, weight_decay=self.wds[k], eps=self.eps,
+                                amsgrad=False, maximize=False)
 
 
-def clip_grad_norms_(grads: list[Tensor], max_norm: float) -> Tensor:
+def clip_grad_norms_(grads: list[Tensor] | Tensor, max_norm: float) -> Tensor:
     """Per-configuration ``clip_grad_norm_`` on stacked gradients (K, ...); returns the norms (K,)."""
+    if isinstance(grads, Tensor):
+        norms = torch.linalg.vector_norm(grads.reshape(grads.shape[0], -1), dim=1)
+        grads.mul_((max_norm / (norms + 1e-6)).clamp(max=1.0).view(-1, *([1] * (grads.dim() - 1))))
+        return norms
     per = torch.stack([torch.linalg.vector_norm(g.detach().reshape(g.shape[0], -1), dim=1) for g in grads])
     norms = torch.linalg.vector_norm(per, dim=0)
     coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)

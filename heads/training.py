@@ -146,9 +146,10 @@ def stacked_logits(stacked: StackedHeads, data: HeadData, chunk: int = 2048) -> 
     return torch.cat(out, dim=1)
 
 
-def _per_config_loss(logits: Tensor, y: Tensor, weights: Tensor | None, lam: Tensor,
+def per_config_loss(logits: Tensor, y: Tensor, weights: Tensor | None, lam: Tensor,
                      pseudo: Tensor | None, has_pseudo: Tensor | None) -> Tensor:
-    """(K,) losses (1 − λ_k)·weighted CE + λ_k·soft CE for logits (K, B, C)."""
+    """(K,) losses (1 − λ_k)·weighted CE + λ_k·soft CE for logits (K, B, C), in autograd form
+    (the reference for the hand-written gradients of :meth:`StackedHeads.loss_and_grads`)."""
     K, B, C = logits.shape
     logp = F.log_softmax(logits, dim=-1)
     valid = y >= 0
@@ -188,9 +189,9 @@ def train_stacked(configs: Sequence[TrainConfig], train: HeadData, val: HeadData
     val = val.to(device) if val is not None else None
     heads = [build_head(train.dim, c, init_state) for c in configs]
     stacked = StackedHeads.from_heads(heads, device)
-    names = list(stacked.params)
-    plist = [stacked.params[n] for n in names]
-    opt = BatchedAdamW(stacked.params, [c.lr for c in configs], [c.weight_decay for c in configs])
+    gflat, gviews = stacked.grad_buffer()
+    opt = BatchedAdamW(stacked.flat, [c.lr for c in configs], [c.weight_decay for c in configs])
+    opt.set_grads(gflat)  # the optimizer's gradient views stay bound to this buffer
     gens = [torch.Generator(device=device).manual_seed(int(c.seed)) for c in configs]
     labelled = train.labels[train.labels >= 0]
     weights = class_frequency_weights(labelled.cpu()).to(device) if (c0.class_weights and len(labelled)) else None
@@ -199,8 +200,14 @@ def train_stacked(configs: Sequence[TrainConfig], train: HeadData, val: HeadData
     final_lr = c0.final_lr
     N, B = len(train), c0.batch_size
     spe = math.ceil(N / B)
-    W = stacked.dropout_width
+    W = stacked.dropout_width if c0.dropout > 0 else 0
+    # dropout uniforms are drawn per configuration in chunks of whole steps; the chunk length
+    # depends only on the head and the batch size, so each generator is consumed the same way
+    # whether its configuration trains alone or inside a search
+    chunk_steps = max(1, min(spe, (1 << 22) // max(1, B * W))) if W else spe
     use_pseudo = train.pseudo is not None and needs_pseudo
+    row_floats = train.dim + (2 * NUM_CLASSES + 3)
+    prepermute = K * N * row_floats * 4 <= (256 << 20)
     stoppers = [EarlyStopping(c.patience, "max") for c in configs]
     best = stacked.snapshot()
     histories: list[list[dict]] = [[] for _ in configs]
@@ -208,31 +215,57 @@ def train_stacked(configs: Sequence[TrainConfig], train: HeadData, val: HeadData
     active = np.ones(K, dtype=bool)
     y_val = val.labels.cpu().numpy() if val is not None else None
     step = 0
+    clip = c0.grad_clip if c0.grad_clip and c0.grad_clip > 0 else 0.0
     bar = tqdm(range(c0.epochs), desc=desc, disable=not progress, leave=False)
+
+    def take(t: Tensor | None, idx: Tensor) -> Tensor | None:
+        return None if t is None else t[idx]
+
+    # per-item inputs prepared once: prior with missing rows zeroed, clamped labels, CE weights
+    valid = train.labels >= 0
+    y_all = train.labels.clamp(min=0)
+    w_all = (weights[y_all] if weights is not None else torch.ones(N, device=device)) * valid.to(torch.float32)
+    q_all = None
+    if stacked.template.uses_prior:
+        if train.prior is None:
+            raise ValueError(f"head preset {c0.preset!r} fuses an LLM prior but the training data has none")
+        q_all = train.prior.to(torch.float32)
+        if train.missing is not None:
+            q_all = q_all.masked_fill(train.missing.unsqueeze(-1), 0.0)
+    miss_all = train.missing if train.missing is not None else torch.zeros(N, dtype=torch.bool, device=device)
+    src = {"X": train.X if stacked.template.uses_h else None, "q": q_all, "missing": miss_all, "y": y_all,
+           "w": w_all, "pseudo": train.pseudo if use_pseudo else None,
+           "has": train.has_pseudo.to(torch.float32) if use_pseudo else None}
+
     for epoch in bar:
         perms = torch.stack([torch.randperm(N, generator=g, device=device) for g in gens])
+        if prepermute:  # one gather per epoch; batches are then slices
+            ep = {k: take(v, perms) for k, v in src.items()}
         loss_sum = torch.zeros(K, device=device)
-        for s in range(spe):
-            idx = perms[:, s * B:(s + 1) * B]
-            b = idx.shape[1]
-            h = train.X[idx]
-            prior = train.prior[idx] if train.prior is not None else None
-            missing = train.missing[idx] if train.missing is not None else None
-            uniforms = (torch.stack([torch.rand(b, W, generator=g, device=device) for g in gens])
-                        if W and c0.dropout > 0 else None)
-            logits = stacked(h, prior, missing, uniforms)
-            losses = _per_config_loss(logits, train.labels[idx], weights, lam,
-                                      train.pseudo[idx] if use_pseudo else None,
-                                      train.has_pseudo[idx] if use_pseudo else None)
-            grads = [g.contiguous() for g in torch.autograd.grad(losses.sum(), plist)]
-            if c0.grad_clip and c0.grad_clip > 0:
-                clip_grad_norms_(grads, c0.grad_clip)
-            a, bb = _schedule_parts(step, spe, c0)
-            opt.set_lr((a * base_lr + bb * final_lr).tolist())
-            opt.set_grads(grads)
-            opt.step()
-            loss_sum += losses.detach()
-            step += 1
+        for c_lo in range(0, spe, chunk_steps):
+            c_hi = min(spe, c_lo + chunk_steps)
+            item_lo, item_hi = c_lo * B, min(N, c_hi * B)
+            masks = None
+            if W:
+                u = torch.stack([torch.rand(item_hi - item_lo, W, generator=g, device=device) for g in gens])
+                masks = stacked.dropout_masks(u)
+            for s in range(c_lo, c_hi):
+                lo, hi = s * B, min(N, (s + 1) * B)
+                if prepermute:
+                    bt = {k: None if v is None else v[:, lo:hi] for k, v in ep.items()}
+                else:
+                    idx = perms[:, lo:hi]
+                    bt = {k: take(v, idx) for k, v in src.items()}
+                losses = stacked.fast_loss_and_grads(
+                    bt["X"], bt["q"], bt["missing"], None if masks is None else masks[:, lo - item_lo:hi - item_lo],
+                    bt["y"], bt["w"], lam, bt["pseudo"], bt["has"], gviews)
+                if clip:
+                    clip_grad_norms_(gflat, clip)
+                a, bb = _schedule_parts(step, spe, c0)
+                opt.set_lr((a * base_lr + bb * final_lr).tolist())
+                opt.step()
+                loss_sum += losses
+                step += 1
         train_loss = (loss_sum / spe).cpu().numpy()
         lr_now = (a * base_lr + bb * final_lr)
         improved = np.zeros(K, dtype=bool)
@@ -263,7 +296,7 @@ def train_stacked(configs: Sequence[TrainConfig], train: HeadData, val: HeadData
     n_params = stacked.n_parameters_per_head()
     results = []
     for k, c in enumerate(configs):
-        sd = {n: best[n][k].detach().cpu().clone() for n in names}
+        sd = stacked.state_dict_from(best[k])
         results.append(RunResult(config=copy.deepcopy(c), head_config=heads[k].config(), state_dict=sd,
                                  best_epoch=int(stoppers[k].best_epoch if stoppers[k].best_epoch is not None else -1),
                                  best_val=best_val[k], history=histories[k], n_parameters=n_params))

@@ -9,7 +9,7 @@ from heads.model import FusionHead
 from heads.search import SearchSpace, ranking, results_table, run_search, sample_configs
 from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_
 from heads.synthetic import synthetic_data
-from heads.training import TrainConfig, predict_logits, train_head, train_stacked
+from heads.training import TrainConfig, per_config_loss, predict_logits, train_head, train_stacked
 
 FAST = dict(epochs=6, patience=10, device="cpu", hidden=32)
 
@@ -27,6 +27,10 @@ def test_stacked_forward_equals_each_head(preset, missing):
         torch.testing.assert_close(st.head(k)(data.X, data.prior, data.missing), out[k], rtol=1e-5, atol=1e-6)
 
 
+def _leaf_copies(st):
+    return {n: v.detach().clone().requires_grad_(True) for n, v in st.params.items()}
+
+
 def test_batched_adamw_matches_torch_adamw_with_clipping():
     torch.manual_seed(1)
     heads = [FusionHead(5, dropout=0.0) for _ in range(3)]
@@ -40,9 +44,10 @@ def test_batched_adamw_matches_torch_adamw_with_clipping():
     data = synthetic_data(9, dim=5, seed=2)
     names = list(st.params)
     for _ in range(4):
-        logits = st(data.X, data.prior, data.missing)
+        leaf = _leaf_copies(st)
+        logits = st(data.X, data.prior, data.missing, params=leaf)
         loss = sum(torch.nn.functional.cross_entropy(logits[k], data.labels) for k in range(3))
-        grads = [g.contiguous() for g in torch.autograd.grad(loss, [st.params[n] for n in names])]
+        grads = list(torch.autograd.grad(loss, [leaf[n] for n in names]))
         clip_grad_norms_(grads, 0.5)
         opt.set_grads(grads)
         opt.step()
@@ -54,6 +59,37 @@ def test_batched_adamw_matches_torch_adamw_with_clipping():
     for k, r in enumerate(refs):
         for n, p in r.named_parameters():
             torch.testing.assert_close(st.params[n][k].detach(), p.detach(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("preset", ["submitted", "workshop", "no-prior", "prior-only", "mlp"])
+@pytest.mark.parametrize("missing", ["zero", "learned"])
+def test_hand_written_gradients_match_autograd(preset, missing):
+    torch.manual_seed(2)
+    K, B, D = 3, 7, 6
+    heads = [FusionHead(D, preset=preset, missing_prior=missing, hidden=10, dropout=0.2) for _ in range(K)]
+    st = StackedHeads.from_heads(heads)
+    g = torch.Generator().manual_seed(0)
+    data = [synthetic_data(B, dim=D, seed=s) for s in range(K)]
+    h = torch.stack([d.X for d in data])
+    prior = torch.stack([d.prior for d in data])
+    miss = torch.stack([d.missing for d in data])
+    labels = torch.stack([d.labels for d in data])
+    labels[0, 2] = -1  # an item with only a pseudo-label
+    pseudo = torch.softmax(torch.randn(K, B, 23, generator=g), -1)
+    has = torch.rand(K, B, generator=g) > 0.3
+    lam = torch.tensor([0.0, 0.4, 1.0])
+    weights = torch.rand(23, generator=g) + 0.5
+    uniforms = torch.rand(K, B, st.dropout_width, generator=g)
+    gflat, gviews = st.grad_buffer()
+    losses = st.loss_and_grads(h, prior, miss, st.dropout_masks(uniforms), labels, weights, lam, pseudo, has, gviews)
+    leaf = _leaf_copies(st)
+    logits = st(h, prior, miss, uniforms, params=leaf)
+    ref = per_config_loss(logits, labels, weights, lam, pseudo, has)
+    torch.testing.assert_close(losses, ref, rtol=1e-5, atol=1e-6)
+    auto = torch.autograd.grad(ref.sum(), list(leaf.values()), allow_unused=True)
+    for (name, view), ga in zip(gviews.items(), auto):
+        torch.testing.assert_close(view, torch.zeros_like(view) if ga is None else ga, rtol=1e-4, atol=1e-6,
+                                   msg=lambda m: f"{name}: {m}")
 
 
 def test_head_learns_when_only_the_prior_carries_the_label():

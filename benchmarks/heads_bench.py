@@ -1,0 +1,224 @@
+"""Head-tier benchmark on synthetic features (no data needed).
+
+For each size (demo: 380 training clips × 128-d with the demo's 128-wide fused head; BSD10k:
+10,956 clips × 1024 and × 4096 with the submitted head, hidden 2D):
+
+1. trainer epoch vs a naive loop of the same model (``FusionHead`` + per-item ``DataLoader`` +
+   ``torch.optim.AdamW`` + ``LambdaLR`` + ``clip_grad_norm_`` + per-epoch validation): ratio;
+2. a K=20 vectorised search vs 20 sequential single runs of the same trainer: ratio;
+3. the optimizer step's bytes/s (parameters r/w, gradients r, AdamW moments r/w: 28 bytes per
+   parameter at float32) against this machine's copy bandwidth (bytes read + written).
+
+At BSD10k sizes a full epoch takes minutes on a CPU, so every timed "epoch" is truncated to
+``--steps`` updates (plus a validation pass over a quarter as many clips, the 64/16 ratio) and the
+full-epoch time is extrapolated from it; both sides of every ratio use the same truncation.
+Timings are the best of ``--repeats`` interleaved runs (the machine may be shared).
+
+    python benchmarks/heads_bench.py                 # all sizes
+    python benchmarks/heads_bench.py --sizes demo    # quick
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from cache.taxonomy import NUM_CLASSES
+from heads.losses import class_frequency_weights
+from heads.metric import hierarchical_scores
+from heads.model import FusionHead
+from heads.schedule import reference_schedule
+from heads.stacked import BatchedAdamW, StackedHeads
+from heads.synthetic import synthetic_data
+from heads.training import TrainConfig, train_stacked
+
+SIZES = {
+    # name: (n_total, dim, hidden, full-epoch training clips)
+    "demo": (596, 128, 128, 380),
+    "bsd10k-1024": (10956, 1024, None, 7011),
+    "bsd10k-4096": (10956, 4096, None, 7011),
+}
+
+
+def best_of(fns: dict, repeats: int) -> dict:
+    """Run each callable ``repeats`` times, interleaved; best wall time of each."""
+    out = {k: math.inf for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[k] = min(out[k], time.perf_counter() - t)
+    return out
+
+
+class ClipDataset(Dataset):
+    """The usual map-style dataset: one dict of tensors per clip, built from numpy arrays."""
+
+    def __init__(self, data):
+        self.X, self.prior = data.X.numpy(), data.prior.numpy()
+        self.missing, self.labels = data.missing.numpy(), data.labels.numpy()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"h": torch.from_numpy(self.X[i]), "prior": torch.from_numpy(self.prior[i]),
+                "missing": torch.tensor(bool(self.missing[i])), "label": int(self.labels[i])}
+
+
+def naive_run(cfg: TrainConfig, train, val, dim: int, epochs: int, style: str = "dict") -> None:
+    """The obvious loop: nn.Module head, per-item DataLoader (``dict``: a map-style dataset of
+    per-clip dicts over numpy arrays; ``tensor``: TensorDataset), torch AdamW, LambdaLR, gradient
+    clipping and a validation pass per epoch."""
+    torch.manual_seed(cfg.seed)
+    head = FusionHead(dim, NUM_CLASSES, **cfg.head_kwargs())
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if style == "dict":
+        loader = DataLoader(ClipDataset(train), batch_size=cfg.batch_size, shuffle=True)
+        val_loader = DataLoader(ClipDataset(val), batch_size=256)
+        unpack = lambda b: (b["h"], b["prior"], b["missing"], b["label"])  # noqa: E731
+    else:
+        loader = DataLoader(TensorDataset(train.X, train.prior, train.missing, train.labels),
+                            batch_size=cfg.batch_size, shuffle=True)
+        val_loader = DataLoader(TensorDataset(val.X, val.prior, val.missing, val.labels), batch_size=256)
+        unpack = lambda b: b  # noqa: E731
+    sched = reference_schedule(opt, len(loader), max(epochs, 1))
+    w = class_frequency_weights(train.labels)
+    for _ in range(epochs):
+        head.train()
+        for batch in loader:
+            x, q, m, y = unpack(batch)
+            loss = F.cross_entropy(head(x, q, m), y, weight=w)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+        head.eval()
+        with torch.no_grad():
+            preds = []
+            for batch in val_loader:
+                x, q, m, _ = unpack(batch)
+                preds.append(head(x, q, m).argmax(1))
+        hierarchical_scores(val.labels.numpy(), torch.cat(preds).numpy())
+
+
+def copy_bandwidth(n_bytes: int = 1 << 28, repeats: int = 5) -> float:
+    """Bytes moved per second (read + write) by a large tensor copy."""
+    a = torch.empty(n_bytes // 4).uniform_()
+    b = torch.empty_like(a)
+    b.copy_(a)
+    t = best_of({"copy": lambda: b.copy_(a)}, repeats)["copy"]
+    return 2 * a.numel() * 4 / t
+
+
+def optimizer_step(dim: int, hidden, k: int = 1, repeats: int = 5) -> dict:
+    """Seconds per BatchedAdamW step and its bytes/s for K heads of the submitted preset."""
+    torch.manual_seed(0)
+    heads = [FusionHead(dim, preset="submitted", hidden=hidden) for _ in range(k)]
+    st = StackedHeads.from_heads(heads)
+    opt = BatchedAdamW(st.params, [1e-3] * k)
+    grads = [torch.randn_like(p) for p in st.params.values()]
+    opt.set_grads(grads)
+    opt.step()
+    t = best_of({"step": opt.step}, repeats)["step"]
+    n = sum(p.numel() for p in st.params.values())
+    return {"params": n, "seconds": t, "bytes": 28 * n, "bytes_per_s": 28 * n / t}
+
+
+def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: float, epochs: int = 5) -> dict:
+    n_total, dim, hidden, n_train_full = SIZES[name]
+    full_steps = math.ceil(n_train_full / 18)
+    truncated = name != "demo"
+    n_train = steps * 18 if truncated else n_train_full
+    n_val = max(18, n_train // 4)
+    train = synthetic_data(n_train, dim=dim, signal="both", seed=0)
+    val = synthetic_data(n_val, dim=dim, signal="both", seed=1)
+    E = epochs if not truncated else 1
+    base = TrainConfig(epochs=E, hidden=hidden, device="cpu", lr=1e-3, patience=100)
+    scale = (full_steps / steps if truncated else 1.0) / E
+    res = {"size": name, "truncated": truncated, "n_total": n_total, "dim": dim, "hidden": hidden or 2 * dim,
+           "steps_timed": n_train // 18 + (n_train % 18 > 0), "full_epoch_steps": full_steps,
+           "extrapolation_factor": scale}
+    head_params = FusionHead(dim, preset="submitted", hidden=hidden).n_parameters()
+    res["head_parameters"] = head_params
+    t = best_of({"trainer": lambda: train_stacked([base], train, val),
+                 "naive": lambda: naive_run(base, train, val, dim, E, "dict"),
+                 "naive_tensordataset": lambda: naive_run(base, train, val, dim, E, "tensor")}, repeats)
+    res["epochs_timed"] = E
+    res["epoch_s"] = {k: v * scale for k, v in t.items()}
+    res["epoch_speedup"] = t["naive"] / t["trainer"]
+    res["epoch_speedup_tensordataset"] = t["naive_tensordataset"] / t["trainer"]
+    search_params = k * head_params
+    if search_params * 16 * 4 > skip_search_above:
+        res["search"] = f"skipped: {k} stacked heads need ~{search_params * 16 * 4 / 2**30:.0f} GiB"
+    else:
+        cfgs = [dataclasses.replace(base, seed=i, lr=1e-3 * (1 + i / k)) for i in range(k)]
+        ts = best_of({"vectorised": lambda: train_stacked(cfgs, train, val),
+                      "sequential": lambda: [train_stacked([c], train, val) for c in cfgs]}, max(1, repeats - 1))
+        res["search_s"] = {"vectorised": ts["vectorised"] * scale, "sequential": ts["sequential"] * scale,
+                           "naive_sequential_estimate": k * t["naive"] * scale}
+        res["search_speedup"] = ts["sequential"] / ts["vectorised"]
+        res["search_speedup_vs_naive"] = k * t["naive"] / ts["vectorised"]
+    res["optimizer"] = optimizer_step(dim, hidden, 1, repeats)
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="demo,bsd10k-1024,bsd10k-4096")
+    ap.add_argument("--steps", type=int, default=20, help="updates per timed epoch at BSD10k sizes")
+    ap.add_argument("--k", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=5, help="epochs per timed run at the demo size (time / epochs)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    ap.add_argument("--max-search-bytes", type=float, default=12 * 2**30)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "heads_bench.json"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bw = copy_bandwidth()
+    rows = []
+    for name in args.sizes.split(","):
+        r = bench_size(name.strip(), args.steps, args.k, args.repeats, args.max_search_bytes, args.epochs)
+        r["optimizer"]["copy_bytes_per_s"] = bw
+        r["optimizer"]["floor_ratio"] = bw / r["optimizer"]["bytes_per_s"]
+        rows.append(r)
+        print(f"done {name}", flush=True)
+    targets = {"demo_epoch_speedup": ">= 5", "demo_search_speedup": ">= 3", "bsd10k_optimizer_floor_ratio": "<= 1.5"}
+    print(f"\nhead-tier benchmark · torch {torch.__version__} · {torch.get_num_threads()} threads · "
+          f"copy bandwidth {bw / 1e9:.1f} GB/s")
+    print("| size | head params | epoch trainer (s) | naive dict-Dataset (s) | ratio | naive TensorDataset (s) | ratio "
+          "| search K=%d vec (s) | sequential (s) | ratio | opt step (ms) | opt GB/s | copy/opt |" % args.k)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        s = r.get("search_s")
+        o = r["optimizer"]
+        srch = (f"{s['vectorised']:.2f} | {s['sequential']:.2f} | {r['search_speedup']:.1f}× ({r['search_speedup_vs_naive']:.1f}× vs 20 naive)"
+                if s else f"{r['search']} | — | —")
+        print(f"| {r['size']} ({r['dim']}-d{', extrapolated' if r['truncated'] else ''}) | "
+              f"{r['head_parameters']:,} | {r['epoch_s']['trainer']:.3f} | {r['epoch_s']['naive']:.3f} | "
+              f"{r['epoch_speedup']:.1f}× | {r['epoch_s']['naive_tensordataset']:.3f} | "
+              f"{r['epoch_speedup_tensordataset']:.1f}× | {srch} | {o['seconds'] * 1e3:.1f} | {o['bytes_per_s'] / 1e9:.1f} | "
+              f"{o['floor_ratio']:.2f} |")
+    print("targets on CPU: " + ", ".join(f"{k} {v}" for k, v in targets.items()))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
+                               "torch": torch.__version__, "threads": torch.get_num_threads(),
+                               "copy_bytes_per_s": bw, "k": args.k, "steps": args.steps, "targets": targets,
+                               "results": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
