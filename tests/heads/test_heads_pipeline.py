@@ -181,3 +181,41 @@ def test_bad_config_is_reported(tmp_path, capsys):
     cfg.write_text('[data.clean]\nroot = "/nowhere"\n[[models]]\nname = "m"\ngroups = ["x"]\npreset = "submitted"\n')
     assert main(["pipeline", "--config", str(cfg)]) == 2
     assert "needs a prior" in capsys.readouterr().err
+
+
+def test_cv_and_baseline_commands(run, tmp_path):
+    paths = run["paths"]
+    cfg = tmp_path / "cv.toml"
+    text = run["cfg"].read_text().replace("stages = [1, 2, 3]", "stages = [1]").replace("k = 3", "k = 2")
+    cfg.write_text(text)
+    assert main(["--no-progress", "cv", "--config", str(cfg), "--folds", "0,1", "--out", str(tmp_path / "cv")]) == 0
+    res = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    hfs = [f["argmax"]["hF"] for f in res["folds"]]
+    assert len(hfs) == 2 and res["summary"]["argmax"]["hF"][0] == pytest.approx(np.mean(hfs))
+    assert res["summary"]["argmax"]["hF"][1] == pytest.approx(np.std(hfs, ddof=1))
+    splits = [Split.load(tmp_path / "cv" / f"fold{f}" / "split.json") for f in (0, 1)]
+    assert not set(splits[0].test) & set(splits[1].test)  # different test folds
+    assert main(["--no-progress", "baseline", "--dataset", str(paths["clean"]), "--folds", "0,1",
+                 "--out", str(tmp_path / "base"), "--set", 'groups=["embeddings/synth@none"]', "--set", "train.epochs=2",
+                 "--set", "train.hidden=16", "--set", 'train.device="cpu"']) == 0
+    b = json.loads((tmp_path / "base" / "baseline.json").read_text())
+    assert [f["fold"] for f in b["folds"]] == [0, 1] and Split.load(tmp_path / "base" / "fold0" / "split.json").preset == "baseline"
+
+
+def test_shipped_configs_load_and_validate():
+    from pathlib import Path
+
+    from heads.commands import BaselineConfig
+    from heads.config import load_config
+    from heads.pipeline import PipelineConfig
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "heads"
+    names = sorted(p.name for p in root.glob("*.toml"))
+    assert {"demo.toml", "system1.toml", "system2.toml", "system3.toml", "system4.toml", "baseline.toml"} <= set(names)
+    for p in root.glob("*.toml"):
+        if p.name == "baseline.toml":
+            load_config(BaselineConfig, p)
+        else:
+            load_config(PipelineConfig, p).validate()
+    s1 = load_config(PipelineConfig, root / "system1.toml")
+    assert [m.preset for m in s1.models].count("no-prior") == 1 and s1.stage1.k == 20
