@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 TEXT_SOURCES = ("summary", "metadata")
 DTYPES = ("float16", "float32")
+LOADERS = ("processes", "threads")
 
 
 @dataclass
@@ -26,7 +27,8 @@ class EmbeddingsConfig:
     group: str | None = None  # table path; default embeddings/<backbone>@<hash8>[~<text-source>]
     dtype: str = "float32"  # stored embedding dtype
     batch_size: int = 32  # windows (or texts) per forward pass
-    num_workers: int = 2  # DataLoader decode workers (0 = decode in the main process)
+    num_workers: int = 2  # decode workers (0 = decode in the main process)
+    loader: str = "processes"  # "processes": torch DataLoader worker processes; "threads": a thread pool
     chunk_rows: int = 256  # rows per resumable chunk
     overwrite: bool = False  # replace an existing table with other settings
     device: str = "auto"  # "auto" (accelerate's device / cuda if available / cpu), "cpu", "cuda:0", …
@@ -50,6 +52,8 @@ class EmbeddingsConfig:
         for name in ("batch_size", "chunk_rows"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.loader not in LOADERS:
+            raise ValueError(f"--loader must be one of {LOADERS}, got {self.loader!r}")
         if int(self.num_workers) < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         return self
@@ -120,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=DTYPES, default=S, help="stored embedding dtype (default float32)")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=S, help="windows/texts per forward (32)")
     p.add_argument("--num-workers", dest="num_workers", type=int, default=S, help="decode workers (2)")
+    p.add_argument("--loader", choices=LOADERS, default=S,
+                   help="decode in DataLoader worker processes (default) or in threads")
     p.add_argument("--chunk-rows", dest="chunk_rows", type=int, default=S, help="rows per resumable chunk (256)")
     p.add_argument("--overwrite", action="store_const", const=True, default=S,
                    help="replace an existing table made with other settings")

@@ -37,7 +37,7 @@ from .audio import AudioDecodeError, duration_seconds, load_audio
 from .backbones.base import Backbone, BackboneConfig, build_backbone
 from .config import EmbeddingsConfig
 from .text import clean_metadata
-from .windowing import forward_windows, pool_windows, split_windows
+from .windowing import forward_windows, n_windows, pool_windows, split_windows
 
 PRODUCER = "extract.embeddings"
 #: attributes that must match to resume (reopen) an existing table instead of overwriting it
@@ -122,9 +122,28 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _iterate(source: _ClipSource, num_workers: int):
+def _iterate_threads(source: _ClipSource, num_workers: int, prefetch: int = 4):
+    """Items in order, loaded by a pool of threads (soundfile and torch release the GIL)."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(num_workers, thread_name_prefix="decode") as pool:
+        todo = iter(range(len(source)))
+        queue = deque(pool.submit(source.__getitem__, i) for _, i in zip(range(num_workers * prefetch), todo))
+        while queue:
+            item = queue.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                queue.append(pool.submit(source.__getitem__, nxt))
+            yield item
+
+
+def _iterate(source: _ClipSource, num_workers: int, loader: str = "processes"):
+    """Items of ``source`` in order: in this process, in DataLoader worker processes, or in threads."""
     if num_workers == 0:
         return (source[i] for i in range(len(source)))
+    if loader == "threads":
+        return _iterate_threads(source, num_workers)
     return iter(torch.utils.data.DataLoader(source, batch_size=None, shuffle=False, num_workers=num_workers,
                                             collate_fn=_identity, worker_init_fn=_worker_init,
                                             prefetch_factor=4))
@@ -411,7 +430,7 @@ class EmbeddingRun:
         rows = self._rows_in_order(writer, pending, None)
         source = _ClipSource(rows, _PrecomputedLoader(self.backbone, self.manifest.root, self.manifest.ids.tolist()))
         n = 0
-        for row, value, err in _iterate(source, self.cfg.num_workers):
+        for row, value, err in _iterate(source, self.cfg.num_workers, self.cfg.loader):
             k = row // writer.chunk_rows
             if err:
                 chunks[k].fail(row, err)
@@ -429,7 +448,13 @@ class EmbeddingRun:
         chunks = {k: _Chunk(k, *writer.chunk_range(k), writer.columns) for k in pending}
         rows = self._rows_in_order(writer, pending, lambda i: duration_seconds(paths[i]))
         source = _ClipSource(rows, _AudioLoader(paths, spec.sample_rate))
-        batch: list[tuple[int, int, torch.Tensor, int]] = []  # (row, window index, window, length)
+        # windows waiting for a forward pass: (row, window index, window, real length). Backbones that trim
+        # padding get full windows and partial ones in separate queues; partial windows are pooled and run
+        # in order of length so each batch is cut to a length close to all of its windows.
+        full: list[tuple[int, int, torch.Tensor, int]] = []
+        partial: list[tuple[int, int, torch.Tensor, int]] = []
+        trims = bool(getattr(self.backbone, "trims_padding", False)) and spec.padding == "zero"
+        pool_size = cfg.batch_size * 8
         row_embs: dict[int, list] = {}
         row_lengths: dict[int, torch.Tensor] = {}
         n_done = 0
@@ -446,23 +471,36 @@ class EmbeddingRun:
             if chunks[k].finished:
                 self._write(writer, chunks.pop(k))
 
-        def flush() -> None:
-            if not batch:
-                return
-            windows = torch.stack([b[2] for b in batch])
+        min_keep = int(getattr(self.backbone, "min_window_samples", 1))
+
+        def run_batch(batch: list[tuple[int, int, torch.Tensor, int]]) -> None:
+            sizes = [b[2].shape[0] for b in batch]
+            width = max(max(sizes), min(min_keep, spec.window_samples))
+            if all(n == width for n in sizes):
+                windows = torch.stack([b[2] for b in batch])
+            else:  # zero-pad the short (trimmed) windows to the batch's longest
+                windows = torch.zeros(len(batch), width)
+                for i, b in enumerate(batch):
+                    windows[i, :sizes[i]] = b[2]
             lengths = torch.tensor([b[3] for b in batch], dtype=torch.long)
             with torch.inference_mode(), self._autocast():
                 emb = forward_windows(self.backbone, windows, lengths).float().cpu()
-            done_rows = []
             for (row, j, _, _), e in zip(batch, emb):
                 row_embs[row][j] = e
-                if j == len(row_embs[row]) - 1:
-                    done_rows.append(row)
-            batch.clear()
-            for row in done_rows:
-                finish_row(row)
+            for row in dict.fromkeys(b[0] for b in batch):
+                if row in row_embs and all(e is not None for e in row_embs[row]):
+                    finish_row(row)
 
-        for row, wave, err in _iterate(source, cfg.num_workers):
+        def flush(queue: list, everything: bool = False) -> None:
+            if queue is partial:
+                queue.sort(key=lambda b: -b[3])
+            while queue and (everything or len(queue) >= cfg.batch_size):
+                run_batch(queue[:cfg.batch_size])
+                del queue[:cfg.batch_size]
+            if everything:
+                queue.clear()
+
+        for row, wave, err in _iterate(source, cfg.num_workers, cfg.loader):
             k = row // writer.chunk_rows
             if err:
                 chunks[k].fail(row, err)
@@ -471,16 +509,32 @@ class EmbeddingRun:
                 if chunks[k].finished:
                     self._write(writer, chunks.pop(k))
                 continue
-            windows, lengths = split_windows(wave, spec.window_samples, spec.padding)
-            chunks[k].values["duration"][row - chunks[k].lo] = len(wave) / spec.sample_rate
-            chunks[k].values["n_windows"][row - chunks[k].lo] = len(windows)
-            row_embs[row] = [None] * len(windows)
+            ws = spec.window_samples
+            if trims:  # no padded copy: full windows are views of the wave, partial ones short copies
+                W = n_windows(len(wave), ws)
+                lengths = torch.clamp(len(wave) - torch.arange(W, dtype=torch.long) * ws, min=0, max=ws)
+            else:
+                windows, lengths = split_windows(wave, ws, spec.padding)
+                W = len(windows)
+            lo = chunks[k].lo
+            chunks[k].values["duration"][row - lo] = len(wave) / spec.sample_rate
+            chunks[k].values["n_windows"][row - lo] = W
+            row_embs[row] = [None] * W
             row_lengths[row] = lengths
-            for j in range(len(windows)):
-                batch.append((row, j, windows[j], int(lengths[j])))
-                if len(batch) >= cfg.batch_size:
-                    flush()
-        flush()
+            for j in range(W):
+                n = int(lengths[j])
+                if not trims:
+                    full.append((row, j, windows[j], n))
+                elif n == ws:
+                    full.append((row, j, wave[j * ws:(j + 1) * ws], n))
+                else:
+                    partial.append((row, j, wave[j * ws:j * ws + n].clone(), n))
+            if len(full) >= cfg.batch_size:
+                flush(full)
+            if len(partial) >= pool_size:
+                flush(partial, everything=True)
+        flush(full, everything=True)
+        flush(partial, everything=True)
         if chunks:
             raise RuntimeError(f"internal error: chunks {sorted(chunks)} were not completed")
         return n_done

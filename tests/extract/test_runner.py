@@ -100,10 +100,13 @@ def test_rerun_redoes_only_a_chunk_that_fails_verification(ds, logmel_run):
 
 def test_batching_workers_and_chunking_do_not_change_results(ds, logmel_run, tmp_path):
     _, ref = logmel_run
-    run_embeddings(_cfg(ds, store=tmp_path / "s.zarr", batch_size=1, chunk_rows=10))
-    t = Store(tmp_path / "s.zarr").read_table(GROUP)
-    assert t.ids.tolist() == ref.ids.tolist() and t["error"].tolist() == ref["error"].tolist()
-    np.testing.assert_allclose(t["audio"], ref["audio"], rtol=1e-5, atol=1e-5)
+    for name, kw in (("a", dict(batch_size=1, chunk_rows=10)),
+                     ("b", dict(batch_size=2, chunk_rows=4, num_workers=2, loader="threads"))):
+        run_embeddings(_cfg(ds, store=tmp_path / f"{name}.zarr", **kw))
+        t = Store(tmp_path / f"{name}.zarr").read_table(GROUP)
+        assert t.ids.tolist() == ref.ids.tolist() and t["error"].tolist() == ref["error"].tolist()
+        assert t["n_windows"].tolist() == ref["n_windows"].tolist()
+        np.testing.assert_allclose(t["audio"], ref["audio"], rtol=1e-5, atol=1e-5)
 
 
 def test_changed_settings_refuse_then_overwrite(ds, tmp_path):

@@ -1,0 +1,265 @@
+"""Extraction-tier throughput on this machine.
+
+    python benchmarks/extract_bench.py [--clips 120] [--passt-clips 24] [--texts 10000] [--rows 20000]
+
+* runner vs naive loop (clips/s, ratio) for ``logmel`` and a short-input (1 s windows) random-init
+  PaSST. The naive loops run in the main process with the same model, front-end and cached
+  resampler, one clip at a time: "naive" = load_audio, split_windows, ``embed_windows`` on the
+  clip's full windows, mean; "naive+trim" = load_audio, ``embed_clips`` on that one clip (which
+  already cuts short windows, so it isolates the gain of workers + batching);
+* MiniLM: 10k metadata strings through ``MiniLMEncoder.encode`` and through the runner (texts/s);
+* store I/O: a float32 (rows, 768) matrix written/read through the cache store's row tables
+  (Zarr) vs ``numpy.save``/``numpy.load`` (MB/s).
+
+Targets (issue 3): runner ≥ 3× the naive loop for logmel; 10k texts in ≤ 60 s; Zarr reads ≥ 50%
+of numpy's. Prints a table and writes ``benchmarks/results/extract_bench.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
+import torch  # noqa: E402
+
+from cache.store import Store  # noqa: E402
+from extract.audio import load_audio  # noqa: E402
+from extract.backbones import BackboneConfig, build_backbone  # noqa: E402
+from extract.config import EmbeddingsConfig  # noqa: E402
+from extract.runner import run_embeddings  # noqa: E402
+from extract.text import clean_metadata  # noqa: E402
+from extract.windowing import embed_clips, split_windows  # noqa: E402
+
+HEADER = ("sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license", "title", "tags",
+          "description")
+WORDS = ["dog", "rain", "car", "piano", "crowd", "door", "wind", "synth", "bird", "engine", "speech", "drum",
+         "guitar", "thunder", "kitchen", "street", "whoosh", "laser", "violin", "footsteps"]
+
+
+# ------------------------------------------------------------------------------------------- data
+def durations(n: int, rng: np.random.Generator, max_s: float = 30.0) -> np.ndarray:
+    """BSD-like clip lengths (0.3–30 s, mean ≈ 11 s): half log-uniform, half uniform."""
+    log_u = np.exp(rng.uniform(np.log(0.3), np.log(max_s), n))
+    uni = rng.uniform(0.3, max_s, n)
+    return np.where(rng.random(n) < 0.5, log_u, uni)
+
+
+def write_metadata(root: Path, n: int, rng: np.random.Generator) -> None:
+    (root / "metadata").mkdir(parents=True, exist_ok=True)
+    with open(root / "metadata" / "BENCH_metadata.csv", "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(HEADER)
+        for i in range(n):
+            words = rng.choice(WORDS, size=int(rng.integers(2, 12)))
+            desc = " ".join(rng.choice(WORDS, size=int(rng.integers(0, 80))))
+            w.writerow([str(i), "fx-o", "", "fx", "4", "u", "CC0", f"{words[0]} {words[1]} {i}", ",".join(words),
+                        f"<p>Recorded {desc}.</p> https://example.org/{i}"])
+
+
+def write_audio_dataset(root: Path, n: int, seed: int = 0, max_s: float = 30.0) -> tuple[Path, float]:
+    """n WAV clips (44.1 kHz, 16-bit, mono) with BSD-like durations; returns (root, total seconds)."""
+    rng = np.random.default_rng(seed)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    write_metadata(root, n, rng)
+    d = durations(n, rng, max_s)
+    for i, sec in enumerate(d):
+        x = 0.1 * rng.standard_normal(int(sec * 44100)).astype(np.float32)
+        sf.write(root / "audio" / f"{i}.wav", x, 44100, subtype="PCM_16")
+    return root, float(d.sum())
+
+
+# ------------------------------------------------------------------------------------------- audio
+def naive_loop(backbone, paths: list[Path], trim: bool) -> float:
+    """Clips/s of a one-clip-at-a-time loop in the main process (same model and front-end)."""
+    spec = backbone.spec
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for p in paths:
+            try:
+                wave = load_audio(p, spec.sample_rate)
+            except ValueError:
+                continue
+            if trim:
+                embed_clips(backbone, [wave])
+            else:
+                windows, lengths = split_windows(wave, spec.window_samples, spec.padding)
+                emb = backbone.embed_windows(windows, lengths)
+                emb[lengths > 0].mean(0)
+    return len(paths) / (time.perf_counter() - t0)
+
+
+def runner_rate(root: Path, store: Path, backbone: str, workers: int, batch: int, **kw) -> float:
+    cfg = EmbeddingsConfig(dataset=root, backbone=backbone, store=store, num_workers=workers, batch_size=batch,
+                           progress=False, overwrite=True, **kw)
+    t0 = time.perf_counter()
+    summary = run_embeddings(cfg)
+    wall = time.perf_counter() - t0
+    return summary.n_rows / wall
+
+
+def bench_audio(name: str, backbone_cfg: BackboneConfig, root: Path, n: int, workers: int, batch: int,
+                runner_kw: dict, repeats: int = 2) -> dict:
+    """Best of ``repeats`` interleaved measurements of the runner and the two naive loops."""
+    torch.manual_seed(0)
+    backbone = build_backbone(backbone_cfg).eval()
+    paths = [root / "audio" / f"{i}.wav" for i in range(n)]
+    load_audio(paths[0], backbone.spec.sample_rate)  # warm the cached resampler, like the runner's workers
+    best = {"runner": 0.0, "runner_w0": 0.0, "naive": 0.0, "naive_trim": 0.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        runner_rate(root, Path(tmp) / "warm.zarr", backbone_cfg.name, 0, batch, **runner_kw)  # warm-up (imports)
+        for _ in range(repeats):
+            best["runner"] = max(best["runner"], runner_rate(root, Path(tmp) / "s.zarr", backbone_cfg.name, workers,
+                                                             batch, **runner_kw))
+            best["runner_w0"] = max(best["runner_w0"], runner_rate(root, Path(tmp) / "s.zarr", backbone_cfg.name, 0,
+                                                                   batch, **runner_kw))
+            best["naive"] = max(best["naive"], naive_loop(backbone, paths, trim=False))
+            best["naive_trim"] = max(best["naive_trim"], naive_loop(backbone, paths, trim=True))
+    return {"backbone": name, "clips": n, "runner_clips_s": best["runner"], "runner_no_workers_clips_s": best["runner_w0"],
+            "naive_clips_s": best["naive"], "naive_trim_clips_s": best["naive_trim"],
+            "ratio_vs_naive": best["runner"] / best["naive"], "ratio_vs_naive_trim": best["runner"] / best["naive_trim"],
+            "workers": workers, "batch": batch, "repeats": repeats}
+
+
+# ------------------------------------------------------------------------------------------- text
+def bench_minilm(n: int, tmp: Path, rng: np.random.Generator) -> dict:
+    from cache.manifest import load_manifest
+    from extract.backbones.minilm import MiniLMEncoder
+
+    root = tmp / "text"
+    write_metadata(root, n, rng)
+    m = load_manifest(root, require_audio=False)
+    texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description)]
+    enc = MiniLMEncoder()
+    enc.encode(texts[:256])  # warm-up
+    t0 = time.perf_counter()
+    enc.encode(texts, batch_size=128)
+    t_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run_embeddings(EmbeddingsConfig(dataset=root, backbone="minilm", text_source="metadata", batch_size=128,
+                                    chunk_rows=1024, store=tmp / "text.zarr", progress=False, overwrite=True))
+    t_run = time.perf_counter() - t0
+    return {"texts": n, "mean_chars": float(np.mean([len(t) for t in texts])), "encode_s": t_enc,
+            "encode_texts_s": n / t_enc, "runner_s": t_run, "runner_texts_s": n / t_run}
+
+
+# ------------------------------------------------------------------------------------------- store
+def bench_store(rows: int, dim: int, tmp: Path) -> dict:
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((rows, dim)).astype(np.float32)
+    mb = X.nbytes / 1e6
+    ids = [str(i) for i in range(rows)]
+    npy = tmp / "x.npy"
+    t0 = time.perf_counter()
+    np.save(npy, X)
+    np_write = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    Y = np.load(npy)
+    np_read = time.perf_counter() - t0
+    assert np.array_equal(X, Y)
+
+    store = Store(tmp / "bench.zarr")
+    t0 = time.perf_counter()
+    w = store.create_rows("embeddings/bench@none", ids, {"audio": ((dim,), "float32")}, chunk_rows=1024,
+                          overwrite=True)
+    status = np.ones(w.chunk_rows, np.uint8)
+    for k in range(w.n_chunks):
+        lo, hi = w.chunk_range(k)
+        w.write_chunk(k, {"audio": X[lo:hi]}, status[: hi - lo], [""] * (hi - lo))
+    w.finalize()
+    z_write = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    Z = np.asarray(Store(tmp / "bench.zarr", mode="r").root["embeddings/bench@none"]["audio"][...])
+    z_read = time.perf_counter() - t0
+    assert np.array_equal(X, Z)
+    t0 = time.perf_counter()
+    t = Store(tmp / "bench.zarr", mode="r").read_table("embeddings/bench@none")
+    z_table = time.perf_counter() - t0
+    assert np.array_equal(X, t["audio"])
+    return {"rows": rows, "dim": dim, "MB": mb, "numpy_write_MB_s": mb / np_write, "numpy_read_MB_s": mb / np_read,
+            "zarr_write_MB_s": mb / z_write, "zarr_read_MB_s": mb / z_read, "zarr_read_table_MB_s": mb / z_table,
+            "zarr_read_vs_numpy": np_read / z_read, "zarr_read_table_vs_numpy": np_read / z_table}
+
+
+# ------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=300, help="clips for the logmel comparison")
+    ap.add_argument("--passt-clips", type=int, default=24, help="clips (≤ 4 s) for the PaSST comparison")
+    ap.add_argument("--texts", type=int, default=10000)
+    ap.add_argument("--rows", type=int, default=20000, help="rows of the (rows, 768) store matrix")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extract_bench.json")
+    args = ap.parse_args(argv)
+    threads = torch.get_num_threads()
+    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": threads,
+                                 "torch": torch.__version__}, "notes": []}
+    with tempfile.TemporaryDirectory() as tmp_s:
+        tmp = Path(tmp_s)
+        root, total = write_audio_dataset(tmp / "audio_ds", args.clips)
+        results["audio_dataset"] = {"clips": args.clips, "seconds": total, "rate": 44100}
+        results["logmel"] = bench_audio("logmel", BackboneConfig("logmel"), root, args.clips, args.workers, 32, {})
+        try:
+            from extract.backbones import available_backbones
+
+            if "passt" not in available_backbones():
+                raise ImportError("passt backbone not registered")
+            proot, ptotal = write_audio_dataset(tmp / "passt_ds", args.passt_clips, seed=1, max_s=4.0)
+            ov = {"window_seconds": 1.0}
+            results["passt"] = bench_audio(
+                "passt (random, 1 s windows)", BackboneConfig("passt", random_init=True, overrides=ov), proot,
+                args.passt_clips, args.workers, 16, {"random_init": True, "overrides": ov})
+            results["passt"]["seconds"] = ptotal
+        except ImportError as e:
+            results["notes"].append(f"PaSST skipped: {e}")
+        results["minilm"] = bench_minilm(args.texts, tmp, np.random.default_rng(2))
+        results["store"] = bench_store(args.rows, 768, tmp)
+
+    lm, st, mi = results["logmel"], results["store"], results["minilm"]
+    rows = [(f"logmel runner ({lm['workers']} workers)", f"{lm['runner_clips_s']:.1f} clips/s"),
+            ("logmel runner (decode in main process)", f"{lm['runner_no_workers_clips_s']:.1f} clips/s"),
+            ("logmel naive (full windows)", f"{lm['naive_clips_s']:.1f} clips/s  -> runner {lm['ratio_vs_naive']:.2f}x"
+                                            f" (target >= 3x)"),
+            ("logmel naive+trim (embed_clips)", f"{lm['naive_trim_clips_s']:.1f} clips/s  -> runner "
+                                                f"{lm['ratio_vs_naive_trim']:.2f}x")]
+    if "passt" in results:
+        pa = results["passt"]
+        rows += [("passt runner (random, 1 s win)", f"{pa['runner_clips_s']:.2f} clips/s"),
+                 ("passt runner (decode in main process)", f"{pa['runner_no_workers_clips_s']:.2f} clips/s"),
+                 ("passt naive (full windows)", f"{pa['naive_clips_s']:.2f} clips/s  -> runner "
+                                                f"{pa['ratio_vs_naive']:.2f}x (reported, not targeted)")]
+    rows += [(f"minilm encode {mi['texts']} texts", f"{mi['encode_s']:.1f} s = {mi['encode_texts_s']:.0f} texts/s "
+                                                    "(target <= 60 s)"),
+             (f"minilm runner {mi['texts']} texts", f"{mi['runner_s']:.1f} s = {mi['runner_texts_s']:.0f} texts/s"),
+             (f"store {st['MB']:.0f} MB numpy save/load", f"{st['numpy_write_MB_s']:.0f} / {st['numpy_read_MB_s']:.0f} MB/s"),
+             (f"store {st['MB']:.0f} MB zarr write/read", f"{st['zarr_write_MB_s']:.0f} / {st['zarr_read_MB_s']:.0f} MB/s "
+                                                         f"(read = {100 * st['zarr_read_vs_numpy']:.0f}% of numpy; "
+                                                         "target >= 50%)"),
+             ("store zarr read_table (+status/error)", f"{st['zarr_read_table_MB_s']:.0f} MB/s "
+                                                       f"({100 * st['zarr_read_table_vs_numpy']:.0f}% of numpy)")]
+    width = max(len(r[0]) for r in rows)
+    print(f"extraction benchmark ({os.cpu_count()} CPUs, torch threads {threads})")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    for n in results["notes"]:
+        print("  note:", n)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
