@@ -20,10 +20,23 @@ def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="override a config value (repeatable), e.g. stage1.k=8")
 
 
+def _add_data(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data folders (shortcuts for --set data.*)")
+    g.add_argument("--clean", help="clean labelled dataset root (data.clean.root)")
+    g.add_argument("--noisy", help="noisy labelled dataset root (data.noisy.root)")
+    g.add_argument("--eval", help="unlabelled evaluation dataset root (data.eval.root)")
+    g.add_argument("--split", help="split JSON (data.split_file)")
+
+
 def _pipeline_cfg(args):
     from .pipeline import PipelineConfig
 
     overrides = list(args.overrides)
+    for flag, key in (("clean", "data.clean.root"), ("noisy", "data.noisy.root"), ("eval", "data.eval.root"),
+                      ("split", "data.split_file")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(str(value))}")
     if getattr(args, "out", None):
         overrides.append(f"out={json.dumps(str(args.out))}")
     return load_config(PipelineConfig, args.config, overrides)
@@ -37,11 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pipeline", help="stage 1 search → pseudo-labels → stages 2, 3 → ensemble → report → submission")
     _add_config(p)
     p.add_argument("--out", help="output folder (overrides the config's out)")
+    _add_data(p)
 
     p = sub.add_parser("stage", help="run one stage of a pipeline config (earlier stages must have run)")
     _add_config(p)
     p.add_argument("--stage", type=int, required=True, choices=(1, 2, 3))
     p.add_argument("--out")
+    _add_data(p)
 
     p = sub.add_parser("pseudo-labels", help="pseudo-labels from a pipeline's stage 1, or from logits tables")
     _add_config(p, required=False)

@@ -154,6 +154,11 @@ class PipelineConfig:
             raise ValueError(f"ensemble.decoding must be one of {DECODINGS}")
 
 
+def _non_targets(manifest) -> int:
+    """Rows dropped from a manifest as non-targets (top-level-only, *-other, empty labels)."""
+    return int(sum(v for k, v in manifest.report.counts.items() if str(k).startswith("non_target")))
+
+
 def model_kind(spec: ModelSpec) -> str:
     """prior-only, fused (features + prior), audio-only (audio column only) or no-prior."""
     if spec.preset == "prior-only":
@@ -217,7 +222,7 @@ class Pipeline:
         d = self.cfg.data
         clean = load_manifest(d.clean.root, require_audio=False)
         self.clean = clean.targets()
-        dropped = len(clean) - len(self.clean)
+        dropped = _non_targets(clean)
         if d.split_file:
             self.split = Split.load(d.split_file)
         else:
@@ -247,7 +252,7 @@ class Pipeline:
             self.excluded_noisy = int(in_eval.sum())
             self.noisy_train_idx = np.flatnonzero(~in_eval)
             shared = len(set(nt.ids.tolist()) & known)
-            self.log(f"[data] {noisy.name}: {len(nt)} target clips ({len(noisy) - len(nt)} non-target rows dropped); "
+            self.log(f"[data] {noisy.name}: {len(nt)} target clips ({_non_targets(noisy)} non-target rows dropped); "
                      f"{shared} shared with {clean.name}, {self.excluded_noisy} of them in the clean validation/test "
                      f"split and excluded from training")
         if d.eval.root:

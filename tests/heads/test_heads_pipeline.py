@@ -134,7 +134,13 @@ def test_submission_round_trips_through_heads_score(run):
 def test_rerun_resumes_and_predict_reproduces_the_submission(run, capsys):
     out, paths = run["out"], run["paths"]
     before = (out / "submission" / "T_1.output.csv").read_text()
-    assert main(["--no-progress", "pipeline", "--config", str(run["cfg"]), "--out", str(out)]) == 0
+    moved = run["cfg"].with_name("moved.toml")  # roots given on the command line instead
+    text = run["cfg"].read_text()
+    for k in ("clean", "noisy", "eval"):
+        text = text.replace(str(paths[k]), f"/nowhere/{k}")
+    moved.write_text(text)
+    assert main(["--no-progress", "pipeline", "--config", str(moved), "--out", str(out), "--clean", str(paths["clean"]),
+                 "--noisy", str(paths["noisy"]), "--eval", str(paths["eval"])]) == 0
     log = capsys.readouterr().out
     assert log.count("unchanged, reusing") == 3 + 1 + 1  # stage 1 (3 models), stage 2, stage 3
     assert (out / "submission" / "T_1.output.csv").read_text() == before
