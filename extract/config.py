@@ -85,11 +85,12 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         data = tomllib.load(fh)
     if "embeddings" in data and isinstance(data["embeddings"], dict):
         data = data["embeddings"]
+    data = {k.replace("-", "_"): v for k, v in data.items()}
     known = {f.name for f in fields(EmbeddingsConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ValueError(f"{path}: unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+    return data
 
 
 def _parse_override(item: str) -> tuple[str, Any]:

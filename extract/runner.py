@@ -323,7 +323,11 @@ class EmbeddingRun:
             raise ExtractionError(f"backbone {spec.name} has a text tower: pass --text-source summary|metadata")
         if not self.has_text and cfg.text_source is not None:
             raise ExtractionError(f"backbone {spec.name} has no text tower; drop --text-source")
-        self.store = Store(cfg.store_path)
+        if self.ranks.is_main:  # rank 0 creates the store; the others open it after the barrier
+            self.store = Store(cfg.store_path)
+        self.ranks.barrier()
+        if not self.ranks.is_main:
+            self.store = Store(cfg.store_path)
         self.summaries = None
         self.texts: list[str] | None = None
         if self.has_text:
@@ -366,15 +370,16 @@ class EmbeddingRun:
         """Rank 0 creates/reopens and verifies the table; every rank then opens it."""
         cfg, attrs = self.cfg, self._attrs()
         skipped = 0
+        if self.store.has(self.group) and not cfg.overwrite:  # checked on every rank, so all of them stop
+            old = self.store.attrs(self.group)
+            diff = [k for k in RESUME_KEYS if _norm(old.get(k)) != _norm(attrs.get(k))]
+            if diff:
+                raise SchemaError(
+                    f"table '{self.group}' in {self.store.path} was made with other settings "
+                    f"({', '.join(f'{k}: {old.get(k)!r} -> {attrs.get(k)!r}' for k in diff)}); "
+                    "pass --overwrite to replace it or --group to write elsewhere")
+        self.ranks.barrier()  # every rank has checked before rank 0 touches the table
         if self.ranks.is_main:
-            if self.store.has(self.group) and not cfg.overwrite:
-                old = self.store.attrs(self.group)
-                diff = [k for k in RESUME_KEYS if _norm(old.get(k)) != _norm(attrs.get(k))]
-                if diff:
-                    raise SchemaError(
-                        f"table '{self.group}' in {self.store.path} was made with other settings "
-                        f"({', '.join(f'{k}: {old.get(k)!r} -> {attrs.get(k)!r}' for k in diff)}); "
-                        "pass --overwrite to replace it or --group to write elsewhere")
             writer = self.store.create_rows(self.group, self.manifest.ids.tolist(), self._columns(),
                                             chunk_rows=cfg.chunk_rows, attrs=attrs, overwrite=cfg.overwrite)
             bad = writer.verify()

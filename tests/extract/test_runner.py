@@ -175,10 +175,11 @@ def test_text_source_rules(ds, tmp_path):
 
 def test_cli_toml_and_overrides(ds, tmp_path, capsys):
     toml = tmp_path / "e.toml"
-    toml.write_text(f'[embeddings]\ndataset = "{ds}"\nbackbone = "logmel"\nchunk_rows = 7\nnum_workers = 0\n'
-                    f'store = "{tmp_path / "c.zarr"}"\n')
+    toml.write_text(f'[embeddings]\ndataset = "{ds}"\nbackbone = "logmel"\nchunk_rows = 7\nnum-workers = 0\n'
+                    f'store = "{tmp_path / "c.zarr"}"\n\n[embeddings.overrides]\nn = 1\nm = 2\n')
     cfg = parse_config(["--config", str(toml), "--chunk-rows", "4", "--override", "n=3"])
-    assert (cfg.chunk_rows, cfg.num_workers, cfg.backbone, cfg.overrides) == (4, 0, "logmel", {"n": 3})
+    assert (cfg.chunk_rows, cfg.num_workers, cfg.backbone, cfg.overrides) == (4, 0, "logmel", {"n": 3, "m": 2})
+    toml.write_text("\n".join(toml.read_text().splitlines()[:6]) + "\n")  # logmel takes no overrides
     assert cli_main(["embeddings", "--config", str(toml), "--chunk-rows", "5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "embeddings/logmel@none" in out and "8 ok, 2 failed" in out

@@ -88,13 +88,16 @@ def tiny():
     return build_backbone(BackboneConfig("tiny", overrides={"window_seconds": 1.0}))
 
 
-def test_30s_clip_equals_mean_of_its_three_10s_parts(logmel):
-    x = _wave(30.0)
-    whole = embed_clips(logmel, [x])
-    parts = embed_clips(logmel, [x[:160000], x[160000:320000], x[320000:]])
+@pytest.mark.parametrize("which", ["logmel", "tiny"])
+def test_30s_clip_equals_mean_of_its_three_10s_parts(which, logmel, tiny):
+    bb = logmel if which == "logmel" else tiny  # tiny: 1 s windows, so a 3 s clip and its 1 s parts
+    ws = bb.spec.window_samples
+    x = _wave(3 * ws / bb.spec.sample_rate, bb.spec.sample_rate)
+    whole = embed_clips(bb, [x])
+    parts = embed_clips(bb, [x[:ws], x[ws:2 * ws], x[2 * ws:]])
     torch.testing.assert_close(whole[0], parts.mean(0), rtol=1e-5, atol=1e-5)
     # each part alone is one window: its embedding is the window embedding
-    torch.testing.assert_close(parts[1], logmel.embed_windows(x[None, 160000:320000])[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts[1], bb.embed_windows(x[None, ws:2 * ws])[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("which", ["logmel", "tiny"])
