@@ -44,7 +44,13 @@ for ds in "$CLEAN" "$NOISY" "$EVAL"; do
 done
 
 step "5/5 heads: stage 1 search -> pseudo-labels -> stages 2, 3 -> ensemble -> report -> submission"
-$PY -m heads pipeline --config configs/heads/demo.toml --out "$DEMO_OUT/heads"
+$PY -m heads pipeline --config configs/heads/demo.toml --out "$DEMO_OUT/heads" \
+  --set data.clean.root="$CLEAN" --set data.noisy.root="$NOISY" --set data.eval.root="$EVAL" \
+  --set data.split_file="$DEMO_OUT/split.json"
+
+echo
+echo "== the submission scored against the demo's hidden evaluation labels (real users have none) =="
+$PY -m heads.score --truth "$DEMO_DIR/BSD2k-demo-truth.csv" --pred "$DEMO_OUT"/heads/submission/*.output.csv | head -1
 
 echo
 echo "demo finished in $((SECONDS - t0)) s; results in $DEMO_OUT/"
