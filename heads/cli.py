@@ -20,12 +20,13 @@ def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="override a config value (repeatable), e.g. stage1.k=8")
 
 
-def _add_data(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data folders (shortcuts for --set data.*)")
+def _add_data(p: argparse.ArgumentParser, split: bool = True) -> None:
+    g = p.add_argument_group("data folders of a --config (shortcuts for --set data.*)")
     g.add_argument("--clean", help="clean labelled dataset root (data.clean.root)")
     g.add_argument("--noisy", help="noisy labelled dataset root (data.noisy.root)")
     g.add_argument("--eval", help="unlabelled evaluation dataset root (data.eval.root)")
-    g.add_argument("--split", help="split JSON (data.split_file)")
+    if split:
+        g.add_argument("--split", help="split JSON (data.split_file)")
 
 
 def _pipeline_cfg(args):
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", action="append", default=[], help="store to read logits from and write to (repeatable)")
     p.add_argument("--runs", nargs="+", default=[], help="logits/<run> names or glob patterns")
     p.add_argument("--name", help="pseudo_labels/<name> to write")
+    _add_data(p)
 
     p = sub.add_parser("ensemble", help="ensemble selection on validation hF (pipeline config, or logits tables)")
     _add_config(p, required=False)
@@ -77,12 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="greedy", choices=("greedy", "exhaustive", "all"))
     p.add_argument("--max-size", type=int, default=0)
     p.add_argument("--never-predicted", default="zero", choices=("zero", "drop"))
+    _add_data(p, split=False)
 
     p = sub.add_parser("report", help="results table, per-class table, confusion matrix, training curves")
     _add_config(p, required=False)
     p.add_argument("--out")
     p.add_argument("--predictions", help="predictions.npz written by `ensemble` (instead of --config)")
     p.add_argument("--decoding", default="argmax", choices=("argmax", "expected-credit"))
+    _add_data(p)
 
     p = sub.add_parser("submit", help="submission files (<label>.output.csv, <label>.meta.yaml)")
     _add_config(p, required=False)
@@ -92,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", default="")
     p.add_argument("--label", default="Heads_1")
     p.add_argument("--decoding", default="", help="argmax | expected-credit (default: the ensemble's)")
+    _add_data(p)
 
     p = sub.add_parser("predict", help="predict a dataset's clips with saved heads (its cache must hold their inputs)")
     p.add_argument("--run", nargs="+", required=True, help="run folder(s) or an ensemble.json")

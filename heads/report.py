@@ -65,13 +65,15 @@ def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str =
     """Train loss and validation hF per epoch for each named run."""
     plt = _plt()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    for name, hist in histories.items():
+    colors = plt.get_cmap("tab20").colors
+    for i, (name, hist) in enumerate(histories.items()):
         if not hist:
             continue
         ep = [h["epoch"] for h in hist]
-        a1.plot(ep, [h["train_loss"] for h in hist], label=name)
+        style = {"color": colors[i % len(colors)], "linestyle": "-" if i < len(colors) else "--"}
+        a1.plot(ep, [h["train_loss"] for h in hist], label=name, **style)
         if "val_hF" in hist[0]:
-            a2.plot(ep, [h["val_hF"] for h in hist], label=name)
+            a2.plot(ep, [h["val_hF"] for h in hist], label=name, **style)
     a1.set_xlabel("epoch")
     a1.set_ylabel("training loss")
     a2.set_xlabel("epoch")
