@@ -353,7 +353,7 @@ class Pipeline:
 
     def _run_model_stage(self, stage: int, mi: int, spec: ModelSpec) -> StageOutcome:
         st = self._stage_settings(stage)
-        init_state, init_desc = None, ""
+        init_state, init_desc, init_name = None, "", ""
         prev = self.previous_stage(stage) if stage == 3 else None
         if prev is not None:
             po = self.stage_results.get((prev, spec.name)) or self._load_stage(prev, spec.name)
@@ -362,6 +362,7 @@ class Pipeline:
             best_dir = po.run_dirs[po.best]
             init_state = load_run(best_dir).head.state_dict()
             init_desc = f"{po.digest}:{po.names[po.best]}"
+            init_name = po.names[po.best]
         digest = self._stage_digest(stage, spec, st, init_desc)
         cached = self._load_stage(stage, spec.name, digest)
         if cached is not None:
@@ -422,7 +423,7 @@ class Pipeline:
                                {k: results[k].history for k in range(len(results))}, digest)
         write_json(folder / "search.json", {"digest": digest, "names": names, "summaries": summaries, "order": order,
                                             "run_dirs": {str(k): str(v) for k, v in run_dirs.items()},
-                                            "seconds": time.time() - t0, "n_train": len(train),
+                                            "seconds": time.time() - t0, "n_train": len(train), "init_from": init_name,
                                             "excluded_noisy_in_clean_eval": self.excluded_noisy if stage == 2 else 0})
         b = summaries[order[0]]
         self.log(f"[stage {stage}] {spec.name}: best {names[order[0]]} val hF {b.get('hF', float('nan')):.4f} "

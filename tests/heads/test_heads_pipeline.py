@@ -93,6 +93,10 @@ def test_pipeline_outputs_and_exclusion(run):
         for f in ("head.pt", "metrics.json", "config.json", "split.json", "provenance.json"):
             assert (run_dir / f).exists(), f
     assert not (out / "stage2" / "audio").exists()  # comparison models run stage 1 only
+    # stage 3 starts from the best stage-2 head: with a zero learning rate it would stay there
+    s3 = json.loads((out / "stage3" / "fused" / "search.json").read_text())
+    assert s3["init_from"] == s2["names"][s2["order"][0]]
+    assert json.loads((out / "stage2" / "fused" / "search.json").read_text())["init_from"] == ""
     # every trained configuration's logits are in the stores
     clean, noisy_store = Store(paths["clean"] / "cache.zarr", "r"), Store(paths["noisy"] / "cache.zarr", "r")
     cm = load_manifest(paths["clean"], require_audio=False)

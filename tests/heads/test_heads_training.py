@@ -176,3 +176,13 @@ def test_incompatible_configs_are_refused():
         train_stacked([TrainConfig(**FAST), dataclasses.replace(TrainConfig(**FAST), epochs=3)], train, None)
     with pytest.raises(ValueError, match="pseudo"):
         train_head(TrainConfig(lam=0.5, **FAST), train, None)
+
+
+def test_init_state_starts_every_configuration_from_the_given_head():
+    train = synthetic_data(40, dim=8, seed=0)
+    val = synthetic_data(20, dim=8, seed=1)
+    start = FusionHead(8, hidden=16).state_dict()
+    cfgs = [TrainConfig(lr=1e-12, seed=s, epochs=2, hidden=16, device="cpu") for s in (1, 2)]
+    for r in train_stacked(cfgs, train, val, init_state=start):
+        for n, v in start.items():
+            torch.testing.assert_close(r.state_dict[n], v, rtol=1e-6, atol=1e-6)
