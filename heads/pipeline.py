@@ -126,7 +126,7 @@ class PipelineConfig:
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     seed: int = 0
     keep: int = 3  # saved run folders (weights) per model and stage, best first
-    max_stack: int = 0  # train at most this many configurations at once (0 = all K)
+    max_stack: int = 0  # train at most this many configurations at once (0 = auto: all on GPU, cache-sized on CPU)
     write_logits: bool = True  # logits of every trained configuration into the stores (logits/<run>)
     threads: int = 0  # torch CPU threads (0 = torch's default)
 

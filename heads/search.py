@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+import torch
+
+from cache.taxonomy import NUM_CLASSES
 
 from .data import HeadData
-from .training import RunResult, TrainConfig, train_stacked
+from .model import FusionHead
+from .training import RunResult, TrainConfig, resolve_device, train_stacked
 
 #: our default learning-rate range for heads on frozen features (not from the report)
 HEAD_LR_RANGE = (1e-4, 3e-3)
@@ -29,7 +33,7 @@ class SearchSpace:
     lam_min: float = 0.0
     lam_max: float = 0.0
     seed: int = 0
-    max_stack: int = 0  # train at most this many configurations at once (0 = all K)
+    max_stack: int = 0  # train at most this many configurations at once (0 = auto: all on GPU, cache-sized on CPU)
 
     def validate(self) -> None:
         if self.k < 1:
@@ -53,10 +57,28 @@ def sample_configs(base: TrainConfig, space: SearchSpace) -> list[TrainConfig]:
     return out
 
 
+#: on a CPU, stack configurations only while their weights stay about this small: beyond the
+#: caches a stacked step streams every weight from memory and K sequential runs are as fast
+CPU_STACK_BYTES = 32 << 20
+
+
+def auto_stack(config: TrainConfig, in_dim: int) -> int:
+    """How many configurations to train at once: all on a GPU; on a CPU as many as keep the
+    stacked weights within :data:`CPU_STACK_BYTES` (at least one)."""
+    if resolve_device(config.device).type != "cpu":
+        return 0
+    with torch.device("meta"):
+        n = FusionHead(in_dim, NUM_CLASSES, **config.head_kwargs()).n_parameters()
+    return max(1, CPU_STACK_BYTES // max(1, 4 * n))
+
+
 def run_search(configs: Sequence[TrainConfig], train: HeadData, val: HeadData, init_state: dict | None = None,
                max_stack: int = 0, progress: bool = False, desc: str = "search") -> list[RunResult]:
-    """Train all configurations (stacked, in groups of ``max_stack``); results in input order."""
+    """Train all configurations, stacked in groups of ``max_stack`` (0 = :func:`auto_stack`);
+    results in input order. Grouping never changes the results."""
     configs = list(configs)
+    if not max_stack and configs:
+        max_stack = auto_stack(configs[0], train.dim)
     step = max_stack if max_stack and max_stack > 0 else len(configs)
     results: list[RunResult] = []
     for lo in range(0, len(configs), step):
