@@ -50,7 +50,9 @@ $PY -m heads pipeline --config configs/heads/demo.toml --out "$DEMO_OUT/heads" \
 
 echo
 echo "== the submission scored against the demo's hidden evaluation labels (real users have none) =="
-$PY -m heads.score --truth "$DEMO_DIR/BSD2k-demo-truth.csv" --pred "$DEMO_OUT"/heads/submission/*.output.csv | head -1
+$PY -m heads.score --truth "$DEMO_DIR/BSD2k-demo-truth.csv" --pred "$DEMO_OUT"/heads/submission/*.output.csv \
+  > "$DEMO_OUT/eval_score.md"
+head -n 1 "$DEMO_OUT/eval_score.md"
 
 echo
 echo "demo finished in $((SECONDS - t0)) s; results in $DEMO_OUT/"
