@@ -52,7 +52,10 @@ def read_features(store: Store, groups: Sequence[str], ids: Sequence[str],
             m = np.asarray(t.arrays[c], dtype=dtype)
             mats.append(m)
             blocks.append((g, c, m.shape[1]))
-    X = np.concatenate(mats, axis=1) if mats else np.zeros((len(ids), 0), dtype=dtype)
+    if len(mats) == 1:  # one block: the freshly read matrix is X (no copy)
+        X = np.ascontiguousarray(mats[0])
+    else:
+        X = np.concatenate(mats, axis=1) if mats else np.zeros((len(ids), 0), dtype=dtype)
     X[~ok] = 0
     return Features(ids, X, ok, blocks)
 

@@ -84,6 +84,8 @@ class Table:
 
     def align(self, ids: Sequence[str]) -> "Table":
         """The same table with rows reordered/subset to ``ids``."""
+        if len(ids) == len(self.ids) and np.array_equal(np.asarray(ids, dtype=object), self.ids):
+            return Table(self.group, self.ids, dict(self.arrays), dict(self.attrs))  # same order: no copy
         idx = self.index_of(ids)
         return Table(self.group, self.ids[idx], {k: v[idx] for k, v in self.arrays.items()}, dict(self.attrs))
 
@@ -213,7 +215,7 @@ class Store:
         for n in wanted:
             if n not in g:
                 raise KeyError(f"table '{group}' has no array '{n}'")
-            arrays[n] = np.asarray(g[n][...])
+            arrays[n] = read_array(g[n])
         table = Table(group, all_ids, arrays, attrs)
         return table.align(ids) if ids is not None else table
 
@@ -254,10 +256,16 @@ class Store:
         if n:
             g["ids"][...] = ids
         for name, (shape, dtype) in columns.items():
-            g.create_array(name, shape=(n, *shape), dtype=np.dtype(dtype), chunks=(chunk_rows, *shape), fill_value=0)
-        g.create_array("status", shape=(n,), dtype=np.uint8, chunks=(chunk_rows,), fill_value=PENDING)
+            dt = np.dtype(dtype)
+            # float columns (embeddings, durations) hardly compress: store them raw so reads run at
+            # file-copy speed (see read_array); other columns keep zarr's default codecs
+            raw = {"compressors": None} if dt.kind == "f" else {}
+            g.create_array(name, shape=(n, *shape), dtype=dt, chunks=(chunk_rows, *shape), fill_value=0, **raw)
+        g.create_array("status", shape=(n,), dtype=np.uint8, chunks=(chunk_rows,), fill_value=PENDING,
+                       compressors=None)
         g.create_array("error", shape=(n,), dtype=str, chunks=(chunk_rows,))
-        g.create_array("chunk_done", shape=(n_chunks,), dtype=bool, chunks=(1,), fill_value=False)
+        g.create_array("chunk_done", shape=(n_chunks,), dtype=bool, chunks=(1,), fill_value=False,
+                       compressors=None)
         meta = _with_provenance(attrs)
         meta.update({"schema_version": SCHEMA_VERSION, "kind": "rows", "n_rows": n, "chunk_rows": chunk_rows,
                      "columns": spec, "ids_sha256": digest, "complete": False})
@@ -275,7 +283,7 @@ class Store:
             g = self.root[t]
             if g.attrs.get("kind") != "rows":
                 continue
-            status = np.asarray(g["status"][...])
+            status = read_array(g["status"])
             bad = np.flatnonzero(status == FAILED)
             if len(bad):
                 ids = np.asarray(g["ids"][...], dtype=object)
@@ -308,7 +316,7 @@ class RowWriter:
         return k * self.chunk_rows, min(self.n_rows, (k + 1) * self.chunk_rows)
 
     def done_mask(self) -> np.ndarray:
-        return np.asarray(self.g["chunk_done"][...], dtype=bool)
+        return read_array(self.g["chunk_done"]).astype(bool, copy=False)
 
     def pending_chunks(self, rank: int = 0, world_size: int = 1) -> list[int]:
         """Chunks not yet done that belong to ``rank`` (chunk k goes to rank k % world_size)."""
@@ -334,7 +342,7 @@ class RowWriter:
     def verify(self) -> list[int]:
         """Re-check chunks marked done (rows all decided, ok rows finite); un-mark and return bad ones."""
         done = self.done_mask()
-        status = np.asarray(self.g["status"][...])
+        status = read_array(self.g["status"])
         bad = []
         for k in np.flatnonzero(done):
             lo, hi = self.chunk_range(int(k))
@@ -373,11 +381,91 @@ class RowWriter:
                 f"({int((~self.done_mask()).sum())} of {self.n_chunks} chunks missing); re-run its producer to resume"
             )
         wanted = list(self.columns) if names is None else list(names)
-        arrays = {n: np.asarray(self.g[n][...]) for n in wanted}
-        arrays["status"] = np.asarray(self.g["status"][...])
+        arrays = {n: read_array(self.g[n]) for n in wanted}
+        arrays["status"] = read_array(self.g["status"])
         arrays["error"] = np.asarray(self.g["error"][...], dtype=object)
         t = Table(self.group, self.ids, arrays, dict(self.g.attrs))
         return t.align(ids) if ids is not None else t
+
+
+# ---------------------------------------------------------------------------------- fast reads
+def _plain_bytes_codec(codecs: Any, dt: np.dtype) -> bool:
+    """True when the codec chain is the ``bytes`` codec alone, little-endian (the endian may be
+    omitted only for one-byte types)."""
+    if not isinstance(codecs, list) or len(codecs) != 1 or not isinstance(codecs[0], dict):
+        return False
+    c = codecs[0]
+    if c.get("name") != "bytes" or set(c) - {"name", "configuration"}:
+        return False
+    conf = c.get("configuration") or {}
+    if set(conf) - {"endian"}:
+        return False
+    return conf.get("endian") == "little" or ("endian" not in conf and dt.itemsize == 1)
+
+
+def _raw_layout(arr: zarr.Array) -> tuple[Path, int] | None:
+    """(array folder, rows per chunk) when ``arr`` is stored as plain little-endian C-order bytes,
+    one file per row chunk under the Zarr v3 default chunk key encoding; else None."""
+    try:
+        store = arr.store
+        root = getattr(store, "root", None)
+        if root is None or type(store).__name__ != "LocalStore":
+            return None
+        folder = Path(root) / arr.path
+        meta = json.loads((folder / "zarr.json").read_text())
+    except (OSError, ValueError, AttributeError):
+        return None
+    dt = np.dtype(arr.dtype) if not isinstance(arr.dtype, np.dtype) else arr.dtype
+    shape = tuple(meta.get("shape", ()))
+    grid = meta.get("chunk_grid", {})
+    chunks = tuple(grid.get("configuration", {}).get("chunk_shape", ()))
+    ok = (meta.get("zarr_format") == 3 and meta.get("node_type") == "array"
+          and _plain_bytes_codec(meta.get("codecs"), dt) and not meta.get("storage_transformers")
+          and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
+          and grid.get("name") == "regular" and len(shape) >= 1 and len(chunks) == len(shape)
+          and chunks[1:] == shape[1:] and chunks[0] >= 1
+          and dt.kind in "fiub" and dt.byteorder in "<=|" and shape == tuple(arr.shape))
+    return (folder, int(chunks[0])) if ok else None
+
+
+def read_array(arr: zarr.Array) -> np.ndarray:
+    """The whole of ``arr`` as a numpy array, read straight from its chunk files when it can be.
+
+    Fast path: a local Zarr v3 array whose codecs are exactly ``bytes`` (little-endian, no
+    compressor, no filter, no transpose), chunked by rows only, with the default chunk key
+    encoding (``c/<i>/0/...``): each chunk file holds its rows as C-order bytes, so it is read
+    directly into the output with ``readinto`` (edge chunks are stored full size; only their
+    valid rows are read). A chunk that was never written reads as the array's fill value.
+    Anything else (compressed, other layouts, remote stores) is read by zarr.
+    """
+    layout = _raw_layout(arr)
+    if layout is None:
+        return np.asarray(arr[...])
+    folder, rows = layout
+    n = arr.shape[0]
+    out = np.empty(arr.shape, dtype=np.dtype(arr.dtype).newbyteorder("<"))
+    if out.size == 0:
+        return out
+    flat = out.reshape(n, -1).view(np.uint8)
+    row_bytes = flat.shape[1]
+    suffix = "/".join(["0"] * (out.ndim - 1))
+    for k in range(-(-n // rows)):
+        lo, hi = k * rows, min(n, (k + 1) * rows)
+        path = folder / "c" / str(k) / suffix if suffix else folder / "c" / str(k)
+        try:
+            fh = open(path, "rb", buffering=0)
+        except FileNotFoundError:
+            out[lo:hi] = arr.fill_value
+            continue
+        with fh:
+            view = memoryview(flat[lo:hi]).cast("B")
+            got = 0
+            while got < len(view):
+                r = fh.readinto(view[got:])
+                if not r:
+                    raise SchemaError(f"chunk file {path} is shorter than {(hi - lo)} rows of {row_bytes} bytes")
+                got += r
+    return out
 
 
 def _with_provenance(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
