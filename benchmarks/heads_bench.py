@@ -10,6 +10,11 @@ For each size (demo: 380 training clips × 128-d with the demo's 128-wide fused 
 3. the optimizer step's bytes/s (parameters r/w, gradients r, AdamW moments r/w: 28 bytes per
    parameter at float32) against this machine's copy bandwidth (bytes read + written).
 
+``--device cuda`` runs the same comparisons on a GPU: features, heads and optimizer state live on
+the GPU (``TrainConfig.device``), the naive loop keeps its dataset in CPU memory and moves every
+batch to the GPU, the copy bandwidth is a device-to-device copy, and every clock is read after
+``torch.cuda.synchronize()``. The K-configuration search stacks all K on a GPU.
+
 At BSD10k sizes a full epoch takes minutes on a CPU, so every timed "epoch" is truncated to
 ``--steps`` updates (plus a validation pass over a quarter as many clips, the 64/16 ratio) and the
 full-epoch time is extrapolated from it; both sides of every ratio use the same truncation. Each
@@ -18,6 +23,7 @@ Timings are the best of ``--repeats`` interleaved runs (the machine may be share
 
     python benchmarks/heads_bench.py                 # all sizes
     python benchmarks/heads_bench.py --sizes demo    # quick
+    python benchmarks/heads_bench.py --device cuda --steps 100 --out /tmp/heads_bench_cuda.json
 """
 from __future__ import annotations
 
@@ -52,13 +58,24 @@ SIZES = {
 }
 
 
+DEVICE = torch.device("cpu")  # set by main() from --device
+
+
+def sync() -> None:
+    """Wait for queued GPU work, so a clock read after it covers the work (no-op on a CPU)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def best_of(fns: dict, repeats: int) -> dict:
     """Run each callable ``repeats`` times, interleaved; best wall time of each."""
     out = {k: math.inf for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            sync()
             t = time.perf_counter()
             fn()
+            sync()
             out[k] = min(out[k], time.perf_counter() - t)
     return out
 
@@ -81,9 +98,11 @@ class ClipDataset(Dataset):
 def naive_run(cfg: TrainConfig, train, val, dim: int, epochs: int, style: str = "dict") -> None:
     """The obvious loop: nn.Module head, per-item DataLoader (``dict``: a map-style dataset of
     per-clip dicts over numpy arrays; ``tensor``: TensorDataset), torch AdamW, LambdaLR, gradient
-    clipping and a validation pass per epoch."""
+    clipping and a validation pass per epoch. The datasets stay in CPU memory; on a GPU every
+    batch is moved to it (``.to(device)``), as a plain training loop does."""
     torch.manual_seed(cfg.seed)
-    head = FusionHead(dim, NUM_CLASSES, **cfg.head_kwargs())
+    dev = DEVICE
+    head = FusionHead(dim, NUM_CLASSES, **cfg.head_kwargs()).to(dev)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if style == "dict":
         loader = DataLoader(ClipDataset(train), batch_size=cfg.batch_size, shuffle=True)
@@ -95,11 +114,11 @@ def naive_run(cfg: TrainConfig, train, val, dim: int, epochs: int, style: str = 
         val_loader = DataLoader(TensorDataset(val.X, val.prior, val.missing, val.labels), batch_size=256)
         unpack = lambda b: b  # noqa: E731
     sched = reference_schedule(opt, max(len(loader), 1), max(epochs, 1))
-    w = class_frequency_weights(train.labels)
+    w = class_frequency_weights(train.labels).to(dev)
     for _ in range(epochs):
         head.train()
         for batch in loader:
-            x, q, m, y = unpack(batch)
+            x, q, m, y = (t.to(dev) for t in unpack(batch))
             loss = F.cross_entropy(head(x, q, m), y, weight=w)
             opt.zero_grad()
             loss.backward()
@@ -111,13 +130,22 @@ def naive_run(cfg: TrainConfig, train, val, dim: int, epochs: int, style: str = 
             preds = []
             for batch in val_loader:
                 x, q, m, _ = unpack(batch)
-                preds.append(head(x, q, m).argmax(1))
-        hierarchical_scores(val.labels.numpy(), torch.cat(preds).numpy())
+                preds.append(head(x.to(dev), q.to(dev), m.to(dev)).argmax(1))
+        hierarchical_scores(val.labels.numpy(), torch.cat(preds).cpu().numpy())
 
 
 def copy_bandwidth(n_bytes: int = 1 << 28, repeats: int = 5) -> float:
     """Bytes moved per second (read + write) by a large tensor copy: the best of one thread and
-    all threads, so the floor is the machine's, not the thread setting's."""
+    all threads, so the floor is the machine's, not the thread setting's. On a GPU: a
+    device-to-device copy of 1 GiB (reads + writes counted)."""
+    if DEVICE.type == "cuda":
+        a = torch.empty(max(n_bytes, 1 << 30) // 4, device=DEVICE).uniform_()
+        b = torch.empty_like(a)
+        b.copy_(a)
+        t = best_of({"copy": lambda: b.copy_(a)}, repeats * 2)["copy"]
+        del a, b
+        torch.cuda.empty_cache()
+        return 2 * (max(n_bytes, 1 << 30) // 4) * 4 / t
     a = torch.empty(n_bytes // 4).uniform_()
     b = torch.empty_like(a)
     threads = torch.get_num_threads()
@@ -135,14 +163,14 @@ def optimizer_step(dim: int, hidden, k: int = 1, repeats: int = 5) -> dict:
     """Seconds per BatchedAdamW step and its bytes/s for K heads of the submitted preset."""
     torch.manual_seed(0)
     heads = [FusionHead(dim, preset="submitted", hidden=hidden) for _ in range(k)]
-    st = StackedHeads.from_heads(heads)
+    st = StackedHeads.from_heads(heads, DEVICE)
     opt = BatchedAdamW(st.params, [1e-3] * k)
     grads = [torch.randn_like(p) for p in st.params.values()]
     opt.set_grads(grads)
     opt.step()
     t = best_of({"step": opt.step}, repeats)["step"]
     n = sum(p.numel() for p in st.params.values())
-    return {"params": n, "seconds": t, "bytes": 28 * n, "bytes_per_s": 28 * n / t}
+    return {"params": n, "seconds": t, "bytes": 28 * n, "bytes_per_s": 28 * n / t, "fused": bool(opt.fused)}
 
 
 def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: float, epochs: int = 5) -> dict:
@@ -154,7 +182,10 @@ def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: f
     train = synthetic_data(n_train, dim=dim, signal="both", seed=0)
     val = synthetic_data(n_val, dim=dim, signal="both", seed=1)
     E = epochs if not truncated else 1
-    base = TrainConfig(epochs=E, hidden=hidden, device="cpu", lr=1e-3, patience=100)
+    base = TrainConfig(epochs=E, hidden=hidden, device=str(DEVICE), lr=1e-3, patience=100)
+    # the trainer's inputs already on the device (its .to(device) is then a no-op); the naive
+    # loops keep CPU copies and move each batch
+    dtrain, dval = train.to(DEVICE), val.to(DEVICE)
     scale = (full_steps / steps if truncated else 1.0) / E
     res = {"size": name, "truncated": truncated, "n_total": n_total, "dim": dim, "hidden": hidden or 2 * dim,
            "steps_timed": n_train // 18 + (n_train % 18 > 0), "full_epoch_steps": full_steps,
@@ -162,12 +193,12 @@ def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: f
     head_params = FusionHead(dim, preset="submitted", hidden=hidden).n_parameters()
     res["head_parameters"] = head_params
     zero = dataclasses.replace(base, epochs=0)
-    t = best_of({"trainer": lambda: train_stacked([base], train, val),
+    t = best_of({"trainer": lambda: train_stacked([base], dtrain, dval),
                  "naive": lambda: naive_run(base, train, val, dim, E, "dict"),
                  "naive_tensordataset": lambda: naive_run(base, train, val, dim, E, "tensor")}, repeats)
     # set-up (building and stacking the heads, optimizer state) is paid once per run, not per
     # epoch: time it alone and leave it out of the per-epoch figures
-    t0 = best_of({"trainer": lambda: train_stacked([zero], train, val),
+    t0 = best_of({"trainer": lambda: train_stacked([zero], dtrain, dval),
                   "naive": lambda: naive_run(zero, train, val, dim, 0, "dict"),
                   "naive_tensordataset": lambda: naive_run(zero, train, val, dim, 0, "tensor")}, repeats)
     t = {k: max(v - t0[k], 1e-9) for k, v in t.items()}
@@ -184,12 +215,12 @@ def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: f
         zcfgs = [dataclasses.replace(c, epochs=0) for c in cfgs]
         stack = auto_stack(base, dim) or k
         res["search_stack"] = min(stack, k)
-        ts = best_of({"vectorised": lambda: run_search(cfgs, train, val),
-                      "all_stacked": lambda: train_stacked(cfgs, train, val),
-                      "sequential": lambda: [train_stacked([c], train, val) for c in cfgs]}, max(1, repeats - 1))
-        ts0 = best_of({"vectorised": lambda: run_search(zcfgs, train, val),
-                       "all_stacked": lambda: train_stacked(zcfgs, train, val),
-                       "sequential": lambda: [train_stacked([c], train, val) for c in zcfgs]}, max(1, repeats - 1))
+        ts = best_of({"vectorised": lambda: run_search(cfgs, dtrain, dval),
+                      "all_stacked": lambda: train_stacked(cfgs, dtrain, dval),
+                      "sequential": lambda: [train_stacked([c], dtrain, dval) for c in cfgs]}, max(1, repeats - 1))
+        ts0 = best_of({"vectorised": lambda: run_search(zcfgs, dtrain, dval),
+                       "all_stacked": lambda: train_stacked(zcfgs, dtrain, dval),
+                       "sequential": lambda: [train_stacked([c], dtrain, dval) for c in zcfgs]}, max(1, repeats - 1))
         res["search_setup_s"] = ts0
         ts = {k: max(v - ts0[k], 1e-9) for k, v in ts.items()}
         res["search_s"] = {"vectorised": ts["vectorised"] * scale, "all_stacked": ts["all_stacked"] * scale,
@@ -198,6 +229,9 @@ def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: f
         res["search_speedup"] = ts["sequential"] / ts["vectorised"]
         res["search_speedup_vs_naive"] = k * t["naive"] / ts["vectorised"]
     res["optimizer"] = optimizer_step(dim, hidden, 1, repeats)
+    if DEVICE.type == "cuda":
+        res["gpu_peak_memory_bytes"] = torch.cuda.max_memory_allocated(DEVICE)
+        torch.cuda.empty_cache()
     return res
 
 
@@ -209,11 +243,23 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=5, help="epochs per timed run at the demo size (time / epochs)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    ap.add_argument("--max-search-bytes", type=float, default=12 * 2**30)
+    ap.add_argument("--max-search-bytes", type=float, default=None,
+                    help="skip the search above this estimated memory (default: 12 GiB on CPU, 60%% of the GPU's)")
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                    help="where features, heads and optimizer state live (auto = cuda if available)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "heads_bench.json"))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    global DEVICE
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device available")
+    DEVICE = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+                          else "cpu")
+    gpu = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None
+    if args.max_search_bytes is None:
+        args.max_search_bytes = (0.6 * torch.cuda.get_device_properties(DEVICE).total_memory if gpu
+                                 else 12 * 2**30)
     bw = copy_bandwidth()
     rows = []
     for name in args.sizes.split(","):
@@ -223,7 +269,8 @@ def main() -> None:
         rows.append(r)
         print(f"done {name}", flush=True)
     targets = {"demo_epoch_speedup": ">= 5", "demo_search_speedup": ">= 3", "bsd10k_optimizer_floor_ratio": "<= 1.5"}
-    print(f"\nhead-tier benchmark · torch {torch.__version__} · {torch.get_num_threads()} threads · "
+    where = f"GPU {gpu}" if gpu else f"{torch.get_num_threads()} threads"
+    print(f"\nhead-tier benchmark · torch {torch.__version__} · {where} · "
           f"copy bandwidth {bw / 1e9:.1f} GB/s")
     print("| size | head params | epoch trainer (s) | naive dict-Dataset (s) | ratio | naive TensorDataset (s) | ratio "
           "| search K=%d vec (s) | sequential (s) | ratio | opt step (ms) | opt GB/s | copy/opt |" % args.k)
@@ -244,6 +291,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
+                               "device": str(DEVICE), "gpu": gpu,
                                "torch": torch.__version__, "threads": torch.get_num_threads(),
                                "copy_bytes_per_s": bw, "k": args.k, "steps": args.steps, "targets": targets,
                                "results": rows}, indent=1))

@@ -142,7 +142,7 @@ def stacked_logits(stacked: StackedHeads, data: HeadData, chunk: int = 2048) -> 
         out.append(stacked(data.X[sl], None if data.prior is None else data.prior[sl],
                            None if data.missing is None else data.missing[sl]))
     if not out:
-        return torch.zeros(stacked.K, 0, NUM_CLASSES)
+        return torch.zeros(stacked.K, 0, NUM_CLASSES, device=stacked.flat.device)
     return torch.cat(out, dim=1)
 
 
