@@ -13,6 +13,14 @@
 
 Targets (issue 3): runner ≥ 3× the naive loop for logmel; 10k texts in ≤ 60 s; Zarr reads ≥ 50%
 of numpy's. Prints a table and writes ``benchmarks/results/extract_bench.json``.
+
+``--device cuda`` (or ``auto`` with a GPU) runs the models on the GPU: the runner with its float16
+autocast, the naive loops on the same GPU in float32 (each clip's windows moved to the GPU, the
+embedding copied back), and PaSST on its full 10 s windows with clips up to 30 s
+(``--passt-window-seconds``/``--passt-max-seconds`` change that). ``--skip-minilm`` leaves out
+the text part (it needs the MiniLM weights installed).
+
+    python benchmarks/extract_bench.py --device cuda --skip-minilm --clips 120 --passt-clips 48
 """
 from __future__ import annotations
 
@@ -83,8 +91,10 @@ def write_audio_dataset(root: Path, n: int, seed: int = 0, max_s: float = 30.0) 
 
 # ------------------------------------------------------------------------------------------- audio
 def naive_loop(backbone, paths: list[Path], trim: bool) -> float:
-    """Clips/s of a one-clip-at-a-time loop in the main process (same model and front-end)."""
+    """Clips/s of a one-clip-at-a-time loop in the main process (same model and front-end, on the
+    model's device, float32; each clip's embedding is copied back to the CPU)."""
     spec = backbone.spec
+    dev = next(backbone.parameters(), torch.empty(0)).device
     t0 = time.perf_counter()
     with torch.inference_mode():
         for p in paths:
@@ -93,11 +103,13 @@ def naive_loop(backbone, paths: list[Path], trim: bool) -> float:
             except ValueError:
                 continue
             if trim:
-                embed_clips(backbone, [wave])
+                embed_clips(backbone, [wave]).cpu()
             else:
                 windows, lengths = split_windows(wave, spec.window_samples, spec.padding)
-                emb = backbone.embed_windows(windows, lengths)
-                emb[lengths > 0].mean(0)
+                emb = backbone.embed_windows(windows.to(dev), lengths.to(dev))
+                emb[lengths.to(dev) > 0].mean(0).cpu()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
     return len(paths) / (time.perf_counter() - t0)
 
 
@@ -111,10 +123,11 @@ def runner_rate(root: Path, store: Path, backbone: str, workers: int, batch: int
 
 
 def bench_audio(name: str, backbone_cfg: BackboneConfig, root: Path, n: int, workers: int, batch: int,
-                runner_kw: dict, repeats: int = 2) -> dict:
+                runner_kw: dict, repeats: int = 2, device: str = "cpu") -> dict:
     """Best of ``repeats`` interleaved measurements of the runner and the two naive loops."""
     torch.manual_seed(0)
-    backbone = build_backbone(backbone_cfg).eval()
+    backbone = build_backbone(backbone_cfg).eval().to(device)
+    runner_kw = {**runner_kw, "device": device}
     paths = [root / "audio" / f"{i}.wav" for i in range(n)]
     load_audio(paths[0], backbone.spec.sample_rate)  # warm the cached resampler, like the runner's workers
     best = {"runner": 0.0, "runner_w0": 0.0, "runner_threads": 0.0, "naive": 0.0, "naive_trim": 0.0}
@@ -133,7 +146,8 @@ def bench_audio(name: str, backbone_cfg: BackboneConfig, root: Path, n: int, wor
             "runner_threads_clips_s": best["runner_threads"],
             "naive_clips_s": best["naive"], "naive_trim_clips_s": best["naive_trim"],
             "ratio_vs_naive": best["runner"] / best["naive"], "ratio_vs_naive_trim": best["runner"] / best["naive_trim"],
-            "workers": workers, "batch": batch, "repeats": repeats}
+            "workers": workers, "batch": batch, "repeats": repeats, "device": device,
+            "runner_autocast": device.startswith("cuda")}
 
 
 # ------------------------------------------------------------------------------------------- text
@@ -208,33 +222,53 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--texts", type=int, default=10000)
     ap.add_argument("--rows", type=int, default=20000, help="rows of the (rows, 768) store matrix")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                    help="where the models run (auto = cuda if available)")
+    ap.add_argument("--skip-minilm", action="store_true", help="leave out the MiniLM text part")
+    ap.add_argument("--passt-window-seconds", type=float, default=None,
+                    help="PaSST window length (default: 1 s on CPU, the full 10 s on GPU)")
+    ap.add_argument("--passt-max-seconds", type=float, default=None,
+                    help="longest PaSST benchmark clip (default: 4 s on CPU, 30 s on GPU)")
+    ap.add_argument("--passt-batch", type=int, default=16, help="PaSST windows per forward pass in the runner")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extract_bench.json")
     args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device available")
+    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
+    win = args.passt_window_seconds or (10.0 if device == "cuda" else 1.0)
+    max_s = args.passt_max_seconds or (30.0 if device == "cuda" else 4.0)
     threads = torch.get_num_threads()
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": threads,
-                                 "torch": torch.__version__}, "notes": []}
+                                 "torch": torch.__version__, "device": device, "gpu": gpu}, "notes": []}
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         root, total = write_audio_dataset(tmp / "audio_ds", args.clips)
         results["audio_dataset"] = {"clips": args.clips, "seconds": total, "rate": 44100}
-        results["logmel"] = bench_audio("logmel", BackboneConfig("logmel"), root, args.clips, args.workers, 32, {})
+        results["logmel"] = bench_audio("logmel", BackboneConfig("logmel"), root, args.clips, args.workers, 32, {},
+                                        device=device)
         try:
             from extract.backbones import available_backbones
 
             if "passt" not in available_backbones():
                 raise ImportError("passt backbone not registered")
-            proot, ptotal = write_audio_dataset(tmp / "passt_ds", args.passt_clips, seed=1, max_s=4.0)
-            ov = {"window_seconds": 1.0}
+            proot, ptotal = write_audio_dataset(tmp / "passt_ds", args.passt_clips, seed=1, max_s=max_s)
+            ov = {} if win == 10.0 else {"window_seconds": win}
             results["passt"] = bench_audio(
-                "passt (random, 1 s windows)", BackboneConfig("passt", random_init=True, overrides=ov), proot,
-                args.passt_clips, args.workers, 16, {"random_init": True, "overrides": ov})
+                f"passt (random, {win:g} s windows)", BackboneConfig("passt", random_init=True, overrides=ov), proot,
+                args.passt_clips, args.workers, args.passt_batch, {"random_init": True, "overrides": ov}, device=device)
             results["passt"]["seconds"] = ptotal
+            results["passt"]["window_seconds"] = win
+            results["passt"]["max_clip_seconds"] = max_s
         except ImportError as e:
             results["notes"].append(f"PaSST skipped: {e}")
-        results["minilm"] = bench_minilm(args.texts, tmp, np.random.default_rng(2))
+        if args.skip_minilm:
+            results["notes"].append("MiniLM skipped (--skip-minilm)")
+        else:
+            results["minilm"] = bench_minilm(args.texts, tmp, np.random.default_rng(2))
         results["store"] = bench_store(args.rows, 768, tmp)
 
-    lm, st, mi = results["logmel"], results["store"], results["minilm"]
+    lm, st, mi = results["logmel"], results["store"], results.get("minilm")
     rows = [(f"logmel runner ({lm['workers']} workers)", f"{lm['runner_clips_s']:.1f} clips/s"),
             ("logmel runner (decode in main process)", f"{lm['runner_no_workers_clips_s']:.1f} clips/s"),
             (f"logmel runner ({lm['workers']} decode threads)", f"{lm['runner_threads_clips_s']:.1f} clips/s"),
@@ -244,22 +278,28 @@ def main(argv: list[str] | None = None) -> int:
                                                 f"{lm['ratio_vs_naive_trim']:.2f}x")]
     if "passt" in results:
         pa = results["passt"]
-        rows += [("passt runner (random, 1 s win)", f"{pa['runner_clips_s']:.2f} clips/s"),
+        amp = ", fp16 autocast" if pa["runner_autocast"] else ""
+        rows += [(f"passt runner (random, {pa['window_seconds']:g} s win{amp})", f"{pa['runner_clips_s']:.2f} clips/s"),
                  ("passt runner (decode in main process)", f"{pa['runner_no_workers_clips_s']:.2f} clips/s"),
                  (f"passt runner ({pa['workers']} decode threads)", f"{pa['runner_threads_clips_s']:.2f} clips/s"),
-                 ("passt naive (full windows)", f"{pa['naive_clips_s']:.2f} clips/s  -> runner "
-                                                f"{pa['ratio_vs_naive']:.2f}x (reported, not targeted)")]
-    rows += [(f"minilm encode {mi['texts']} texts", f"{mi['encode_s']:.1f} s = {mi['encode_texts_s']:.0f} texts/s "
-                                                    "(target <= 60 s)"),
-             (f"minilm runner {mi['runner_texts']} texts", f"{mi['runner_s']:.1f} s = {mi['runner_texts_s']:.0f} texts/s"),
-             (f"store {st['MB']:.0f} MB numpy save/load", f"{st['numpy_write_MB_s']:.0f} / {st['numpy_read_MB_s']:.0f} MB/s"),
+                 ("passt naive (full windows, fp32)", f"{pa['naive_clips_s']:.2f} clips/s  -> runner "
+                                                      f"{pa['ratio_vs_naive']:.2f}x (reported, not targeted)"),
+                 ("passt naive+trim (embed_clips, fp32)", f"{pa['naive_trim_clips_s']:.2f} clips/s  -> runner "
+                                                          f"{pa['ratio_vs_naive_trim']:.2f}x")]
+    if mi:
+        rows += [(f"minilm encode {mi['texts']} texts", f"{mi['encode_s']:.1f} s = {mi['encode_texts_s']:.0f} texts/s "
+                                                        "(target <= 60 s)"),
+                 (f"minilm runner {mi['runner_texts']} texts",
+                  f"{mi['runner_s']:.1f} s = {mi['runner_texts_s']:.0f} texts/s")]
+    rows += [(f"store {st['MB']:.0f} MB numpy save/load", f"{st['numpy_write_MB_s']:.0f} / {st['numpy_read_MB_s']:.0f} MB/s"),
              (f"store {st['MB']:.0f} MB zarr write/read", f"{st['zarr_write_MB_s']:.0f} / {st['zarr_read_MB_s']:.0f} MB/s "
                                                          f"(read = {100 * st['zarr_read_vs_numpy']:.0f}% of numpy; "
                                                          "target >= 50%)"),
              ("store zarr read_table (+status/error)", f"{st['zarr_read_table_MB_s']:.0f} MB/s "
                                                        f"({100 * st['zarr_read_table_vs_numpy']:.0f}% of numpy)")]
     width = max(len(r[0]) for r in rows)
-    print(f"extraction benchmark ({os.cpu_count()} CPUs, torch threads {threads})")
+    where = f", GPU {gpu}" if gpu else ""
+    print(f"extraction benchmark ({os.cpu_count()} CPUs, torch threads {threads}{where})")
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
     for n in results["notes"]:
