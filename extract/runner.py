@@ -138,6 +138,13 @@ def _iterate_threads(source: _ClipSource, num_workers: int, prefetch: int = 4):
             yield item
 
 
+def resolve_loader(loader: str, device: torch.device) -> str:
+    """The decode loader actually used: ``auto`` means threads on a CPU device, processes otherwise."""
+    if loader != "auto":
+        return loader
+    return "threads" if torch.device(device).type == "cpu" else "processes"
+
+
 def _iterate(source: _ClipSource, num_workers: int, loader: str = "processes"):
     """Items of ``source`` in order: in this process, in DataLoader worker processes, or in threads."""
     if num_workers == 0:
@@ -435,7 +442,7 @@ class EmbeddingRun:
         rows = self._rows_in_order(writer, pending, None)
         source = _ClipSource(rows, _PrecomputedLoader(self.backbone, self.manifest.root, self.manifest.ids.tolist()))
         n = 0
-        for row, value, err in _iterate(source, self.cfg.num_workers, self.cfg.loader):
+        for row, value, err in _iterate(source, self.cfg.num_workers, resolve_loader(self.cfg.loader, self.ranks.device)):
             k = row // writer.chunk_rows
             if err:
                 chunks[k].fail(row, err)
@@ -505,7 +512,7 @@ class EmbeddingRun:
             if everything:
                 queue.clear()
 
-        for row, wave, err in _iterate(source, cfg.num_workers, cfg.loader):
+        for row, wave, err in _iterate(source, cfg.num_workers, resolve_loader(cfg.loader, self.ranks.device)):
             k = row // writer.chunk_rows
             if err:
                 chunks[k].fail(row, err)
