@@ -6,7 +6,7 @@
 # Works in a fresh copy of the repository (not pip-installed): the repo root goes on PYTHONPATH,
 # wheels in .whl/ (zarr, numcodecs, donfig, google-crc32c, soundfile, cffi, pycparser, hear21passt)
 # are installed into $SITE (default /tmp/site) without network, datasets are generated in /tmp.
-# Without a GPU every GPU part is skipped (the checks and a tiny heads benchmark run on the CPU, so
+# Without a GPU every GPU part is skipped (the checks and tiny benchmarks run on the CPU instead, so
 # a dry run exercises the invocations).
 #
 # Environment: PY (python, default python3), OUT (results folder, default /tmp/gpu_check_out),
@@ -34,7 +34,7 @@ if [ "${SKIP_WHEELS:-0}" != 1 ] && ls .whl/*.whl >/dev/null 2>&1; then
   fi
   export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
-export PYTHONPATH="$PWD:$PYTHONPATH"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "== machine"
 (command -v nvidia-smi >/dev/null && nvidia-smi -L) || echo "nvidia-smi: not available"
@@ -73,16 +73,18 @@ if [ $GPU = 1 ]; then
   run gpu_checks 75 $PY benchmarks/gpu_checks.py --device cuda --out "$OUT/gpu_checks.json"
   run heads_bench 100 $PY benchmarks/heads_bench.py --device cuda --sizes demo,bsd10k-1024,bsd10k-4096 \
       --steps 100 --repeats 2 --epochs 5 --out "$OUT/heads_bench.json"
-  run extract_bench 80 $PY benchmarks/extract_bench.py --device cuda --skip-minilm --clips 96 --passt-clips 64 \
+  run extract_bench 80 $PY benchmarks/extract_bench.py --device cuda --skip-minilm --clips 64 --passt-clips 48 \
       --rows 20000 --workers 6 --out "$OUT/extract_bench.json"
   run finetune_bench 150 $PY benchmarks/finetune_bench.py --skip-cpu --scale 0.25 --max-duration 12 --epochs 2 \
       --repeats 1 --workers 4 --out "$OUT/finetune_bench.json"
 else
-  echo "== no GPU: GPU benchmarks skipped; CPU smoke runs of the checks and the heads benchmark only"
+  echo "== no GPU: GPU benchmarks skipped; tiny CPU smoke runs of the checks and benchmarks instead"
   run gpu_checks 300 $PY benchmarks/gpu_checks.py --device cpu --backbones "${CPU_BACKBONES:-beats,m2d,passt}" \
       --out "$OUT/gpu_checks.json"
   run heads_bench 200 $PY benchmarks/heads_bench.py --device auto --sizes demo --repeats 1 --epochs 1 --k 4 \
       --out "$OUT/heads_bench.json"
+  run extract_bench 200 $PY benchmarks/extract_bench.py --device auto --skip-minilm --clips 6 --passt-clips 2 \
+      --rows 2000 --workers 2 --out "$OUT/extract_bench.json"
   run finetune_bench 60 $PY benchmarks/finetune_bench.py --skip-cpu --scale 0.25 --epochs 1 --repeats 1 \
       --out "$OUT/finetune_bench.json"
 fi
