@@ -29,9 +29,8 @@ class EmbeddingsConfig:
     batch_size: int = 32  # windows (or texts) per forward pass
     num_workers: int = 2  # decode workers (0 = decode in the main process)
     # "processes": torch DataLoader worker processes; "threads": a thread pool (soundfile and torch
-    # release the GIL); "auto": threads when the model runs on the CPU (worker processes would
-    # compete with it for the same cores and pay for moving every waveform between processes;
-    # measured 2x faster on a 2-core CPU), worker processes on a GPU
+    # release the GIL); "auto" = threads (worker processes measured slower on a 2-core CPU and on a
+    # 16-core GPU host: moving every waveform between processes costs more than it saves)
     loader: str = "auto"
     chunk_rows: int = 256  # rows per resumable chunk
     overwrite: bool = False  # replace an existing table with other settings
@@ -130,8 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=int, default=S, help="windows/texts per forward (32)")
     p.add_argument("--num-workers", dest="num_workers", type=int, default=S, help="decode workers (2)")
     p.add_argument("--loader", choices=LOADERS, default=S,
-                   help="decode in DataLoader worker processes, in threads, or auto (default: threads when "
-                        "the model runs on the CPU, processes on a GPU)")
+                   help="decode in DataLoader worker processes, in threads, or auto (default: threads; "
+                        "measured faster than worker processes on CPU and GPU hosts)")
     p.add_argument("--chunk-rows", dest="chunk_rows", type=int, default=S, help="rows per resumable chunk (256)")
     p.add_argument("--overwrite", action="store_const", const=True, default=S,
                    help="replace an existing table made with other settings")

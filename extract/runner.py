@@ -139,10 +139,16 @@ def _iterate_threads(source: _ClipSource, num_workers: int, prefetch: int = 4):
 
 
 def resolve_loader(loader: str, device: torch.device) -> str:
-    """The decode loader actually used: ``auto`` means threads on a CPU device, processes otherwise."""
+    """The decode loader actually used: ``auto`` means threads.
+
+    Measured (benchmarks/extract_bench.py): DataLoader worker processes were slower than threads on
+    a 2-core CPU and slower than decoding in the main process on a 16-core H200 host (moving every
+    waveform between processes costs more than it saves); soundfile and torch release the GIL, so
+    threads overlap decoding with the model. ``--loader processes`` keeps worker processes.
+    """
     if loader != "auto":
         return loader
-    return "threads" if torch.device(device).type == "cpu" else "processes"
+    return "threads"
 
 
 def _iterate(source: _ClipSource, num_workers: int, loader: str = "processes"):
