@@ -360,7 +360,7 @@ class Trainer:
         for name, logits in all_logits.items():
             clips, path = self.data.all_sets[name]
             prov = base_provenance(
-                "finetune", run=cfg.run_name, kind="finetune", stage=cfg.train.stage, backbone=cfg.backbone.name,
+                "finetune", run=cfg.run_name, stage=cfg.train.stage, backbone=cfg.backbone.name,
                 variant=cfg.backbone.variant, backbone_provenance=self.facts.get("backbone_provenance"),
                 seed=cfg.train.seed, lr=cfg.train.lr, lam=cfg.train.lam, split={"preset": self.data.split.preset,
                                                                                 "fold": self.data.split.fold},

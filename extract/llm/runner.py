@@ -266,7 +266,7 @@ class Runner:
 
         store = Store(store_path)
         attrs = base_provenance("extract.llm", dataset=str(self.root.resolve()), manifest_digest=manifest.digest(),
-                                kind=cfg.kind)
+                                llm_output=cfg.kind)  # "kind" itself is the store's (table/rows)
         attrs.update(provider.provenance())
         attrs.update(extra_attrs)
         attrs["counts"] = {"clips": report.n_clips, "answered": report.answered, "missing": report.missing,
