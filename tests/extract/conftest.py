@@ -101,3 +101,27 @@ def audio_dataset(tmp_path: Path):
 def mixed_dataset(tmp_path_factory) -> Path:
     """The MIXED dataset, written once per test module."""
     return write_audio_dataset(tmp_path_factory.mktemp("mixed") / "ds", MIXED)
+
+
+#: vocabulary size of the tiny RoBERTa-format tokenizer below (tests pass it as expected_vocab)
+TINY_ROBERTA_VOCAB = 300
+_SENTENCES = ["a dog barks loudly in the park", "rain falls on a tin roof", "the engine of a car idles",
+              "birds sing at dawn near the river", "footsteps on gravel and a door slams"]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory) -> Path:
+    """A tiny byte-level BPE (vocab.json + merges.txt) in the RoBERTa file format, 300 tokens.
+
+    No RoBERTa vocabulary exists offline: text towers are tested through the real
+    ``from_pretrained(local_dir)`` path on this one.
+    """
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_SENTENCES, vocab_size=TINY_ROBERTA_VOCAB, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    folder = tmp_path_factory.mktemp("roberta_tok")
+    bpe.save_model(str(folder))
+    assert len(bpe.get_vocab()) == TINY_ROBERTA_VOCAB
+    return folder

@@ -14,26 +14,10 @@ from extract.checkpoints import CheckpointError
 from extract.tokenizers import TokenizerError, load_roberta_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SENTENCES = ["a dog barks loudly in the park", "rain falls on a tin roof", "the engine of a car idles",
-             "birds sing at dawn near the river", "footsteps on gravel and a door slams"]
-TINY_VOCAB = 300
+TINY_VOCAB = 300  # the size of conftest's tokenizer_dir
 TINY_TEXT = dict(vocab_size=TINY_VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                  intermediate_size=64)
 TINY = {"depth": 1, "window_seconds": 1.0, "text_config": TINY_TEXT, "expected_vocab": TINY_VOCAB}
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory) -> Path:
-    """A tiny byte-level BPE (vocab.json + merges.txt) in the RoBERTa file format."""
-    from tokenizers import ByteLevelBPETokenizer
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(SENTENCES, vocab_size=TINY_VOCAB, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    folder = tmp_path_factory.mktemp("roberta_tok")
-    bpe.save_model(str(folder))
-    assert len(bpe.get_vocab()) == TINY_VOCAB
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -26,24 +26,9 @@ from extract.checkpoints import CheckpointError
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[2]
-SENTENCES = ["a dog barks loudly in the park", "rain falls on a tin roof", "the engine of a car idles",
-             "birds sing at dawn near the river", "footsteps on gravel and a door slams"]
-TINY_VOCAB = 300
+TINY_VOCAB = 300  # the size of conftest's tokenizer_dir
 TINY = {"text_config": {"vocab_size": TINY_VOCAB, "num_hidden_layers": 1, "intermediate_size": 64},
         "expected_vocab": TINY_VOCAB}
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory) -> Path:
-    """A tiny byte-level BPE (vocab.json + merges.txt) in the RoBERTa file format."""
-    from tokenizers import ByteLevelBPETokenizer
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(SENTENCES, vocab_size=TINY_VOCAB, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
-    folder = tmp_path_factory.mktemp("roberta_tok")
-    bpe.save_model(str(folder))
-    return folder
 
 
 @pytest.fixture(scope="module")
