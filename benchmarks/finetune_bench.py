@@ -32,6 +32,8 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from finetune.launch import run_command  # noqa: E402
+
 
 def plain_loop(cfg, epochs: int, device: str) -> dict:
     """The naive baseline: same model, loss and optimizer; audio read in the main process, batch after batch."""
@@ -87,12 +89,7 @@ def finetune_run(args: list[str], processes: int, env_extra: dict | None = None)
     # the repository need not be installed: put its root on the child's import path
     pp = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": pp, **(env_extra or {})}
-    script = str(REPO / "finetune" / "run.py")
-    if processes == 1:
-        cmd = [sys.executable, script, *args]
-    else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", script, *args]
+    cmd = run_command(args, processes)
     p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-4000:]}")

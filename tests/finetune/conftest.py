@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import soundfile as sf
 from cache.provenance import base_provenance
 from cache.store import Store, default_store_path
 from cache.taxonomy import CLASS_INDEX, NUM_CLASSES
+from finetune.launch import run_command
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES4 = ("m-si", "is-p", "sp-s", "fx-a")
@@ -119,12 +119,7 @@ def launch(args: list[str], processes: int = 1, env_extra: dict[str, str] | None
     """Run finetune/run.py in fresh process(es): plain python, or ``accelerate launch`` on CPU."""
     env = subprocess_env()
     env.update(env_extra or {})
-    script = str(REPO / "finetune" / "run.py")
-    if processes == 1:
-        cmd = [sys.executable, script, *args]
-    else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", script, *args]
+    cmd = run_command(args, processes)
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
