@@ -6,8 +6,11 @@ flat (K, P) buffer (each named parameter is a (K, ...) view of it, the layout of
 Training uses :meth:`StackedHeads.loss_and_grads`: forward, loss and a hand-written backward
 pass (checked against autograd in the tests) that write every gradient straight into one flat
 (K, P) gradient buffer, so clipping is one norm and the AdamW update one fused call per
-configuration. Dropout uses uniform random numbers the caller draws per configuration, so every
-configuration can own its random generator.
+configuration (the clipping inside it). The trainer calls :meth:`StackedHeads.fast_loss_and_grads`
+on inputs prepared once per block of steps (the prior with its missing flag, the per-item loss
+targets of :func:`loss_targets`), since at small head sizes a step's cost is mostly the number of
+tensor operations. Dropout masks are drawn per configuration from its own generator
+(:meth:`StackedHeads.dropout_masks_from`), so a configuration trains alike alone or stacked.
 
 :class:`BatchedAdamW` is ``torch.optim.AdamW`` itself, given one parameter group per
 configuration whose tensor is a row (view) of the stacked weights: each configuration has its
@@ -93,6 +96,14 @@ class StackedHeads:
         self.layers = _layers(template)
         self.K = flat.shape[0]
         self.dropout = template.dropout
+        self._plan: tuple | None = None
+        names = list(self.shapes)
+        # a learned missing embedding directly after the prior embedding in the flat buffer
+        # (FusionHead's parameter order) lets the step use both as one (C + 1)-row table
+        self._missing_row = "missing_embedding" in self.shapes and \
+            names.index("missing_embedding") == names.index("prior_embedding") + 1
+        if "missing_embedding" in self.shapes and not self._missing_row:  # pragma: no cover - FusionHead's order
+            raise ValueError("StackedHeads needs missing_embedding right after prior_embedding")
 
     @classmethod
     def from_heads(cls, heads: list[FusionHead], device: str | torch.device = "cpu") -> "StackedHeads":
@@ -182,6 +193,30 @@ class StackedHeads:
         p = self.dropout
         return (uniforms >= p).to(self.flat.dtype).mul_(1.0 / (1.0 - p))
 
+    def dropout_masks_from(self, generators: list[torch.Generator], n: int) -> Tensor:
+        """Scaled keep-masks (K, n, dropout_width) for n items, row k drawn from ``generators[k]``.
+
+        Each 64-bit random word gives four 16-bit uniforms, a quarter of the generator calls of
+        :meth:`dropout_masks` (the drawing dominated small heads' epochs); an element is kept
+        with probability 1 − t/65536, t = round(p·65536), and scaled by the inverse of that.
+        """
+        W = self.dropout_width
+        t = round(self.dropout * 65536)
+        if not 0 <= t < 65536:
+            raise ValueError(f"dropout {self.dropout} is not in [0, 1)")
+        dev = self.flat.device
+        out = torch.empty(len(generators), n, W, dtype=self.flat.dtype, device=dev)
+        words = -(-n * W // 4)
+        if t == 0:
+            return out.fill_(1.0)
+        t16 = t - 32768  # keep where a signed 16-bit uniform is >= t16 (probability 1 − t/65536)
+        for k, g in enumerate(generators):
+            r = torch.randint(-2**63, 2**63 - 1, (words,), generator=g, dtype=torch.int64, device=dev)
+            u = r.view(torch.int16)[:n * W]  # uniform over all 16-bit patterns
+            # clamp to {t16 − 1, t16} and shift to {0, 1}: integer ops, far cheaper than bool masks on a CPU
+            out[k].view(-1).copy_(u.clamp(min=t16 - 1, max=t16).sub_(t16 - 1))
+        return out.mul_(65536.0 / (65536 - t))
+
     def forward(self, h: Tensor | None, prior: Tensor | None = None, missing: Tensor | None = None,
                 uniforms: Tensor | None = None, params: dict[str, Tensor] | None = None) -> Tensor:
         """Logits (K, B, C).
@@ -223,83 +258,136 @@ class StackedHeads:
         y = labels.clamp(min=0)
         w = class_weights[y] if class_weights is not None else torch.ones(y.shape, dtype=self.flat.dtype, device=y.device)
         w = w * valid.to(w.dtype)
-        q = self._masked_prior(prior, missing) if self.template.uses_prior else None
+        qx = self.prior_inputs(prior, missing) if self.template.uses_prior else None
         hp = None if has_pseudo is None else has_pseudo.to(self.flat.dtype)
-        return self.fast_loss_and_grads(h, q, missing, masks, y, w, lam, pseudo, hp, grads)
+        T, s = loss_targets(y, w, lam, pseudo, hp, labels.shape[1], self.template.num_classes)
+        return self.fast_loss_and_grads(h, qx, masks, T, s, grads)
 
-    def fast_loss_and_grads(self, h: Tensor | None, q: Tensor | None, missing: Tensor | None, masks: Tensor | None,
-                            y: Tensor, w: Tensor, lam: Tensor, pseudo: Tensor | None, has_pseudo: Tensor | None,
-                            grads: dict[str, Tensor]) -> Tensor:
-        """:meth:`loss_and_grads` on prepared inputs: ``q`` the prior with missing rows zeroed,
-        ``y`` labels clamped to ≥ 0, ``w`` per-item CE weights (0 for items without a label),
-        ``has_pseudo`` as 0/1 floats."""
-        P = self.params
-        t = self.template
-        parts = []
-        if t.uses_h:
-            parts.append(h)
-        if t.uses_prior:
-            m = torch.bmm(q, P["prior_embedding"])
-            if "missing_embedding" in P:
-                m = torch.where(missing.unsqueeze(-1), P["missing_embedding"].unsqueeze(1), m)
-            parts.append(m)
-        z = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
-        saved: list[tuple] = []
-        offset = 0
+    def prior_inputs(self, prior: Tensor, missing: Tensor | None) -> Tensor:
+        """The prior as the training step consumes it: rows of missing priors zeroed and, for a
+        learned missing embedding, one more column holding the missing flag, so that
+        ``prior_inputs @ prior_table`` is the prior representation in a single matmul."""
+        q = self._masked_prior(prior, missing)
+        if self._missing_row:
+            flag = (missing if missing is not None else torch.zeros(q.shape[:-1], dtype=torch.bool, device=q.device))
+            q = torch.cat([q, flag.unsqueeze(-1).to(q.dtype)], dim=-1)
+        return q
+
+    def prior_table(self, params: dict[str, Tensor]) -> Tensor:
+        """(K, C [+ 1], P) view of the prior embedding followed by the missing embedding (adjacent
+        in the flat buffer), in ``params`` (the weights) or a gradient buffer's views."""
+        E = params["prior_embedding"]
+        if not self._missing_row:
+            return E
+        K, C, D = E.shape
+        return E.as_strided((K, C + 1, D), (E.stride(0), D, 1))
+
+    def _step_plan(self, grads: dict[str, Tensor]) -> tuple[list[tuple], Tensor | None, Tensor | None]:
+        """The layers with their weight, bias and gradient views bound once per gradient buffer
+        (a step then does no name lookups or view building: at the demo's head size Python
+        overhead is a large part of a step)."""
+        key = id(grads)
+        if self._plan is not None and self._plan[0] == key:
+            return self._plan[1]
+        P, t = self.params, self.template
+        h_width = t.in_dim if t.uses_h else 0
+        ops: list[tuple] = []
+        offset, first = 0, True
         for layer in self.layers:
             if layer.kind == "dropout":
-                if masks is not None:
-                    mk = masks[..., offset:offset + layer.width]
-                    z = z * mk
-                    saved.append(("dropout", mk))
+                # the first layer's input gradient is needed only for its prior part
+                back = slice(offset + h_width, offset + layer.width) if first else slice(offset, offset + layer.width)
+                ops.append(("dropout", slice(offset, offset + layer.width), back))
                 offset += layer.width
             elif layer.kind == "linear":
-                saved.append(("linear", layer.name, z))
-                z = torch.baddbmm(P[layer.name + ".bias"].unsqueeze(1), z, P[layer.name + ".weight"].transpose(1, 2))
+                W, b = P[layer.name + ".weight"], P[layer.name + ".bias"]
+                W_back = (W[..., h_width:] if t.uses_prior else None) if first else W
+                ops.append(("linear", b.unsqueeze(1), W.transpose(1, 2), W_back,
+                            grads[layer.name + ".weight"], grads[layer.name + ".bias"]))
+                first = False
             else:
-                saved.append(("gelu", z))
+                ops.append(("gelu",))
+        table = self.prior_table(P) if t.uses_prior else None
+        gtable = self.prior_table(grads) if t.uses_prior else None
+        plan = (ops, table, gtable)
+        self._plan = (key, plan, grads)  # keep grads alive so its id stays unique
+        return plan
+
+    def fast_loss_and_grads(self, h: Tensor | None, qx: Tensor | None, masks: Tensor | None, T: Tensor, s: Tensor,
+                            grads: dict[str, Tensor]) -> Tensor:
+        """:meth:`loss_and_grads` on prepared inputs: ``qx`` from :meth:`prior_inputs` and the
+        loss targets ``T``, ``s`` from :func:`loss_targets` (they do not depend on the weights,
+        so the trainer prepares them once per block of steps)."""
+        ops, table, gtable = self._step_plan(grads)
+        if table is None:
+            z = h
+        else:
+            m = torch.bmm(qx, table)
+            z = torch.cat((h, m), dim=-1) if h is not None and self.template.uses_h else m
+        saved: list = []
+        for op in ops:
+            kind = op[0]
+            if kind == "linear":
+                saved.append(z)
+                z = torch.baddbmm(op[1], z, op[2])
+            elif kind == "dropout":
+                if masks is not None:
+                    mk = masks[..., op[1]]
+                    z = z * mk
+                    saved.append(mk)
+                else:
+                    saved.append(None)
+            else:
+                saved.append(z)
                 z = F.gelu(z)
-        # loss and its gradient w.r.t. the logits:
-        #   d/dlogits = a_i (p_i − onehot(y_i)) + b_i (p_i Σ_c t_ic − t_i)
-        #   a_i = (1 − λ) w_i / Σ_j w_j,  b_i = λ m_i / max(Σ_j m_j, 1)
+        # loss = −Σ_ic T_ic log p_ic, so d/dlogits = p_i s_i − T_i with s_i = Σ_c T_ic
         logp = torch.log_softmax(z, dim=-1)
-        prob = logp.exp()
-        lam_ = lam.view(-1, 1)
-        a = w * ((1 - lam_) / w.sum(1, keepdim=True).clamp(min=1e-12))
-        logp_y = logp.gather(-1, y.unsqueeze(-1))
-        loss = -(a.unsqueeze(-1) * logp_y).sum((1, 2))
-        dlogits = prob * a.unsqueeze(-1)
-        dlogits.scatter_add_(-1, y.unsqueeze(-1), -a.unsqueeze(-1))
-        if pseudo is not None and has_pseudo is not None:
-            b = has_pseudo * (lam_ / has_pseudo.sum(1, keepdim=True).clamp(min=1.0))
-            bu = b.unsqueeze(-1)
-            dlogits += prob * (b * pseudo.sum(-1)).unsqueeze(-1) - pseudo * bu
-            loss = loss - (bu * pseudo * logp).sum((1, 2))
-        # backward through the body
-        dz = dlogits
-        first_linear = next(i for i, e in enumerate(saved) if e[0] == "linear")
-        for i in range(len(saved) - 1, -1, -1):
-            entry = saved[i]
-            if entry[0] == "linear":
-                name, zin = entry[1], entry[2]
-                torch.bmm(dz.transpose(1, 2), zin, out=grads[name + ".weight"])
-                torch.sum(dz, 1, out=grads[name + ".bias"])
-                if i == first_linear and not t.uses_prior:
-                    dz = None
-                    break
-                dz = torch.bmm(dz, P[name + ".weight"])
-            elif entry[0] == "gelu":
-                dz = torch.ops.aten.gelu_backward(dz, entry[1])
+        loss = (T * logp).sum((1, 2)).neg_()
+        dz = logp.exp_().mul_(s.unsqueeze(-1)).sub_(T)
+        for op, x in zip(reversed(ops), reversed(saved)):
+            kind = op[0]
+            if kind == "linear":
+                torch.bmm(dz.transpose(1, 2), x, out=op[4])
+                torch.sum(dz, 1, out=op[5])
+                if op[3] is None:  # first layer of a head without a prior: no input gradient needed
+                    return loss
+                dz = torch.bmm(dz, op[3])
+            elif kind == "dropout":
+                if x is not None:
+                    dz = dz * (x if op[2].start == op[1].start else masks[..., op[2]])
             else:
-                dz = dz * entry[1]
-        if t.uses_prior and dz is not None:
-            dm = dz[..., (t.in_dim if t.uses_h else 0):]
-            if "missing_embedding" in grads:
-                miss = missing.unsqueeze(-1)
-                torch.sum(dm.masked_fill(~miss, 0.0), 1, out=grads["missing_embedding"])
-                dm = dm.masked_fill(miss, 0.0)
-            torch.bmm(q.transpose(1, 2), dm, out=grads["prior_embedding"])
+                dz = torch.ops.aten.gelu_backward(dz, x)
+        torch.bmm(qx.transpose(1, 2), dz, out=gtable)
         return loss
+
+
+def loss_targets(y: Tensor, w: Tensor, lam: Tensor, pseudo: Tensor | None, has_pseudo: Tensor | None,
+                 batch: int, num_classes: int) -> tuple[Tensor, Tensor]:
+    """Per-item loss targets of consecutive batches of ``batch`` items (the last may be short).
+
+    For item i of a batch with weights w (0 for items without a label) and pseudo-label flags m,
+    T_i = a_i onehot(y_i) + b_i pseudo_i with a_i = (1 − λ) w_i / Σ_batch w and
+    b_i = λ m_i / max(Σ_batch m, 1), so the batch loss (1 − λ)·weighted CE + λ·soft CE is
+    −Σ_i Σ_c T_ic log p_ic. Returns T (K, n, C) and s = Σ_c T (K, n). Inputs are (K, n[, C]).
+    """
+    K, n = y.shape
+    nb = -(-n // batch)
+    pad = nb * batch - n
+
+    def per_batch_sum(v: Tensor) -> Tensor:  # (K, n) -> (K, n): each item gets its batch's sum
+        vp = F.pad(v, (0, pad)) if pad else v
+        return vp.view(K, nb, batch).sum(-1).repeat_interleave(batch, dim=1)[:, :n]
+
+    lam_ = lam.view(-1, 1).to(w.dtype)
+    a = w * ((1 - lam_) / per_batch_sum(w).clamp(min=1e-12))
+    T = torch.zeros(K, n, num_classes, dtype=w.dtype, device=w.device)
+    T.scatter_(-1, y.unsqueeze(-1), a.unsqueeze(-1))
+    s = a
+    if pseudo is not None and has_pseudo is not None:
+        b = has_pseudo * (lam_ / per_batch_sum(has_pseudo).clamp(min=1.0))
+        T.add_(pseudo * b.unsqueeze(-1))
+        s = a + b * pseudo.sum(-1)
+    return T, s
 
 
 class BatchedAdamW:
@@ -332,6 +420,8 @@ class BatchedAdamW:
         self.fused = (fused is not False) and kernel is not None and ok_dtype and dev.type in ("cpu", "cuda") \
             and all(p.is_contiguous() or p.dim() > 0 for p in self.stacked)
         self.optimizer = None
+        self._grads: list[Tensor] | None = None
+        self._clip: tuple | None = None
         if self.fused:
             self.exp_avg = [torch.zeros_like(p) for p in self.stacked]
             self.exp_avg_sq = [torch.zeros_like(p) for p in self.stacked]
@@ -361,33 +451,49 @@ class BatchedAdamW:
         Views are kept: gradients written in place into the same tensors need no second call."""
         grads = [grads] if isinstance(grads, Tensor) else list(grads)
         grads = [g if g.is_contiguous() else g.contiguous() for g in grads]  # the kernel wants dense rows
+        self._grads = grads
         self._g = [[g[k] for g in grads] for k in range(self.K)]
         for k in range(self.K):
             for view, g in zip(self.views[k], self._g[k]):
                 view.grad = g
 
-    def step(self) -> None:
+    def step(self, clip_grad_norm: float = 0.0) -> None:
+        """One AdamW update; ``clip_grad_norm`` > 0 first scales each configuration's gradients to
+        at most that norm (``clip_grad_norm_`` per configuration; in the fused kernel itself)."""
+        if self._grads is None:
+            raise RuntimeError("BatchedAdamW.step() before set_grads()")
         if self.optimizer is not None:
+            if clip_grad_norm > 0:
+                clip_grad_norms_(self._grads, clip_grad_norm)
             self.optimizer.step()
             return
-        if self._g is None:
-            raise RuntimeError("BatchedAdamW.step() before set_grads()")
         self.state_step += 1
         b1, b2 = self.betas
+        scale = None
+        if clip_grad_norm > 0:  # the kernel divides the gradients by grad_scale = 1 / clip coefficient
+            if self._clip is None or self._clip[0] != clip_grad_norm:  # (norm + 1e-6) / c as one addcmul
+                dev = self.state_step.device
+                self._clip = (clip_grad_norm, torch.tensor(1e-6 / clip_grad_norm, device=dev),
+                              torch.tensor(1.0 / clip_grad_norm, device=dev))
+            scale = torch.addcmul(self._clip[1], _stacked_norms(self._grads), self._clip[2]).clamp_(min=1.0)
         for k in range(self.K):
             torch._fused_adamw_(self.views[k], self._g[k], self._m[k], self._v[k], [], self._steps,
                                 lr=self.lrs[k], beta1=b1, beta2=b2, weight_decay=self.wds[k], eps=self.eps,
-                                amsgrad=False, maximize=False)
+                                amsgrad=False, maximize=False, grad_scale=None if scale is None else scale[k])
+
+
+def _stacked_norms(grads: list[Tensor]) -> Tensor:
+    """(K,) L2 norms of each configuration's gradients (row k of every (K, ...) tensor)."""
+    if len(grads) == 1:
+        return torch.linalg.vector_norm(grads[0].reshape(grads[0].shape[0], -1), dim=1)
+    per = torch.stack([torch.linalg.vector_norm(g.detach().reshape(g.shape[0], -1), dim=1) for g in grads])
+    return torch.linalg.vector_norm(per, dim=0)
 
 
 def clip_grad_norms_(grads: list[Tensor] | Tensor, max_norm: float) -> Tensor:
     """Per-configuration ``clip_grad_norm_`` on stacked gradients (K, ...); returns the norms (K,)."""
-    if isinstance(grads, Tensor):
-        norms = torch.linalg.vector_norm(grads.reshape(grads.shape[0], -1), dim=1)
-        grads.mul_((max_norm / (norms + 1e-6)).clamp(max=1.0).view(-1, *([1] * (grads.dim() - 1))))
-        return norms
-    per = torch.stack([torch.linalg.vector_norm(g.detach().reshape(g.shape[0], -1), dim=1) for g in grads])
-    norms = torch.linalg.vector_norm(per, dim=0)
+    grads = [grads] if isinstance(grads, Tensor) else list(grads)
+    norms = _stacked_norms(grads)
     coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))

@@ -7,7 +7,7 @@ import torch
 
 from heads.model import FusionHead
 from heads.search import SearchSpace, ranking, results_table, run_search, sample_configs
-from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_
+from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_, loss_targets
 from heads.synthetic import synthetic_data
 from heads.training import TrainConfig, per_config_loss, predict_logits, train_head, train_stacked
 
@@ -31,7 +31,8 @@ def _leaf_copies(st):
     return {n: v.detach().clone().requires_grad_(True) for n, v in st.params.items()}
 
 
-def test_batched_adamw_matches_torch_adamw_with_clipping():
+@pytest.mark.parametrize("clip_in_step", [False, True], ids=["clip_grad_norms_", "step(clip_grad_norm)"])
+def test_batched_adamw_matches_torch_adamw_with_clipping(clip_in_step):
     torch.manual_seed(1)
     heads = [FusionHead(5, dropout=0.0) for _ in range(3)]
     refs = [FusionHead(5, dropout=0.0) for _ in range(3)]
@@ -48,9 +49,13 @@ def test_batched_adamw_matches_torch_adamw_with_clipping():
         logits = st(data.X, data.prior, data.missing, params=leaf)
         loss = sum(torch.nn.functional.cross_entropy(logits[k], data.labels) for k in range(3))
         grads = list(torch.autograd.grad(loss, [leaf[n] for n in names]))
-        clip_grad_norms_(grads, 0.5)
-        opt.set_grads(grads)
-        opt.step()
+        if clip_in_step:  # the fused kernel's grad_scale does the clipping
+            opt.set_grads(grads)
+            opt.step(clip_grad_norm=0.5)
+        else:
+            clip_grad_norms_(grads, 0.5)
+            opt.set_grads(grads)
+            opt.step()
         for r, o in zip(refs, ref_opts):
             o.zero_grad()
             torch.nn.functional.cross_entropy(r(data.X, data.prior, data.missing), data.labels).backward()
@@ -90,6 +95,55 @@ def test_hand_written_gradients_match_autograd(preset, missing):
     for (name, view), ga in zip(gviews.items(), auto):
         torch.testing.assert_close(view, torch.zeros_like(view) if ga is None else ga, rtol=1e-4, atol=1e-6,
                                    msg=lambda m: f"{name}: {m}")
+
+
+def test_dropout_masks_from_generators():
+    st = StackedHeads.from_heads([FusionHead(6, hidden=10, dropout=0.25) for _ in range(2)])
+    W = st.dropout_width
+    masks = st.dropout_masks_from([torch.Generator().manual_seed(s) for s in (3, 4)], 5000)
+    assert masks.shape == (2, 5000, W)
+    keep = 1 - round(0.25 * 65536) / 65536
+    values = masks.unique().tolist()
+    assert values[0] == 0.0 and values[1] == pytest.approx(1 / keep) and len(values) == 2
+    frac = (masks > 0).double().mean(dim=(1, 2))
+    sd = (keep * (1 - keep) / (5000 * W)) ** 0.5
+    assert ((frac - keep).abs() < 5 * sd).all()  # the keep probability, per configuration
+    # each row depends only on its own generator: drawn alone == drawn inside a stack
+    alone = st.dropout_masks_from([torch.Generator().manual_seed(4)], 5000)
+    assert torch.equal(alone[0], masks[1])
+    assert not torch.equal(masks[0], masks[1])
+    st0 = StackedHeads.from_heads([FusionHead(6, hidden=10, dropout=1e-9)])
+    assert torch.equal(st0.dropout_masks_from([torch.Generator()], 3), torch.ones(1, 3, st0.dropout_width))
+
+
+def test_loss_targets_normalise_each_batch_including_a_short_last_one():
+    g = torch.Generator().manual_seed(0)
+    K, n, B, C = 2, 11, 4, 23
+    y = torch.randint(0, C, (K, n), generator=g)
+    w = torch.rand(K, n, generator=g)
+    w[0, 8:] = 0.0  # a batch whose items have no hard label
+    pseudo = torch.softmax(torch.randn(K, n, C, generator=g), -1)
+    has = (torch.rand(K, n, generator=g) > 0.4).float()
+    lam = torch.tensor([0.3, 1.0])
+    T, s = loss_targets(y, w, lam, pseudo, has, B, C)
+    logits = torch.randn(K, n, C, generator=g)
+    logp = torch.log_softmax(logits, -1)
+    for lo in range(0, n, B):  # batches of 4, 4 and 3 items, each normalised on its own
+        sl = slice(lo, lo + B)
+        yb, wb = y[:, sl], w[:, sl]
+        ce = -(wb * logp[:, sl].gather(-1, yb.unsqueeze(-1)).squeeze(-1)).sum(1) / wb.sum(1).clamp(min=1e-12)
+        m = has[:, sl]
+        sce = (-(pseudo[:, sl] * logp[:, sl]).sum(-1) * m).sum(1) / m.sum(1).clamp(min=1)
+        ref = (1 - lam) * ce + lam * sce
+        torch.testing.assert_close(-(T[:, sl] * logp[:, sl]).sum((1, 2)), ref)
+        torch.testing.assert_close(s[:, sl], T[:, sl].sum(-1))
+
+
+def test_small_cpu_runs_restore_the_thread_count():
+    before = torch.get_num_threads()
+    train = synthetic_data(40, dim=4, seed=0)
+    train_head(TrainConfig(epochs=1, device="cpu", hidden=8), train, None)
+    assert torch.get_num_threads() == before
 
 
 def test_head_learns_when_only_the_prior_carries_the_label():
