@@ -19,6 +19,7 @@ writes its own chunks (chunk k belongs to rank k % world_size) of the same store
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -335,6 +336,11 @@ class EmbeddingRun:
             allow_missing=tuple(cfg.allow_missing), allow_unexpected=tuple(cfg.allow_unexpected),
             random_init=cfg.random_init, overrides=dict(cfg.overrides)))
         self.backbone.eval().to(self.ranks.device)
+        dev = self.ranks.device  # auto settings are resolved here, so the recorded configuration holds them
+        if not cfg.batch_size:
+            self.cfg = cfg = dataclasses.replace(cfg, batch_size=self.backbone.default_batch_size(dev))
+        if cfg.num_workers < 0:
+            self.cfg = cfg = dataclasses.replace(cfg, num_workers=0 if dev.type == "cpu" else 2)
         spec = self.spec = self.backbone.spec
         self.precomputed = bool(getattr(self.backbone, "precomputed", False))
         self.has_audio = spec.audio_dim is not None and not self.precomputed

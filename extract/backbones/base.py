@@ -70,6 +70,10 @@ class Backbone(nn.Module):
         """List of strings → (B, text_dim). Only for audio–text models and text encoders."""
         raise NotImplementedError(f"{self.spec.name} has no text tower")
 
+    def default_batch_size(self, device: torch.device) -> int:
+        """Windows (or texts) per forward pass when the user does not choose (``--batch-size 0``)."""
+        return 32
+
     def provenance(self) -> dict[str, Any]:
         """Facts about the loaded weights (checkpoint path and sha256, tokenizer, …)."""
         return dict(getattr(self, "_provenance", {}))

@@ -53,6 +53,20 @@ class LogMelStats(Backbone):
                                             "stats": list(STATS)}
         self.eval()
 
+    def default_batch_size(self, device: torch.device) -> int:
+        # on a CPU small batches keep the STFT in cache: 2 windows ran 1.5x faster than 32 (benchmarks/)
+        return 2 if device.type == "cpu" else 32
+
+    def power_mel(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.mel(x)`` (torchaudio's MelSpectrogram: same window, STFT and filterbank), with
+        |X|² as re² + im² instead of ``abs().pow(2)`` and the filterbank applied as fbᵀ·P: about
+        1.6× faster on a CPU, equal to float rounding (tested)."""
+        spec = self.mel.spectrogram
+        X = torch.stft(x, spec.n_fft, spec.hop_length, spec.win_length, spec.window, center=False,
+                       return_complex=True)
+        power = X.real.square() + X.imag.square()  # (B, n_fft // 2 + 1, frames)
+        return torch.matmul(self.mel.mel_scale.fb.T, power)
+
     def n_valid_frames(self, lengths: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Frames lying fully inside ``lengths`` real samples, at least 1, at most ``n_frames``."""
         n = torch.div(lengths - N_FFT, HOP, rounding_mode="floor") + 1
@@ -63,7 +77,7 @@ class LogMelStats(Backbone):
             x = windows.float()
             if x.shape[1] < N_FFT:
                 x = torch.nn.functional.pad(x, (0, N_FFT - x.shape[1]))
-            logmel = torch.log(self.mel(x) + LOG_EPS)  # (B, M, F)
+            logmel = torch.log(self.power_mel(x) + LOG_EPS)  # (B, M, F)
             B, _, F = logmel.shape
             if lengths is None:
                 lengths = torch.full((B,), x.shape[1], dtype=torch.long, device=x.device)

@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from extract.audio import AudioDecodeError, duration_seconds, load_audio, resampler
+from extract.audio import AudioDecodeError, decode, duration_seconds, load_audio, resampler
 
 
 def _tone(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:
@@ -32,6 +32,18 @@ def test_pcm16_is_scaled_to_unit_range(tmp_path):
     x = np.array([[-1.0], [-0.5], [0.0], [0.5], [32767 / 32768]], dtype=np.float32)
     sf.write(p, x, 8000, subtype="PCM_16")
     np.testing.assert_array_equal(load_audio(p, 8000).numpy(), x[:, 0])
+
+
+@pytest.mark.parametrize("fmt,subtype,channels", [("WAV", "PCM_16", 1), ("WAV", "PCM_24", 2), ("WAV", "PCM_U8", 1),
+                                                   ("FLAC", "PCM_16", 2), ("FLAC", "PCM_24", 1)])
+def test_integer_pcm_read_as_integers_equals_libsndfile_float_decoding(tmp_path, fmt, subtype, channels):
+    rng = np.random.default_rng(0)
+    x = np.clip(0.3 * rng.standard_normal((4000, channels)), -1, 1).astype(np.float32)
+    p = tmp_path / f"a.{fmt.lower()}"
+    sf.write(p, x, 16000, format=fmt, subtype=subtype)
+    ref, _ = sf.read(p, dtype="float32", always_2d=True)  # libsndfile's own int -> float conversion
+    np.testing.assert_array_equal(decode(p)[0], ref)
+    np.testing.assert_allclose(load_audio(p, 16000).numpy(), ref.mean(axis=1), rtol=0, atol=1e-7)
 
 
 def test_resampling_matches_torchaudio_and_keeps_the_tone(tmp_path):

@@ -101,9 +101,11 @@ def test_rerun_redoes_only_a_chunk_that_fails_verification(ds, logmel_run):
 def test_batching_workers_and_chunking_do_not_change_results(ds, logmel_run, tmp_path):
     _, ref = logmel_run
     for name, kw in (("a", dict(batch_size=1, chunk_rows=10)),
-                     ("b", dict(batch_size=2, chunk_rows=4, num_workers=2, loader="threads"))):
+                     ("b", dict(batch_size=2, chunk_rows=4, num_workers=2, loader="threads")),
+                     ("c", dict(batch_size=0))):  # 0: the backbone's default, recorded as resolved
         run_embeddings(_cfg(ds, store=tmp_path / f"{name}.zarr", **kw))
         t = Store(tmp_path / f"{name}.zarr").read_table(GROUP)
+        assert t.attrs["config"]["batch_size"] == {"a": 1, "b": 2, "c": 2}[name]  # logmel's CPU default is 2
         assert t.ids.tolist() == ref.ids.tolist() and t["error"].tolist() == ref["error"].tolist()
         assert t["n_windows"].tolist() == ref["n_windows"].tolist()
         np.testing.assert_allclose(t["audio"], ref["audio"], rtol=1e-5, atol=1e-5)

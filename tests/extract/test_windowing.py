@@ -130,6 +130,12 @@ def test_logmel_ignores_padding_content_and_trimming(logmel):
     assert torch.isfinite(tiny_clip).all() and tiny_clip.shape == (1, 256)
 
 
+def test_logmel_power_mel_equals_torchaudio_melspectrogram(logmel):
+    x = torch.stack([_wave(10.0, seed=1), _wave(10.0, seed=2)])
+    ref = logmel.mel(x)  # torchaudio's transform, whose window and filterbank power_mel reuses
+    torch.testing.assert_close(logmel.power_mel(x), ref, rtol=1e-4, atol=1e-6 * float(ref.max()))
+
+
 def test_logmel_statistics_known_answer(logmel):
     """Constant log-mel frames: std 0, max = mean, no frame-to-frame change."""
     sr = 16000
