@@ -7,7 +7,8 @@
   resampler, one clip at a time: "naive" = load_audio, split_windows, ``embed_windows`` on the
   clip's full windows, mean; "naive+trim" = load_audio, ``embed_clips`` on that one clip (which
   already cuts short windows, so it isolates the gain of workers + batching);
-* MiniLM: 10k metadata strings through ``MiniLMEncoder.encode`` and through the runner (texts/s);
+* MiniLM: 10k metadata strings through ``MiniLMEncoder.encode`` in float32 and bfloat16, and through
+  the runner (texts/s);
 * store I/O: a float32 (rows, 768) matrix written/read through the cache store's row tables
   (Zarr) vs ``numpy.save``/``numpy.load`` (MB/s).
 
@@ -154,6 +155,8 @@ def bench_audio(name: str, backbone_cfg: BackboneConfig, root: Path, n: int, wor
 
 # ------------------------------------------------------------------------------------------- text
 def bench_minilm(n: int, tmp: Path, rng: np.random.Generator, runner_n: int = 2000) -> dict:
+    """10k metadata strings through ``MiniLMEncoder.encode`` in float32 (default) and bfloat16
+    (``compute_dtype``; min cosine to float32 reported), and the runner on the first ``runner_n``."""
     from cache.manifest import load_manifest
     from extract.backbones.minilm import MiniLMEncoder
 
@@ -161,21 +164,31 @@ def bench_minilm(n: int, tmp: Path, rng: np.random.Generator, runner_n: int = 20
     write_metadata(root, n, rng)
     m = load_manifest(root, require_audio=False)
     texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description)]
-    enc = MiniLMEncoder()
-    enc.encode(texts[:256])  # warm-up
-    t0 = time.perf_counter()
-    enc.encode(texts, batch_size=128)
-    t_enc = time.perf_counter() - t0
+    res: dict = {"texts": n, "mean_chars": float(np.mean([len(t) for t in texts]))}
+    ref = None
+    for dtype in ("float32", "bfloat16"):
+        enc = MiniLMEncoder(compute_dtype=dtype)
+        enc.encode(texts[:256])  # warm-up
+        t0 = time.perf_counter()
+        emb = enc.encode(texts)
+        dt = time.perf_counter() - t0
+        res[dtype] = {"encode_s": dt, "encode_texts_s": n / dt}
+        if ref is None:
+            ref = emb
+            res["mean_tokens"] = float(np.mean([len(x) for x in enc.tokenizer(texts, truncation=True,
+                                                                               max_length=enc.max_length)["input_ids"]]))
+        else:
+            res[dtype]["min_cosine_to_float32"] = float((emb * ref).sum(1).min())
+    res["encode_s"], res["encode_texts_s"] = res["float32"]["encode_s"], res["float32"]["encode_texts_s"]
     sub = tmp / "text_sub"  # the runner (same encoder, chunked writes) on the first runner_n strings
     write_metadata(sub, min(n, runner_n), np.random.default_rng(2))
     t0 = time.perf_counter()
-    summary = run_embeddings(EmbeddingsConfig(dataset=sub, backbone="minilm", text_source="metadata", batch_size=128,
+    summary = run_embeddings(EmbeddingsConfig(dataset=sub, backbone="minilm", text_source="metadata",
                                               chunk_rows=1024, store=tmp / "text.zarr", progress=False,
                                               overwrite=True))
     t_run = time.perf_counter() - t0
-    return {"texts": n, "mean_chars": float(np.mean([len(t) for t in texts])), "encode_s": t_enc,
-            "encode_texts_s": n / t_enc, "runner_texts": summary.n_rows, "runner_s": t_run,
-            "runner_texts_s": summary.n_rows / t_run}
+    res.update({"runner_texts": summary.n_rows, "runner_s": t_run, "runner_texts_s": summary.n_rows / t_run})
+    return res
 
 
 # ------------------------------------------------------------------------------------------- store
@@ -296,8 +309,11 @@ def main(argv: list[str] | None = None) -> int:
                  ("passt naive+trim (embed_clips, fp32)", f"{pa['naive_trim_clips_s']:.2f} clips/s  -> runner "
                                                           f"{pa['ratio_vs_naive_trim']:.2f}x")]
     if mi:
-        rows += [(f"minilm encode {mi['texts']} texts", f"{mi['encode_s']:.1f} s = {mi['encode_texts_s']:.0f} texts/s "
-                                                        "(target <= 60 s)"),
+        bf = mi["bfloat16"]
+        rows += [(f"minilm encode {mi['texts']} texts (float32)", f"{mi['encode_s']:.1f} s = {mi['encode_texts_s']:.0f} "
+                                                                  "texts/s (target <= 60 s)"),
+                 (f"minilm encode {mi['texts']} texts (bfloat16)", f"{bf['encode_s']:.1f} s = {bf['encode_texts_s']:.0f} "
+                                                                   f"texts/s (min cosine {bf['min_cosine_to_float32']:.4f})"),
                  (f"minilm runner {mi['runner_texts']} texts",
                   f"{mi['runner_s']:.1f} s = {mi['runner_texts_s']:.0f} texts/s")]
     rows += [(f"store {st['MB']:.0f} MB numpy save/load", f"{st['numpy_write_MB_s']:.0f} / {st['numpy_read_MB_s']:.0f} MB/s"),

@@ -305,16 +305,6 @@ def clip_texts(manifest: Manifest, source: str, store: Store | None = None, summ
     return texts
 
 
-def _embed_texts(backbone: Backbone, texts: list[str], batch_size: int) -> np.ndarray:
-    """(N, text_dim) float32 in input order, batches sorted by length."""
-    out = np.zeros((len(texts), backbone.spec.text_dim), dtype=np.float32)
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    for s in range(0, len(texts), batch_size):
-        idx = order[s:s + batch_size]
-        out[idx] = backbone.embed_text([texts[i] for i in idx]).float().cpu().numpy()
-    return out
-
-
 # ---------------------------------------------------------------------------------------------- run
 class EmbeddingRun:
     """One extraction run (see the module docstring); ``run()`` returns a RunSummary on rank 0."""
@@ -429,7 +419,7 @@ class EmbeddingRun:
             ok = np.flatnonzero(chunk.status == OK)
             if len(ok):
                 with torch.inference_mode(), self._autocast():
-                    emb = _embed_texts(self.backbone, [self.texts[chunk.lo + int(i)] for i in ok], self.cfg.batch_size)
+                    emb = self.backbone.embed_texts([self.texts[chunk.lo + int(i)] for i in ok], self.cfg.batch_size)
                 chunk.values["text"][ok] = emb
         _check_dtype(chunk, self.cfg.dtype)
         writer.write_chunk(chunk.k, chunk.values, chunk.status, chunk.errors)

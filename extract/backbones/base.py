@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -70,6 +71,16 @@ class Backbone(nn.Module):
         """List of strings → (B, text_dim). Only for audio–text models and text encoders."""
         raise NotImplementedError(f"{self.spec.name} has no text tower")
 
+    def embed_texts(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """(N, text_dim) float32 in input order, from :meth:`embed_text` on batches of similar
+        length (less padding). Call under ``torch.inference_mode()`` for extraction."""
+        out = np.zeros((len(texts), self.spec.text_dim), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for s in range(0, len(texts), batch_size):
+            idx = order[s:s + batch_size]
+            out[idx] = self.embed_text([texts[i] for i in idx]).float().cpu().numpy()
+        return out
+
     def default_batch_size(self, device: torch.device) -> int:
         """Windows (or texts) per forward pass when the user does not choose (``--batch-size 0``)."""
         return 32
@@ -77,6 +88,14 @@ class Backbone(nn.Module):
     def provenance(self) -> dict[str, Any]:
         """Facts about the loaded weights (checkpoint path and sha256, tokenizer, …)."""
         return dict(getattr(self, "_provenance", {}))
+
+
+def check_overrides(name: str, overrides: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
+    """``overrides`` as a dict; an unknown key is an error naming the allowed ones."""
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name}: unknown override(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
+    return dict(overrides)
 
 
 BackboneFactory = Callable[[BackboneConfig], Backbone]

@@ -32,12 +32,11 @@ from torch import nn
 
 from ..checkpoints import load_state_dict_strict
 from ..tokenizers import ROBERTA_VOCAB_SIZE, load_roberta_tokenizer, tokenizer_provenance
-from .base import Backbone, BackboneConfig, BackboneSpec, register_backbone
+from .base import Backbone, BackboneConfig, BackboneSpec, check_overrides, register_backbone
 from .passt import (
     EMBEDDING_TEXT,
     FRONT_END_TEXT,
     build_passt_net,
-    check_overrides,
     checkpoint_provenance,
     hear21_mel,
     hear21_mel_forward,

@@ -34,8 +34,8 @@ from torch import nn
 
 from ..checkpoints import load_state_dict_strict
 from ..tokenizers import ROBERTA_VOCAB_SIZE, load_roberta_tokenizer, tokenizer_provenance
-from .base import Backbone, BackboneConfig, BackboneSpec, register_backbone
-from .passt import check_overrides, checkpoint_provenance, read_state_dict, require_checkpoint
+from .base import Backbone, BackboneConfig, BackboneSpec, check_overrides, register_backbone
+from .passt import checkpoint_provenance, read_state_dict, require_checkpoint
 
 SAMPLE_RATE = 48000
 EMBED_DIM = 512

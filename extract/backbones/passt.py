@@ -36,7 +36,7 @@ from torch import nn
 
 from ..checkpoints import CheckpointError, load_state_dict_strict, torch_load
 from ..frontends import frames_for, kaldi_fbank
-from .base import Backbone, BackboneConfig, BackboneSpec, register_backbone
+from .base import Backbone, BackboneConfig, BackboneSpec, check_overrides, register_backbone
 
 SAMPLE_RATE = 32000
 EMBED_DIM = 768
@@ -196,13 +196,6 @@ def checkpoint_provenance(path: str | Path | None, random_init: bool) -> dict[st
 
     path = Path(path)
     return {"checkpoint": str(path.resolve()), "checkpoint_sha256": sha256_file(path), "random_init": False}
-
-
-def check_overrides(name: str, overrides: Mapping[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
-    unknown = sorted(set(overrides) - set(allowed))
-    if unknown:
-        raise ValueError(f"{name}: unknown override(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
-    return dict(overrides)
 
 
 def require_checkpoint(name: str, checkpoint: Path | None, random_init: bool, expected: str) -> None:
