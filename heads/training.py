@@ -32,7 +32,7 @@ from .early_stopping import EarlyStopping
 from .losses import class_frequency_weights
 from .metric import hierarchical_scores
 from .model import FusionHead
-from .stacked import BatchedAdamW, StackedHeads, loss_targets
+from .stacked import BatchedAdamW, StackedHeads, loss_targets, mask_generator
 
 #: fields that may differ between the configurations of one stacked run
 PER_CONFIG = ("lr", "lam", "weight_decay", "seed")
@@ -227,6 +227,8 @@ def _train_stacked(configs: list[TrainConfig], train: HeadData, val: HeadData | 
     opt = BatchedAdamW(stacked.flat, [c.lr for c in configs], [c.weight_decay for c in configs])
     opt.set_grads(gflat)  # the optimizer's gradient views stay bound to this buffer
     gens = [torch.Generator(device=device).manual_seed(int(c.seed)) for c in configs]
+    # dropout masks: on a CPU from a faster per-configuration numpy generator
+    mask_gens = [mask_generator(c.seed) for c in configs] if device.type == "cpu" else gens
     labelled = train.labels[train.labels >= 0]
     weights = class_frequency_weights(labelled.cpu()).to(device) if (c0.class_weights and len(labelled)) else None
     lam = torch.tensor([c.lam for c in configs], dtype=torch.float32, device=device)
@@ -278,7 +280,7 @@ def _train_stacked(configs: list[TrainConfig], train: HeadData, val: HeadData | 
             item_lo, item_hi = c_lo * B, min(N, c_hi * B)
             masks = None
             if W:
-                masks = stacked.dropout_masks_from(gens, item_hi - item_lo)
+                masks = stacked.dropout_masks_from(mask_gens, item_hi - item_lo)
             # loss targets of the block's batches (they do not depend on the weights)
             idx = perms[:, item_lo:item_hi]
             blk = {k: take(v, idx) for k, v in tgt.items()}

@@ -7,7 +7,7 @@ import torch
 
 from heads.model import FusionHead
 from heads.search import SearchSpace, ranking, results_table, run_search, sample_configs
-from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_, loss_targets
+from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_, loss_targets, mask_generator
 from heads.synthetic import synthetic_data
 from heads.training import TrainConfig, per_config_loss, predict_logits, train_head, train_stacked
 
@@ -97,10 +97,14 @@ def test_hand_written_gradients_match_autograd(preset, missing):
                                    msg=lambda m: f"{name}: {m}")
 
 
-def test_dropout_masks_from_generators():
+@pytest.mark.parametrize("kind", ["torch", "numpy"])
+def test_dropout_masks_from_generators(kind):
+    def gen(seed):
+        return torch.Generator().manual_seed(seed) if kind == "torch" else mask_generator(seed)
+
     st = StackedHeads.from_heads([FusionHead(6, hidden=10, dropout=0.25) for _ in range(2)])
     W = st.dropout_width
-    masks = st.dropout_masks_from([torch.Generator().manual_seed(s) for s in (3, 4)], 5000)
+    masks = st.dropout_masks_from([gen(3), gen(4)], 5000)
     assert masks.shape == (2, 5000, W)
     keep = 1 - round(0.25 * 65536) / 65536
     values = masks.unique().tolist()
@@ -109,11 +113,11 @@ def test_dropout_masks_from_generators():
     sd = (keep * (1 - keep) / (5000 * W)) ** 0.5
     assert ((frac - keep).abs() < 5 * sd).all()  # the keep probability, per configuration
     # each row depends only on its own generator: drawn alone == drawn inside a stack
-    alone = st.dropout_masks_from([torch.Generator().manual_seed(4)], 5000)
+    alone = st.dropout_masks_from([gen(4)], 5000)
     assert torch.equal(alone[0], masks[1])
     assert not torch.equal(masks[0], masks[1])
     st0 = StackedHeads.from_heads([FusionHead(6, hidden=10, dropout=1e-9)])
-    assert torch.equal(st0.dropout_masks_from([torch.Generator()], 3), torch.ones(1, 3, st0.dropout_width))
+    assert torch.equal(st0.dropout_masks_from([gen(0)], 3), torch.ones(1, 3, st0.dropout_width))
 
 
 def test_loss_targets_normalise_each_batch_including_a_short_last_one():
