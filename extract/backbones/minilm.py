@@ -48,7 +48,9 @@ class MiniLMEncoder(Backbone):
         self.model.to(COMPUTE_DTYPES[compute_dtype])
         self.max_length = max_length
         self.compute_dtype = compute_dtype
-        self._provenance = {"weights": str(path), "weights_sha256": _file_hash(path / "model.safetensors"),
+        sha = _file_hash(path / "model.safetensors")
+        # the weights' hash names the store table (embeddings/minilm@<hash8>), like a checkpoint's
+        self._provenance = {"weights": str(path), "weights_sha256": sha, "checkpoint_sha256": sha,
                             "compute_dtype": compute_dtype, "max_length": max_length}
 
     def _pooled(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

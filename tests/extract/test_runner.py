@@ -126,8 +126,10 @@ def test_minilm_writes_only_text(ds, tmp_path):
 
     store = tmp_path / "m.zarr"
     summary = run_embeddings(_cfg(ds, store=store, backbone="minilm", text_source="metadata", batch_size=3))
-    t = Store(store).read_table("embeddings/minilm@none~metadata")
+    sha = MiniLMEncoder().provenance()["weights_sha256"]
+    t = Store(store).read_table(f"embeddings/minilm@{sha[:8]}~metadata")  # named by the weights' hash
     assert t.attrs["columns"] == {"text": [[384], "float32"]} and summary.n_failed == 0
+    assert t.attrs["checkpoint_sha256"] == sha and len(sha) == 64
     m = load_manifest(ds, require_audio=False, keep_non_targets=True)
     texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description)]
     assert "<b>" not in texts[0] and "https" not in texts[0] and texts[0].startswith("Clip 101.")
