@@ -6,27 +6,23 @@ when the key name is unique across sections, just ``key=value`` / ``--key value`
 are parsed as TOML (``lr=3e-6``, ``extra=["a","b"]``, ``overrides={window_seconds=1.0}``)
 and fall back to a plain string. Unknown keys and wrong types raise :class:`ConfigError`
 naming the file or override. The resolved config is written as TOML and JSON next to every
-result (:func:`save_config`), so ``--config <run>/config.toml`` reproduces a run.
+result (:func:`save_config`), so ``--config <run>/config.toml`` reproduces a run. Reading,
+type conversion and TOML writing are the shared :mod:`cache.config`.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import tomllib
-import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from cache.config import ConfigError, convert, dump_toml, field_types, from_dict, parse_value, read_toml, to_dict
 
 STAGES = (1, 2, 3)
 TEXT_SOURCES = ("summary", "metadata", "none")
 TEXT_TOWER = ("train", "freeze")
 MIXED_PRECISION = ("", "no", "fp16", "bf16")
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid (the message names the file, key or value)."""
 
 
 @dataclass
@@ -150,45 +146,11 @@ class FinetuneConfig:
 
 
 SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(FinetuneConfig)}
-_SECTION_TYPES = typing.get_type_hints(FinetuneConfig)
+_SECTION_TYPES = field_types(FinetuneConfig)
 
 
 def _field_types(section: str) -> dict[str, Any]:
-    return typing.get_type_hints(_SECTION_TYPES[section])
-
-
-def _coerce(value: Any, typ: Any, where: str) -> Any:
-    origin = typing.get_origin(typ)
-    if typ is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if typ is int:
-        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return int(value)
-    if typ is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if typ is str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if origin is list:
-        (item,) = typing.get_args(typ)
-        if isinstance(value, str):
-            value = [value] if value else []
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table like {{key = value}}, got {value!r}")
-        return dict(value)
-    return value
+    return field_types(_SECTION_TYPES[section])
 
 
 def config_from_dict(data: dict[str, Any], source: str = "config") -> FinetuneConfig:
@@ -196,38 +158,14 @@ def config_from_dict(data: dict[str, Any], source: str = "config") -> FinetuneCo
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
-    cfg = FinetuneConfig()
-    for sec, values in data.items():
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source}: [{sec}] must be a table")
-        types = _field_types(sec)
-        obj = getattr(cfg, sec)
-        for key, value in values.items():
-            if key not in types:
-                raise ConfigError(f"{source}: unknown key '{sec}.{key}'; known keys of [{sec}]: {', '.join(sorted(types))}")
-            setattr(obj, key, _coerce(value, types[key], f"{source}: {sec}.{key}"))
-    return cfg
+    return from_dict(FinetuneConfig, data, source)
 
 
 def load_config(path: str | Path | None) -> FinetuneConfig:
     """Read a TOML config file (None → all defaults)."""
     if path is None:
         return FinetuneConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return config_from_dict(data, str(path))
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
+    return config_from_dict(read_toml(path), str(path))
 
 
 def _resolve_key(key: str) -> tuple[str, str]:
@@ -261,13 +199,14 @@ def parse_overrides(args: Sequence[str]) -> list[tuple[str, str, Any]]:
         else:
             raise ConfigError(f"cannot read override {a!r}: use key=value or --key value")
         sec, name = _resolve_key(k)
-        out.append((sec, name, _parse_value(v)))
+        out.append((sec, name, parse_value(v)))
     return out
 
 
 def apply_overrides(cfg: FinetuneConfig, overrides: Sequence[tuple[str, str, Any]]) -> FinetuneConfig:
+    """Set parsed overrides on ``cfg`` (in place; returned), converted to the fields' types."""
     for sec, key, value in overrides:
-        setattr(getattr(cfg, sec), key, _coerce(value, _field_types(sec)[key], f"override {sec}.{key}"))
+        setattr(getattr(cfg, sec), key, convert(_field_types(sec)[key], value, f"{sec}.{key}", "override"))
     return cfg
 
 
@@ -307,31 +246,9 @@ def _divisors(n: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------- saving
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int,)):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v) or math.isinf(v):
-            return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    return json.dumps(str(v))
-
-
 def to_toml(cfg: FinetuneConfig) -> str:
-    lines = []
-    for sec, values in cfg.as_dict().items():
-        lines.append(f"[{sec}]")
-        lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
-        lines.append("")
-    return "\n".join(lines)
+    """The config as TOML text that :func:`load_config` reads back to an equal config."""
+    return dump_toml(to_dict(cfg))
 
 
 def save_config(cfg: FinetuneConfig, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
