@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+from cache.config import ConfigError, field_types, from_dict, parse_value, read_toml, split_override
 
 TEXT_SOURCES = ("summary", "metadata")
 DTYPES = ("float16", "float32")
@@ -75,40 +76,25 @@ class EmbeddingsConfig:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-_PATH_FIELDS = {"dataset", "checkpoint", "tokenizer", "store"}
-
-
-def _coerce(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if name in _PATH_FIELDS:
-        return Path(value)
-    return value
-
-
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Fields from a TOML file: top-level keys, or an ``[embeddings]`` table. Unknown keys raise."""
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
+    data = read_toml(path)
     if "embeddings" in data and isinstance(data["embeddings"], dict):
         data = data["embeddings"]
     data = {k.replace("-", "_"): v for k, v in data.items()}
-    known = {f.name for f in fields(EmbeddingsConfig)}
-    unknown = sorted(set(data) - known)
+    known = field_types(EmbeddingsConfig)
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"{path}: unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ConfigError(f"{path}: unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     return data
 
 
 def _parse_override(item: str) -> tuple[str, Any]:
-    if "=" not in item:
-        raise argparse.ArgumentTypeError(f"--override expects KEY=VALUE, got {item!r}")
-    key, raw = item.split("=", 1)
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip(), value
+        key, text = split_override(item, "--override")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return key, parse_value(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,5 +153,6 @@ def parse_config(argv: Sequence[str]) -> EmbeddingsConfig:
         merged.update(dict(args.pop("overrides")))
         args["overrides"] = merged
     values.update(args)
-    cfg = EmbeddingsConfig(**{k: _coerce(k, v) for k, v in values.items()})
+    # command-line values are typed by argparse: a value that does not fit comes from the file
+    cfg = from_dict(EmbeddingsConfig, values, str(cfg_file) if cfg_file is not None else "command line")
     return cfg.validate()
