@@ -14,14 +14,11 @@ run report next to the store.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-
-class ConfigError(ValueError):
-    """A config value is invalid; the message names the field (and file)."""
+from cache.config import ConfigError, convert, field_types, parse_value, read_toml, split_override, strip_optional
 
 
 @dataclass
@@ -114,35 +111,31 @@ class LLMConfig:
 
 
 _FIELDS = {f.name: f for f in fields(LLMConfig)}
+_TYPES = field_types(LLMConfig)
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
-def _coerce(name: str, value: Any, where: str) -> Any:
-    f = _FIELDS[name]
-    t = str(f.type)
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null") and "None" in t):
-        return None
-    try:
-        if t.startswith("bool"):
-            if isinstance(value, str):
-                if value.lower() in ("1", "true", "yes", "on"):
-                    return True
-                if value.lower() in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
-        if t.startswith("int"):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError(value)
-            return int(value)
-        if t.startswith("float"):
-            return float(value)
-        if t.startswith("str"):
-            return str(value)
-        if t.startswith("dict"):
-            return dict(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: field '{name}' expects {t}, got {value!r}") from None
+def _from_text(tp: Any, value: Any) -> Any:
+    """``--set`` gives text: "none"/"null" for optional fields, yes/no/on/off/1/0 for flags,
+    a TOML literal for numbers and tables; other values pass unchanged."""
+    base, optional = strip_optional(tp)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if optional and word in ("none", "null"):
+            return None
+        if base is str:
+            return value
+        return _BOOL_WORDS.get(word, value) if base is bool else parse_value(value)
+    if base is bool and not isinstance(value, bool):
+        return _BOOL_WORDS.get(str(value), value)
     return value
+
+
+def _convert_field(name: str, value: Any, where: str) -> Any:
+    try:
+        return convert(_TYPES[name], _from_text(_TYPES[name], value), name, where)
+    except ConfigError:
+        raise ConfigError(f"{where}: field '{name}' expects {_FIELDS[name].type}, got {value!r}") from None
 
 
 def apply_overrides(cfg: LLMConfig, values: Mapping[str, Any], where: str = "overrides") -> LLMConfig:
@@ -151,7 +144,7 @@ def apply_overrides(cfg: LLMConfig, values: Mapping[str, Any], where: str = "ove
     if unknown:
         raise ConfigError(f"{where}: unknown config field(s) {', '.join(sorted(unknown))}; "
                           f"known: {', '.join(sorted(_FIELDS))}")
-    changes = {k: _coerce(k, v, where) for k, v in values.items()}
+    changes = {k: _convert_field(k, v, where) for k, v in values.items()}
     return dataclasses.replace(cfg, **changes)
 
 
@@ -160,24 +153,16 @@ def load_config(path: str | Path | None, base: LLMConfig | None = None) -> LLMCo
     cfg = base or LLMConfig()
     if path is None:
         return cfg
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    data = read_toml(path)
     if isinstance(data.get("llm"), dict):
         data = data["llm"]
-    return apply_overrides(cfg, data, where=str(p))
+    return apply_overrides(cfg, data, where=str(path))
 
 
 def parse_set(items: list[str]) -> dict[str, str]:
-    """``["key=value", ...]`` (from ``--set``) as a dict; bad items raise ConfigError."""
+    """``["key=value", ...]`` (from ``--set``) as a dict of texts; bad items raise ConfigError."""
     out = {}
     for it in items:
-        if "=" not in it:
-            raise ConfigError(f"--set expects KEY=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip().replace("-", "_")] = v.strip()
+        k, v = split_override(it, "--set")
+        out[k.replace("-", "_")] = v
     return out
