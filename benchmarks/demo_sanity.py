@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 from cache.demo_data import CLEAN, EVAL, generate_demo
 from cache.manifest import Manifest, load_manifest
 from cache.taxonomy import CLASS_INDEX
-from heads.metric import hierarchical_scores
+from cache.metric import hierarchical_scores
 
 _MEL = torchaudio.transforms.MelSpectrogram(sample_rate=44100, n_fft=2048, hop_length=882, n_mels=64)
 

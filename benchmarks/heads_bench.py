@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from cache.taxonomy import NUM_CLASSES
 from heads.losses import class_frequency_weights
-from heads.metric import hierarchical_scores
+from cache.metric import hierarchical_scores
 from heads.model import FusionHead
 from heads.schedule import reference_schedule
 from heads.stacked import BatchedAdamW, StackedHeads

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cache.taxonomy import NUM_CLASSES
-from heads.metric import HierarchicalScores, hierarchical_scores
+from cache.metric import HierarchicalScores, hierarchical_scores
 
 from .data import ClipAudio, ClipSet, eval_batches, estimate_windows, make_loader
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .metric import CREDIT, hierarchical_scores
+from cache.metric import CREDIT, hierarchical_scores
 
 DECODINGS = ("argmax", "expected-credit")
 

@@ -30,7 +30,7 @@ from cache.taxonomy import CLASSES
 from .config import dump_toml, to_dict
 from .data import HeadData, InputError, InputSpec, Standardizer, load_head_data, resolve_groups
 from .ensemble import DECODINGS, decode, mean_logits, select, softmax
-from .metric import hierarchical_scores
+from cache.metric import hierarchical_scores
 from .report import comparison_table, plot_curves, write_classification_report
 from .runs import load_run, read_json, save_run, write_json, write_logits, write_pseudo_labels
 from .search import SearchSpace, ranking, results_table, run_search, sample_configs

@@ -11,7 +11,7 @@ import numpy as np
 
 from cache.taxonomy import CLASSES, NUM_CLASSES
 
-from .metric import HierarchicalScores, format_table
+from cache.metric import HierarchicalScores, format_table
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int = NUM_CLASSES) -> np.ndarray:

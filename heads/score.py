@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from cache.taxonomy import CLASS_INDEX, LabelKind, UnknownClassError, parse_label
-from heads.metric import CONVENTIONS, HierarchicalScores, format_table, hierarchical_scores
+from cache.metric import CONVENTIONS, HierarchicalScores, format_table, hierarchical_scores
 
 PRED_COLUMNS = ("id", "predicted_bst_second_level_class", "prediction_score")
 TRUTH_ID_COLUMNS = ("id", "sound_id", "anonymous_id")

@@ -17,7 +17,7 @@ import yaml
 
 from cache.taxonomy import CLASSES
 
-from .metric import HierarchicalScores
+from cache.metric import HierarchicalScores
 
 HEADER = ("id", "predicted_bst_second_level_class", "prediction_score")
 

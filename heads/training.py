@@ -30,7 +30,7 @@ from cache.taxonomy import NUM_CLASSES
 from .data import HeadData
 from .early_stopping import EarlyStopping
 from .losses import class_frequency_weights
-from .metric import hierarchical_scores
+from cache.metric import hierarchical_scores
 from .model import FusionHead
 from .stacked import BatchedAdamW, StackedHeads, loss_targets, mask_generator
 

@@ -13,7 +13,7 @@ from cache.splits import Split
 from cache.store import Store
 from cache.taxonomy import CLASS_INDEX, CLASSES
 from extract.llm.cli import main
-from extract.llm.evaluate import macro_hf
+from extract.llm.evaluate import score_prior
 from extract.llm.providers.embedded_knn import fold_of, knn_prior
 
 #: class -> a made-up word: informative metadata that only labelled neighbours can decode
@@ -56,13 +56,23 @@ def test_folds_are_deterministic_and_balanced():
     assert (f != fold_of(ids, 5, 1)).any()
 
 
-def test_macro_hf_matches_the_head_tier_metric():
-    from heads.metric import hierarchical_scores
+def test_score_prior_scores_argmax_of_labelled_rows_with_a_prior():
+    from cache.metric import hierarchical_scores
 
     rng = np.random.default_rng(0)
-    t, p = rng.integers(0, 23, 300), rng.integers(0, 23, 300)
-    p[:100] = t[:100]
-    assert macro_hf(t, p) == pytest.approx(hierarchical_scores(t, p, never_predicted="zero").hF, abs=1e-12)
+    n = 300
+    labels = rng.integers(0, 23, n)
+    labels[:20] = -1  # unlabelled rows are not scored
+    prior = rng.random((n, 23))
+    prior[np.arange(100, 200), labels[100:200]] += 5  # these rows' argmax is their label
+    missing = np.zeros(n, dtype=bool)
+    missing[250:] = True  # rows without a prior are not scored either
+    out = score_prior(prior, missing, labels)
+    use = (labels >= 0) & ~missing
+    pred = prior[use].argmax(1)
+    assert (out["n_labelled"], out["n_scored"]) == (280, 230) and out["coverage"] == pytest.approx(230 / 280)
+    assert out["accuracy"] == pytest.approx(np.mean(pred == labels[use]))
+    assert out["hF"] == pytest.approx(hierarchical_scores(labels[use], pred, never_predicted="zero").hF, abs=1e-12)
 
 
 def test_embedded_priors_and_summaries(make_dataset, mrow, tmp_path):

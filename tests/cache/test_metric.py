@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from cache.taxonomy import CLASS_INDEX, CLASS_TOP_INDEX, CLASSES
-from heads.metric import CREDIT, format_table, hierarchical_scores, item_credit
+from cache.metric import CREDIT, format_table, hierarchical_scores, item_credit
 
 TOL = 1e-9
 
