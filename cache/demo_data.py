@@ -27,7 +27,6 @@ import re
 import shutil
 import sys
 import time
-import tomllib
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import numpy as np
 import soundfile as sf
 
 from . import demo_audio, demo_text
+from .config import ConfigError, convert, field_types, from_dict, parse_value, read_toml, split_override
 from .provenance import base_provenance
 from .taxonomy import CLASS_NAMES, CLASSES, TOP_DIGIT, top_of
 
@@ -93,19 +93,11 @@ class DemoConfig:
 
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> "DemoConfig":
-        """Read ``[demo_data]`` (or top-level keys) of a TOML file; ``overrides`` win."""
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise ValueError(f"{path}: cannot read config: {e}") from None
-        data = data.get("demo_data", data)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"{path}: unknown demo-data key(s): {', '.join(unknown)} (known: {', '.join(sorted(names))})")
+        """Read ``[demo_data]`` (or top-level keys) of a TOML file; ``overrides`` (not None) win."""
+        data = read_toml(path)
+        data = dict(data.get("demo_data", data))
         data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
+        return from_dict(cls, data, where=str(path))
 
 
 @dataclass
@@ -487,16 +479,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_sets(items: list[str]) -> dict[str, Any]:
-    types = {f.name: f.type for f in dataclasses.fields(DemoConfig)}
+    """``--set key=value`` items as DemoConfig fields (dashes allowed in keys), converted to their types."""
+    types = field_types(DemoConfig)
     out = {}
     for it in items:
-        if "=" not in it:
-            raise ValueError(f"--set needs KEY=VALUE, got {it!r}")
-        k, v = it.split("=", 1)
-        k = k.strip().replace("-", "_")
+        k, text = split_override(it, "--set")
+        k = k.replace("-", "_")
         if k not in types:
-            raise ValueError(f"--set: unknown key {k!r} (known: {', '.join(sorted(types))})")
-        out[k] = int(v) if types[k] in ("int", int) else float(v)
+            raise ConfigError(f"--set: unknown key {k!r} (known: {', '.join(sorted(types))})")
+        out[k] = convert(types[k], parse_value(text), k, "--set")
     return out
 
 

@@ -279,3 +279,15 @@ def test_config_from_toml_and_validation(tmp_path):
         DemoConfig.from_toml(p)
     with pytest.raises(ValueError, match="max_duration"):
         DemoConfig(max_duration=60)
+    with pytest.raises(ValueError, match="seed: expected an integer"):  # TOML values are type-checked
+        p.write_text("seed = 1.5\n")
+        DemoConfig.from_toml(p)
+
+
+@pytest.mark.parametrize("item,message", [("scale=abc", "scale: expected a number"), ("bogus=1", "unknown key 'bogus'"),
+                                          ("scale", "KEY=VALUE")])
+def test_cli_set_values_are_checked(tmp_path, capsys, item, message):
+    from cache.demo_data import main
+
+    assert main(["--out", str(tmp_path / "o"), "--set", item]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
