@@ -195,34 +195,36 @@ class StackedHeads:
         return (uniforms >= p).to(self.flat.dtype).mul_(1.0 / (1.0 - p))
 
     def dropout_masks_from(self, generators: list, n: int) -> Tensor:
-        """Scaled keep-masks (K, n, dropout_width) for n items, row k drawn from ``generators[k]``
-        (a ``torch.Generator`` on the weights' device, or a numpy ``Generator`` whose bit generator
-        supplies the words on a CPU: SFC64 draws them 2.5x faster than torch's Mersenne twister).
+        """Scaled keep-masks (K, n, dropout_width) for n items, row k drawn from ``generators[k]``.
 
-        Each 64-bit random word gives four 16-bit uniforms, a quarter of the generator calls of
-        :meth:`dropout_masks` (the drawing dominated small heads' epochs); an element is kept
-        with probability 1 − t/65536, t = round(p·65536), and scaled by the inverse of that.
+        A numpy ``Generator`` (the trainer's choice on a CPU, see :func:`mask_generator`) supplies
+        64-bit words, each giving four 16-bit uniforms: a quarter of the draws of one float per
+        element, from a bit generator (SFC64) 2.5x faster than torch's CPU Mersenne twister; an
+        element is kept with probability 1 − t/65536, t = round(p·65536). A ``torch.Generator``
+        (the trainer's choice on a GPU, where drawing is cheap) gives float uniforms kept where
+        u ≥ p. Kept elements are scaled by the inverse of the keep probability.
         """
         W = self.dropout_width
-        t = round(self.dropout * 65536)
-        if not 0 <= t < 65536:
-            raise ValueError(f"dropout {self.dropout} is not in [0, 1)")
+        p = float(self.dropout)
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout {p} is not in [0, 1)")
         dev = self.flat.device
         out = torch.empty(len(generators), n, W, dtype=self.flat.dtype, device=dev)
-        words = -(-n * W // 4)
-        if t == 0:
-            return out.fill_(1.0)
+        t = round(p * 65536)
         t16 = t - 32768  # keep where a signed 16-bit uniform is >= t16 (probability 1 − t/65536)
         for k, g in enumerate(generators):
-            if isinstance(g, np.random.Generator):
-                r = torch.from_numpy(g.bit_generator.random_raw(words).view(np.int64)).to(dev)
+            row = out[k].view(-1)
+            if not isinstance(g, np.random.Generator):
+                torch.rand(n * W, generator=g, device=dev, out=row)
+                row.copy_(row >= p).mul_(1.0 / (1.0 - p))
+            elif t == 0:
+                row.fill_(1.0)
             else:
-                r = torch.randint(-2**63, 2**63 - 1, (words,), generator=g, dtype=torch.int64, device=dev)
-            u = r.view(torch.int16)[:n * W]  # uniform over all 16-bit patterns
-            # clamp to {t16 − 1, t16} and shift to {0, 1}: integer ops, far cheaper than bool masks on a CPU
-            out[k].view(-1).copy_(u.clamp(min=t16 - 1, max=t16).sub_(t16 - 1))
-        return out.mul_(65536.0 / (65536 - t))
-
+                words = torch.from_numpy(g.bit_generator.random_raw(-(-n * W // 4)).view(np.int64))
+                u = words.view(torch.int16)[:n * W].to(dev)  # uniform over all 16-bit patterns
+                # clamp to {t16 − 1, t16}, shift to {0, 1}: integer ops, far cheaper than bool masks on a CPU
+                row.copy_(u.clamp(min=t16 - 1, max=t16).sub_(t16 - 1)).mul_(65536.0 / (65536 - t))
+        return out
 
     def forward(self, h: Tensor | None, prior: Tensor | None = None, missing: Tensor | None = None,
                 uniforms: Tensor | None = None, params: dict[str, Tensor] | None = None) -> Tensor:
@@ -369,7 +371,8 @@ class StackedHeads:
 
 
 def mask_generator(seed: int) -> np.random.Generator:
-    """The dropout-mask generator of a configuration on a CPU (SFC64, its own stream of ``seed``)."""
+    """The dropout-mask generator of a configuration on a CPU (SFC64, its own stream of ``seed``;
+    on a GPU the trainer draws masks with the configuration's ``torch.Generator`` instead)."""
     return np.random.Generator(np.random.SFC64(np.random.SeedSequence([int(seed) & (2**64 - 1), 0x6D61736B])))
 
 
