@@ -88,39 +88,31 @@ _INT_READS = {"PCM_S8": ("int16", 2.0 ** -15), "PCM_U8": ("int16", 2.0 ** -15), 
               "PCM_24": ("int32", 2.0 ** -31)}
 
 
-def _read(path: Path) -> tuple[np.ndarray, int, float | None]:
-    """(T, C) samples, rate and the scale of integer samples (None: already float32)."""
-    try:
-        with sf.SoundFile(str(path)) as f:
-            dtype, scale = _INT_READS.get(f.subtype, ("float32", None))
-            return f.read(dtype=dtype, always_2d=True), int(f.samplerate), scale
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad headers
-        raise AudioDecodeError(path, f"corrupt or unreadable audio ({type(e).__name__}: {e})") from None
-
-
-def _check_file(path: Path) -> None:
+def _decode(path: str | Path) -> tuple[torch.Tensor, int, bool]:
+    """(T, C) float32 samples, rate, and whether the file held floats (integers cannot be NaN/inf)."""
+    path = Path(path)
     if not path.exists():
         raise AudioDecodeError(path, "file not found")
     if path.stat().st_size == 0:
         raise AudioDecodeError(path, "empty file (0 bytes)")
-
-
-def _check_shape(path: Path, data: np.ndarray, rate: int) -> None:
+    try:
+        with sf.SoundFile(str(path)) as f:
+            dtype, scale = _INT_READS.get(f.subtype, ("float32", None))
+            data, rate = f.read(dtype=dtype, always_2d=True), int(f.samplerate)
+    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad headers
+        raise AudioDecodeError(path, f"corrupt or unreadable audio ({type(e).__name__}: {e})") from None
     if rate <= 0:
         raise AudioDecodeError(path, f"invalid sample rate {rate}")
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioDecodeError(path, "zero-length audio (no samples)")
+    x = torch.from_numpy(data)
+    return (x if scale is None else x.float().mul_(scale)), rate, scale is None
 
 
 def decode(path: str | Path) -> tuple[np.ndarray, int]:
     """Decode a file with soundfile: ((T, C) float32, sample rate). Raises AudioDecodeError."""
-    path = Path(path)
-    _check_file(path)
-    data, rate, scale = _read(path)
-    _check_shape(path, data, rate)
-    if scale is not None:
-        data = (torch.from_numpy(data).float() * scale).numpy()
-    return data, rate
+    x, rate, _ = _decode(path)
+    return x.numpy(), rate
 
 
 def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
@@ -130,16 +122,10 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     the file already has the target rate. Float files with samples beyond ±1 are clipped.
     Raises :class:`AudioDecodeError` (file not found, empty, corrupt, zero-length, NaN/inf).
     """
-    path = Path(path)
-    _check_file(path)
-    data, rate, scale = _read(path)
-    _check_shape(path, data, rate)
-    if scale is None and not np.isfinite(data).all():
-        bad = int((~np.isfinite(data)).sum())
+    x, rate, is_float = _decode(path)
+    if is_float and not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
         raise AudioDecodeError(path, f"{bad} non-finite sample(s) (NaN/inf)")
-    x = torch.from_numpy(data)
-    if scale is not None:  # integer samples: scale while converting (one pass)
-        x = x.float().mul_(scale)
     wave = (x.mean(dim=1) if x.shape[1] > 1 else x[:, 0]).contiguous()
     wave = resample(wave, rate, int(sample_rate))
     if wave.numel() == 0:
