@@ -15,6 +15,7 @@ import torch
 
 from cache.features import read_logits
 from cache.manifest import load_manifest
+from cache.metric import HierarchicalScores, format_table, hierarchical_scores
 from cache.provenance import sha256_json
 from cache.splits import Split, make_split
 from cache.store import Store, default_store_path
@@ -23,7 +24,6 @@ from cache.taxonomy import NUM_CLASSES
 from .config import to_dict
 from .data import InputError, InputSpec, Standardizer, load_head_data, resolve_groups
 from .ensemble import DECODINGS, decode, mean_logits, select, softmax
-from cache.metric import format_table, hierarchical_scores
 from .pipeline import Pipeline, PipelineConfig
 from .report import write_classification_report
 from .runs import load_run, save_run, write_json, write_logits, write_pseudo_labels
@@ -238,8 +238,6 @@ def submit_from_ensemble(ensemble_json: str | Path, dataset: str, out: str | Pat
     ens = read_json(ensemble_json)
     rule = decoding or ens.get("decoding", "argmax")
     csv_path = predict_dataset(ens["run_dirs"], dataset, out, store=store, label=label, decoding=rule, log=log)
-    from cache.metric import HierarchicalScores
-
     sc = ens["scores"][rule]["test"]
     dev = HierarchicalScores(hP=sc["hP"], hR=sc["hR"], hF=sc["hF"], accuracy=sc["accuracy"],
                              top_accuracy=sc["top_accuracy"], never_predicted=sc["never_predicted"],

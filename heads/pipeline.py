@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from cache.manifest import load_manifest
+from cache.metric import hierarchical_scores
 from cache.provenance import sha256_json
 from cache.splits import Split, make_split
 from cache.store import Store, default_store_path
@@ -30,7 +31,6 @@ from cache.taxonomy import CLASSES
 from .config import dump_toml, to_dict
 from .data import HeadData, InputError, InputSpec, Standardizer, load_head_data, resolve_groups
 from .ensemble import DECODINGS, decode, mean_logits, select, softmax
-from cache.metric import hierarchical_scores
 from .report import comparison_table, plot_curves, write_classification_report
 from .runs import load_run, read_json, save_run, write_json, write_logits, write_pseudo_labels
 from .search import SearchSpace, ranking, results_table, run_search, sample_configs

@@ -9,9 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from cache.taxonomy import CLASSES, NUM_CLASSES
-
 from cache.metric import HierarchicalScores, format_table
+from cache.taxonomy import CLASSES, NUM_CLASSES
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int = NUM_CLASSES) -> np.ndarray:
@@ -53,10 +52,15 @@ def plot_confusion(cm: np.ndarray, path: str | Path, title: str = "") -> Path:
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="row-normalised")
     ax.set_title(title or "confusion matrix")
+    return _save(plt, fig, path, dpi=120)
+
+
+def _save(plt, fig, path: str | Path, dpi: int) -> Path:
+    """Lay out, write (creating the folder) and close a figure."""
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -80,12 +84,7 @@ def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str =
     a2.set_ylabel("validation hF")
     a2.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, dpi=110)
 
 
 def write_classification_report(out_dir: str | Path, name: str, y_true, y_pred, scores: HierarchicalScores,

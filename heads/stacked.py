@@ -295,8 +295,7 @@ class StackedHeads:
         """The layers with their weight, bias and gradient views bound once per gradient buffer
         (a step then does no name lookups or view building: at the demo's head size Python
         overhead is a large part of a step)."""
-        key = id(grads)
-        if self._plan is not None and self._plan[0] == key:
+        if self._plan is not None and self._plan[0] is grads:
             return self._plan[1]
         P, t = self.params, self.template
         h_width = t.in_dim if t.uses_h else 0
@@ -319,7 +318,7 @@ class StackedHeads:
         table = self.prior_table(P) if t.uses_prior else None
         gtable = self.prior_table(grads) if t.uses_prior else None
         plan = (ops, table, gtable)
-        self._plan = (key, plan, grads)  # keep grads alive so its id stays unique
+        self._plan = (grads, plan)
         return plan
 
     def fast_loss_and_grads(self, h: Tensor | None, qx: Tensor | None, masks: Tensor | None, T: Tensor, s: Tensor,

@@ -15,9 +15,8 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from cache.taxonomy import CLASSES
-
 from cache.metric import HierarchicalScores
+from cache.taxonomy import CLASSES
 
 HEADER = ("id", "predicted_bst_second_level_class", "prediction_score")
 

@@ -5,10 +5,11 @@ Recipe (TASK.md §6): AdamW (weight decay 0.01), batch 18, the reference schedul
 update, gradient clipping at norm 1.0, class-frequency weighted CE (+ λ·soft CE to
 pseudo-labels), early stopping on validation hF (patience 10) keeping the best epoch.
 
-Every configuration owns a ``torch.Generator`` seeded with its ``seed``: it draws the
-initial weights (through a forked global RNG), the epoch permutations and the dropout
-masks. Configurations never share random numbers, so a configuration trained alone gives
-the same result as inside a search (up to float rounding of the batched matmuls).
+Every configuration owns random generators seeded with its ``seed``: a ``torch.Generator``
+draws the initial weights (through a forked global RNG) and the epoch permutations, and the
+dropout masks (on a CPU from :func:`heads.stacked.mask_generator`, on a GPU from the same
+``torch.Generator``). Configurations never share random numbers, so a configuration trained
+alone gives the same result as inside a search (up to float rounding of the batched matmuls).
 """
 from __future__ import annotations
 
@@ -25,12 +26,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from cache.metric import hierarchical_scores
 from cache.taxonomy import NUM_CLASSES
 
 from .data import HeadData
 from .early_stopping import EarlyStopping
 from .losses import class_frequency_weights
-from cache.metric import hierarchical_scores
 from .model import FusionHead
 from .stacked import BatchedAdamW, StackedHeads, loss_targets, mask_generator
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from cache.taxonomy import CLASS_INDEX, CLASS_TOP_INDEX, CLASSES
 from cache.metric import CREDIT, format_table, hierarchical_scores, item_credit
+from cache.taxonomy import CLASS_INDEX, CLASS_TOP_INDEX, CLASSES
 
 TOL = 1e-9
 

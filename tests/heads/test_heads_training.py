@@ -143,11 +143,29 @@ def test_loss_targets_normalise_each_batch_including_a_short_last_one():
         torch.testing.assert_close(s[:, sl], T[:, sl].sum(-1))
 
 
-def test_small_cpu_runs_restore_the_thread_count():
+def test_small_cpu_runs_train_on_one_thread_and_restore_the_count(monkeypatch):
+    import heads.training as training
+
     before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []  # torch's thread count at every optimizer step
+    real_step = training.BatchedAdamW.step
+
+    def spy(self, *a, **k):
+        seen.append(torch.get_num_threads())
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(training.BatchedAdamW, "step", spy)
     train = synthetic_data(40, dim=4, seed=0)
-    train_head(TrainConfig(epochs=1, device="cpu", hidden=8), train, None)
-    assert torch.get_num_threads() == before
+    try:
+        train_head(TrainConfig(epochs=1, device="cpu", hidden=8), train, None)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        seen.clear()
+        monkeypatch.setattr(training, "SINGLE_THREAD_WORK", 0)  # every run counts as large
+        train_head(TrainConfig(epochs=1, device="cpu", hidden=8), train, None)
+        assert set(seen) == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_head_learns_when_only_the_prior_carries_the_label():
