@@ -234,6 +234,18 @@ def bench_store(rows: int, dim: int, tmp: Path) -> dict:
 
 
 # ------------------------------------------------------------------------------------------- main
+def audio_rows(name: str, r: dict, fmt: str, target: str) -> list[tuple[str, str]]:
+    """Table rows of one ``bench_audio`` result: the runner's three loaders and the two naive loops."""
+    naive = "" if r["device"] == "cpu" else ", fp32"
+    return [(f"{name} runner (defaults: {r['runner_workers']} decode workers)", f"{r['runner_clips_s']:{fmt}} clips/s"),
+            (f"{name} runner ({r['workers']} decode threads)", f"{r['runner_threads_clips_s']:{fmt}} clips/s"),
+            (f"{name} runner ({r['workers']} worker processes)", f"{r['runner_processes_clips_s']:{fmt}} clips/s"),
+            (f"{name} naive (full windows{naive})",
+             f"{r['naive_clips_s']:{fmt}} clips/s  -> runner {r['ratio_vs_naive']:.2f}x ({target})"),
+            (f"{name} naive+trim (embed_clips{naive})",
+             f"{r['naive_trim_clips_s']:{fmt}} clips/s  -> runner {r['ratio_vs_naive_trim']:.2f}x")]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=300, help="clips for the logmel comparison")
@@ -290,24 +302,11 @@ def main(argv: list[str] | None = None) -> int:
         results["store"] = bench_store(args.rows, 768, tmp)
 
     lm, st, mi = results["logmel"], results["store"], results.get("minilm")
-    rows = [(f"logmel runner (defaults: {lm['runner_workers']} decode workers)", f"{lm['runner_clips_s']:.1f} clips/s"),
-            (f"logmel runner ({lm['workers']} decode threads)", f"{lm['runner_threads_clips_s']:.1f} clips/s"),
-            (f"logmel runner ({lm['workers']} worker processes)", f"{lm['runner_processes_clips_s']:.1f} clips/s"),
-            ("logmel naive (full windows)", f"{lm['naive_clips_s']:.1f} clips/s  -> runner {lm['ratio_vs_naive']:.2f}x"
-                                            f" (target >= 3x)"),
-            ("logmel naive+trim (embed_clips)", f"{lm['naive_trim_clips_s']:.1f} clips/s  -> runner "
-                                                f"{lm['ratio_vs_naive_trim']:.2f}x")]
+    rows = audio_rows("logmel", lm, ".1f", "target >= 3x")
     if "passt" in results:
         pa = results["passt"]
         amp = ", fp16 autocast" if pa["runner_autocast"] else ""
-        rows += [(f"passt runner (random, {pa['window_seconds']:g} s win{amp}, {pa['runner_workers']} decode workers)",
-                  f"{pa['runner_clips_s']:.2f} clips/s"),
-                 (f"passt runner ({pa['workers']} decode threads)", f"{pa['runner_threads_clips_s']:.2f} clips/s"),
-                 (f"passt runner ({pa['workers']} worker processes)", f"{pa['runner_processes_clips_s']:.2f} clips/s"),
-                 ("passt naive (full windows, fp32)", f"{pa['naive_clips_s']:.2f} clips/s  -> runner "
-                                                      f"{pa['ratio_vs_naive']:.2f}x (reported, not targeted)"),
-                 ("passt naive+trim (embed_clips, fp32)", f"{pa['naive_trim_clips_s']:.2f} clips/s  -> runner "
-                                                          f"{pa['ratio_vs_naive_trim']:.2f}x")]
+        rows += audio_rows(f"passt (random, {pa['window_seconds']:g} s win{amp})", pa, ".2f", "reported, not targeted")
     if mi:
         bf = mi["bfloat16"]
         rows += [(f"minilm encode {mi['texts']} texts (float32)", f"{mi['encode_s']:.1f} s = {mi['encode_texts_s']:.0f} "

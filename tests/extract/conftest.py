@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 HEADER = ("sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license",
           "title", "tags", "description")
@@ -85,6 +86,16 @@ MIXED = [
     {"id": "109", "seconds": 0.7},
     {"id": "110", "seconds": 5.0},
 ]
+
+
+@pytest.fixture
+def two_torch_threads():
+    """Run a test with two torch threads (restored afterwards), the same on every machine
+    whatever its core count."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture

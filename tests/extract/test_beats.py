@@ -20,12 +20,7 @@ TINY_CFG = dict(BEATS_ITER3_PLUS_AS2M_CFG, embed_dim=16, encoder_embed_dim=24, e
 LOG_EPS = math.log(torch.finfo(torch.float32).eps)  # Kaldi fbank floors energies at float eps
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def write_release_file(path: Path, cfg: dict, seed: int = 0, finetuned: bool = False, extra: dict | None = None,

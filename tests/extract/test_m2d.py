@@ -19,12 +19,7 @@ NORM_STATS = [-6.5, 4.5]
 LOG_EPS = math.log(torch.finfo(torch.float32).eps)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def write_weights(folder: Path, *, evar: bool = True, seed: int = 0, extra: dict | None = None, drop: tuple = (),
