@@ -266,12 +266,15 @@ def checkpoint_hash(cfg: EmbeddingsConfig, backbone: Backbone) -> str | None:
 
 def group_name(backbone: str, sha: str | None, random_init: bool, text_source: str | None) -> str:
     """``embeddings/<backbone>@<hash8>[~<text-source>]``; hash8 is ``none`` (weight-free) or ``random``."""
-    hash8 = "random" if random_init else (sha[:8] if sha else "none")
-    return f"embeddings/{backbone}@{hash8}" + (f"~{text_source}" if text_source else "")
+    from cache.tables import embeddings_path
+
+    return embeddings_path(backbone, "random" if random_init else (sha[:8] if sha else "none"), text_source)
 
 
 def resolve_summaries(store: Store, name: str | None) -> str:
-    names = [t.removeprefix("llm/summaries/") for t in store.tables("llm/summaries")]
+    from cache.tables import SUMMARIES, table_names
+
+    names = table_names(store, SUMMARIES)
     if name:
         if name not in names:
             raise ExtractionError(f"no summaries 'llm/summaries/{name}' in {store.path}; it has: "
@@ -289,7 +292,7 @@ def clip_texts(manifest: Manifest, source: str, store: Store | None = None, summ
     """The text of every clip for a text tower: cleaned metadata, or the cached LLM summary."""
     if source == "metadata":
         return [clean_metadata(t, g, d) for t, g, d in zip(manifest.title, manifest.tags, manifest.description)]
-    from cache.features import read_summaries
+    from cache.tables import read_summaries
     from cache.store import MissingIdsError
 
     try:

@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from cache.features import read_priors, read_summaries
+from cache.tables import pseudo_labels_path, read_priors, read_summaries
 from cache.manifest import Manifest
 from cache.store import Store
 from cache.taxonomy import NUM_CLASSES
@@ -64,7 +64,7 @@ class ClipSet:
 
 def read_pseudo_partial(store: Store, name: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Pseudo-labels for ``ids`` from ``pseudo_labels/<name>``; ids without one get zeros and False."""
-    table = store.read_table(f"pseudo_labels/{name}")
+    table = store.read_table(pseudo_labels_path(name))
     pos = {str(i): k for k, i in enumerate(table.ids)}
     probs = np.zeros((len(ids), NUM_CLASSES), dtype=np.float32)
     has = np.zeros(len(ids), dtype=bool)

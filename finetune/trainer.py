@@ -25,6 +25,7 @@ from cache.manifest import load_manifest
 from cache.provenance import base_provenance, sha256_file
 from cache.splits import Split, split_manifest
 from cache.store import Store
+from cache.tables import write_logits
 from heads.early_stopping import EarlyStopping
 from heads.losses import class_frequency_weights
 from heads.schedule import reference_schedule
@@ -368,8 +369,7 @@ class Trainer:
                 weights_sha256=result["weights_sha256"], config=cfg.as_dict(),
                 decode_failures=sorted(result["decode_failures"].get(name, {})),
             )
-            Store(path, mode="a").write_table(f"logits/{cfg.run_name}", clips.ids, {"logits": logits.astype(np.float32)},
-                                              attrs=prov)
+            write_logits(Store(path, mode="a"), cfg.run_name, clips.ids, logits, attrs=prov)
             self.log(f"wrote logits/{cfg.run_name} for {len(clips)} clips of {name} into {path}")
 
 

@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from cache.features import read_logits
+from cache.tables import LOGITS, logits_path, read_logits, table_names
 from cache.manifest import load_manifest
 from cache.metric import HierarchicalScores, format_table, hierarchical_scores
 from cache.provenance import sha256_json
@@ -113,7 +113,7 @@ def train_or_search(cfg: RunConfig, search: bool, log: Callable[[str], None] = p
 # ---------------------------------------------------------------------------------------- logits tables
 def match_runs(store: Store, patterns: Sequence[str]) -> list[str]:
     """Run names (``logits/<run>``) in ``store`` matching any of ``patterns`` (glob), sorted."""
-    tables = [t[len("logits/"):] for t in store.tables("logits")]
+    tables = table_names(store, LOGITS)
     out = sorted({t for t in tables for p in patterns if fnmatch.fnmatchcase(t, p)})
     if not out:
         raise InputError(f"{store.path}: no logits/<run> table matches {list(patterns)}; it has {tables[:20]}")
@@ -129,7 +129,7 @@ def pseudo_labels_from_runs(stores: Sequence[Store], runs: Sequence[str], name: 
     out = {}
     for store in stores:
         names = match_runs(store, runs)
-        ids = store.read_table(f"logits/{names[0]}", names=["logits"]).ids
+        ids = store.read_table(logits_path(names[0]), names=["logits"]).ids
         probs = softmax(mean_logits(stack_logits(store, names, ids))).astype(np.float32)
         write_pseudo_labels(store, name, ids, probs, members=names)
         log(f"[pseudo-labels] {store.path}: pseudo_labels/{name} from {len(names)} run(s) for {len(ids)} clips")

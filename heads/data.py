@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cache.features import read_features, read_priors, read_pseudo_labels
+from cache.feature_matrix import read_features
+from cache.tables import priors_path, read_priors, read_pseudo_labels
 from cache.store import Store
 from cache.taxonomy import NUM_CLASSES
 
@@ -112,7 +113,7 @@ def load_head_data(store: Store, ids: Sequence[str], spec: InputSpec, labels: Se
         X, ok = torch.zeros(len(ids), 0), np.ones(len(ids), dtype=bool)
     prior = missing = None
     if spec.prior:
-        group = f"llm/priors/{spec.prior}"
+        group = priors_path(spec.prior)
         if not store.has(group):
             raise InputError(f"{store.path}: no prior table '{group}'; priors there: "
                              f"{', '.join(store.tables('llm/priors')) or 'none'}")

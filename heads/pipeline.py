@@ -26,6 +26,7 @@ from cache.metric import hierarchical_scores
 from cache.provenance import sha256_json
 from cache.splits import Split, make_split
 from cache.store import Store, default_store_path
+from cache.tables import priors_path, pseudo_labels_path
 from cache.taxonomy import CLASSES
 
 from .config import dump_toml, to_dict
@@ -490,7 +491,7 @@ class Pipeline:
         for s, p in probs.items():
             write_pseudo_labels(self.stores[s], table, self.ids[s], p, members=names, val_hF=sel.val_hF)
         folder = self.out / "pseudo"
-        write_json(folder / "pseudo.json", {"table": f"pseudo_labels/{table}", "members": names,
+        write_json(folder / "pseudo.json", {"table": pseudo_labels_path(table), "members": names,
                                             "selection": sel.as_dict(), "digest": digest})
         agree = {}
         for s, p in probs.items():
@@ -547,11 +548,11 @@ class Pipeline:
         rows = []
         val_i, test_i = self.idx["val"], self.idx["test"]
         for prior in sorted({m.prior for m in self.cfg.models if m.prior}):
-            from cache.features import read_priors
+            from cache.tables import read_priors
 
             p, miss = read_priors(self.stores["clean"], prior, self.clean.ids)
             lg = np.log(np.clip(p, 1e-12, None))
-            rows.append(self._row(f"prior {prior} (argmax, untrained)", f"llm/priors/{prior}; {int(miss.sum())} missing",
+            rows.append(self._row(f"prior {prior} (argmax, untrained)", f"{priors_path(prior)}; {int(miss.sum())} missing",
                                   lg, "prior-only"))
         for spec in self.cfg.models:
             kind = model_kind(spec)

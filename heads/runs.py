@@ -16,10 +16,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from cache import tables
 from cache.provenance import base_provenance
 from cache.splits import Split
 from cache.store import Store
-from cache.taxonomy import NUM_CLASSES
 
 from .data import InputSpec, Standardizer
 from .model import FusionHead
@@ -104,17 +104,9 @@ def load_run(path: str | Path) -> LoadedRun:
 
 def write_logits(store: Store, run: str, ids: Sequence[str], logits: np.ndarray, **provenance) -> str:
     """``logits/<run>`` table (ids, logits (N, 23) float32) with provenance."""
-    logits = np.asarray(logits, dtype=np.float32)
-    if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
-        raise ValueError(f"logits must be (N, {NUM_CLASSES}), got {logits.shape}")
-    group = f"logits/{run}"
-    store.write_table(group, list(ids), {"logits": logits}, attrs=base_provenance("heads", run=run, **provenance))
-    return group
+    return tables.write_logits(store, run, ids, logits, attrs=base_provenance("heads", run=run, **provenance))
 
 
 def write_pseudo_labels(store: Store, name: str, ids: Sequence[str], probs: np.ndarray, **provenance) -> str:
     """``pseudo_labels/<name>`` table (ids, probs (N, 23) float32) with provenance."""
-    probs = np.asarray(probs, dtype=np.float32)
-    group = f"pseudo_labels/{name}"
-    store.write_table(group, list(ids), {"probs": probs}, attrs=base_provenance("heads", name=name, **provenance))
-    return group
+    return tables.write_pseudo_labels(store, name, ids, probs, attrs=base_provenance("heads", name=name, **provenance))

@@ -85,7 +85,9 @@ class LLMConfig:
         return self.name or self.provider
 
     def group(self) -> str:
-        return f"llm/{self.kind}/{self.table_name()}"
+        from cache.tables import llm_path
+
+        return llm_path(self.kind, self.table_name())
 
     def validate(self) -> "LLMConfig":
         if self.kind not in ("priors", "summaries"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cache.features import open_features, read_features
+from cache.feature_matrix import open_features, read_features
 from cache.manifest import load_manifest
 from cache.store import FAILED, OK, SchemaError, Store
 from extract.__main__ import main as cli_main

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from cache.features import read_logits
+from cache.tables import read_logits
 from cache.splits import Split
 from cache.store import Store, default_store_path
 from finetune.evaluate import predict, score

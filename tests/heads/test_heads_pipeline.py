@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cache.features import read_logits, read_pseudo_labels
+from cache.tables import read_logits, read_pseudo_labels
 from cache.manifest import load_manifest
 from cache.splits import Split
 from cache.store import Store

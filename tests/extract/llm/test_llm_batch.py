@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from cache.features import read_priors
+from cache.tables import read_priors
 from cache.store import Store
 from cache.taxonomy import CLASS_INDEX
 from extract.llm.cli import main

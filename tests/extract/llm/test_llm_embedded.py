@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from cache.features import read_priors, read_summaries
+from cache.tables import read_priors, read_summaries
 from cache.splits import Split
 from cache.store import Store
 from cache.taxonomy import CLASS_INDEX, CLASSES

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.features import read_priors, read_summaries
+from cache.tables import read_priors, read_summaries
 from cache.store import Store
 from cache.taxonomy import CLASS_INDEX
 from extract.llm.cli import main

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from cache.features import read_priors
+from cache.tables import read_priors
 from cache.store import Store
 from extract.llm.fake_server import FakeOpenAIServer
 from extract.llm.response_cache import ResponseCache

@@ -1,8 +1,7 @@
-"""Reader API: features, priors and pseudo-labels of a store joined to clip ids.
+"""Feature matrices: the embedding columns of one or more ``embeddings/...`` tables joined to clip ids.
 
-Group names follow the schema (``cache/SCHEMA.md``): ``embeddings/<backbone>@<hash8>``
-(optionally ``~<text-source>``), ``llm/priors/<name>``, ``llm/summaries/<name>``,
-``logits/<run>``, ``pseudo_labels/<name>``.
+:func:`read_features` reads them into memory, :func:`open_features` lazily (rows read when
+indexed). Table paths and the readers/writers of the other table kinds are in :mod:`cache.tables`.
 """
 from __future__ import annotations
 
@@ -123,23 +122,3 @@ def open_features(store: Store, groups: Sequence[str], ids: Sequence[str],
                   columns: Sequence[str] | None = None, dtype=np.float32) -> LazyFeatures:
     """Like :func:`read_features` but lazy: rows are read from the store when indexed."""
     return LazyFeatures(store, groups, ids, columns=columns, dtype=dtype)
-
-
-def read_priors(store: Store, name: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 23) float32 prior and (N,) bool missing mask for ``ids`` from ``llm/priors/<name>``."""
-    t = store.read_table(f"llm/priors/{name}", ids=ids)
-    return np.asarray(t["prior"], dtype=np.float32), np.asarray(t["missing"], dtype=bool)
-
-
-def read_summaries(store: Store, name: str, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
-    t = store.read_table(f"llm/summaries/{name}", ids=ids)
-    return [str(s) for s in t["text"]], np.asarray(t["missing"], dtype=bool)
-
-
-def read_pseudo_labels(store: Store, name: str, ids: Sequence[str]) -> np.ndarray:
-    """(N, 23) float32 pseudo-label distributions from ``pseudo_labels/<name>``."""
-    return np.asarray(store.read_table(f"pseudo_labels/{name}", ids=ids)["probs"], dtype=np.float32)
-
-
-def read_logits(store: Store, run: str, ids: Sequence[str]) -> np.ndarray:
-    return np.asarray(store.read_table(f"logits/{run}", ids=ids)["logits"], dtype=np.float32)
