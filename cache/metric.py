@@ -1,4 +1,4 @@
-"""Macro hierarchical precision / recall / F-score (TASK.md §4), vectorised with numpy.
+"""Macro hierarchical precision / recall / F-score (docs/task.md §4), vectorised with numpy.
 
 Per item credit: 1 if prediction == truth, 0.375 (λ·|{top}|/|{top,sub}| = 0.75·1/2) if only
 the top level matches, else 0. Per class c: hP_c = mean credit over items predicted as c,

@@ -1,4 +1,4 @@
-"""Deterministic development splits of a labelled set (TASK.md §3).
+"""Deterministic development splits of a labelled set (docs/task.md §3).
 
 A split = stratified K-fold test split (``StratifiedKFold(shuffle=True)``) and, inside the
 chosen fold's remainder, a stratified validation split (``StratifiedShuffleSplit``).

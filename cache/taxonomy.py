@@ -1,7 +1,7 @@
 """The Broad Sound Taxonomy (BST) as data: 5 top levels, 23 second-level target classes.
 
 The code <-> index mapping is fixed by the order of ``CLASSES`` below (the order of the
-taxonomy table in TASK.md §2) and never changes: index ``i`` in every prior, logit,
+taxonomy table in docs/task.md §2) and never changes: index ``i`` in every prior, logit,
 pseudo-label or probability matrix of this project means ``CLASSES[i]``.
 
 Labels that are not targets are recognised and counted, never fatal:
