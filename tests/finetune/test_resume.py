@@ -26,7 +26,7 @@ def test_sigkill_and_resume_reach_the_uninterrupted_weights(ft_data, tmp_path, r
     assert state == {"global_step": 6, "epoch": 1, "next_batch": 1}  # mid-epoch
     assert not (killed / "result.json").exists()
 
-    assert run_ft(ft_data.args(killed, *RUN, "--resume")) == 0
+    assert run_ft([*ft_data.args(killed, *RUN), "--resume"]) == 0
     a = torch.load(ref / "state" / "last" / "pytorch_model.bin", weights_only=True)
     b = torch.load(killed / "state" / "last" / "pytorch_model.bin", weights_only=True)
     assert a.keys() == b.keys() and len(a) > 5

@@ -63,11 +63,11 @@ def test_refusals(ft_data, tmp_path, capsys, run_ft):
     assert "global batch size 18 is not divisible by 1 process(es) × 4 accumulation step(s) = 4" in err
     assert not (out / "state").exists()
     # ... unless a per-device batch is given (here 3 × 1 × 4 = 12 per update); one epoch is enough
-    assert run_ft(ft_data.args(out, "train.grad_accum=4", "per_device_batch_size=3", "epochs=1",
+    assert run_ft(ft_data.args(out, "train.grad_accum=4", "train.per_device_batch_size=3", "train.epochs=1",
                                       "output.write_logits=false")) == 0
     assert json.loads((out / "result.json").read_text())["global_batch"] == 12
     # a finished run is never overwritten silently
-    assert run_ft(ft_data.args(out, "epochs=1")) == 2
+    assert run_ft(ft_data.args(out, "train.epochs=1")) == 2
     assert "already holds a training state" in capsys.readouterr().err
 
 
@@ -80,8 +80,8 @@ def test_text_from_metadata_and_a_clip_that_fails_to_decode(ft_data, tmp_path, r
     bad = ft_data.clean_ids[5]
     (data / "audio" / f"{bad}.wav").write_bytes(b"RIFF not really a wav file")
     out = tmp_path / "meta"
-    args = ft_data.args(out, "backbone.variant=clap", "text_source=metadata", "epochs=1", "data.noisy=''",
-                        f"data.clean={data}", "run_name=t-meta")
+    args = ft_data.args(out, "backbone.variant=clap", "backbone.text_source=metadata", "train.epochs=1", "data.noisy=''",
+                        f"data.clean={data}", "output.run_name=t-meta")
     assert run_ft(args) == 0
     facts = json.loads((out / "config.json").read_text())["facts"]
     assert facts["use_text"] and facts["head"]["in_dim"] == 16 + 32 and facts["unused_parameters"] == []
