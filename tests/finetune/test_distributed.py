@@ -36,6 +36,9 @@ def test_two_process_three_stages(ft_data, tmp_path, launch_ft):
     assert json.loads((s1 / "config.json").read_text())["facts"]["unused_parameters"] == ["text_tower.weight"]
     assert r1["processes"] == 2 and r1["global_batch"] == 18
     split = Split.load(s1 / "split.json")
+    # a second launch into the finished folder is refused with one line (rank 0), not one per process
+    again = launch_ft(ft_data.args(s1, *clap, "backbone.text_source=none", "output.run_name=t-s1"), processes=2)
+    assert again.returncode != 0 and again.stderr.count("already holds a training state") == 1, again.stderr[-3000:]
     # every training clip exactly once per epoch across the two ranks
     for epoch in range(2):
         parts = [(s1 / "seen" / f"epoch{epoch}.rank{r}.txt").read_text().split() for r in range(2)]
