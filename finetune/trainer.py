@@ -434,8 +434,8 @@ class Trainer:
                 weights_sha256=result["weights_sha256"], config=cfg.as_dict(),
                 decode_failures=sorted(result["decode_failures"].get(name, {})),
             )
-            write_logits(Store(path, mode="a"), cfg.run_name, clips.ids, logits, attrs=prov)
-            self.log(f"wrote logits/{cfg.run_name} for {len(clips)} clips of {name} into {path}")
+            table = write_logits(Store(path, mode="a"), cfg.run_name, clips.ids, logits, attrs=prov)
+            self.log(f"wrote {table} for {len(clips)} clips of {name} into {path}")
 
 
 def train(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
