@@ -32,7 +32,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from finetune.launch import run_command  # noqa: E402
+from finetune.launch_command import run_command, set_options  # noqa: E402
 
 
 def plain_loop(cfg, epochs: int, device: str) -> dict:
@@ -83,13 +83,13 @@ def plain_loop(cfg, epochs: int, device: str) -> dict:
     return speeds[-1]
 
 
-def finetune_run(args: list[str], processes: int, env_extra: dict | None = None) -> dict:
-    """Launch finetune/run.py; speed of its last epoch from metrics.json."""
-    out = Path([a for a in args if a.startswith("output.dir=")][0].split("=", 1)[1])
+def finetune_run(overrides: list[str], processes: int, env_extra: dict | None = None) -> dict:
+    """Launch finetune/run.py with ``--set`` ``overrides``; speed of its last epoch from metrics.json."""
+    out = Path([a for a in overrides if a.startswith("output.dir=")][0].split("=", 1)[1])
     # the repository need not be installed: put its root on the child's import path
     pp = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": pp, **(env_extra or {})}
-    cmd = run_command(args, processes)
+    cmd = run_command(set_options(overrides), processes)
     p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{p.stderr[-4000:]}")
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from cache.demo_data import CLEAN, generate_demo
-    from finetune.config import FinetuneConfig, apply_overrides, parse_overrides
+    from finetune.config import FinetuneConfig, load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="ftbench-"))
     print(f"work folder {tmp}", flush=True)
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
                                    "config": vars(args), "rows": rows, "notes": notes}, indent=1))
 
     def cfg_of(extra: list[str]) -> FinetuneConfig:
-        return apply_overrides(FinetuneConfig(), parse_overrides(common + extra + [f"output.dir={tmp / 'plain'}"]))
+        return load_config(None, common + extra + [f"output.dir={tmp / 'plain'}"])
 
     def add(name, device, processes, mp, speeds, base=None):
         speed = max(speeds, key=lambda s: s["samples_per_s"])  # best of the repeats (a shared, noisy machine)

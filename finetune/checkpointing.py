@@ -3,7 +3,8 @@
 Layout under ``<output>/state/``: ``last`` (newest complete state), ``prev`` (the one before)
 and, only while a save is running, ``tmp``. A state is complete when its ``complete.json``
 (written after ``Accelerator.save_state`` returned on every rank) exists. A kill at any
-moment leaves at least one complete state; :meth:`StateFolders.latest` picks the newest.
+moment leaves at least one complete state; :meth:`StateFolders.complete` lists them newest
+first (a resume falls back to the next one when the newest cannot be loaded).
 The output folder must be visible to every process (shared filesystem on several nodes).
 """
 from __future__ import annotations
@@ -66,19 +67,23 @@ class StateFolders:
         acc.wait_for_everyone()
         return last
 
-    def latest(self) -> Path | None:
-        """The newest complete state folder (``last``, or ``tmp``/``prev`` after a kill mid-save)."""
-        best, best_step = None, -1
-        for name in ("last", "tmp", "prev"):
+    def complete(self) -> list[Path]:
+        """The complete state folders, newest first (``last``, or ``tmp``/``prev`` after a kill mid-save)."""
+        found = []
+        for order, name in enumerate(("last", "tmp", "prev")):
             f = self.root / name / COMPLETE
             if f.is_file():
                 try:
                     step = int(json.loads(f.read_text()).get("global_step", -1))
-                except (ValueError, json.JSONDecodeError):
+                except (ValueError, AttributeError, json.JSONDecodeError):
                     continue
-                if step > best_step:
-                    best, best_step = f.parent, step
-        return best
+                found.append((-step, order, f.parent))
+        return [folder for _, _, folder in sorted(found)]
+
+    def latest(self) -> Path | None:
+        """The newest complete state folder, or None."""
+        found = self.complete()
+        return found[0] if found else None
 
     def exists(self) -> bool:
         return self.latest() is not None

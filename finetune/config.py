@@ -1,25 +1,24 @@
-"""The fine-tune tier's typed configuration: TOML file + command-line overrides.
+"""The fine-tune tier's typed configuration: one TOML file per backbone, a stage, ``--set`` overrides.
 
 One :class:`FinetuneConfig` with five sections (``[backbone]``, ``[data]``, ``[head]``,
-``[train]``, ``[output]``). Overrides are ``section.key=value``, ``--section.key value`` or,
-when the key name is unique across sections, just ``key=value`` / ``--key value``; values
-are parsed as TOML (``lr=3e-6``, ``extra=["a","b"]``, ``overrides={window_seconds=1.0}``)
-and fall back to a plain string. Unknown keys and wrong types raise :class:`ConfigError`
-naming the file or override. The resolved config is written as TOML and JSON next to every
-result (:func:`save_config`), so ``--config <run>/config.toml`` reproduces a run. Reading,
-type conversion and TOML writing are the shared :mod:`cache.config`.
+``[train]``, ``[output]``). A config file may also hold ``[stage1]``, ``[stage2]`` and
+``[stage3]`` sections with what differs per stage (``train.lr = 4.24e-06``, ``output.dir = ...``);
+:func:`load_config` resolves defaults < the file's shared keys < the chosen stage's section <
+``--set section.key=value`` overrides. Reading, overrides, type conversion and TOML writing are
+the shared :mod:`cache.config`. The resolved config is written as TOML and JSON next to every
+result (:func:`save_config`), so ``--config <run>/config.toml`` reproduces a run.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from cache.config import ConfigError, convert, dump_toml, field_types, from_dict, parse_value, read_toml, to_dict
+from cache.config import ConfigError, apply_overrides, dump_toml, from_dict, read_toml, to_dict
 
 STAGES = (1, 2, 3)
+STAGE_SECTIONS = tuple(f"stage{s}" for s in STAGES)  #: per-stage sections of a config file
 TEXT_SOURCES = ("summary", "metadata", "none")
 TEXT_TOWER = ("train", "freeze")
 MIXED_PRECISION = ("", "no", "fp16", "bf16")
@@ -145,69 +144,33 @@ class FinetuneConfig:
         return self
 
 
-SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(FinetuneConfig)}
-_SECTION_TYPES = field_types(FinetuneConfig)
+def _stage_section(data: dict[str, Any], stage: int, where: str) -> dict[str, Any]:
+    """The ``[stage<N>]`` section of a config file's tables, checked (unknown keys named)."""
+    section = data.get(f"stage{stage}", {})
+    from_dict(FinetuneConfig, section, f"{where}: [stage{stage}]")
+    if isinstance(section.get("train"), dict) and "stage" in section["train"]:
+        raise ConfigError(f"{where}: [stage{stage}] must not set train.stage (the stage is chosen with --stage)")
+    return section
 
 
-def _field_types(section: str) -> dict[str, Any]:
-    return field_types(_SECTION_TYPES[section])
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = (), stage: int | None = None) -> FinetuneConfig:
+    """The resolved config: defaults < the TOML file < its ``[stage<N>]`` section < ``--set`` overrides.
 
-
-def config_from_dict(data: dict[str, Any], source: str = "config") -> FinetuneConfig:
-    """Build a config from nested dicts (TOML layout); unknown sections/keys raise ConfigError."""
-    unknown = sorted(set(data) - set(SECTIONS))
-    if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
-    return from_dict(FinetuneConfig, data, source)
-
-
-def load_config(path: str | Path | None) -> FinetuneConfig:
-    """Read a TOML config file (None → all defaults)."""
-    if path is None:
-        return FinetuneConfig()
-    return config_from_dict(read_toml(path), str(path))
-
-
-def _resolve_key(key: str) -> tuple[str, str]:
-    key = key.strip().lstrip("-").replace("-", "_")
-    if "." in key:
-        sec, name = key.split(".", 1)
-        if sec not in SECTIONS:
-            raise ConfigError(f"override '{key}': unknown section {sec!r}; known: {sorted(SECTIONS)}")
-        if name not in _field_types(sec):
-            raise ConfigError(f"override '{key}': [{sec}] has no key {name!r}; known: {', '.join(sorted(_field_types(sec)))}")
-        return sec, name
-    owners = [s for s in SECTIONS if key in _field_types(s)]
-    if not owners:
-        raise ConfigError(f"override '{key}': no such config key")
-    if len(owners) > 1:
-        raise ConfigError(f"override '{key}' is ambiguous: use one of {', '.join(f'{s}.{key}' for s in owners)}")
-    return owners[0], key
-
-
-def parse_overrides(args: Sequence[str]) -> list[tuple[str, str, Any]]:
-    """``["lr=3e-6", "--train.epochs", "5", "--data.clean=/x"]`` → [(section, key, value), ...]."""
-    out, i, args = [], 0, list(args)
-    while i < len(args):
-        a = args[i]
-        if "=" in a:
-            k, v = a.split("=", 1)
-            i += 1
-        elif a.startswith("--") and i + 1 < len(args):
-            k, v = a, args[i + 1]
-            i += 2
-        else:
-            raise ConfigError(f"cannot read override {a!r}: use key=value or --key value")
-        sec, name = _resolve_key(k)
-        out.append((sec, name, parse_value(v)))
-    return out
-
-
-def apply_overrides(cfg: FinetuneConfig, overrides: Sequence[tuple[str, str, Any]]) -> FinetuneConfig:
-    """Set parsed overrides on ``cfg`` (in place; returned), converted to the fields' types."""
-    for sec, key, value in overrides:
-        setattr(getattr(cfg, sec), key, convert(_field_types(sec)[key], value, f"{sec}.{key}", "override"))
-    return cfg
+    The stage is ``stage`` (``--stage N``, a shorthand for ``--set train.stage=N``), else
+    ``train.stage`` from the overrides or the file, else 1. Overrides are ``section.key=value``
+    with TOML values (``train.lr=3e-6``, ``data.extra=["a", "b"]``), see :mod:`cache.config`.
+    """
+    data = read_toml(path) if path is not None else {}
+    source = str(path) if path is not None else "config"
+    overrides = [*overrides, *([f"train.stage={stage}"] if stage is not None else [])]
+    where = source + (" (with overrides)" if overrides else "")
+    shared = {k: v for k, v in data.items() if k not in STAGE_SECTIONS}
+    chosen = from_dict(FinetuneConfig, apply_overrides(shared, overrides, "--set"), where).train.stage
+    if chosen not in STAGES:
+        raise ConfigError(f"{where}: train.stage must be 1, 2 or 3, got {chosen}")
+    section = _stage_section(data, chosen, source)
+    merged = {sec: {**shared.get(sec, {}), **section.get(sec, {})} for sec in {*shared, *section}}
+    return from_dict(FinetuneConfig, apply_overrides(merged, overrides, "--set"), where)
 
 
 # ---------------------------------------------------------------------------------------- batch size

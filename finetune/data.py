@@ -24,7 +24,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from cache.tables import pseudo_labels_path, read_priors, read_summaries
+from cache.config import ConfigError
+from cache.tables import priors_path, pseudo_labels_path, read_priors, read_summaries, summaries_path
 from cache.manifest import Manifest
 from cache.store import Store
 from cache.taxonomy import NUM_CLASSES
@@ -86,7 +87,15 @@ def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summar
                   labels=np.asarray(manifest.labels, dtype=np.int64))
     need_store = bool(prior) or bool(pseudo_labels) or text_source == "summary"
     if need_store and store is None:
-        raise FileNotFoundError(f"dataset {manifest.name}: priors, summaries or pseudo-labels are configured but it has no cache store")
+        raise ConfigError(f"dataset {manifest.name}: priors, summaries or pseudo-labels are configured but it has no "
+                          "cache store (set data.*_store, or write the tables first)")
+    for key, path, how in (("data.prior", priors_path(prior) if prior else "", "python -m extract.llm priors"),
+                           ("data.summary", summaries_path(summary) if text_source == "summary" else "",
+                            "python -m extract.llm summaries"),
+                           ("data.pseudo_labels", pseudo_labels_path(pseudo_labels) if pseudo_labels else "",
+                            "python -m heads pseudo-labels")):
+        if path and path not in store.tables(path):
+            raise ConfigError(f"{key}: no table {path} in {store.path} (make it with `{how}`, or fix {key})")
     if prior:
         out.prior, out.prior_missing = read_priors(store, prior, ids)
     else:
@@ -99,7 +108,7 @@ def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summar
         texts, missing = read_summaries(store, summary, ids)
         if missing.any():
             bad = [ids[i] for i in np.flatnonzero(missing)]
-            raise ValueError(f"dataset {manifest.name}: {len(bad)} clip(s) have no summary in llm/summaries/{summary}: "
+            raise ValueError(f"dataset {manifest.name}: {len(bad)} clip(s) have no summary in {summaries_path(summary)}: "
                              f"{', '.join(bad[:10])}{' …' if len(bad) > 10 else ''} (re-run the summary job, or use "
                              "backbone.text_source = 'metadata')")
         out.texts = texts

@@ -1,18 +1,21 @@
-"""The end-to-end training loop of one stage (TASK.md §6), on one or many processes.
+"""The end-to-end training loop of one stage (the recipe in docs/finetune.md), on one or many processes.
 
 AdamW (weight decay 0.01) over every trainable parameter of backbone + head, one learning
 rate, ``heads.schedule.reference_schedule`` stepped per update, the reference loss split
 exactly over ranks and accumulation steps (``finetune.loss``), gradient clipping, early
 stopping on validation hF decided identically on every rank (computed from the same gathered
 logits, then broadcast from rank 0), crash-safe training states, the best weights, and
-logits for every clip of every dataset written into the cache as ``logits/<run>``.
+logits for every clip of every dataset written into the cache as ``logits/<run>``. Rank 0
+holds a lock on the output folder for the whole run, so a second run into it is refused.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +28,7 @@ from cache.manifest import load_manifest
 from cache.provenance import base_provenance, sha256_file
 from cache.splits import Split, split_manifest
 from cache.store import Store
-from cache.tables import write_logits
+from cache.tables import pseudo_labels_path, write_logits
 from heads.early_stopping import EarlyStopping
 from heads.losses import class_frequency_weights
 from heads.schedule import reference_schedule
@@ -115,13 +118,37 @@ def load_datasets(cfg: FinetuneConfig, log=print) -> Datasets:
     if cfg.train.lam > 0:
         facts["train_with_pseudo_label"] = int(train.has_pseudo.sum())
         if not train.has_pseudo.any():
-            raise ConfigError(f"λ = {cfg.train.lam} but no training clip has a pseudo-label in pseudo_labels/{d.pseudo_labels}")
+            raise ConfigError(f"λ = {cfg.train.lam} but no training clip has a pseudo-label in "
+                              f"{pseudo_labels_path(d.pseudo_labels)}")
     facts["split"] = {"preset": split.preset, "fold": split.fold, "train": len(split.train), "val": len(split.val),
                       "test": len(split.test)}
     facts["train_clips"] = len(train)
     if train.prior_missing is not None and d.prior:
         facts["train_prior_missing"] = int(train.prior_missing.sum())
     return Datasets(split, train, val, test, sets, facts)
+
+
+@contextlib.contextmanager
+def _hold_output_lock(folder: Path):
+    """Hold an exclusive ``flock`` on ``<folder>/.lock`` (pid and host written in it) for the block.
+
+    A folder another live run holds raises ConfigError naming that run's pid and host. The lock
+    goes with the process (also on a kill), so a stale lock file never blocks. Rank 0 only.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "an unknown process"
+            raise ConfigError(f"{folder} is in use by another fine-tune run ({holder}): wait for it to end, "
+                              "or choose another output.dir") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        yield
 
 
 class Trainer:
@@ -146,6 +173,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ main
     def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train, holding the output folder's lock on rank 0; every rank refuses alike if it is taken."""
+        from accelerate.utils import broadcast_object_list
+
+        with contextlib.ExitStack() as stack:
+            refused = [""]
+            if self.acc.is_main_process:
+                try:
+                    stack.enter_context(_hold_output_lock(self.out))
+                except ConfigError as e:
+                    refused = [str(e)]
+            broadcast_object_list(refused, from_process=0)
+            if refused[0]:
+                raise ConfigError(refused[0])
+            return self._run(resume)
+
+    def _run(self, resume: bool) -> dict[str, Any]:
         cfg, acc, plan = self.cfg, self.acc, self.plan
         folders = StateFolders(self.out / "state", acc)
         if folders.exists() and not resume:
@@ -155,6 +198,9 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         self.log(f"{acc.num_processes} process(es) on {acc.device}, mixed precision {acc.mixed_precision}; global batch "
                  f"{plan.global_batch} = {plan.per_device} per device × {plan.processes} × {plan.accumulation} accumulation")
+        if cfg.train.init_from and not weights_file(cfg.train.init_from).is_file():
+            raise ConfigError(f"train.init_from: no weights file {weights_file(cfg.train.init_from)} "
+                              "(give a finished run folder, or its best/model.pt)")
         data = load_datasets(cfg, self.log)
         self.data = data
         from accelerate.utils import set_seed
@@ -184,12 +230,7 @@ class Trainer:
         acc.register_for_checkpointing(scheduler, state)
         set_seed(cfg.train.seed, device_specific=True)  # dropout/patchout differ per rank; restored on resume
         if resume:
-            latest = folders.latest()
-            if latest is None:
-                self.log("--resume: no saved training state yet, starting from the beginning")
-            else:
-                acc.load_state(str(latest))
-                self.log(f"resumed from {latest} (epoch {state.epoch}, batch {state.next_batch}, update {state.global_step})")
+            self._resume(folders, state)
         if cfg.output.tensorboard:
             acc.init_trackers(cfg.run_name, config={"lr": cfg.train.lr, "lam": cfg.train.lam, "stage": cfg.train.stage,
                                                     "epochs": cfg.train.epochs, "batch": plan.global_batch,
@@ -205,6 +246,30 @@ class Trainer:
         result = self._finish()
         acc.end_training()
         return result
+
+    def _resume(self, folders: StateFolders, state: TrainState) -> None:
+        """Load the newest training state that every rank can read; an unreadable one falls back to the one before."""
+        acc = self.acc
+        candidates = folders.complete()
+        if not candidates:
+            self.log("--resume: no saved training state yet, starting from the beginning")
+            return
+        for k, folder in enumerate(candidates):
+            error = ""
+            try:
+                acc.load_state(str(folder))
+            except Exception as e:  # noqa: BLE001 - a truncated or corrupt file of any kind
+                error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            failed = int(acc.reduce(torch.tensor(float(bool(error)), device=acc.device), reduction="sum"))
+            if not failed:
+                self.log(f"resumed from {folder} (epoch {state.epoch}, batch {state.next_batch}, "
+                         f"update {state.global_step})")
+                return
+            if k + 1 < len(candidates):
+                self.log(f"--resume: {folder} cannot be loaded ({error or 'on another process'}); "
+                         f"falling back to {candidates[k + 1]}")
+        raise ConfigError(f"--resume: no training state under {folders.root} can be loaded (last error: "
+                          f"{error or 'on another process'}); remove that folder to start from the beginning")
 
     # ------------------------------------------------------------------ one epoch
     def _train_epoch(self, spe: int) -> None:
@@ -369,8 +434,8 @@ class Trainer:
                 weights_sha256=result["weights_sha256"], config=cfg.as_dict(),
                 decode_failures=sorted(result["decode_failures"].get(name, {})),
             )
-            write_logits(Store(path, mode="a"), cfg.run_name, clips.ids, logits, attrs=prov)
-            self.log(f"wrote logits/{cfg.run_name} for {len(clips)} clips of {name} into {path}")
+            table = write_logits(Store(path, mode="a"), cfg.run_name, clips.ids, logits, attrs=prov)
+            self.log(f"wrote {table} for {len(clips)} clips of {name} into {path}")
 
 
 def train(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:

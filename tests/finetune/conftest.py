@@ -14,7 +14,7 @@ import soundfile as sf
 from cache.provenance import base_provenance
 from cache.store import Store, default_store_path
 from cache.taxonomy import CLASS_INDEX, NUM_CLASSES
-from finetune.launch import run_command
+from finetune.launch_command import run_command, set_options
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES4 = ("m-si", "is-p", "sp-s", "fx-a")
@@ -67,11 +67,15 @@ class FtData:
     clean_ids: list[str]
     noisy_ids: list[str]
 
-    def args(self, out: Path, *extra: str) -> list[str]:
-        """Override arguments of a small run on these datasets."""
+    def overrides(self, out: Path, *extra: str) -> list[str]:
+        """``section.key=value`` overrides of a small run on these datasets (``extra`` last, so they win)."""
         return [*TINY, f"data.clean={self.clean}", f"data.noisy={self.noisy}", f"data.prior={PRIOR}",
                 f"output.dir={out}", "data.num_workers=0", "train.epochs=2", "train.lr=3e-3", "output.tensorboard=false",
                 "data.eval_max_windows=16", *extra]
+
+    def args(self, out: Path, *extra: str) -> list[str]:
+        """finetune/run.py arguments of a small run: ``--set`` of :meth:`overrides`."""
+        return set_options(self.overrides(out, *extra))
 
 
 @pytest.fixture(scope="session")

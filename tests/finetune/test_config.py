@@ -1,18 +1,19 @@
-"""Config loading, overrides, validation, the batch-divisibility refusal, Table-1 configs and sweep trials."""
+"""Config loading (file, stage sections, --set), validation, the batch-divisibility refusal, the per-backbone configs."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
-from finetune.config import (ConfigError, FinetuneConfig, apply_overrides, load_config, parse_overrides, resolve_batch,
-                             save_config)
-from finetune.sweep import collect_results, sample_trials, write_results, write_sweep
-from finetune.table1 import REPORT_BACKBONES, TABLE1, search_range
+from cache.config import to_dict
+from finetune.config import ConfigError, FinetuneConfig, load_config, resolve_batch, save_config
+from finetune.run import main as run_main
+from finetune.search_space import REPORT_BACKBONES, SEARCH_RANGES, search_range
 
 REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs" / "finetune"
+BACKBONES = ("passt", "beats", "m2d", "cpclap", "laion-clap", "tiny")
 
 
 def _valid() -> FinetuneConfig:
@@ -21,25 +22,67 @@ def _valid() -> FinetuneConfig:
     return cfg
 
 
-def test_overrides_dotted_bare_and_typed(tmp_path):
-    cfg = apply_overrides(_valid(), parse_overrides([
-        "lr=3e-6", "--train.epochs", "5", "--data.noisy=/n", "extra=['/e1', '/e2']",
-        "backbone.overrides={window_seconds = 1.0}", "--name", "passt", "epochs=7", "warmup_epochs=2"]))
+def test_set_overrides_are_typed_and_the_saved_config_reloads(tmp_path):
+    cfg = load_config(None, ["train.lr=3e-6", "train.epochs=5", "data.noisy=/n", "data.extra=['/e1', '/e2']",
+                             "backbone.overrides={window_seconds = 1.0}", "backbone.name=passt", "train.epochs=7",
+                             "train.warmup_epochs=2", "data.clean=/c", "data.prior=p"])
     assert cfg.train.lr == 3e-6 and cfg.train.epochs == 7 and cfg.data.noisy == "/n"
     assert cfg.data.extra == ["/e1", "/e2"] and cfg.backbone.overrides == {"window_seconds": 1.0}
     assert cfg.backbone.name == "passt" and cfg.train.warmup_epochs == 2.0 and isinstance(cfg.train.warmup_epochs, float)
-    with pytest.raises(ConfigError, match="no such config key"):
-        parse_overrides(["learning_rate=1"])
-    with pytest.raises(ConfigError, match="unknown section 'trian'"):
-        parse_overrides(["trian.lr=1"])
-    with pytest.raises(ConfigError, match="cannot read override"):
-        parse_overrides(["--lr"])
-    with pytest.raises(ConfigError, match="expected an integer"):
-        apply_overrides(_valid(), parse_overrides(["train.epochs=2.5"]))
+    with pytest.raises(ConfigError, match=r"unknown key 'train.learning_rate'"):
+        load_config(None, ["train.learning_rate=1"])
+    with pytest.raises(ConfigError, match=r"unknown key 'lr'"):  # a bare key is not guessed
+        load_config(None, ["lr=1"])
+    with pytest.raises(ConfigError, match=r"unknown key 'trian'"):
+        load_config(None, ["trian.lr=1"])
+    with pytest.raises(ConfigError, match="--set expects KEY=VALUE, got '--lr'"):
+        load_config(None, ["--lr"])
+    with pytest.raises(ConfigError, match="train.epochs: expected an integer"):
+        load_config(None, ["train.epochs=2.5"])
     # round trip through the saved TOML
     save_config(cfg, tmp_path)
     assert load_config(tmp_path / "config.toml") == cfg
     assert json.loads((tmp_path / "config.json").read_text())["config"]["train"]["lr"] == 3e-6
+
+
+def test_stage_sections(tmp_path):
+    f = tmp_path / "b.toml"
+    f.write_text('[train]\nepochs = 4\n\n[stage1]\ntrain.lr = 1e-5\n\n'
+                 '[stage2]\ntrain.lr = 2e-5\ntrain.lam = 0.5\ndata.pseudo_labels = "pl"\noutput.dir = "runs/s2"\n')
+    one, two = load_config(f), load_config(f, stage=2)
+    assert (one.train.stage, one.train.lr, one.train.lam, one.data.pseudo_labels) == (1, 1e-5, 0.0, "")
+    assert (two.train.stage, two.train.lr, two.train.lam, two.data.pseudo_labels) == (2, 2e-5, 0.5, "pl")
+    assert one.train.epochs == two.train.epochs == 4 and two.output.dir == "runs/s2"
+    assert load_config(f, ["train.stage=2"]) == two  # --stage N is --set train.stage=N
+    assert load_config(f, ["train.lr=3e-5"], stage=2).train.lr == 3e-5  # --set wins over the stage section
+    assert load_config(f, stage=3).train.lr == FinetuneConfig().train.lr  # no [stage3]: the shared keys only
+    with pytest.raises(ConfigError, match=r"train.stage must be 1, 2 or 3, got 4"):
+        load_config(f, ["train.stage=4"])
+    f.write_text('[stage2]\ntrain.learning_rate = 1\n')
+    with pytest.raises(ConfigError, match=r"b.toml: \[stage2\]: unknown key 'train.learning_rate'"):
+        load_config(f, stage=2)
+    f.write_text('[stage2]\ntrain.stage = 3\n')
+    with pytest.raises(ConfigError, match=r"\[stage2\] must not set train.stage"):
+        load_config(f, stage=2)
+
+
+def test_one_config_per_backbone_resolves_as_the_former_per_stage_files():
+    expected = json.loads((Path(__file__).parent / "resolved_stage_configs.json").read_text())
+    assert sorted(expected) == sorted(f"{b}_stage{s}" for b in BACKBONES for s in (1, 2, 3))
+    assert sorted(p.stem for p in CONFIGS.glob("*.toml")) == sorted(BACKBONES)
+    for name, want in expected.items():
+        backbone, stage = name.rsplit("_stage", 1)
+        assert to_dict(load_config(CONFIGS / f"{backbone}.toml", stage=int(stage))) == want, name
+
+
+def test_run_takes_config_stage_and_set_only(capsys):
+    assert run_main(["--config", str(CONFIGS / "m2d.toml"), "--stage", "2", "--set", "train.lr=1e-6",
+                     "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "stage = 2" in printed and "lr = 1e-06" in printed and 'pseudo_labels = "stage1-ensemble"' in printed
+    assert run_main(["--config", str(CONFIGS / "m2d.toml"), "lr=1e-6", "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unrecognised argument(s) lr=1e-6: overrides are --set section.key=value" in err
 
 
 def test_config_file_errors_name_the_key(tmp_path):
@@ -48,7 +91,7 @@ def test_config_file_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match=r"bad.toml: unknown key 'train.learning_rate'"):
         load_config(bad)
     bad.write_text('[trian]\nlr = 1e-5\n')
-    with pytest.raises(ConfigError, match="unknown section"):
+    with pytest.raises(ConfigError, match="bad.toml: unknown key 'trian'"):
         load_config(bad)
 
 
@@ -88,50 +131,21 @@ def test_batch_divisibility_refusal():
     assert (plan.global_batch, plan.per_device, plan.processes, plan.accumulation) == (40, 5, 4, 2)
 
 
-def test_table1_configs_load_and_mirror_the_report():
-    files = sorted((REPO / "configs" / "finetune").glob("*.toml"))
-    seen = set()
-    for f in files:
-        cfg = load_config(f)
-        r = search_range(cfg.backbone.name, cfg.train.stage)
-        assert f.name == f"{cfg.backbone.name}_stage{cfg.train.stage}.toml"
-        assert r.lr_min <= cfg.train.lr <= r.lr_max and cfg.train.epochs == r.epochs
-        assert (r.lam_min <= cfg.train.lam <= r.lam_max) if cfg.train.stage > 1 else cfg.train.lam == 0.0
-        assert cfg.train.batch_size == 18 and cfg.train.clip_grad_norm == 1.0 and cfg.train.weight_decay == 0.01
-        assert cfg.train.decay_start_epoch == (2.0 if cfg.train.stage == 2 else 1.0)
-        cfg.validate()
-        seen.add((cfg.backbone.name, cfg.train.stage))
-    assert {(b, s) for b in REPORT_BACKBONES for s in (1, 2, 3)} <= seen
+def test_configs_hold_the_middle_of_the_search_ranges():
+    for backbone in BACKBONES:
+        for stage in (1, 2, 3):
+            cfg = load_config(CONFIGS / f"{backbone}.toml", stage=stage)
+            r = search_range(cfg.backbone.name, cfg.train.stage)
+            assert cfg.backbone.name == backbone and cfg.train.stage == stage
+            assert cfg.train.lr == pytest.approx(r.lr_mid, rel=5e-3) and cfg.train.epochs == r.epochs
+            assert cfg.train.lam == (r.lam_min + r.lam_max) / 2 if stage > 1 else cfg.train.lam == 0.0
+            assert cfg.train.batch_size == 18 and cfg.train.clip_grad_norm == 1.0 and cfg.train.weight_decay == 0.01
+            assert cfg.train.decay_start_epoch == r.decay_start_epoch == (2.0 if stage == 2 else 1.0)
+            assert cfg.output.run_name == f"ft-{backbone}-s{stage}"
+            cfg.validate()
+    assert {(b, s) for b in REPORT_BACKBONES for s in (1, 2, 3)} <= set(SEARCH_RANGES)
     # a few rows of the report's Table 1, by hand
-    assert (TABLE1[("passt", 1)].lr_min, TABLE1[("passt", 1)].lr_max, TABLE1[("passt", 1)].epochs) == (5e-6, 1e-5, 30)
-    assert (TABLE1[("m2d", 2)].lr_max, TABLE1[("m2d", 2)].epochs, TABLE1[("m2d", 2)].lam_min) == (3e-6, 30, 0.75)
-    assert (TABLE1[("laion-clap", 3)].lr_min, TABLE1[("laion-clap", 3)].lam_min) == (1e-6, 0.95)
-
-
-def test_sweep_trials_are_seeded_and_inside_the_ranges(tmp_path):
-    space = search_range("beats", 3)
-    a, b = sample_trials(7, space, 20), sample_trials(7, space, 20)
-    assert a == b and a != sample_trials(8, space, 20)
-    assert all(space.lr_min <= t["lr"] <= space.lr_max and space.lam_min <= t["lam"] <= space.lam_max for t in a)
-    # log-uniform: the mean of log lr is near the middle of the log range
-    logs = [math.log(t["lr"]) for t in sample_trials(0, space, 2000)]
-    assert abs(sum(logs) / len(logs) - math.log(space.lr_mid)) < 0.05
-    base = _valid()
-    base.data.noisy, base.data.pseudo_labels, base.train.init_from = "/n", "pl", "/s2/best/model.pt"
-    paths = write_sweep(tmp_path / "sw", base, "beats", 3, 20, seed=7)
-    assert len(paths) == 20
-    cfgs = [load_config(p) for p in paths]
-    assert [c.train.lr for c in cfgs] == [t["lr"] for t in a]
-    assert {c.train.epochs for c in cfgs} == {15} and len({c.output.run_name for c in cfgs}) == 20
-    assert [c.train.seed for c in cfgs] == list(range(20)) and all(c.train.stage == 3 for c in cfgs)
-    # collect: finished trials sorted by validation hF, in the head tier's table format
-    for i, hf in ((0, 0.5), (3, 0.9), (5, 0.7)):
-        r = {"run": f"r{i}", "lr": cfgs[i].train.lr, "lam": cfgs[i].train.lam, "seed": i, "best_epoch": 2, "epochs_run": 4,
-             "val": {"hP": hf, "hR": hf, "hF": hf}, "test": {"hP": 0, "hR": 0, "hF": hf - 0.1},
-             "output_dir": str(Path(cfgs[i].output.dir)), "weights": "w"}
-        (Path(cfgs[i].output.dir) / "result.json").write_text(json.dumps(r))
-    rows = write_results(tmp_path / "sw")
-    assert [r["run"] for r in rows] == ["r3", "r5", "r0"]
-    md = (tmp_path / "sw" / "results.md").read_text().splitlines()
-    assert md[0].startswith("| rank | run | lr | λ |") and md[2].startswith("| 1 | r3 |")
-    assert collect_results(tmp_path / "sw")[0]["val"]["hF"] == 0.9
+    p1, m2, l3 = SEARCH_RANGES[("passt", 1)], SEARCH_RANGES[("m2d", 2)], SEARCH_RANGES[("laion-clap", 3)]
+    assert (p1.lr_min, p1.lr_max, p1.epochs) == (5e-6, 1e-5, 30)
+    assert (m2.lr_max, m2.epochs, m2.lam_min) == (3e-6, 30, 0.75)
+    assert (l3.lr_min, l3.lam_min) == (1e-6, 0.95)

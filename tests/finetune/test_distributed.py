@@ -30,11 +30,15 @@ def test_two_process_three_stages(ft_data, tmp_path, launch_ft):
     s1, s2, s3 = tmp_path / "s1", tmp_path / "s2", tmp_path / "s3"
     # ---- stage 1 on two processes (9 clips per rank per update)
     clap = ["backbone.variant=clap", "data.summary=test-summary"]
-    _ok(launch_ft(ft_data.args(s1, *clap, "text_source=none", "output.log_seen_ids=true", "run_name=t-s1"), processes=2))
+    _ok(launch_ft(ft_data.args(s1, *clap, "backbone.text_source=none", "output.log_seen_ids=true",
+                               "output.run_name=t-s1"), processes=2))
     r1 = json.loads((s1 / "result.json").read_text())
     assert json.loads((s1 / "config.json").read_text())["facts"]["unused_parameters"] == ["text_tower.weight"]
     assert r1["processes"] == 2 and r1["global_batch"] == 18
     split = Split.load(s1 / "split.json")
+    # a second launch into the finished folder is refused with one line (rank 0), not one per process
+    again = launch_ft(ft_data.args(s1, *clap, "backbone.text_source=none", "output.run_name=t-s1"), processes=2)
+    assert again.returncode != 0 and again.stderr.count("already holds a training state") == 1, again.stderr[-3000:]
     # every training clip exactly once per epoch across the two ranks
     for epoch in range(2):
         parts = [(s1 / "seen" / f"epoch{epoch}.rank{r}.txt").read_text().split() for r in range(2)]
@@ -56,8 +60,9 @@ def test_two_process_three_stages(ft_data, tmp_path, launch_ft):
     assert all(np.allclose(p.sum(1), 1.0, atol=1e-5) for p in probs.values())
 
     # ---- stage 2: noisy set, λ-mixed loss, a fresh head; the clean val/test clips are held out
-    _ok(launch_ft(ft_data.args(s2, *clap, "text_source=summary", "text_tower=train", "stage=2", "lam=0.9",
-                               "data.pseudo_labels=pl-test", "epochs=1", "run_name=t-s2",
+    _ok(launch_ft(ft_data.args(s2, *clap, "backbone.text_source=summary", "backbone.text_tower=train", "train.stage=2",
+                               "train.lam=0.9",
+                               "data.pseudo_labels=pl-test", "train.epochs=1", "output.run_name=t-s2",
                                "output.log_seen_ids=true"), processes=2))
     facts = json.loads((s2 / "config.json").read_text())["facts"]
     held_out = set(split.val) | set(split.test)
@@ -69,9 +74,10 @@ def test_two_process_three_stages(ft_data, tmp_path, launch_ft):
     r2 = json.loads((s2 / "result.json").read_text())
 
     # ---- stage 3: clean set from the best stage-2 model (weights only, fresh optimizer)
-    _ok(launch_ft(ft_data.args(s3, *clap, "text_source=summary", "text_tower=freeze", "stage=3", "lam=0.97",
-                               "data.pseudo_labels=pl-test", "epochs=1", "run_name=t-s3",
-                               f"init_from={s2}"), processes=2))
+    _ok(launch_ft(ft_data.args(s3, *clap, "backbone.text_source=summary", "backbone.text_tower=freeze", "train.stage=3",
+                               "train.lam=0.97",
+                               "data.pseudo_labels=pl-test", "train.epochs=1", "output.run_name=t-s3",
+                               f"train.init_from={s2}"), processes=2))
     facts3 = json.loads((s3 / "config.json").read_text())["facts"]
     assert facts3["init_from"]["sha256"] == r2["weights_sha256"]
     assert facts3["init_from"]["meta"]["stage"] == 2

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from extract.checkpoints import CheckpointError
-from finetune.config import FinetuneConfig, apply_overrides, parse_overrides
+from finetune.config import FinetuneConfig, load_config
 from finetune.model import build_model, configure_patchout, export_weights, load_weights
 
 TINY = ["backbone.name=tiny", "backbone.overrides={sample_rate=8000, window_seconds=0.5, dim=8, channels=4}",
@@ -14,7 +14,7 @@ TINY = ["backbone.name=tiny", "backbone.overrides={sample_rate=8000, window_seco
 
 
 def _cfg(*extra: str) -> FinetuneConfig:
-    return apply_overrides(FinetuneConfig(), parse_overrides([*TINY, *extra]))
+    return load_config(None, [*TINY, *extra])
 
 
 def _batch(model):
@@ -26,16 +26,17 @@ def _batch(model):
 
 def test_unused_and_frozen_text_parameters():
     quiet = dict(log=lambda _m: None)
-    m, use, facts = build_model(_cfg("backbone.variant=clap", "text_source=none"), **quiet)
+    m, use, facts = build_model(_cfg("backbone.variant=clap", "backbone.text_source=none"), **quiet)
     assert use.unused == {"text_tower.weight"} and not m.backbone.text_tower.weight.requires_grad
     assert facts["head"]["in_dim"] == 8 and not m.use_text
-    m, use, facts = build_model(_cfg("backbone.variant=clap", "text_source=metadata", "text_tower=freeze"), **quiet)
+    m, use, facts = build_model(_cfg("backbone.variant=clap", "backbone.text_source=metadata",
+                                     "backbone.text_tower=freeze"), **quiet)
     assert use.frozen_text == {"text_tower.weight"} and not use.unused and facts["head"]["in_dim"] == 8 + 32
     m.train()
     assert m.backbone.conv.training and not m.backbone.text_tower.training  # a frozen tower stays in eval mode
     m(**_batch(m)).sum().backward()
     assert m.backbone.text_tower.weight.grad is None and m.backbone.proj.weight.grad is not None
-    m, use, _ = build_model(_cfg("backbone.variant=clap", "text_source=metadata"), **quiet)
+    m, use, _ = build_model(_cfg("backbone.variant=clap", "backbone.text_source=metadata"), **quiet)
     assert use.text == {"text_tower.weight"} and m.backbone.text_tower.weight.requires_grad
     with pytest.raises(ValueError, match="text_source"):
         build_model(_cfg("backbone.variant=clap"), **quiet)  # a text tower needs an explicit choice
@@ -71,7 +72,7 @@ def test_patchout_is_set_where_exposed():
     wrapper = nn.Sequential(nn.Linear(2, 2), FakePasst())
     assert configure_patchout(wrapper, 16, 2) == 1
     assert (wrapper[1].s_patchout_t, wrapper[1].s_patchout_f) == (16, 2)
-    m, _, facts = build_model(_cfg("patchout_t=16", "patchout_f=2"), log=lambda _m: None)
+    m, _, facts = build_model(_cfg("backbone.patchout_t=16", "backbone.patchout_f=2"), log=lambda _m: None)
     assert facts["patchout"]["modules"] == 0  # the tiny backbone has none: reported, not fatal
 
 

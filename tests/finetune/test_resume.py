@@ -1,4 +1,4 @@
-"""A run killed with SIGKILL mid-epoch and resumed reaches the weights of an uninterrupted run."""
+"""A run killed with SIGKILL mid-epoch and resumed reaches the weights of an uninterrupted run; an unreadable newest state falls back to the one before."""
 from __future__ import annotations
 
 import json
@@ -26,7 +26,7 @@ def test_sigkill_and_resume_reach_the_uninterrupted_weights(ft_data, tmp_path, r
     assert state == {"global_step": 6, "epoch": 1, "next_batch": 1}  # mid-epoch
     assert not (killed / "result.json").exists()
 
-    assert run_ft(ft_data.args(killed, *RUN, "--resume")) == 0
+    assert run_ft([*ft_data.args(killed, *RUN), "--resume"]) == 0
     a = torch.load(ref / "state" / "last" / "pytorch_model.bin", weights_only=True)
     b = torch.load(killed / "state" / "last" / "pytorch_model.bin", weights_only=True)
     assert a.keys() == b.keys() and len(a) > 5
@@ -39,3 +39,27 @@ def test_sigkill_and_resume_reach_the_uninterrupted_weights(ft_data, tmp_path, r
     ha, hb = (json.loads((d / "metrics.json").read_text())["history"] for d in (ref, killed))
     assert [h["updates"] for h in hb] == [h["updates"] for h in ha] == [5, 10]
     assert np.allclose([h["train_loss"] for h in hb], [h["train_loss"] for h in ha], rtol=1e-4)
+
+
+def test_resume_falls_back_to_prev_when_last_is_corrupt(ft_data, tmp_path, run_ft, capsys):
+    out = tmp_path / "corrupt"
+    args = ft_data.args(out, "train.per_device_batch_size=6", "train.checkpoint_every=0", "output.write_logits=false")
+    torch.set_num_threads(1)
+    assert run_ft(args) == 0  # states after epoch 1 (prev) and epoch 2 (last)
+    assert json.loads((out / "state" / "prev" / "complete.json").read_text())["epoch"] == 1
+    ref = torch.load(out / "state" / "last" / "pytorch_model.bin", weights_only=True)
+    ref_val = json.loads((out / "result.json").read_text())["val"]["hF"]
+    (out / "state" / "last" / "pytorch_model.bin").write_bytes(b"cut short")
+    capsys.readouterr()
+
+    assert run_ft([*args, "--resume"]) == 0
+    notices = [line for line in capsys.readouterr().out.splitlines() if "cannot be loaded" in line]
+    assert len(notices) == 1, notices
+    assert f"--resume: {out / 'state' / 'last'} cannot be loaded (" in notices[0]
+    assert notices[0].endswith(f"falling back to {out / 'state' / 'prev'}")
+    # epoch 2 trained again from the epoch-1 state reaches the same weights and scores
+    got = torch.load(out / "state" / "last" / "pytorch_model.bin", weights_only=True)
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-6, msg=k)
+    assert json.loads((out / "result.json").read_text())["val"]["hF"] == pytest.approx(ref_val, abs=1e-9)
+    assert [h["epoch"] for h in json.loads((out / "metrics.json").read_text())["history"]] == [1, 2]

@@ -2,19 +2,21 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 
 import numpy as np
 import pytest
 import torch
 
-from cache.tables import read_logits
 from cache.manifest import load_manifest
 from cache.splits import Split
 from cache.store import Store, default_store_path
+from cache.tables import read_logits
 from finetune.config import load_config
 from finetune.evaluate import predict, score
 from finetune.model import WEIGHTS_FORMAT, model_from_run
-from finetune.trainer import load_datasets
+from finetune.trainer import _hold_output_lock, load_datasets
 
 
 def test_stage1_one_process_writes_every_output(ft_data, tmp_path, run_ft):
@@ -63,11 +65,11 @@ def test_refusals(ft_data, tmp_path, capsys, run_ft):
     assert "global batch size 18 is not divisible by 1 process(es) × 4 accumulation step(s) = 4" in err
     assert not (out / "state").exists()
     # ... unless a per-device batch is given (here 3 × 1 × 4 = 12 per update); one epoch is enough
-    assert run_ft(ft_data.args(out, "train.grad_accum=4", "per_device_batch_size=3", "epochs=1",
+    assert run_ft(ft_data.args(out, "train.grad_accum=4", "train.per_device_batch_size=3", "train.epochs=1",
                                       "output.write_logits=false")) == 0
     assert json.loads((out / "result.json").read_text())["global_batch"] == 12
     # a finished run is never overwritten silently
-    assert run_ft(ft_data.args(out, "epochs=1")) == 2
+    assert run_ft(ft_data.args(out, "train.epochs=1")) == 2
     assert "already holds a training state" in capsys.readouterr().err
 
 
@@ -80,8 +82,8 @@ def test_text_from_metadata_and_a_clip_that_fails_to_decode(ft_data, tmp_path, r
     bad = ft_data.clean_ids[5]
     (data / "audio" / f"{bad}.wav").write_bytes(b"RIFF not really a wav file")
     out = tmp_path / "meta"
-    args = ft_data.args(out, "backbone.variant=clap", "text_source=metadata", "epochs=1", "data.noisy=''",
-                        f"data.clean={data}", "run_name=t-meta")
+    args = ft_data.args(out, "backbone.variant=clap", "backbone.text_source=metadata", "train.epochs=1", "data.noisy=''",
+                        f"data.clean={data}", "output.run_name=t-meta")
     assert run_ft(args) == 0
     facts = json.loads((out / "config.json").read_text())["facts"]
     assert facts["use_text"] and facts["head"]["in_dim"] == 16 + 32 and facts["unused_parameters"] == []
@@ -89,3 +91,43 @@ def test_text_from_metadata_and_a_clip_that_fails_to_decode(ft_data, tmp_path, r
     assert list(result["decode_failures"]) == ["TESTCLEAN"] and bad in result["decode_failures"]["TESTCLEAN"]
     t = Store(default_store_path(data), mode="r").read_table("logits/t-meta")
     assert len(t) == 40 and np.isfinite(t["logits"]).all() and t.attrs["decode_failures"] == [bad]
+
+
+def _error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("finetune:")]
+
+
+def test_missing_inputs_exit_2_with_one_line_naming_them(ft_data, tmp_path, capsys, run_ft):
+    stage2 = ["train.stage=2", "train.lam=0.9", "train.epochs=1", "output.write_logits=false"]
+    assert run_ft(ft_data.args(tmp_path / "a", *stage2, "data.pseudo_labels=no-such-labels")) == 2
+    [line] = _error_lines(capsys.readouterr().err)
+    assert "data.pseudo_labels: no table pseudo_labels/no-such-labels in" in line and "python -m heads pseudo-labels" in line
+    missing = tmp_path / "no-such-run"
+    assert run_ft(ft_data.args(tmp_path / "b", "train.init_from=" + str(missing), "train.epochs=1")) == 2
+    [line] = _error_lines(capsys.readouterr().err)
+    assert f"train.init_from: no weights file {missing} (give a finished run folder" in line
+    missing.mkdir()  # a run folder without best weights
+    assert run_ft(ft_data.args(tmp_path / "c", "train.init_from=" + str(missing), "train.epochs=1")) == 2
+    [line] = _error_lines(capsys.readouterr().err)
+    assert f"train.init_from: no weights file {missing}/best/model.pt" in line
+
+
+def test_only_rank_0_prints_the_refusal(ft_data, tmp_path, capsys, run_ft, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    assert run_ft(ft_data.args(tmp_path / "x", "train.grad_accum=4")) == 2
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert run_ft(ft_data.args(tmp_path / "x", "train.grad_accum=4")) == 2
+    assert len(_error_lines(capsys.readouterr().err)) == 1
+
+
+def test_a_second_run_into_a_held_output_folder_is_refused(ft_data, tmp_path, capsys, run_ft):
+    out = tmp_path / "locked"
+    with _hold_output_lock(out):
+        assert run_ft(ft_data.args(out, "train.epochs=1")) == 2
+        [line] = _error_lines(capsys.readouterr().err)
+    assert f"{out} is in use by another fine-tune run (pid {os.getpid()} on {socket.gethostname()})" in line
+    assert not (out / "state").exists()
+    # released: the run goes ahead and its lock file names it while it runs
+    assert run_ft(ft_data.args(out, "train.epochs=1", "output.write_logits=false")) == 0
+    assert (out / ".lock").read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"

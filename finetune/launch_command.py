@@ -2,14 +2,20 @@
 
 One process: plain ``python finetune/run.py``. Several: ``accelerate launch --multi_gpu`` (on a
 CPU, set ``ACCELERATE_USE_CPU=true`` in the environment; plain ``--cpu --num_processes N``
-silently runs one process). Used by the sweep's tests and by the benchmark.
+silently runs one process). Used by the sweep, its tests and the benchmark.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Iterable
 
 RUN_SCRIPT = Path(__file__).resolve().parent / "run.py"
+
+
+def set_options(overrides: Iterable[str]) -> list[str]:
+    """``["train.lr=1e-5", ...]`` → ``["--set", "train.lr=1e-5", ...]``: run.py's override options."""
+    return [arg for item in overrides for arg in ("--set", item)]
 
 
 def run_command(args: list[str], processes: int = 1, mixed_precision: str = "no") -> list[str]:

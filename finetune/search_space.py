@@ -1,8 +1,9 @@
-"""The CP-JKU report's Table 1: search ranges per backbone and stage (end-to-end fine-tuning).
+"""Hyperparameter search ranges of end-to-end fine-tuning, per backbone and stage (the CP-JKU report's Table 1).
 
 Learning rates are sampled log-uniformly, λ uniformly; 20 configurations per backbone-stage.
-Warm-up is 1 epoch; the decay starts at epoch 1 (2 in stage 2), TASK.md §6. The ``tiny``
-rows are ours (the test/debug backbone), not the report's.
+Warm-up is 1 epoch; the decay starts at epoch 1 (2 in stage 2). The ranges and the fixed
+recipe are listed in docs/finetune.md. The ``tiny`` rows are ours (the test/debug backbone),
+not the report's.
 """
 from __future__ import annotations
 
@@ -23,12 +24,8 @@ class SearchRange:
 
     @property
     def lr_mid(self) -> float:
-        """Geometric middle of the learning-rate range (the default in configs/finetune/)."""
+        """Geometric middle of the learning-rate range (the per-stage lr in configs/finetune/)."""
         return (self.lr_min * self.lr_max) ** 0.5
-
-    @property
-    def lam_mid(self) -> float:
-        return (self.lam_min + self.lam_max) / 2
 
 
 def _stage_rows(backbone: str, rows: list[tuple[float, float, int]]) -> dict[tuple[str, int], SearchRange]:
@@ -38,7 +35,7 @@ def _stage_rows(backbone: str, rows: list[tuple[float, float, int]]) -> dict[tup
 
 
 #: (backbone, stage) → range; backbone names are the registry names of extract.backbones
-TABLE1: dict[tuple[str, int], SearchRange] = {
+SEARCH_RANGES: dict[tuple[str, int], SearchRange] = {
     **_stage_rows("passt", [(5e-6, 1e-5, 30), (3e-6, 6e-6, 15), (0.9e-6, 2e-6, 15)]),
     **_stage_rows("beats", [(3e-6, 6e-6, 15), (3e-6, 6e-6, 15), (1e-6, 5e-6, 15)]),
     **_stage_rows("m2d", [(1e-6, 4e-6, 30), (1e-6, 3e-6, 30), (1e-6, 3e-6, 15)]),
@@ -51,8 +48,9 @@ TRIALS_PER_STAGE = 20
 
 
 def search_range(backbone: str, stage: int) -> SearchRange:
+    """The search range of ``backbone`` (a registry name of extract.backbones) in ``stage``; KeyError names the known ones."""
     try:
-        return TABLE1[(backbone, int(stage))]
+        return SEARCH_RANGES[(backbone, int(stage))]
     except KeyError:
-        known = sorted({b for b, _ in TABLE1})
-        raise KeyError(f"no Table-1 range for backbone {backbone!r} stage {stage}; known backbones: {', '.join(known)}") from None
+        known = sorted({b for b, _ in SEARCH_RANGES})
+        raise KeyError(f"no search range for backbone {backbone!r} stage {stage}; known backbones: {', '.join(known)}") from None
