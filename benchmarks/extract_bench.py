@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             ov = {} if win == 10.0 else {"window_seconds": win}
             results["passt"] = bench_audio(
                 f"passt (random, {win:g} s windows)", BackboneConfig("passt", random_init=True, overrides=ov), proot,
-                args.passt_clips, args.workers, args.passt_batch, {"random_init": True, "overrides": ov}, device=device)
+                args.passt_clips, args.workers, args.passt_batch, {"random_init": True, "arch": ov}, device=device)
             results["passt"]["seconds"] = ptotal
             results["passt"]["window_seconds"] = win
             results["passt"]["max_clip_seconds"] = max_s

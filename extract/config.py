@@ -1,16 +1,30 @@
-"""Typed configuration of ``python -m extract embeddings`` (TOML file + command-line overrides)."""
+"""Typed configuration of ``python -m extract embeddings``.
+
+One convention, parsed by ``cache.config`` alone: ``--config FILE.toml`` (the fields of
+:class:`EmbeddingsConfig` as top-level keys, architecture overrides in an ``[arch]`` table) plus
+repeatable ``--set key=value`` (``--set batch_size=64``, ``--set arch.depth=2``). The dedicated
+flags (``--dataset``, ``--backbone``, ``--batch-size``, …, ``--arch KEY=VALUE``) are shorthands
+for ``--set`` of one key each (:data:`SHORTHANDS`). Precedence: defaults < file < ``--set`` <
+shorthands. The resolved configuration is recorded in the table's attributes (``config``) and
+reads back with :func:`cache.config.load_config` after :func:`cache.config.dump_toml`.
+"""
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from cache.config import ConfigError, field_types, from_dict, parse_value, read_toml, split_override
+from cache.config import dump_toml, load_config, split_override, to_dict
 
 TEXT_SOURCES = ("summary", "metadata")
 DTYPES = ("float16", "float32")
 LOADERS = ("auto", "processes", "threads")
+
+
+class ExtractionError(RuntimeError):
+    """The run cannot start (bad option combination, missing summaries, mismatching table…)."""
 
 
 @dataclass
@@ -44,7 +58,7 @@ class EmbeddingsConfig:
     seed: int = 0  # torch seed set before building the backbone (random-init weights are reproducible)
     allow_missing: list[str] = field(default_factory=list)  # checkpoint keys allowed to be missing (globs)
     allow_unexpected: list[str] = field(default_factory=list)
-    overrides: dict[str, Any] = field(default_factory=dict)  # backbone architecture overrides (TOML table)
+    arch: dict[str, Any] = field(default_factory=dict)  # backbone architecture overrides ([arch] table)
     progress: bool = True  # tqdm progress bar
 
     def validate(self) -> "EmbeddingsConfig":
@@ -73,86 +87,90 @@ class EmbeddingsConfig:
         return Path(self.store) if self.store else default_store_path(self.dataset)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        """The JSON/TOML-ready dict recorded in the table's ``config`` attribute."""
+        return to_dict(self)
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Fields from a TOML file: top-level keys, or an ``[embeddings]`` table. Unknown keys raise."""
-    data = read_toml(path)
-    if "embeddings" in data and isinstance(data["embeddings"], dict):
-        data = data["embeddings"]
-    data = {k.replace("-", "_"): v for k, v in data.items()}
-    known = field_types(EmbeddingsConfig)
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(f"{path}: unknown config key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return data
-
-
-def _parse_override(item: str) -> tuple[str, Any]:
-    try:
-        key, text = split_override(item, "--override")
-    except ConfigError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return key, parse_value(text)
+#: dedicated flags: (flag, config key, argparse keywords). Each is a shorthand for ``--set KEY=VALUE``.
+SHORTHANDS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("--dataset", "dataset", dict(type=Path, help="dataset root (metadata/, audio/, features/)")),
+    ("--backbone", "backbone", dict(help="registered backbone name (logmel, minilm, shipped, passt, …)")),
+    ("--variant", "variant", dict(help="backbone variant (default: the backbone's default)")),
+    ("--checkpoint", "checkpoint", dict(type=Path, help="local weights file (M2D: weights folder)")),
+    ("--tokenizer", "tokenizer", dict(type=Path, help="local tokenizer folder for text towers")),
+    ("--text-source", "text_source", dict(choices=TEXT_SOURCES, help="text fed to a text tower: cached LLM "
+                                          "summaries or cleaned metadata (required for text towers)")),
+    ("--summaries", "summaries", dict(help="name of llm/summaries/<NAME> (default: the only one in the store)")),
+    ("--store", "store", dict(type=Path, help="cache store path (default: <dataset>/cache.zarr)")),
+    ("--group", "group", dict(help="table path (default: embeddings/<backbone>@<hash8>[~<text-source>])")),
+    ("--dtype", "dtype", dict(choices=DTYPES, help="stored embedding dtype (default float32)")),
+    ("--batch-size", "batch_size", dict(type=int, help="windows/texts per forward (0 = the backbone's default: "
+                                        "32; logmel on a CPU 2)")),
+    ("--num-workers", "num_workers", dict(type=int, help="decode workers (-1 = auto: 0 on a CPU, 2 on a GPU)")),
+    ("--loader", "loader", dict(choices=LOADERS, help="decode in DataLoader worker processes, in threads, or auto "
+                                "(default: threads; measured faster than worker processes on CPU and GPU hosts)")),
+    ("--chunk-rows", "chunk_rows", dict(type=int, help="rows per resumable chunk (256)")),
+    ("--overwrite", "overwrite", dict(action="store_const", const=True,
+                                      help="replace an existing table made with other settings")),
+    ("--device", "device", dict(help="auto (default), cpu, cuda, cuda:1, …")),
+    ("--no-autocast", "autocast", dict(action="store_const", const=False, help="run in float32 on GPU too")),
+    ("--random-init", "random_init", dict(action="store_const", const=True,
+                                          help="build the backbone with random weights (tests/benchmarks only)")),
+    ("--seed", "seed", dict(type=int, help="torch seed before building the backbone (0)")),
+    ("--allow-missing", "allow_missing", dict(action="append", metavar="GLOB",
+                                              help="checkpoint key allowed to be missing (repeatable)")),
+    ("--allow-unexpected", "allow_unexpected", dict(action="append", metavar="GLOB",
+                                                    help="unexpected checkpoint key to ignore (repeatable)")),
+    ("--no-progress", "progress", dict(action="store_const", const=False, help="no progress bar")),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    S = argparse.SUPPRESS
     p = argparse.ArgumentParser(
         prog="python -m extract embeddings",
         description="Extract embeddings of every clip of a dataset into its cache store (resumable, shardable "
-                    "with accelerate launch).",
+                    "with accelerate launch). Configuration: --config FILE.toml and --set KEY=VALUE; the other "
+                    "options are shorthands for --set of one key (they win over --set and the file).",
     )
-    p.add_argument("--config", type=Path, default=None, help="TOML file with any of the options below")
-    p.add_argument("--dataset", type=Path, default=S, help="dataset root (metadata/, audio/, features/)")
-    p.add_argument("--backbone", default=S, help="registered backbone name (logmel, minilm, shipped, passt, …)")
-    p.add_argument("--variant", default=S, help="backbone variant (default: the backbone's default)")
-    p.add_argument("--checkpoint", type=Path, default=S, help="local weights file (M2D: weights folder)")
-    p.add_argument("--tokenizer", type=Path, default=S, help="local tokenizer folder for text towers")
-    p.add_argument("--text-source", dest="text_source", choices=TEXT_SOURCES, default=S,
-                   help="text fed to a text tower: cached LLM summaries or cleaned metadata (required for text towers)")
-    p.add_argument("--summaries", default=S, help="name of llm/summaries/<NAME> (default: the only one in the store)")
-    p.add_argument("--store", type=Path, default=S, help="cache store path (default: <dataset>/cache.zarr)")
-    p.add_argument("--group", default=S, help="table path (default: embeddings/<backbone>@<hash8>[~<text-source>])")
-    p.add_argument("--dtype", choices=DTYPES, default=S, help="stored embedding dtype (default float32)")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=S, help="windows/texts per forward (0 = the backbone's default: 32; logmel on a CPU 2)")
-    p.add_argument("--num-workers", dest="num_workers", type=int, default=S, help="decode workers (-1 = auto: 0 on a CPU, 2 on a GPU)")
-    p.add_argument("--loader", choices=LOADERS, default=S,
-                   help="decode in DataLoader worker processes, in threads, or auto (default: threads; "
-                        "measured faster than worker processes on CPU and GPU hosts)")
-    p.add_argument("--chunk-rows", dest="chunk_rows", type=int, default=S, help="rows per resumable chunk (256)")
-    p.add_argument("--overwrite", action="store_const", const=True, default=S,
-                   help="replace an existing table made with other settings")
-    p.add_argument("--device", default=S, help="auto (default), cpu, cuda, cuda:1, …")
-    p.add_argument("--no-autocast", dest="autocast", action="store_const", const=False, default=S,
-                   help="run in float32 on GPU too")
-    p.add_argument("--random-init", dest="random_init", action="store_const", const=True, default=S,
-                   help="build the backbone with random weights (tests/benchmarks only)")
-    p.add_argument("--seed", type=int, default=S, help="torch seed before building the backbone (0)")
-    p.add_argument("--allow-missing", dest="allow_missing", action="append", default=S, metavar="GLOB",
-                   help="checkpoint key allowed to be missing (repeatable)")
-    p.add_argument("--allow-unexpected", dest="allow_unexpected", action="append", default=S, metavar="GLOB",
-                   help="unexpected checkpoint key to ignore (repeatable)")
-    p.add_argument("--override", dest="overrides", action="append", type=_parse_override, default=S,
-                   metavar="KEY=VALUE", help="backbone architecture override (repeatable; TOML value syntax)")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=S,
-                   help="no progress bar")
+    p.add_argument("--config", type=Path, default=None, help="TOML file: EmbeddingsConfig keys, [arch] table")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a config key (repeatable; TOML value syntax), e.g. batch_size=64 or arch.depth=2")
+    for flag, key, kw in SHORTHANDS:
+        kw = dict(kw)
+        kw["help"] = f"{kw['help']} [{key}]"
+        p.add_argument(flag, dest=key, default=None, **kw)
+    p.add_argument("--arch", dest="arch", action="append", default=[], metavar="KEY=VALUE",
+                   help="backbone architecture override (repeatable; TOML value syntax) [arch.KEY]")
+    p.add_argument("--override", dest="deprecated_override", action="append", default=[], metavar="KEY=VALUE",
+                   help=argparse.SUPPRESS)  # deprecated alias of --arch
     return p
 
 
+def _toml_literal(value: Any) -> str:
+    """``value`` as a TOML literal (the text after ``=`` in a ``--set``), written by cache.config."""
+    return dump_toml({"v": value}).strip()[len("v = "):]
+
+
+def shorthand_sets(args: argparse.Namespace) -> list[str]:
+    """The ``KEY=VALUE`` items the dedicated flags given stand for (``--arch k=v`` → ``arch.k=v``)."""
+    items = []
+    for _, key, _ in SHORTHANDS:
+        value = getattr(args, key)
+        if value is not None:
+            items.append(f"{key}={_toml_literal(str(value) if isinstance(value, Path) else value)}")
+    for option, arch_items in (("--override", args.deprecated_override), ("--arch", args.arch)):
+        for item in arch_items:
+            key, text = split_override(item, option)
+            items.append(f"arch.{key}={text}")
+    return items
+
+
 def parse_config(argv: Sequence[str]) -> EmbeddingsConfig:
-    """Defaults < TOML file (``--config``) < command-line options."""
-    args = vars(build_parser().parse_args(list(argv)))
-    values: dict[str, Any] = {}
-    cfg_file = args.pop("config", None)
-    if cfg_file is not None:
-        values.update(load_toml(cfg_file))
-    if "overrides" in args:
-        merged = dict(values.get("overrides") or {})
-        merged.update(dict(args.pop("overrides")))
-        args["overrides"] = merged
-    values.update(args)
-    # command-line values are typed by argparse: a value that does not fit comes from the file
-    cfg = from_dict(EmbeddingsConfig, values, str(cfg_file) if cfg_file is not None else "command line")
-    return cfg.validate()
+    """Defaults < TOML file (``--config``) < ``--set`` < dedicated flags; validated."""
+    args = build_parser().parse_args(list(argv))
+    if args.deprecated_override:
+        print("note: --override is deprecated; use --arch KEY=VALUE (backbone architecture overrides)",
+              file=sys.stderr)
+    for item in args.sets:
+        split_override(item, "--set")  # a malformed item is named as the user wrote it
+    return load_config(EmbeddingsConfig, args.config, [*args.sets, *shorthand_sets(args)]).validate()

@@ -4,10 +4,13 @@ A backbone turns fixed-length windows of mono audio at its native rate into one 
 per window (and, for audio–text models, strings into text embeddings). Windowing, padding
 and pooling over windows live in ``extract.windowing`` and are shared by the extraction
 runner and the fine-tune tier. Adding a backbone = one new file in this folder that calls
-``register_backbone``; ``extract.backbones`` imports every module here.
+``register_backbone``; :func:`import_backbone_modules` imports every module here.
 """
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -112,16 +115,23 @@ def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]
     return deco
 
 
-def available_backbones() -> list[str]:
-    from . import _load_all  # noqa: F401  (imports every backbone module)
+@functools.cache
+def import_backbone_modules() -> None:
+    """Import every backbone module of this folder, so that each registers itself (once)."""
 
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"{__package__}.{info.name}")
+
+
+def available_backbones() -> list[str]:
+    import_backbone_modules()
     return sorted(_REGISTRY)
 
 
 def build_backbone(config: BackboneConfig | str, **kw: Any) -> Backbone:
     """Build a registered backbone from a config (or a name plus config fields)."""
-    from . import _load_all  # noqa: F401
-
+    import_backbone_modules()
     if isinstance(config, str):
         config = BackboneConfig(name=config, **kw)
     if config.name not in _REGISTRY:

@@ -15,7 +15,7 @@ by all layers and a per-layer gate), ``encoder.layer_norm``.
 official code applies on top of the encoder; we use the encoder only, so those two keys are in
 the explicit allow-list :data:`UNUSED_KEYS` (any other unexpected or missing key fails).
 
-Front-end (TASK.md §6): Kaldi fbank of ``waveform * 2**15`` (128 bins, 25 ms / 10 ms, povey window;
+Front-end (docs/backbones_beats_m2d.md): Kaldi fbank of ``waveform * 2**15`` (128 bins, 25 ms / 10 ms, povey window;
 :func:`extract.frontends.kaldi_fbank`), then ``(x - 15.41663) / (2 * 6.55582)``; 16×16 patches
 (10 s → 998 frames → 62 time × 8 frequency patches); the final token features averaged → 768-d.
 With ``lengths``, patches made only of padding are zeroed before the positional convolution,

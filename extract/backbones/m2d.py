@@ -14,7 +14,7 @@ loader does. Keys the audio features do not use are named in the explicit allow-
 task head ``module.head.*`` and the EVAR runtime's front-end buffers); any other unexpected or
 missing key fails.
 
-Front-end (TASK.md §6): power-2 mel spectrogram (Hann 400, hop 160, centred with reflect padding,
+Front-end (docs/backbones_beats_m2d.md): power-2 mel spectrogram (Hann 400, hop 160, centred with reflect padding,
 80 Slaney-normalised Slaney-scale filters 50–8000 Hz; torchaudio), ``log(x + eps)`` with the float32
 eps, ``(x - mean) / std`` with ``norm_stats``. 10 s → 1001 frames → 5 frequency × 62 time patches;
 each time step's 5 patch embeddings are concatenated (f-major, 5 × 768 = 3840) and averaged over

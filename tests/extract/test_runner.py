@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from cache.config import dump_toml, load_config, to_dict
 from cache.feature_matrix import open_features, read_features
 from cache.manifest import load_manifest
 from cache.store import FAILED, OK, SchemaError, Store
@@ -177,21 +178,41 @@ def test_text_source_rules(ds, tmp_path):
         run_embeddings(_cfg(ds, store=tmp_path / "x.zarr", backbone="minilm", text_source="summary"))
 
 
-def test_cli_toml_and_overrides(ds, tmp_path, capsys):
+def test_cli_config_set_and_shorthands(ds, tmp_path, capsys):
     toml = tmp_path / "e.toml"
-    toml.write_text(f'[embeddings]\ndataset = "{ds}"\nbackbone = "logmel"\nchunk_rows = 7\nnum-workers = 0\n'
-                    f'store = "{tmp_path / "c.zarr"}"\n\n[embeddings.overrides]\nn = 1\nm = 2\n')
-    cfg = parse_config(["--config", str(toml), "--chunk-rows", "4", "--override", "n=3"])
-    assert (cfg.chunk_rows, cfg.num_workers, cfg.backbone, cfg.overrides) == (4, 0, "logmel", {"n": 3, "m": 2})
-    toml.write_text("\n".join(toml.read_text().splitlines()[:6]) + "\n")  # logmel takes no overrides
-    assert cli_main(["embeddings", "--config", str(toml), "--chunk-rows", "5", "--no-progress"]) == 0
+    toml.write_text(f'dataset = "{ds}"\nbackbone = "logmel"\nchunk_rows = 7\nnum_workers = 0\n'
+                    f'batch_size = 3\nstore = "{tmp_path / "c.zarr"}"\n\n[arch]\nn = 1\nm = 2\n')
+    # defaults < file < --set < shorthand flags; --arch k=v is --set arch.k=v
+    cfg = parse_config(["--config", str(toml), "--set", "chunk_rows=9", "--set", "batch_size=5", "--chunk-rows", "4",
+                        "--arch", "n=3", "--set", "arch.k=[1, 2]", "--allow-missing", "a.*", "--no-autocast"])
+    assert (cfg.chunk_rows, cfg.batch_size, cfg.num_workers, cfg.backbone) == (4, 5, 0, "logmel")
+    assert cfg.arch == {"n": 3, "m": 2, "k": [1, 2]} and cfg.allow_missing == ["a.*"] and cfg.autocast is False
+    assert cfg.dataset == ds and cfg.store == tmp_path / "c.zarr"
+    # --override is the deprecated name of --arch: same result and a one-line notice
+    assert parse_config(["--config", str(toml), "--override", "n=3"]).arch == {"n": 3, "m": 2}
+    assert capsys.readouterr().err.count("--override is deprecated; use --arch") == 1
+
+    toml.write_text("\n".join(toml.read_text().splitlines()[:6]) + "\n")  # logmel takes no arch overrides
+    assert cli_main(["embeddings", "--config", str(toml), "--set", "chunk_rows=5", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "embeddings/logmel@none" in out and "8 ok, 2 failed" in out
-    assert Store(tmp_path / "c.zarr").attrs(GROUP)["config"]["chunk_rows"] == 5
+    recorded = Store(tmp_path / "c.zarr").attrs(GROUP)["config"]
+    assert recorded["chunk_rows"] == 5 and recorded["batch_size"] == 3 and recorded["num_workers"] == 0
+    # the recorded (resolved) configuration round-trips through cache.config's TOML writer and reader
+    again = tmp_path / "again.toml"
+    again.write_text(dump_toml(recorded))
+    resolved = load_config(EmbeddingsConfig, again)
+    assert to_dict(resolved) == recorded and resolved == parse_config(["--config", str(again)])
+    assert resolved.dataset == ds and resolved.progress is False
+
     bad = tmp_path / "bad.toml"
     bad.write_text('backbone = "logmel"\nbatchsize = 3\n')
-    with pytest.raises(ValueError, match="unknown config key.*batchsize"):
+    with pytest.raises(ValueError, match="unknown key 'batchsize'"):
         parse_config(["--config", str(bad)])
+    with pytest.raises(ValueError, match="batch_size: expected an integer"):
+        parse_config(["--dataset", str(ds), "--backbone", "logmel", "--set", "batch_size=many"])
+    assert cli_main(["embeddings", "--dataset", str(ds), "--backbone", "logmel", "--set", "arch"]) == 2
+    assert "--set expects KEY=VALUE" in capsys.readouterr().err
     assert cli_main(["embeddings", "--dataset", str(ds), "--backbone", "nope", "--no-progress"]) == 2
     assert "unknown backbone 'nope'" in capsys.readouterr().err
     assert cli_main(["frobnicate"]) == 2
