@@ -29,7 +29,7 @@ second class and 0.2 on ``other``; no such tag gets ``fx-o``. Markers ``[[name]]
 ``batchlost``      batch: first batch attempt of this row is missing from the output
 =================  =============================================================
 
-Run it by hand: ``python -m extract.llm.fake_server --port 8000 --latency 0.2``.
+Run it by hand: ``python -m testkit.fake_llm_server --port 8000 --latency 0.2``.
 """
 from __future__ import annotations
 
@@ -48,8 +48,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from cache.taxonomy import CLASSES
-
-from .prompts import DATA_CLOSE, DATA_OPEN
+from extract.llm.prompts import DATA_CLOSE, DATA_OPEN
 
 _MARK_RE = re.compile(r"\[\[([a-z0-9]+)(?::([0-9.]+))?\]\]")
 
