@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import soundfile as sf
 
 from cache.manifest import LABELLED_COLUMNS, UNLABELLED_REQUIRED
+from cache.taxonomy import CLASSES
 
 __all__ = ["LABELLED_COLUMNS", "UNLABELLED_REQUIRED", "labelled_row", "unlabelled_row", "balanced_rows",
            "write_metadata", "write_dataset", "write_wav"]
@@ -35,8 +37,6 @@ def unlabelled_row(anonymous_id: str, title: str = "", tags: str = "", descripti
 
 def balanced_rows(n_per_class: int, classes: Sequence[str] | None = None, start: int = 1000) -> list[dict[str, str]]:
     """``n_per_class`` target rows for each class (all 23 by default), ids start, start+1, ..."""
-    from cache.taxonomy import CLASSES
-
     rows, k = [], start
     for code in classes or CLASSES:
         for _ in range(n_per_class):
@@ -81,8 +81,6 @@ def write_dataset(root: str | Path, rows: Sequence[dict[str, str]], *, name: str
 
 def write_wav(root: str | Path, clip_id: str, x: np.ndarray, rate: int, subtype: str = "PCM_16") -> Path:
     """Write ``x`` ((T,) or (T, channels) float) as ``<root>/audio/<clip_id>.wav``; return its path."""
-    import soundfile as sf
-
     path = Path(root) / "audio" / f"{clip_id}.wav"
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, x, rate, subtype=subtype)

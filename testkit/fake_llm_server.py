@@ -87,10 +87,16 @@ def _user_text(body: dict) -> tuple[str, str]:
     return system, user
 
 
+def extract_data_block(user_message: str) -> dict:
+    """Inverse of the user message: the JSON record inside the data block."""
+    start = user_message.index(DATA_OPEN) + len(DATA_OPEN)
+    end = user_message.index(DATA_CLOSE, start)
+    return json.loads(user_message[start:end])
+
+
 def _record_of(user: str) -> dict:
     try:
-        start = user.index(DATA_OPEN) + len(DATA_OPEN)
-        return json.loads(user[start:user.index(DATA_CLOSE, start)])
+        return extract_data_block(user)
     except (ValueError, json.JSONDecodeError):
         return {}
 
