@@ -8,7 +8,7 @@ siblings, text alone should be moderate, and the concatenation should beat both.
 
     python benchmarks/demo_sanity.py --demo DIR [--json OUT.json]
 
-Generate DIR first with ``python -m cache demo-data --out DIR`` (or pass --generate).
+Generate DIR first with ``python -m demo --out DIR`` (or pass --generate).
 Prints a table (accuracy, top-level accuracy, hF with never-predicted="zero") and writes JSON.
 """
 from __future__ import annotations
@@ -29,10 +29,13 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from cache.demo_data import CLEAN, EVAL, generate_demo
-from cache.manifest import Manifest, load_manifest
-from cache.taxonomy import CLASS_INDEX
-from cache.metric import hierarchical_scores
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # demo/ is a top-level folder of the checkout, not an installed package
+
+from cache.manifest import Manifest, load_manifest  # noqa: E402
+from cache.metric import hierarchical_scores  # noqa: E402
+from cache.taxonomy import CLASS_INDEX  # noqa: E402
+from demo.data import CLEAN, EVAL, generate_demo  # noqa: E402
 
 _MEL = torchaudio.transforms.MelSpectrogram(sample_rate=44100, n_fft=2048, hop_length=882, n_mels=64)
 

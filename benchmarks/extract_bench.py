@@ -26,7 +26,6 @@ the text part (it needs the MiniLM weights installed).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -41,7 +40,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from cache.store import Store, read_array  # noqa: E402
@@ -51,9 +49,8 @@ from extract.config import EmbeddingsConfig  # noqa: E402
 from extract.runner import run_embeddings  # noqa: E402
 from extract.text import clean_metadata  # noqa: E402
 from extract.windowing import embed_clips, module_device, split_windows  # noqa: E402
+from testkit.bsd_dataset import labelled_row, write_metadata, write_wav  # noqa: E402
 
-HEADER = ("sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license", "title", "tags",
-          "description")
 WORDS = ["dog", "rain", "car", "piano", "crowd", "door", "wind", "synth", "bird", "engine", "speech", "drum",
          "guitar", "thunder", "kitchen", "street", "whoosh", "laser", "violin", "footsteps"]
 
@@ -66,27 +63,24 @@ def durations(n: int, rng: np.random.Generator, max_s: float = 30.0) -> np.ndarr
     return np.where(rng.random(n) < 0.5, log_u, uni)
 
 
-def write_metadata(root: Path, n: int, rng: np.random.Generator) -> None:
-    (root / "metadata").mkdir(parents=True, exist_ok=True)
-    with open(root / "metadata" / "BENCH_metadata.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(HEADER)
-        for i in range(n):
-            words = rng.choice(WORDS, size=int(rng.integers(2, 12)))
-            desc = " ".join(rng.choice(WORDS, size=int(rng.integers(0, 80))))
-            w.writerow([str(i), "fx-o", "", "fx", "4", "u", "CC0", f"{words[0]} {words[1]} {i}", ",".join(words),
-                        f"<p>Recorded {desc}.</p> https://example.org/{i}"])
+def write_bench_metadata(root: Path, n: int, rng: np.random.Generator) -> None:
+    rows = []
+    for i in range(n):
+        words = rng.choice(WORDS, size=int(rng.integers(2, 12)))
+        desc = " ".join(rng.choice(WORDS, size=int(rng.integers(0, 80))))
+        rows.append(labelled_row(str(i), "fx-o", uploader="u", title=f"{words[0]} {words[1]} {i}",
+                                 tags=",".join(words), description=f"<p>Recorded {desc}.</p> https://example.org/{i}"))
+    write_metadata(root, rows, "BENCH")
 
 
 def write_audio_dataset(root: Path, n: int, seed: int = 0, max_s: float = 30.0) -> tuple[Path, float]:
     """n WAV clips (44.1 kHz, 16-bit, mono) with BSD-like durations; returns (root, total seconds)."""
     rng = np.random.default_rng(seed)
     (root / "audio").mkdir(parents=True, exist_ok=True)
-    write_metadata(root, n, rng)
+    write_bench_metadata(root, n, rng)
     d = durations(n, rng, max_s)
     for i, sec in enumerate(d):
-        x = 0.1 * rng.standard_normal(int(sec * 44100)).astype(np.float32)
-        sf.write(root / "audio" / f"{i}.wav", x, 44100, subtype="PCM_16")
+        write_wav(root, str(i), 0.1 * rng.standard_normal(int(sec * 44100)).astype(np.float32), 44100)
     return root, float(d.sum())
 
 
@@ -161,7 +155,7 @@ def bench_minilm(n: int, tmp: Path, rng: np.random.Generator, runner_n: int = 20
     from extract.backbones.minilm import MiniLMEncoder
 
     root = tmp / "text"
-    write_metadata(root, n, rng)
+    write_bench_metadata(root, n, rng)
     m = load_manifest(root, require_audio=False)
     texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description)]
     res: dict = {"texts": n, "mean_chars": float(np.mean([len(t) for t in texts]))}
@@ -181,7 +175,7 @@ def bench_minilm(n: int, tmp: Path, rng: np.random.Generator, runner_n: int = 20
             res[dtype]["min_cosine_to_float32"] = float((emb * ref).sum(1).min())
     res["encode_s"], res["encode_texts_s"] = res["float32"]["encode_s"], res["float32"]["encode_texts_s"]
     sub = tmp / "text_sub"  # the runner (same encoder, chunked writes) on the first runner_n strings
-    write_metadata(sub, min(n, runner_n), np.random.default_rng(2))
+    write_bench_metadata(sub, min(n, runner_n), np.random.default_rng(2))
     t0 = time.perf_counter()
     summary = run_embeddings(EmbeddingsConfig(dataset=sub, backbone="minilm", text_source="metadata",
                                               chunk_rows=1024, store=tmp / "text.zarr", progress=False,

@@ -4,7 +4,7 @@
     python benchmarks/finetune_bench.py --skip-cpu --scale 0.15 --epochs 2 --repeats 1   # GPU part only
 
 CPU part (always): the tiny backbone (10 s windows at 16 kHz) on demo data generated in a
-temporary folder (``cache.demo_data``): the plain loop (audio decoded in the main process,
+temporary folder (``demo.data``): the plain loop (audio decoded in the main process,
 one process, no Accelerate) against ``python finetune/run.py`` (DataLoader workers) and
 ``accelerate launch --multi_gpu --num_processes 2`` on the CPU. GPU part (when CUDA is
 available and ``--skip-gpu`` is not given): randomly initialised PaSST and M2D on one GPU,
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "finetune_bench.json"))
     args = ap.parse_args(argv)
 
-    from cache.demo_data import CLEAN, generate_demo
+    from demo.data import CLEAN, generate_demo
     from finetune.config import FinetuneConfig, load_config
 
     tmp = Path(tempfile.mkdtemp(prefix="ftbench-"))

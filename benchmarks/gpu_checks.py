@@ -46,8 +46,9 @@ def check_heads(device: torch.device) -> None:
     from heads.model import FusionHead
     from heads.search import SearchSpace, run_search, sample_configs
     from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_
-    from heads.synthetic import synthetic_data
-    from heads.training import TrainConfig, per_config_loss, predict_logits, train_head
+    from heads.training import TrainConfig, predict_logits, train_head
+    from testkit.reference_loss import per_config_loss
+    from testkit.synthetic_heads import synthetic_data
 
     dev = str(device)
 

@@ -32,6 +32,7 @@ import dataclasses
 import json
 import math
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -40,15 +41,18 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from cache.taxonomy import NUM_CLASSES
-from heads.losses import class_frequency_weights
-from cache.metric import hierarchical_scores
-from heads.model import FusionHead
-from heads.schedule import reference_schedule
-from heads.stacked import BatchedAdamW, StackedHeads
-from heads.synthetic import synthetic_data
-from heads.search import auto_stack, run_search
-from heads.training import TrainConfig, train_stacked
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # testkit/ is a top-level folder of the checkout, not an installed package
+
+from cache.metric import hierarchical_scores  # noqa: E402
+from cache.taxonomy import NUM_CLASSES  # noqa: E402
+from heads.losses import class_frequency_weights  # noqa: E402
+from heads.model import FusionHead  # noqa: E402
+from heads.schedule import reference_schedule  # noqa: E402
+from heads.search import auto_stack, run_search  # noqa: E402
+from heads.stacked import BatchedAdamW, StackedHeads  # noqa: E402
+from heads.training import TrainConfig, train_stacked  # noqa: E402
+from testkit.synthetic_heads import synthetic_data  # noqa: E402
 
 SIZES = {
     # name: (n_total, dim, hidden, full-epoch training clips)

@@ -9,7 +9,6 @@ clips in under 2 s. Prints a table and writes benchmarks/results/llm_bench.json.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -25,26 +24,24 @@ os.environ.setdefault("OPENAI_API_KEY", "sk-bench-dummy")
 
 from cache.manifest import load_manifest  # noqa: E402
 from extract.llm.config import LLMConfig  # noqa: E402
-from extract.llm.fake_server import FakeOpenAIServer  # noqa: E402
 from extract.llm.prompts import build_template  # noqa: E402
 from extract.llm.providers import build_provider  # noqa: E402
 from extract.llm.response_cache import ResponseCache  # noqa: E402
 from extract.llm.runner import Runner, build_requests  # noqa: E402
+from testkit.bsd_dataset import labelled_row, write_metadata  # noqa: E402
+from testkit.fake_llm_server import FakeOpenAIServer  # noqa: E402
 
-HEADER = ("sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license", "title", "tags",
-          "description")
 WORDS = ["dog", "rain", "car", "piano", "crowd", "door", "wind", "synth", "bird", "engine", "speech", "drum"]
 
 
 def write_dataset(root: Path, n: int) -> Path:
-    (root / "metadata").mkdir(parents=True, exist_ok=True)
-    with open(root / "metadata" / "BENCH_metadata.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(HEADER)
-        for i in range(n):
-            a, b = WORDS[i % len(WORDS)], WORDS[(i * 7 + 3) % len(WORDS)]
-            w.writerow([str(i), "fx-o", "", "fx", "4", "u", "CC0", f"{a} and {b} take {i}", f"{a}, {b}, fx-a",
-                        f"A recording of a {a} near a {b}. <b>Recorded</b> with a handheld recorder, clip {i}."])
+    rows = []
+    for i in range(n):
+        a, b = WORDS[i % len(WORDS)], WORDS[(i * 7 + 3) % len(WORDS)]
+        rows.append(labelled_row(str(i), "fx-o", uploader="u", title=f"{a} and {b} take {i}", tags=f"{a}, {b}, fx-a",
+                                 description=f"A recording of a {a} near a {b}. <b>Recorded</b> with a handheld "
+                                             f"recorder, clip {i}."))
+    write_metadata(root, rows, "BENCH")
     return root
 
 

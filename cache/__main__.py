@@ -2,7 +2,7 @@
 
 Commands: ``validate`` (read and check dataset manifests), ``split`` (build and save a
 development split), ``info`` / ``failures`` (inspect a cache store), ``export`` /
-``import`` (HDF5 copies of complete tables), ``demo-data`` (generate the demo dataset).
+``import`` (HDF5 copies of complete tables). The demo dataset comes from ``python -m demo``.
 Exit codes: 0 success (``validate`` also when rows have problems), 2 bad input.
 See ``docs/data.md``.
 """
@@ -238,17 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--overwrite", action="store_true", help="replace tables that already exist in the store")
     m.set_defaults(func=cmd_import)
 
-    sub.add_parser("demo-data", help="generate the demo dataset (arguments go to cache.demo_data; see demo-data --help)",
-                   add_help=False)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "demo-data":
-        from . import demo_data  # imported lazily: only this command needs it
-
-        return int(demo_data.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -46,10 +46,3 @@ def reference_schedule(optimizer: torch.optim.Optimizer, steps_per_epoch: int, e
         ratio = final_lr / base if base > 0 else 0.0
         lambdas.append(schedule_factor(steps_per_epoch, epochs, warmup_epochs, decay_start_epoch, ratio))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
-
-
-def lr_at(base_lr: float, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float = 1,
-          decay_start_epoch: float = 1, final_lr: float = 1e-7) -> float:
-    """Learning rate used for update number ``step`` (0-based), for a given base rate."""
-    ratio = final_lr / base_lr if base_lr > 0 else 0.0
-    return base_lr * schedule_factor(steps_per_epoch, epochs, warmup_epochs, decay_start_epoch, ratio)(step)

@@ -19,7 +19,7 @@ t0=$SECONDS
 
 step "1/5 demo data"
 if [ ! -f "$DEMO_DIR/README.txt" ]; then
-  $PY -m cache demo-data --out "$DEMO_DIR" --seed 0
+  $PY -m demo --out "$DEMO_DIR" --seed 0
 else
   echo "reusing $DEMO_DIR (delete it or run 'make clean-demo' to regenerate)"
 fi

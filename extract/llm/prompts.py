@@ -217,13 +217,6 @@ def data_block(record: dict) -> str:
     return f"{DATA_OPEN}\n{body}\n{DATA_CLOSE}"
 
 
-def extract_data_block(user_message: str) -> dict:
-    """Inverse of the user message: the JSON record inside the data block (tests, fake server)."""
-    start = user_message.index(DATA_OPEN) + len(DATA_OPEN)
-    end = user_message.index(DATA_CLOSE, start)
-    return json.loads(user_message[start:end])
-
-
 # ---------------------------------------------------------------------------- templates
 @dataclass(frozen=True)
 class PromptTemplate:

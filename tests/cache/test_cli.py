@@ -1,7 +1,6 @@
 """``python -m cache`` through its main(argv) (one real subprocess run)."""
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -92,18 +91,6 @@ def test_info_failures_export_import(tmp_path, capsys):
     assert "cache store not found" in capsys.readouterr().err
 
 
-def test_demo_data_forwards_arguments(monkeypatch):
-    seen = []
-    fake = types.ModuleType("cache.demo_data")
-    fake.main = lambda argv=None: seen.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "cache.demo_data", fake)
-    import cache
-
-    monkeypatch.setattr(cache, "demo_data", fake, raising=False)
-    assert main(["demo-data", "--out", "x", "--seed", "3"]) == 0
-    assert seen == [["--out", "x", "--seed", "3"]]
-
-
 def test_module_entry_point(tmp_path):
     _store(tmp_path)
     r = subprocess.run([sys.executable, "-m", "cache", "failures", "--store", str(tmp_path / "s.zarr")],
@@ -112,7 +99,7 @@ def test_module_entry_point(tmp_path):
     assert "1 failed row(s)" in r.stderr
 
 
-@pytest.mark.parametrize("argv", [[], ["split", "--dataset", "x"]])
+@pytest.mark.parametrize("argv", [[], ["split", "--dataset", "x"], ["demo-data", "--out", "x"]])
 def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)

@@ -4,7 +4,8 @@ import csv
 import numpy as np
 import pytest
 
-from cache.manifest import UNLABELLED, ManifestError, load_class_descriptions, load_manifest, shared_ids
+from cache.manifest import (LABELLED_COLUMNS, UNLABELLED, ManifestError, load_class_descriptions, load_manifest,
+                            shared_ids)
 from cache.taxonomy import CLASS_INDEX
 
 
@@ -75,7 +76,7 @@ def test_keep_non_targets_marks_them_unlabelled(make_dataset, row):
 
 
 def test_missing_optional_column_is_a_warning(make_dataset, row):
-    header = ["sound_id", "class", "class_idx", "class_top", "uploader", "license", "title", "tags", "description"]
+    header = [c for c in LABELLED_COLUMNS if c != "confidence"]
     root = make_dataset([row("1", "fx-a")], header=header)
     m = load_manifest(root)
     assert len(m) == 1 and np.isnan(m.confidence[0])

@@ -7,7 +7,6 @@ and the shipped ``features/clap_{audio,text}_embeddings/<id>.npy``; each clip is
 """
 from __future__ import annotations
 
-import csv
 import zlib
 from pathlib import Path
 from typing import Any, Sequence
@@ -17,8 +16,8 @@ import pytest
 import soundfile as sf
 import torch
 
-HEADER = ("sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license",
-          "title", "tags", "description")
+from testkit.bsd_dataset import labelled_row, write_metadata
+
 CODES = ("fx-a", "m-si", "sp-s", "ss-u", "is-p", "fx-v")
 
 
@@ -40,10 +39,9 @@ def write_audio_dataset(root: Path, clips: Sequence[dict[str, Any]], *, shipped:
     for i, c in enumerate(clips):
         cid = str(c["id"])
         code = c.get("code", CODES[i % len(CODES)])
-        rows.append({"sound_id": cid, "class": code, "class_idx": "", "class_top": code.split("-")[0],
-                     "confidence": "4", "uploader": "u", "license": "CC0", "title": c.get("title", f"Clip {cid}"),
-                     "tags": c.get("tags", f"tag{i},field-recording"),
-                     "description": c.get("description", f"<b>Recorded</b> at place {i}. https://example.org/{i}")})
+        desc = c.get("description", f"<b>Recorded</b> at place {i}. https://example.org/{i}")
+        rows.append(labelled_row(cid, code, uploader="u", title=c.get("title", f"Clip {cid}"),
+                                 tags=c.get("tags", f"tag{i},field-recording"), description=desc))
         path = root / "audio" / f"{cid}.wav"
         bad = c.get("bad")
         rate = int(c.get("rate", 44100))
@@ -66,10 +64,7 @@ def write_audio_dataset(root: Path, clips: Sequence[dict[str, Any]], *, shipped:
             rng = np.random.default_rng(zlib.crc32(cid.encode()) + 7)
             np.save(root / "features/clap_audio_embeddings" / f"{cid}.npy", rng.standard_normal(512).astype(np.float32))
             np.save(root / "features/clap_text_embeddings" / f"{cid}.npy", rng.standard_normal(512).astype(np.float32))
-    with open(root / "metadata" / "TINY_metadata.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=HEADER)
-        w.writeheader()
-        w.writerows(rows)
+    write_metadata(root, rows, "TINY")
     return root
 
 

@@ -1,7 +1,6 @@
 """Tiny datasets in the real BSD layout, with cache stores (priors, summaries), for the fine-tune tests."""
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 from dataclasses import dataclass
@@ -9,16 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from cache.provenance import base_provenance
 from cache.store import Store, default_store_path
 from cache.taxonomy import CLASS_INDEX, NUM_CLASSES
 from finetune.launch_command import run_command, set_options
+from testkit.bsd_dataset import labelled_row, write_metadata, write_wav
 
 REPO = Path(__file__).resolve().parents[2]
 CLASSES4 = ("m-si", "is-p", "sp-s", "fx-a")
-HEADER = ("sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license", "title", "tags", "description")
 PRIOR, SUMMARY = "test-prior", "test-summary"
 #: tiny backbone settings shared by every test run: 1 s windows at 8 kHz
 TINY = ["backbone.name=tiny", 'backbone.overrides={sample_rate=8000, window_seconds=1.0, dim=16, channels=8, n_mels=16}']
@@ -26,22 +24,16 @@ TINY = ["backbone.name=tiny", 'backbone.overrides={sample_rate=8000, window_seco
 
 def _write_set(root: Path, name: str, ids: list[str], classes: list[str], seed: int) -> None:
     rng = np.random.default_rng(seed)
-    (root / "metadata").mkdir(parents=True, exist_ok=True)
-    (root / "audio").mkdir(exist_ok=True)
     rows = []
     for i, c in zip(ids, classes):
         dur = rng.uniform(0.3, 2.6)  # 1 to 3 windows of 1 s
         t = np.arange(int(dur * 16000)) / 16000
         f0 = 200 * (1 + CLASSES4.index(c))
         x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.05 * rng.standard_normal(len(t))
-        sf.write(root / "audio" / f"{i}.wav", x.astype(np.float32), 16000, subtype="PCM_16")
-        rows.append({"sound_id": i, "class": c, "class_idx": "", "class_top": c.split("-")[0], "confidence": "4",
-                     "uploader": "u", "license": "CC0", "title": f"{c} sound {i}", "tags": f"{c.split('-')[0]},test",
-                     "description": f"A <b>{c}</b> clip."})
-    with open(root / "metadata" / f"{name}_metadata.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=HEADER)
-        w.writeheader()
-        w.writerows(rows)
+        write_wav(root, i, x.astype(np.float32), 16000)
+        rows.append(labelled_row(i, c, uploader="u", title=f"{c} sound {i}", tags=f"{c.split('-')[0]},test",
+                                 description=f"A <b>{c}</b> clip."))
+    write_metadata(root, rows, name)
 
 
 def _write_store(root: Path, ids: list[str], classes: list[str], seed: int) -> None:

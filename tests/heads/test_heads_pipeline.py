@@ -14,7 +14,7 @@ from heads.ensemble import mean_logits, softmax
 from heads.metric import hierarchical_scores
 from heads.score import score_files
 from heads.submission import read_output_csv
-from heads.synthetic import write_synthetic_pipeline
+from testkit.synthetic_heads import write_synthetic_pipeline
 
 CONFIG = """
 name = "t"

@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from heads.early_stopping import EarlyStopping
-from heads.schedule import lr_at, reference_schedule
+from heads.schedule import reference_schedule, schedule_factor
+
+
+def lr_at(base_lr: float, step: int, steps_per_epoch: int, epochs: int, decay_start_epoch: float = 1,
+          final_lr: float = 1e-7) -> float:
+    """Learning rate of update number ``step`` from the schedule's multiplier (warm-up 1 epoch)."""
+    return base_lr * schedule_factor(steps_per_epoch, epochs, 1, decay_start_epoch, final_lr / base_lr)(step)
 
 
 def _lrs(n_steps, **kw):

@@ -8,8 +8,9 @@ import torch
 from heads.model import FusionHead
 from heads.search import SearchSpace, ranking, results_table, run_search, sample_configs
 from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_, loss_targets, mask_generator
-from heads.synthetic import synthetic_data
-from heads.training import TrainConfig, per_config_loss, predict_logits, train_head, train_stacked
+from heads.training import TrainConfig, predict_logits, train_head, train_stacked
+from testkit.reference_loss import per_config_loss
+from testkit.synthetic_heads import synthetic_data
 
 FAST = dict(epochs=6, patience=10, device="cpu", hidden=32)
 

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from cache.manifest import LABELLED_COLUMNS
 from heads.score import ScoreInputError, main, score_files
 
 PRED_HEADER = "id,predicted_bst_second_level_class,prediction_score\n"
@@ -17,7 +18,7 @@ def write(path, text):
 
 @pytest.fixture
 def example(tmp_path):
-    """Worked example 1 of TASK.md §4 as files."""
+    """The first worked example of the hierarchical metric (as in tests/cache/test_metric.py), as files."""
     truth = write(tmp_path / "truth.csv", "id,class\na,m-sp\nb,m-si\nc,m-si\nd,fx-a\n")
     pred = write(tmp_path / "pred.csv", PRED_HEADER + "d,fx-a,0.9\nc,m-si,0.5\nb,m-m,0.4\na,m-sp,1.0\n")
     return truth, pred
@@ -51,7 +52,7 @@ def test_markdown_output_and_conventions(tmp_path, capsys):
 
 def test_dataset_metadata_csv_as_truth(tmp_path, capsys):
     truth = write(tmp_path / "BSD10k_metadata.csv",
-                  "sound_id,class,class_idx,class_top,confidence,uploader,license,title,tags,description\n"
+                  ",".join(LABELLED_COLUMNS) + "\n"
                   "11,fx-a,415,fx,5,u,CC0,dog,\"dog,bark\",woof\n"
                   "12,fx-other,499,fx,,u,CC0,?,,\n"
                   "13,,300,sp,,u,CC0,talk,,\n"

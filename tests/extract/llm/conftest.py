@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from extract.llm.fake_server import FakeOpenAIServer
+from testkit.bsd_dataset import labelled_row
+from testkit.fake_llm_server import FakeOpenAIServer
 
 #: the dummy key every test runs with; it must never show up in caches, stores, reports or errors
 SECRET = "sk-test-DUMMYKEY0123456789abcdef"
@@ -28,9 +29,7 @@ def server():
 
 
 def meta_row(sound_id: str, code: str, title: str, tags: str = "", description: str = "") -> dict[str, str]:
-    return {"sound_id": sound_id, "class": code, "class_idx": "", "class_top": code.split("-")[0],
-            "confidence": "4", "uploader": "u", "license": "CC0", "title": title, "tags": tags,
-            "description": description}
+    return labelled_row(sound_id, code, uploader="u", title=title, tags=tags, description=description)
 
 
 @pytest.fixture

@@ -130,7 +130,7 @@ def test_fault_matrix(api, server, make_dataset, mrow, tmp_path, capsys, secret)
 
 
 def test_structured_output_and_sampling_fallbacks(make_dataset, mrow, tmp_path):
-    from extract.llm.fake_server import FakeOpenAIServer
+    from testkit.fake_llm_server import FakeOpenAIServer
 
     root = _dataset(make_dataset, mrow, {str(i): (f"clip {i}", "fx-a") for i in range(6)})
     with FakeOpenAIServer(supports_json_schema=False, reject_params=("temperature",)) as srv:
@@ -158,7 +158,7 @@ def test_reasoning_models_get_no_sampling_params(server, make_dataset, mrow, tmp
 
 
 def test_summaries_and_bounded_concurrency(make_dataset, mrow, tmp_path):
-    from extract.llm.fake_server import FakeOpenAIServer
+    from testkit.fake_llm_server import FakeOpenAIServer
 
     faults = {str(i): (f"rain on roof {i}", "rain") for i in range(12)}
     faults["99"] = ("nothing [[empty]]", "")

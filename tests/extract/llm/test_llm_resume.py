@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cache.tables import read_priors
 from cache.store import Store
-from extract.llm.fake_server import FakeOpenAIServer
 from extract.llm.response_cache import ResponseCache
+from testkit.fake_llm_server import FakeOpenAIServer
 
 N, CONCURRENCY = 40, 4
 REPO = Path(__file__).resolve().parents[3]

@@ -29,7 +29,7 @@ second class and 0.2 on ``other``; no such tag gets ``fx-o``. Markers ``[[name]]
 ``batchlost``      batch: first batch attempt of this row is missing from the output
 =================  =============================================================
 
-Run it by hand: ``python -m extract.llm.fake_server --port 8000 --latency 0.2``.
+Run it by hand: ``python -m testkit.fake_llm_server --port 8000 --latency 0.2``.
 """
 from __future__ import annotations
 
@@ -48,8 +48,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from cache.taxonomy import CLASSES
-
-from .prompts import DATA_CLOSE, DATA_OPEN
+from extract.llm.prompts import DATA_CLOSE, DATA_OPEN
 
 _MARK_RE = re.compile(r"\[\[([a-z0-9]+)(?::([0-9.]+))?\]\]")
 
@@ -88,10 +87,16 @@ def _user_text(body: dict) -> tuple[str, str]:
     return system, user
 
 
+def extract_data_block(user_message: str) -> dict:
+    """Inverse of the user message: the JSON record inside the data block."""
+    start = user_message.index(DATA_OPEN) + len(DATA_OPEN)
+    end = user_message.index(DATA_CLOSE, start)
+    return json.loads(user_message[start:end])
+
+
 def _record_of(user: str) -> dict:
     try:
-        start = user.index(DATA_OPEN) + len(DATA_OPEN)
-        return json.loads(user[start:user.index(DATA_CLOSE, start)])
+        return extract_data_block(user)
     except (ValueError, json.JSONDecodeError):
         return {}
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import os
 import re
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -11,11 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cache import demo_data
-from cache.demo_data import CLEAN, EVAL, NOISY, DemoConfig, generate_demo, plan
-from cache.demo_text import CONFUSABLE, VOCAB_EN, VOCAB_FOREIGN
 from cache.manifest import load_class_descriptions, load_manifest, shared_ids
 from cache.taxonomy import CLASS_NAMES, CLASSES, TOP_LEVEL_NAMES, top_of
+from demo import data as demo_data
+from demo.data import CLEAN, EVAL, NOISY, DemoConfig, generate_demo, plan
+from demo.text import CONFUSABLE, VOCAB_EN, VOCAB_FOREIGN
 
 SCALE, MAX_DUR = 0.12, 1.0  # small and short: the whole module runs in a few seconds
 LABELLED = ["sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license", "title", "tags",
@@ -287,7 +290,20 @@ def test_config_from_toml_and_validation(tmp_path):
 @pytest.mark.parametrize("item,message", [("scale=abc", "scale: expected a number"), ("bogus=1", "unknown key 'bogus'"),
                                           ("scale", "KEY=VALUE")])
 def test_cli_set_values_are_checked(tmp_path, capsys, item, message):
-    from cache.demo_data import main
+    from demo.data import main
 
     assert main(["--out", str(tmp_path / "o"), "--set", item]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_module_entry_point(tmp_path):
+    """``python -m demo`` runs the generator (PYTHONPATH: the checkout, whatever is installed)."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    out = tmp_path / "d"
+    r = subprocess.run([sys.executable, "-m", "demo", "--out", str(out), "--seed", "3", "--scale", "0.04",
+                        "--max-duration", "0.3", "--no-progress"], capture_output=True, text=True, timeout=300,
+                       env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{CLEAN}: " in r.stdout
+    assert load_manifest(out / CLEAN).labelled and "`python -m demo`" in (out / "README.txt").read_text()

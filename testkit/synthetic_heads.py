@@ -16,8 +16,9 @@ import torch
 from cache.provenance import base_provenance
 from cache.store import OK, Store, default_store_path
 from cache.taxonomy import CLASSES, NUM_CLASSES
+from heads.data import HeadData
 
-from .data import HeadData
+from .bsd_dataset import LABELLED_COLUMNS, UNLABELLED_REQUIRED, labelled_row, unlabelled_row, write_metadata
 
 
 def synthetic_arrays(n: int, dim: int = 16, signal: str = "prior", seed: int = 0, strength: float = 3.0,
@@ -60,33 +61,26 @@ def write_synthetic_dataset(root: str | Path, name: str, ids, labels=None, X=Non
     ``labels`` None writes an unlabelled (evaluation-style) CSV keyed by ``anonymous_id``.
     """
     root = Path(root)
-    (root / "metadata").mkdir(parents=True, exist_ok=True)
     ids = [str(i) for i in ids]
-    path = root / "metadata" / f"{name}_metadata.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        if labels is None:
-            w.writerow(["anonymous_id", "title", "tags", "description"])
-            for i in ids:
-                w.writerow([i, f"clip {i}", "synthetic", ""])
-        else:
-            w.writerow(["sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license",
-                        "title", "tags", "description"])
-            for i, y in zip(ids, labels):
-                code = CLASSES[int(y)]
-                w.writerow([i, code, "", code.split("-")[0], "5", "u", "CC0", f"clip {i}", "synthetic", ""])
+    if labels is None:
+        meta = [unlabelled_row(i, f"clip {i}", "synthetic") for i in ids]
+    else:
+        meta = [labelled_row(i, CLASSES[int(y)], confidence="5", uploader="u", tags="synthetic", description="")
+                for i, y in zip(ids, labels)]
+    write_metadata(root, meta, name, UNLABELLED_REQUIRED if labels is None else LABELLED_COLUMNS)
+    prov = base_provenance("testkit.synthetic_heads")
     store = Store(default_store_path(root))
     if X is not None:
         X = np.asarray(X, dtype=np.float32)
         rows = store.create_rows(group, ids, {column: ((X.shape[1],), "float32"), "duration": ((), "float32")},
-                                 chunk_rows=max(1, len(ids)), attrs=base_provenance("heads.synthetic"), overwrite=True)
+                                 chunk_rows=max(1, len(ids)), attrs=prov, overwrite=True)
         rows.write_chunk(0, {column: X, "duration": np.ones(len(ids), np.float32)},
                          np.full(len(ids), OK, np.uint8), [""] * len(ids))
         rows.finalize()
     if prior is not None:
         miss = np.zeros(len(ids), bool) if missing is None else np.asarray(missing, bool)
         store.write_table(f"llm/priors/{prior_name}", ids, {"prior": np.asarray(prior, np.float32), "missing": miss},
-                          attrs=base_provenance("heads.synthetic"))
+                          attrs=prov)
     return store
 
 
