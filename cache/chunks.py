@@ -163,7 +163,8 @@ def read_array(arr: zarr.Array, required: np.ndarray | None = None, where: str =
             while got < len(view):
                 r = fh.readinto(view[got:])
                 if not r:
-                    raise SchemaError(f"chunk file {path} is shorter than {(hi - lo)} rows of {row_bytes} bytes")
+                    raise SchemaError(f"chunk file {path} is truncated (shorter than {hi - lo} rows of {row_bytes} "
+                                      "bytes); the store is damaged: `python -m cache verify` lists the damage")
                 got += r
     return out
 
