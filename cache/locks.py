@@ -14,8 +14,9 @@ Use::
         ...  # write; a second process entering hold_lock on the same file gets LockedError
 
 Locks are re-entrant within one process (a second ``hold_lock`` / ``acquire`` of a file this
-process already holds succeeds and the lock is released with the last holder). flock works
-on local file systems; on network file systems it depends on the mount.
+process already holds succeeds and the lock is released with the last holder) and are not
+kept alive by forked children (loader workers). flock works on local file systems; on network
+file systems it depends on the mount.
 """
 from __future__ import annotations
 
@@ -63,6 +64,20 @@ class _Held:
 
 _HELD: dict[str, _Held] = {}
 _GUARD = threading.RLock()
+
+
+def _forget_in_child() -> None:
+    """A forked child (e.g. a DataLoader worker) closes its copies of the held lock files: the lock stays
+    the parent's, and ends when the parent releases it even while the child still runs."""
+    for held in list(_HELD.values()):
+        try:
+            held.fh.close()  # the parent's descriptor keeps the flock
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class Lease:

@@ -69,3 +69,24 @@ def test_reentrant_within_one_process(tmp_path):
     outer.release()
     outer.release()  # idempotent
     assert read_holder(lock) == {}
+
+
+def test_a_forked_child_does_not_keep_the_lock(tmp_path):
+    lock = tmp_path / ".lock"
+    lease = acquire(lock, "parent")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child (like a DataLoader worker) lives on after the parent released
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    try:
+        lease.release()
+        other = subprocess.run([sys.executable, "-c", HOLDER, str(lock)], cwd=REPO, input="", capture_output=True,
+                               text=True, timeout=60)
+        assert other.returncode == 0, other.stderr
+    finally:
+        os.write(w, b"x")
+        os.close(w)
+        os.waitpid(pid, 0)
