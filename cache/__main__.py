@@ -1,9 +1,10 @@
 """Command line of the data layer: ``python -m cache <command> ...``.
 
 Commands: ``validate`` (read and check dataset manifests), ``split`` (build and save a
-development split), ``info`` / ``failures`` (inspect a cache store), ``export`` /
-``import`` (HDF5 copies of complete tables). The demo dataset comes from ``python -m demo``.
-Exit codes: 0 success (``validate`` also when rows have problems), 2 bad input.
+development split), ``info`` / ``failures`` (inspect a cache store), ``verify`` (check every
+chunk of a store), ``export`` / ``import`` (HDF5 copies of complete tables). The demo dataset
+comes from ``python -m demo``. Exit codes: 0 success (``validate`` also when rows have
+problems), 1 ``verify`` found damage, 2 bad input (one line; ``--debug`` shows the traceback).
 See ``docs/data.md``.
 """
 from __future__ import annotations
@@ -11,13 +12,16 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from .locks import LockedError
 from .manifest import Manifest, ManifestError, load_class_descriptions, load_manifest, shared_ids
 from .store import FAILED, OK, PENDING, SchemaError, Store
 from .taxonomy import CLASSES
+from .verify import Report, broken_metadata, missing_chunk_files, verify_store, verify_table
 
 
 def _fail(msg: str) -> int:
@@ -118,7 +122,58 @@ def _provenance_summary(attrs: dict) -> str:
     return ", ".join(parts) or "no provenance attributes"
 
 
+def _table_error(store: Store, table: str, e: Exception) -> str:
+    """One line for a table that cannot be read: the damaged file when ``verify`` finds it, else the error."""
+    if isinstance(e, SchemaError) and "schema v" in str(e):
+        return str(e)
+    report = Report()
+    try:
+        verify_table(store, table, report)
+    except Exception:  # noqa: BLE001 (the diagnosis must not hide the original error)
+        pass
+    if report.problems:
+        more = len(report.problems) - 1
+        return report.problems[0] + (f" (and {more} more: python -m cache verify --store {store.path})" if more else "")
+    return f"table '{table}' in {store.path} cannot be read ({type(e).__name__}: {e})"
+
+
+def _info_table(store: Store, t: str) -> tuple[int, bool]:
+    """Print one table of ``info``; returns (failed rows, damaged)."""
+    a = store.attrs(t)
+    g = store.root[t]
+    arrays = ", ".join(f"{n}{tuple(g[n].shape)}:{g[n].dtype}" for n in sorted(g.array_keys())
+                       if n not in ("ids", "status", "error", "chunk_done"))
+    missing = missing_chunk_files(store, t) if "kind" in a else []
+    damaged = f"DAMAGED ({len(missing)} chunk file(s) missing)" if missing else ""
+    nf = 0
+    if "kind" not in a:
+        print(f"- {t}  [INCOMPLETE: its creation was interrupted; re-running its producer recreates it]")
+    elif a.get("kind") == "rows":
+        w = store.open_rows(t)
+        status = np.asarray(g["status"][...])
+        nf = int((status == FAILED).sum())
+        done = int(w.done_mask().sum())
+        state = damaged or ("complete" if a.get("complete") and done == w.n_chunks
+                            else f"INCOMPLETE ({done}/{w.n_chunks} chunks)")
+        print(f"- {t}  [row table, {a.get('n_rows')} rows, {state}; ok {int((status == OK).sum())}, "
+              f"failed {nf}, pending {int((status == PENDING).sum())}]")
+    else:
+        state = damaged or ("complete" if a.get("complete") else "INCOMPLETE")
+        print(f"- {t}  [table, {a.get('n_rows')} rows, {state}]")
+    for line in missing[:5]:
+        print(f"    missing: {line}")
+    if len(missing) > 5:
+        print(f"    … and {len(missing) - 5} more")
+    print(f"    arrays: {arrays or 'none'}")
+    print(f"    provenance: {_provenance_summary(a)}")
+    return nf, bool(missing)
+
+
 def cmd_info(args: argparse.Namespace) -> int:
+    broken = broken_metadata(args.store)
+    if broken:
+        more = f" (and {len(broken) - 1} more: python -m cache verify --store {args.store})" if len(broken) > 1 else ""
+        return _fail(broken[0][1] + more)
     try:
         store = _open_store(args.store)
     except (FileNotFoundError, SchemaError) as e:
@@ -128,28 +183,34 @@ def cmd_info(args: argparse.Namespace) -> int:
     tables = store.tables()
     if not tables:
         print("no tables")
-    n_failed = 0
+    n_failed, n_damaged = 0, 0
     for t in tables:
-        a = store.attrs(t)
-        g = store.root[t]
-        arrays = ", ".join(f"{n}{tuple(g[n].shape)}:{g[n].dtype}" for n in sorted(g.array_keys())
-                           if n not in ("ids", "status", "error", "chunk_done"))
-        if a.get("kind") == "rows":
-            w = store.open_rows(t)
-            status = np.asarray(g["status"][...])
-            nf = int((status == FAILED).sum())
-            n_failed += nf
-            done = int(w.done_mask().sum())
-            state = "complete" if a.get("complete") else f"INCOMPLETE ({done}/{w.n_chunks} chunks)"
-            print(f"- {t}  [row table, {a.get('n_rows')} rows, {state}; ok {int((status == OK).sum())}, "
-                  f"failed {nf}, pending {int((status == PENDING).sum())}]")
-        else:
-            state = "complete" if a.get("complete") else "INCOMPLETE"
-            print(f"- {t}  [table, {a.get('n_rows')} rows, {state}]")
-        print(f"    arrays: {arrays or 'none'}")
-        print(f"    provenance: {_provenance_summary(a)}")
+        try:
+            nf, damaged = _info_table(store, t)
+        except (SchemaError, ValueError, RuntimeError, OSError, KeyError) as e:
+            if args.debug:
+                raise
+            return _fail(_table_error(store, t, e))
+        n_failed += nf
+        n_damaged += damaged
     print(f"{len(tables)} table(s); {n_failed} failed row(s)" + (" (see: python -m cache failures)" if n_failed else ""))
+    if n_damaged:
+        print(f"{n_damaged} DAMAGED table(s): chunk files they say were written are missing; "
+              f"run python -m cache verify --store {store.path}, then re-run their producers")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if not Path(args.store).is_dir():
+        return _fail(f"cache store not found: {args.store}")
+    report = verify_store(args.store)
+    for line in report.problems:
+        print(line)
+    for line in report.notes:
+        print(f"note: {line}", file=sys.stderr)
+    print(f"{report.tables} table(s), {report.chunks} chunk(s) checked: "
+          + (f"{len(report.problems)} problem(s)" if report.problems else "no problems"), file=sys.stderr)
+    return 1 if report.problems else 0
 
 
 def cmd_failures(args: argparse.Namespace) -> int:
@@ -194,15 +255,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cache", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
-    v = sub.add_parser("validate", help="read and check dataset folders; report problems, counts and shared ids")
+    v = sub.add_parser("validate", parents=[debug],
+                       help="read and check dataset folders; report problems, counts and shared ids")
     v.add_argument("--dataset", action="append", required=True, metavar="DIR",
                    help="dataset root (audio/, metadata/); repeat for several")
     v.add_argument("--no-audio-check", action="store_true", help="do not require audio/<id>.wav to exist")
     v.add_argument("--max-lines", type=int, default=50, help="problems listed per dataset (the rest summarised)")
     v.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("split", help="build a stratified train/val/test split of one fold and save it as JSON")
+    s = sub.add_parser("split", parents=[debug],
+                       help="build a stratified train/val/test split of one fold and save it as JSON")
     s.add_argument("--dataset", required=True, metavar="DIR")
     s.add_argument("--preset", default="cpjku", choices=["cpjku", "baseline", "custom"])
     s.add_argument("--seed", type=int, default=None, help="seed for --preset custom")
@@ -213,16 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-audio-check", action="store_true", help="split on metadata rows even if audio is missing")
     s.set_defaults(func=cmd_split)
 
-    i = sub.add_parser("info", help="tables of a cache store, their rows, provenance and failures")
+    i = sub.add_parser("info", parents=[debug], help="tables of a cache store, their rows, provenance and failures")
     i.add_argument("--store", required=True, metavar="S.zarr")
     i.set_defaults(func=cmd_info)
 
-    f = sub.add_parser("failures", help="list failed rows (table, id, reason) of a store")
+    c = sub.add_parser("verify", parents=[debug],
+                       help="check every chunk of every table of a store (exit 1 and one line per problem)")
+    c.add_argument("--store", required=True, metavar="S.zarr")
+    c.set_defaults(func=cmd_verify)
+
+    f = sub.add_parser("failures", parents=[debug], help="list failed rows (table, id, reason) of a store")
     f.add_argument("--store", required=True, metavar="S.zarr")
     f.add_argument("--table", default=None, help="only this table (or prefix)")
     f.set_defaults(func=cmd_failures)
 
-    e = sub.add_parser("export", help="export complete tables of a store to HDF5")
+    e = sub.add_parser("export", parents=[debug], help="export complete tables of a store to HDF5")
     e.add_argument("--store", required=True, metavar="S.zarr")
     e.add_argument("--out", required=True, metavar="F.h5")
     e.add_argument("--group", action="append", default=None, metavar="G",
@@ -231,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--compression", default=None, choices=["gzip", "lzf"], help="HDF5 compression (default none)")
     e.set_defaults(func=cmd_export)
 
-    m = sub.add_parser("import", help="import tables of an HDF5 export into a store")
+    m = sub.add_parser("import", parents=[debug], help="import tables of an HDF5 export into a store")
     m.add_argument("--store", required=True, metavar="S.zarr")
     m.add_argument("--h5", required=True, metavar="F.h5")
     m.add_argument("--group", action="append", default=None, metavar="G", help="table path or prefix; default all")
@@ -243,8 +313,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (SchemaError, LockedError, ManifestError, OSError, ValueError, RuntimeError, KeyError) as e:
+        if args.debug:
+            raise
+        if isinstance(e, (SchemaError, LockedError, ManifestError, FileNotFoundError)):
+            return _fail(str(e))
+        found = _diagnose(getattr(args, "store", None))  # a damaged store: name the file
+        return _fail(found or f"{type(e).__name__}: {e} (run with --debug for the traceback)")
 
+
+def _diagnose(store: str | None) -> str | None:
+    """The first damage ``verify`` finds in ``store`` (a broken zarr.json or chunk), as one line."""
+    if not store or not Path(store).is_dir():
+        return None
+    try:
+        problems = verify_store(store).problems
+    except Exception:  # noqa: BLE001 (the diagnosis must not hide the original error)
+        return None
+    if not problems:
+        return None
+    return problems[0] + (f" (and {len(problems) - 1} more: python -m cache verify --store {store})"
+                          if len(problems) > 1 else "")
 
 if __name__ == "__main__":
     sys.exit(main())

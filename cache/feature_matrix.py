@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .chunks import check_chunk_files
 from .store import OK, SchemaError, Store, Table
 
 
@@ -83,9 +84,15 @@ class LazyFeatures:
             if not rows.complete:
                 raise SchemaError(f"table '{g}' in {store.path} is incomplete; re-run its producer to resume")
             pos = Table(g, rows.ids, {}).index_of(self.ids)
-            self.ok &= np.asarray(rows.g["status"][...])[pos] == OK
+            done = rows.done_mask()
+            where = f"table '{g}' in {store.path}, array "
+            hint = f"run `python -m cache verify --store {store.path}`; re-running its producer recomputes them"
+            status = rows.g["status"]
+            check_chunk_files(status, rows.required("status", done), where + "'status'", hint)
+            self.ok &= np.asarray(status[...])[pos] == OK
             for c in cols:
                 arr = rows.g[c]
+                check_chunk_files(arr, rows.required(c, done), where + f"'{c}'", hint)  # missing files read as zeros
                 self._arrays.append((arr, pos))
                 self.blocks.append((g, c, int(arr.shape[1])))
 

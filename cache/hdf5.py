@@ -94,6 +94,14 @@ def export_hdf5(store: Store, out: str | Path, groups: Iterable[str] | None = No
                           "Finish them (re-run their producer) or pass --skip-incomplete / --group")
     skip = {t for t, _ in incomplete}
     tables = [t for t in tables if t not in skip]
+    from .verify import missing_chunk_files  # a missing chunk file would be exported as zeros
+
+    damaged = [(t, m) for t in tables for m in [missing_chunk_files(store, t)] if m]
+    if damaged:
+        lines = "; ".join(f"'{t}' (missing {m[0]}" + (f" and {len(m) - 1} more" if len(m) > 1 else "") + ")"
+                          for t, m in damaged)
+        raise ExportError(f"refusing to export damaged table(s) of {store.path}: {lines}. "
+                          f"Run python -m cache verify --store {store.path} and re-run their producers")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")

@@ -6,14 +6,19 @@
     <root>/features/clap_{audio,text}_embeddings/<id>.npy   (optional)
 
 ``load_manifest`` never stops at the first problem: every problem (missing column,
-duplicate id, unknown class, missing audio, empty field, non-UTF-8 text, a path escaping
-the root) is collected in a :class:`ValidationReport` naming file, row and field. Rows
-that cannot be used are kept out of the manifest and counted; nothing else is lost.
+duplicate id, unknown class, missing audio, empty field, non-UTF-8 text, an id that is not
+a plain file name) is collected in a :class:`ValidationReport` naming file, row and field.
+Rows that cannot be used are kept out of the manifest and counted; nothing else is lost.
+A dataset that cannot be read completely (a CSV that stops parsing part-way) or that has no
+usable row raises :class:`ManifestError`. Audio may be symlinked (the ``audio`` folder or
+single files): paths are ``<root>/audio/<id>.wav`` as written, never resolved.
 """
 from __future__ import annotations
 
 import csv
 import io
+import os
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +36,9 @@ LABELLED_COLUMNS = ("sound_id", "class", "class_idx", "class_top", "confidence",
 UNLABELLED_REQUIRED = ("anonymous_id", "title", "tags", "description")
 TEXT_FIELDS = ("title", "tags", "description")
 UNLABELLED = -1
+
+# a metadata field may be megabytes long (descriptions): lift csv's 128 KiB field limit
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass
@@ -194,10 +202,17 @@ def _read_csv(path: Path, report: ValidationReport) -> tuple[list[str], list[dic
                 short = sum(v is None for v in r.values())
                 report.add(path.name, len(rows), None, f"{short} value(s) fewer than header columns; treated as empty",
                            "warning")
-    except csv.Error as e:  # e.g. a field over the csv size limit: keep what was read, report where it stopped
-        report.add(path.name, len(rows) + 1, None,
-                   f"CSV cannot be parsed from line {reader.line_num} on ({e}); the rest of the file is ignored")
+    except csv.Error as e:  # the rest of the file would be lost: the dataset cannot be read
+        raise ManifestError(f"{path}: CSV cannot be parsed from line {reader.line_num} on (data row {len(rows) + 1}): "
+                            f"{e}; fix the file (rows after it would be lost)") from None
     return header, rows
+
+
+def unsafe_id(cid: str) -> bool:
+    """True when a clip id cannot name a file inside ``audio/``: it holds a path separator or ``..``,
+    or is ``.`` or absolute. Symlinks are not followed or judged here."""
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    return any(c in cid for c in seps) or ".." in cid or cid == "." or os.path.isabs(cid) or "\0" in cid
 
 
 def load_manifest(
@@ -252,9 +267,10 @@ def load_manifest(
             counts["dropped_duplicate"] += 1
             continue
         seen[cid] = rownum
-        audio = (audio_dir / f"{cid}{audio_ext}").resolve()
-        if "/" in cid or "\\" in cid or cid in (".", "..") or not audio.is_relative_to(root):
-            report.add(fname, rownum, id_col, f"id {cid!r} makes an audio path outside the dataset root; row dropped")
+        audio = audio_dir / f"{cid}{audio_ext}"  # not resolved: audio/ or the file may be a symlink
+        if unsafe_id(cid):
+            report.add(fname, rownum, id_col, f"id {cid!r} is not a plain file name (path separator, '..' or "
+                                              "absolute): it makes an audio path outside the dataset root; row dropped")
             counts["dropped_bad_id"] += 1
             continue
         if labelled:
@@ -304,6 +320,10 @@ def load_manifest(
         out["conf"].append(conf)
         out["paths"].append(audio)
     counts["usable"] = len(out["ids"])
+    if not out["ids"]:
+        raise ManifestError(f"no usable rows in {csv_file}" + (
+            f" (the file has {len(rows)} row(s); every one was dropped)\n{report.format(max_lines=10)}" if rows
+            else " (it has a header but no data rows)"))
     return Manifest(
         name=name, root=root, ids=np.array(out["ids"], dtype=object),
         labels=np.array(out["labels"], dtype=np.int64), label_kinds=np.array(out["kinds"], dtype=object),

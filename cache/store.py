@@ -12,18 +12,25 @@ attributes. Two kinds of tables exist:
   writes disjoint, chunk-aligned rows; per-chunk ``chunk_done`` marks live in separate
   Zarr chunks so ranks never touch the same file).
 
-Readers join by clip id and refuse stores of another schema version.
+Readers join by clip id and refuse stores of another schema version. A table has one writer
+at a time (an OS lock under ``<store>/.locks/``, see ``cache.locks``); a chunk that the table
+says was written but whose file is missing raises :class:`MissingChunkError` instead of
+reading as zeros.
 """
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import zarr
 
+from .chunks import _raw_layout, check_chunk_files, chunk_file, n_row_chunks, read_array, read_chunk  # noqa: F401
+from .errors import MissingChunkError, SchemaError  # noqa: F401 (re-exported)
+from .locks import Lease, LockedError, acquire
 from .provenance import code_version, now_iso, sha256_json
 
 SCHEMA_VERSION = 1
@@ -35,8 +42,16 @@ PENDING, OK, FAILED = 0, 1, 2
 KINDS = ("embeddings", "llm/priors", "llm/summaries", "logits", "pseudo_labels")
 
 
-class SchemaError(RuntimeError):
-    """The store was written with another schema version, or a table is malformed."""
+#: table attribute: every chunk of every array is stored as a file, even one holding only fill values,
+#: so a missing chunk file is damage (tables written before it was introduced lack it)
+EVERY_CHUNK_STORED = "every_chunk_stored"
+
+#: folder of the writer lock files inside a store (a Zarr group that holds no tables)
+LOCKS_DIR = ".locks"
+
+
+class TableLockedError(LockedError):
+    """Another process is writing the table (its lock file names the holder)."""
 
 
 class MissingIdsError(KeyError):
@@ -58,6 +73,18 @@ def ids_digest(ids: Iterable[str]) -> str:
 
 def _to_str_array(values: Iterable[Any]) -> np.ndarray:
     return np.array([str(v) for v in values], dtype=object)
+
+
+def _store_every_chunk():
+    """Zarr skips chunks equal to the fill value unless told; arrays opened inside this block store
+    every chunk written, so that a missing chunk file always means damage."""
+    return zarr.config.set({"array.write_empty_chunks": True})
+
+
+def _damage_hint(store_path: Path, rows: bool) -> str:
+    redo = ("re-running its producer recomputes the damaged chunks" if rows
+            else "re-run its producer (with --overwrite) to rewrite the table")
+    return f"run `python -m cache verify --store {store_path}` to list the damage; {redo}"
 
 
 @dataclass
@@ -118,11 +145,22 @@ class Store:
         return f"Store({str(self.path)!r})"
 
     def has(self, group: str) -> bool:
+        """True when table ``group`` exists and its creation finished (see :meth:`half_created`)."""
         try:
             g = self.root[group]
         except KeyError:
             return False
-        return isinstance(g, zarr.Group) and "ids" in g
+        return isinstance(g, zarr.Group) and "ids" in g and "kind" in g.attrs
+
+    def half_created(self, group: str) -> bool:
+        """True when ``group`` exists but its creation never finished (killed, disk full): the
+        ``kind`` attribute, written with the table's last attributes, is missing. Such a group is
+        replaced by the next ``create_rows`` / ``write_table``; readers refuse it as incomplete."""
+        try:
+            g = self.root[group]
+        except KeyError:
+            return False
+        return isinstance(g, zarr.Group) and "kind" not in g.attrs
 
     def tables(self, prefix: str = "") -> list[str]:
         """Paths of all tables (groups with an ``ids`` array), optionally under ``prefix``."""
@@ -130,6 +168,8 @@ class Store:
 
         def walk(g: zarr.Group, path: str) -> None:
             for name, child in g.members():
+                if name.startswith("."):  # .locks: lock files, no tables
+                    continue
                 p = f"{path}/{name}" if path else name
                 if isinstance(child, zarr.Group):
                     if "ids" in child:
@@ -159,6 +199,32 @@ class Store:
         if group in self.root:
             del self.root[group]
 
+    # ------------------------------------------------------------------ writer locks
+    def lock_file(self, group: str) -> Path:
+        """``<store>/.locks/<table path with / replaced by __>.lock``: the writer lock of ``group``."""
+        return self.path / LOCKS_DIR / (group.strip("/").replace("/", "__") + ".lock")
+
+    def lock(self, group: str) -> Lease:
+        """Take the writer lock of table ``group`` for this process (re-entrant); raises
+        :class:`TableLockedError` naming the holder when another process writes it."""
+        folder = self.path / LOCKS_DIR
+        if not (folder / "zarr.json").exists():  # a Zarr group, so that zarr's listings accept the folder
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+        try:
+            return acquire(self.lock_file(group), f"table '{group}' in {self.path}")
+        except LockedError as e:
+            raise TableLockedError(str(e), e.holder) from None
+
+    @contextmanager
+    def locked(self, group: str) -> Iterator[Lease]:
+        """Hold the writer lock of ``group`` for the block."""
+        lease = self.lock(group)
+        try:
+            yield lease
+        finally:
+            lease.release()
+
     # ------------------------------------------------------------------ whole tables
     def write_table(
         self,
@@ -177,16 +243,17 @@ class Store:
         for name, arr in arrays.items():
             if len(arr) != len(ids):
                 raise ValueError(f"table '{group}': array '{name}' has {len(arr)} rows, ids has {len(ids)}")
-        self.delete(group)
-        g = self.root.require_group(group)
-        g.attrs.update({"schema_version": SCHEMA_VERSION, "complete": False})
-        self._put(g, "ids", ids)
-        for name, arr in arrays.items():
-            self._put(g, name, arr)
-        meta = _with_provenance(attrs)
-        meta.update({"schema_version": SCHEMA_VERSION, "kind": "table", "n_rows": len(ids),
-                     "ids_sha256": ids_digest(ids), "complete": True})
-        g.attrs.update(_jsonable(meta))
+        with self.locked(group), _store_every_chunk():
+            self.delete(group)
+            g = self.root.require_group(group)
+            g.attrs.update({"schema_version": SCHEMA_VERSION, "complete": False})
+            self._put(g, "ids", ids)
+            for name, arr in arrays.items():
+                self._put(g, name, arr)
+            meta = _with_provenance(attrs)
+            meta.update({"schema_version": SCHEMA_VERSION, "kind": "table", "n_rows": len(ids),
+                         "ids_sha256": ids_digest(ids), "complete": True, EVERY_CHUNK_STORED: True})
+            g.attrs.update(_jsonable(meta))
 
     @staticmethod
     def _put(g: zarr.Group, name: str, values: Any) -> None:
@@ -209,13 +276,21 @@ class Store:
             return self.open_rows(group).read(ids=ids, names=names)
         if not attrs.get("complete"):
             raise SchemaError(f"table '{group}' in {self.path} is incomplete (its write was interrupted); re-run its producer")
-        all_ids = np.asarray(g["ids"][...], dtype=object)
+        hint = _damage_hint(self.path, rows=False)
+
+        def required(a: zarr.Array) -> np.ndarray | None:
+            return np.ones(n_row_chunks(a), dtype=bool) if attrs.get(EVERY_CHUNK_STORED) else None
+
+        ids_arr = g["ids"]
+        check_chunk_files(ids_arr, required(ids_arr), f"table '{group}' in {self.path}, array 'ids'", hint)
+        all_ids = np.asarray(ids_arr[...], dtype=object)
         wanted = [n for n in g.array_keys() if n != "ids"] if names is None else list(names)
         arrays = {}
         for n in wanted:
             if n not in g:
                 raise KeyError(f"table '{group}' has no array '{n}'")
-            arrays[n] = read_array(g[n])
+            a = g[n]
+            arrays[n] = read_array(a, required(a), f"table '{group}' in {self.path}, array '{n}'", hint)
         table = Table(group, all_ids, arrays, attrs)
         return table.align(ids) if ids is not None else table
 
@@ -238,16 +313,29 @@ class Store:
             raise ValueError(f"table '{group}': duplicate ids")
         spec = {k: [list(v[0]), str(np.dtype(v[1]))] for k, v in columns.items()}
         digest = ids_digest(ids)
-        if group in self.root and not overwrite:
-            g = self.root[group]
-            old = dict(g.attrs)
-            if old.get("kind") == "rows" and old.get("ids_sha256") == digest and old.get("columns") == spec \
-                    and int(old.get("chunk_rows", -1)) == chunk_rows:
-                return RowWriter(self, group)
-            raise SchemaError(
-                f"table '{group}' already exists in {self.path} with other ids, columns or chunking; "
-                "pass overwrite (--overwrite) to replace it or choose another store"
-            )
+        lease = self.lock(group)  # held by the returned writer until finalize() / close()
+        try:
+            if group in self.root and not overwrite and not self.half_created(group):
+                g = self.root[group]
+                old = dict(g.attrs)
+                if old.get("kind") == "rows" and old.get("ids_sha256") == digest and old.get("columns") == spec \
+                        and int(old.get("chunk_rows", -1)) == chunk_rows:
+                    writer = RowWriter(self, group, lease=lease)
+                    writer.repair_ids(ids)
+                    return writer
+                raise SchemaError(
+                    f"table '{group}' already exists in {self.path} with other ids, columns or chunking; "
+                    "pass overwrite (--overwrite) to replace it or choose another store"
+                )
+            with _store_every_chunk():
+                self._create_rows(group, ids, columns, spec, digest, chunk_rows, attrs)
+            return RowWriter(self, group, lease=lease)
+        except BaseException:
+            lease.release()
+            raise
+
+    def _create_rows(self, group: str, ids: np.ndarray, columns: Mapping[str, tuple[tuple[int, ...], str]],
+                     spec: dict, digest: str, chunk_rows: int, attrs: Mapping[str, Any] | None) -> None:
         self.delete(group)
         g = self.root.require_group(group)
         n = len(ids)
@@ -268,12 +356,20 @@ class Store:
                        compressors=None)
         meta = _with_provenance(attrs)
         meta.update({"schema_version": SCHEMA_VERSION, "kind": "rows", "n_rows": n, "chunk_rows": chunk_rows,
-                     "columns": spec, "ids_sha256": digest, "complete": False})
-        g.attrs.update(_jsonable(meta))
-        return RowWriter(self, group)
+                     "columns": spec, "ids_sha256": digest, "complete": False, EVERY_CHUNK_STORED: True})
+        g.attrs.update(_jsonable(meta))  # the last write of the creation: "kind" marks it finished
 
-    def open_rows(self, group: str) -> "RowWriter":
-        return RowWriter(self, group)
+    def open_rows(self, group: str, lock: bool = False) -> "RowWriter":
+        """Open a row table to read it, or (``lock=True``) to write it under its writer lock, held until
+        ``finalize()`` / ``close()``. The ranks of a multi-process run open without the lock: the
+        process that created the table (rank 0) holds it for all of them."""
+        lease = self.lock(group) if lock else None
+        try:
+            return RowWriter(self, group, lease=lease)
+        except BaseException:
+            if lease is not None:
+                lease.release()
+            raise
 
     # ------------------------------------------------------------------ failures
     def failures(self) -> list[tuple[str, str, str]]:
@@ -293,16 +389,22 @@ class Store:
 
 
 class RowWriter:
-    """Chunked, resumable writer/reader of one row table."""
+    """Chunked, resumable writer/reader of one row table.
 
-    def __init__(self, store: Store, group: str):
+    A writer made by ``create_rows`` (or ``open_rows(lock=True)``) holds the table's writer lock
+    until ``finalize()`` or ``close()`` (or the end of the process).
+    """
+
+    def __init__(self, store: Store, group: str, lease: Lease | None = None):
         self.store = store
         self.group = group
+        self._lease = lease
         self.g = store._group(group)
-        a = dict(self.g.attrs)
+        a = self.attrs = dict(self.g.attrs)
         _check_table_version(store.path, group, a)
         if a.get("kind") != "rows":
-            raise SchemaError(f"'{group}' is not a row table")
+            raise SchemaError(f"'{group}' is not a row table" + (
+                " (its creation was interrupted; re-run its producer)" if "kind" not in a else ""))
         self.n_rows = int(a["n_rows"])
         self.chunk_rows = int(a["chunk_rows"])
         self.columns = {k: (tuple(v[0]), v[1]) for k, v in a["columns"].items()}
@@ -323,6 +425,18 @@ class RowWriter:
         done = self.done_mask()
         return [k for k in range(self.n_chunks) if not done[k] and k % world_size == rank]
 
+    def close(self) -> None:
+        """Release the writer lock (if this writer holds it); finalize() calls it."""
+        if self._lease is not None:
+            self._lease.release()
+            self._lease = None
+
+    def __enter__(self) -> "RowWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def write_chunk(self, k: int, values: Mapping[str, np.ndarray], status: np.ndarray, errors: Sequence[str]) -> None:
         """Write all rows of chunk ``k``; the chunk is marked done only after every write returned."""
         lo, hi = self.chunk_range(k)
@@ -330,142 +444,120 @@ class RowWriter:
         status = np.asarray(status, dtype=np.uint8)
         if len(status) != n or len(errors) != n:
             raise ValueError(f"chunk {k} of '{self.group}' needs {n} rows, got {len(status)}")
-        for name, (shape, dtype) in self.columns.items():
-            v = np.asarray(values[name], dtype=dtype)
-            if v.shape != (n, *shape):
-                raise ValueError(f"chunk {k} of '{self.group}': column '{name}' has shape {v.shape}, expected {(n, *shape)}")
-            self.g[name][lo:hi] = v
-        self.g["error"][lo:hi] = _to_str_array(errors)
-        self.g["status"][lo:hi] = status
-        self.g["chunk_done"][k] = True
+        with _store_every_chunk():  # arrays opened here store all-fill chunks too
+            for name, (shape, dtype) in self.columns.items():
+                v = np.asarray(values[name], dtype=dtype)
+                if v.shape != (n, *shape):
+                    raise ValueError(f"chunk {k} of '{self.group}': column '{name}' has shape {v.shape}, "
+                                     f"expected {(n, *shape)}")
+                self.g[name][lo:hi] = v
+            self.g["error"][lo:hi] = _to_str_array(errors)
+            self.g["status"][lo:hi] = status
+            self.g["chunk_done"][k] = True
+
+    # -- integrity ---------------------------------------------------------------------------
+    def required(self, name: str, done: np.ndarray | None = None) -> np.ndarray | None:
+        """Per chunk of array ``name``: True where its chunk file must exist (None: not known).
+
+        Tables with ``every_chunk_stored`` store every chunk of a done chunk (``ids``: every
+        chunk); older tables may lack all-fill chunks, but ``status`` of a done chunk is never
+        all PENDING, so its file always exists.
+        """
+        every = bool(self.attrs.get(EVERY_CHUNK_STORED))
+        if name == "chunk_done" or (not every and name != "status"):
+            return None
+        if name == "ids":
+            return np.ones(self.n_chunks, dtype=bool)
+        return self.done_mask() if done is None else done
+
+    def _where(self, name: str) -> str:
+        return f"table '{self.group}' in {self.store.path}, array '{name}'"
+
+    def chunk_problems(self, k: int, arrays: Mapping[str, zarr.Array] | None = None) -> list[str]:
+        """What is wrong with chunk ``k`` as a done chunk: a chunk file of a column, ``status`` or
+        ``error`` missing, of the wrong size or undecodable; a PENDING row; an OK row not finite."""
+        arrays = arrays or {n: self.g[n] for n in (*self.columns, "status", "error")}
+        every = bool(self.attrs.get(EVERY_CHUNK_STORED))
+        lo, hi = self.chunk_range(k)
+        problems, values = [], {}
+        for name, arr in arrays.items():
+            problem, values[name] = read_chunk(arr, k, required=every or name == "status")
+            if problem:
+                problems.append(f"array '{name}': {problem}")
+        if problems:
+            return problems
+        st = np.asarray(values["status"])
+        if np.any(st == PENDING):
+            return [f"chunk {k} (rows {lo}-{hi - 1}) is marked done but has {int((st == PENDING).sum())} pending row(s)"]
+        ok = st == OK
+        for name in self.columns:
+            if ok.any() and not np.all(np.isfinite(np.asarray(values[name])[ok])):
+                problems.append(f"array '{name}': chunk {k} has non-finite values in OK rows")
+        return problems
 
     def verify(self) -> list[int]:
-        """Re-check chunks marked done (rows all decided, ok rows finite); un-mark and return bad ones."""
+        """Re-check every chunk marked done (see :meth:`chunk_problems`); un-mark the bad ones (and the
+        table's ``complete`` flag) so that they are recomputed, and return them."""
         done = self.done_mask()
-        status = read_array(self.g["status"])
-        bad = []
-        for k in np.flatnonzero(done):
-            lo, hi = self.chunk_range(int(k))
-            st = status[lo:hi]
-            ok = st == OK
-            valid = bool(np.all(st != PENDING))
-            if valid and ok.any():
-                for name in self.columns:
-                    block = np.asarray(self.g[name][lo:hi])[ok]
-                    if not np.all(np.isfinite(block)):
-                        valid = False
-                        break
-            if not valid:
-                self.g["chunk_done"][int(k)] = False
-                bad.append(int(k))
+        arrays = {n: self.g[n] for n in (*self.columns, "status", "error")}
+        bad = [int(k) for k in np.flatnonzero(done) if self.chunk_problems(int(k), arrays)]
+        if bad:
+            for k in bad:
+                self.g["chunk_done"][k] = False
+            if self.attrs.get("complete"):
+                self.g.attrs.update({"complete": False})
+                self.attrs["complete"] = False
         return bad
+
+    def repair_ids(self, ids: Sequence[str]) -> bool:
+        """Rewrite the ``ids`` array from ``ids`` (the table's own, same digest) when a chunk file of it is
+        missing or damaged; True when it did."""
+        arr = self.g["ids"]
+        req = self.required("ids")
+        if all(read_chunk(arr, k, required=req is not None)[0] is None for k in range(n_row_chunks(arr))):
+            return False
+        ids = _to_str_array(ids)
+        if ids_digest(ids) != self.attrs.get("ids_sha256"):
+            raise SchemaError(f"table '{self.group}': the ids given are not the table's ids")
+        with _store_every_chunk():
+            self.g["ids"][...] = ids
+        return True
 
     @property
     def complete(self) -> bool:
         return bool(self.done_mask().all())
 
     def finalize(self, attrs: Mapping[str, Any] | None = None) -> None:
-        """Mark the table complete (call once every chunk is done)."""
+        """Mark the table complete (call once every chunk is done) and release the writer lock."""
         if not self.complete:
             missing = int((~self.done_mask()).sum())
             raise SchemaError(f"table '{self.group}' still has {missing} unfinished chunk(s)")
         meta = dict(attrs or {})
         meta["complete"] = True
         self.g.attrs.update(_jsonable(meta))
+        self.attrs.update(_jsonable(meta))
+        self.close()
 
     def read(self, ids: Sequence[str] | None = None, names: Sequence[str] | None = None) -> Table:
-        """Read the table. ``status`` and ``error`` come along; rows not OK are the caller's to mask."""
-        if not self.complete:
+        """Read the table. ``status`` and ``error`` come along; rows not OK are the caller's to mask.
+
+        A chunk file of a done chunk that is missing raises :class:`MissingChunkError`."""
+        done = self.done_mask()
+        if not done.all():
             raise SchemaError(
                 f"table '{self.group}' in {self.store.path} is incomplete "
-                f"({int((~self.done_mask()).sum())} of {self.n_chunks} chunks missing); re-run its producer to resume"
+                f"({int((~done).sum())} of {self.n_chunks} chunks missing); re-run its producer to resume"
             )
+        hint = _damage_hint(self.store.path, rows=True)
         wanted = list(self.columns) if names is None else list(names)
-        arrays = {n: read_array(self.g[n]) for n in wanted}
-        arrays["status"] = read_array(self.g["status"])
-        arrays["error"] = np.asarray(self.g["error"][...], dtype=object)
-        t = Table(self.group, self.ids, arrays, dict(self.g.attrs))
+        arrays = {n: read_array(self.g[n], self.required(n, done), self._where(n), hint) for n in wanted}
+        arrays["status"] = read_array(self.g["status"], self.required("status", done), self._where("status"), hint)
+        err, ids_arr = self.g["error"], self.g["ids"]
+        check_chunk_files(err, self.required("error", done), self._where("error"), hint)
+        check_chunk_files(ids_arr, self.required("ids", done), self._where("ids"), hint)
+        arrays["error"] = np.asarray(err[...], dtype=object)
+        t = Table(self.group, np.asarray(ids_arr[...], dtype=object), arrays, dict(self.g.attrs))
         return t.align(ids) if ids is not None else t
-
-
-# ---------------------------------------------------------------------------------- fast reads
-def _plain_bytes_codec(codecs: Any, dt: np.dtype) -> bool:
-    """True when the codec chain is the ``bytes`` codec alone, little-endian (the endian may be
-    omitted only for one-byte types)."""
-    if not isinstance(codecs, list) or len(codecs) != 1 or not isinstance(codecs[0], dict):
-        return False
-    c = codecs[0]
-    if c.get("name") != "bytes" or set(c) - {"name", "configuration"}:
-        return False
-    conf = c.get("configuration") or {}
-    if set(conf) - {"endian"}:
-        return False
-    return conf.get("endian") == "little" or ("endian" not in conf and dt.itemsize == 1)
-
-
-def _raw_layout(arr: zarr.Array) -> tuple[Path, int] | None:
-    """(array folder, rows per chunk) when ``arr`` is stored as plain little-endian C-order bytes,
-    one file per row chunk under the Zarr v3 default chunk key encoding; else None."""
-    try:
-        store = arr.store
-        root = getattr(store, "root", None)
-        if root is None or type(store).__name__ != "LocalStore":
-            return None
-        folder = Path(root) / arr.path
-        meta = json.loads((folder / "zarr.json").read_text())
-    except (OSError, ValueError, AttributeError):
-        return None
-    dt = np.dtype(arr.dtype) if not isinstance(arr.dtype, np.dtype) else arr.dtype
-    shape = tuple(meta.get("shape", ()))
-    grid = meta.get("chunk_grid", {})
-    chunks = tuple(grid.get("configuration", {}).get("chunk_shape", ()))
-    ok = (meta.get("zarr_format") == 3 and meta.get("node_type") == "array"
-          and _plain_bytes_codec(meta.get("codecs"), dt) and not meta.get("storage_transformers")
-          and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
-          and grid.get("name") == "regular" and len(shape) >= 1 and len(chunks) == len(shape)
-          and chunks[1:] == shape[1:] and chunks[0] >= 1
-          and dt.kind in "fiub" and dt.byteorder in "<=|" and shape == tuple(arr.shape))
-    return (folder, int(chunks[0])) if ok else None
-
-
-def read_array(arr: zarr.Array) -> np.ndarray:
-    """The whole of ``arr`` as a numpy array, read straight from its chunk files when it can be.
-
-    Fast path: a local Zarr v3 array whose codecs are exactly ``bytes`` (little-endian, no
-    compressor, no filter, no transpose), chunked by rows only, with the default chunk key
-    encoding (``c/<i>/0/...``): each chunk file holds its rows as C-order bytes, so it is read
-    directly into the output with ``readinto`` (edge chunks are stored full size; only their
-    valid rows are read). A chunk that was never written reads as the array's fill value.
-    Anything else (compressed, other layouts, remote stores) is read by zarr.
-    """
-    layout = _raw_layout(arr)
-    if layout is None:
-        return np.asarray(arr[...])
-    folder, rows = layout
-    n = arr.shape[0]
-    out = np.empty(arr.shape, dtype=np.dtype(arr.dtype).newbyteorder("<"))
-    if out.size == 0:
-        return out
-    flat = out.reshape(n, -1).view(np.uint8)
-    row_bytes = flat.shape[1]
-    suffix = "/".join(["0"] * (out.ndim - 1))
-    for k in range(-(-n // rows)):
-        lo, hi = k * rows, min(n, (k + 1) * rows)
-        path = folder / "c" / str(k) / suffix if suffix else folder / "c" / str(k)
-        try:
-            fh = open(path, "rb", buffering=0)
-        except FileNotFoundError:
-            out[lo:hi] = arr.fill_value
-            continue
-        with fh:
-            view = memoryview(flat[lo:hi]).cast("B")
-            got = 0
-            while got < len(view):
-                r = fh.readinto(view[got:])
-                if not r:
-                    raise SchemaError(f"chunk file {path} is shorter than {(hi - lo)} rows of {row_bytes} bytes")
-                got += r
-    return out
 
 
 def _with_provenance(attrs: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -311,6 +311,7 @@ def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSumm
 
 def main(argv: Sequence[str]) -> int:
     """``python -m extract embeddings …``: exit 0 when the table is complete (failed clips are listed)."""
+    from cache.locks import LockedError
     from cache.manifest import ManifestError
 
     from .checkpoints import CheckpointError
@@ -318,7 +319,8 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         summary = run_embeddings(parse_config(argv))
-    except (ExtractionError, SchemaError, CheckpointError, ManifestError, FileNotFoundError, KeyError, ValueError) as e:
+    except (ExtractionError, SchemaError, LockedError, CheckpointError, ManifestError, FileNotFoundError, KeyError,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if summary is not None:

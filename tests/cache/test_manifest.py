@@ -158,8 +158,58 @@ def test_class_descriptions(make_dataset, row):
     assert load_manifest(root).ids.tolist() == ["1"]
 
 
-def test_unparseable_csv_keeps_rows_before_and_reports_where(make_dataset, row):
-    root = make_dataset([row("1", "fx-a"), row("2", "fx-a", description="x" * 200_000), row("3", "fx-a")])
-    m = load_manifest(root)  # a field over the csv module's size limit
+def test_field_of_several_megabytes_is_read_whole(make_dataset, row):
+    rows = [row(str(i), "fx-a") for i in range(1, 31)]
+    rows[4]["description"] = "long " * 1_000_000  # 5 MB, far over the csv module's default 128 KiB limit
+    m = load_manifest(make_dataset(rows))
+    assert len(m) == 30 and m.report.errors == []
+    assert m.description[4] == ("long " * 1_000_000).strip()
+
+
+def test_csv_that_stops_parsing_part_way_is_an_error_naming_file_and_row(make_dataset, row):
+    root = make_dataset([row("1", "fx-a"), row("2", "fx-a", description="x" * 5000), row("3", "fx-a")])
+    old = csv.field_size_limit(1000)  # any parse error that would drop the rest of the file
+    try:
+        with pytest.raises(ManifestError, match=r"TEST_metadata.csv: CSV cannot be parsed .*data row 2.*field larger"):
+            load_manifest(root)
+    finally:
+        csv.field_size_limit(old)
+
+
+def test_symlinked_audio_folder_and_files_are_kept(make_dataset, row, tmp_path):
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for i in ("1", "2", "3"):
+        (pool / f"{i}.wav").write_bytes(b"RIFF")
+    # the whole audio folder is a link to a pool outside the dataset
+    root = make_dataset([row("1", "fx-a"), row("2", "m-sp"), row("3", "ss-u")], sub="linked_dir", audio_ids=[])
+    (root / "audio").rmdir()
+    (root / "audio").symlink_to(pool)
+    m = load_manifest(root)
+    assert m.ids.tolist() == ["1", "2", "3"] and m.report.errors == []
+    assert m.audio_paths[0] == root.resolve() / "audio" / "1.wav"  # the dataset's path, not the link's target
+    # per-file links, one of them dangling: the dangling one is kept (its decode fails later, per clip)
+    root = make_dataset([row("1", "fx-a"), row("2", "m-sp"), row("3", "ss-u")], sub="linked_files", audio_ids=[])
+    for i in ("1", "2"):
+        (root / "audio" / f"{i}.wav").symlink_to(pool / f"{i}.wav")
+    (root / "audio" / "3.wav").symlink_to(tmp_path / "nowhere" / "3.wav")
+    m = load_manifest(root)
+    assert m.ids.tolist() == ["1", "2", "3"] and m.report.errors == []
+    assert not m.audio_paths[2].exists()
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "a\\b", "..", ".", "x..y", "/abs"])
+def test_ids_that_are_not_plain_file_names_are_dropped(make_dataset, row, bad):
+    m = load_manifest(make_dataset([row("1", "fx-a"), row(bad, "fx-a")], audio_ids=["1"]))
     assert m.ids.tolist() == ["1"]
-    assert any("CSV cannot be parsed" in p and "field larger than field limit" in p for p in problems_at(m.report, 2))
+    assert any("not a plain file name" in p and repr(bad) in p for p in problems_at(m.report, 2))
+
+
+def test_no_usable_rows_is_an_error_naming_the_csv(make_dataset, row):
+    root = make_dataset([], header=list(row("1", "fx-a")))  # header only
+    with pytest.raises(ManifestError, match=r"no usable rows in .*TEST_metadata.csv \(it has a header but no data"):
+        load_manifest(root)
+    root = make_dataset([row("1", "fx-a"), row("2", "m-sp")], sub="noaudio", audio_ids=[])
+    with pytest.raises(ManifestError, match=r"(?s)no usable rows in .*TEST_metadata.csv \(the file has 2 row\(s\).*"
+                                            r"audio file missing"):
+        load_manifest(root)
