@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import zarr
 
-from cache.features import open_features, read_features
+from cache.feature_matrix import open_features, read_features
 from cache.store import (EVERY_CHUNK_STORED, FAILED, OK, MissingChunkError, SchemaError, Store, TableLockedError,
                          read_array)
 
