@@ -20,6 +20,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from cache.locks import LockedError  # noqa: E402
+from cache.store import SchemaError  # noqa: E402
 from finetune.config import STAGES, ConfigError, load_config, to_toml  # noqa: E402
 
 
@@ -54,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from finetune.trainer import train
 
         train(cfg, resume=args.resume)
-    except ConfigError as e:
+    except (ConfigError, LockedError, SchemaError) as e:  # user errors: a bad config, a busy or damaged table
         if _is_rank0():  # every rank fails alike; one line, not one per process
             print(f"finetune: {e}", file=sys.stderr, flush=True)
         return 2

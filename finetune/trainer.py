@@ -11,11 +11,9 @@ holds a lock on the output folder for the whole run, so a second run into it is 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cache.locks import LockedError, acquire, describe_holder
 from cache.manifest import load_manifest
 from cache.provenance import base_provenance, sha256_file
 from cache.splits import Split, split_manifest
@@ -130,25 +129,21 @@ def load_datasets(cfg: FinetuneConfig, log=print) -> Datasets:
 
 @contextlib.contextmanager
 def _hold_output_lock(folder: Path):
-    """Hold an exclusive ``flock`` on ``<folder>/.lock`` (pid and host written in it) for the block.
+    """Hold the writer lock of an output folder (``<folder>/.lock``, :mod:`cache.locks`) for the block.
 
-    A folder another live run holds raises ConfigError naming that run's pid and host. The lock
-    goes with the process (also on a kill), so a stale lock file never blocks. Rank 0 only.
+    A folder another live run holds raises ConfigError naming that run (pid, host, command). The
+    lock goes with the process (also on a kill), so a stale lock file never blocks. Rank 0 only.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "an unknown process"
-            raise ConfigError(f"{folder} is in use by another fine-tune run ({holder}): wait for it to end, "
-                              "or choose another output.dir") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-        fh.flush()
+    try:
+        lease = acquire(folder / ".lock", f"fine-tune output folder {folder}")
+    except LockedError as e:
+        raise ConfigError(f"{folder} is in use by another fine-tune run ({describe_holder(e.holder)}): wait for it "
+                          "to end, or choose another output.dir") from None
+    try:
         yield
+    finally:
+        lease.release()
 
 
 class Trainer:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
+from pathlib import Path
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +18,9 @@ from cache.tables import read_logits
 from finetune.config import load_config
 from finetune.evaluate import predict, score
 from finetune.model import WEIGHTS_FORMAT, model_from_run
-from finetune.trainer import _hold_output_lock, load_datasets
+from finetune.trainer import load_datasets
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_stage1_one_process_writes_every_output(ft_data, tmp_path, run_ft):
@@ -123,11 +127,18 @@ def test_only_rank_0_prints_the_refusal(ft_data, tmp_path, capsys, run_ft, monke
 
 def test_a_second_run_into_a_held_output_folder_is_refused(ft_data, tmp_path, capsys, run_ft):
     out = tmp_path / "locked"
-    with _hold_output_lock(out):
+    holder = subprocess.Popen(  # another process holds the folder's lock (cache.locks), as a live run would
+        [sys.executable, "-c", "import sys, time\nfrom cache.locks import hold_lock\n"
+         "with hold_lock(sys.argv[1], 'a fine-tune run'):\n    print('held', flush=True)\n    time.sleep(120)\n",
+         str(out / ".lock")], stdout=subprocess.PIPE, text=True, cwd=str(REPO))
+    try:
+        assert holder.stdout.readline().strip() == "held"
         assert run_ft(ft_data.args(out, "train.epochs=1")) == 2
         [line] = _error_lines(capsys.readouterr().err)
-    assert f"{out} is in use by another fine-tune run (pid {os.getpid()} on {socket.gethostname()})" in line
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"{out} is in use by another fine-tune run (pid {holder.pid} on {socket.gethostname()}" in line
     assert not (out / "state").exists()
-    # released: the run goes ahead and its lock file names it while it runs
+    # the holder is gone (killed: the kernel dropped its lock): the run goes ahead
     assert run_ft(ft_data.args(out, "train.epochs=1", "output.write_logits=false")) == 0
-    assert (out / ".lock").read_text() == f"pid {os.getpid()} on {socket.gethostname()}\n"
