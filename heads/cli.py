@@ -11,7 +11,7 @@ import sys
 
 from cache.store import Store
 
-from .config import ConfigError, load_config
+from cache.config import ConfigError, load_config
 
 
 def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:

@@ -21,7 +21,7 @@ from cache.splits import Split, make_split
 from cache.store import Store, default_store_path
 from cache.taxonomy import NUM_CLASSES
 
-from .config import to_dict
+from cache.config import to_dict
 from .data import InputError, InputSpec, Standardizer, load_head_data, resolve_groups
 from .ensemble import DECODINGS, decode, mean_logits, select, softmax
 from .pipeline import Pipeline, PipelineConfig

@@ -29,7 +29,7 @@ from cache.store import Store, default_store_path
 from cache.tables import priors_path, pseudo_labels_path
 from cache.taxonomy import CLASSES
 
-from .config import dump_toml, to_dict
+from cache.config import dump_toml, to_dict
 from .data import HeadData, InputError, InputSpec, Standardizer, load_head_data, resolve_groups
 from .ensemble import DECODINGS, decode, mean_logits, select, softmax
 from .report import comparison_table, plot_curves, write_classification_report

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from heads.config import ConfigError, dump_toml, load_config, to_dict
-from heads.metric import hierarchical_scores
+from cache.config import ConfigError, dump_toml, load_config, to_dict
+from cache.metric import hierarchical_scores
 from heads.pipeline import PipelineConfig
 from heads.report import confusion_matrix, plot_curves, write_classification_report
 from heads.submission import read_output_csv, write_meta_yaml, write_output_csv

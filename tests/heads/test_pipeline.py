@@ -11,7 +11,7 @@ from cache.splits import Split
 from cache.store import Store
 from heads.cli import main
 from heads.ensemble import mean_logits, softmax
-from heads.metric import hierarchical_scores
+from cache.metric import hierarchical_scores
 from heads.score import score_files
 from heads.submission import read_output_csv
 from heads.synthetic import write_synthetic_pipeline
@@ -216,7 +216,7 @@ def test_shipped_configs_load_and_validate():
     from pathlib import Path
 
     from heads.commands import BaselineConfig
-    from heads.config import load_config
+    from cache.config import load_config
     from heads.pipeline import PipelineConfig
 
     root = Path(__file__).resolve().parents[2] / "configs" / "heads"

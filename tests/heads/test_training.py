@@ -224,7 +224,7 @@ def test_early_stopping_keeps_the_best_epoch():
     assert res.best_epoch == int(np.argmax(hfs))
     assert res.best_val["hF"] == max(hfs)
     # the returned weights are the best epoch's: re-scoring them gives the recorded hF
-    from heads.metric import hierarchical_scores
+    from cache.metric import hierarchical_scores
     pred = predict_logits([res], val, device="cpu")[0].argmax(-1)
     assert hierarchical_scores(val.labels.numpy(), pred).hF == pytest.approx(res.best_val["hF"])
     if len(hfs) < 8:  # stopped early: patience epochs without improvement after the best
