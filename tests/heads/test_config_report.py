@@ -7,7 +7,7 @@ import yaml
 
 from cache.config import ConfigError, dump_toml, load_config, to_dict
 from cache.metric import hierarchical_scores
-from heads.pipeline import PipelineConfig
+from heads.pipeline_config import PipelineConfig
 from heads.report import confusion_matrix, plot_curves, write_classification_report
 from heads.submission import read_output_csv, write_meta_yaml, write_output_csv
 from heads.training import TrainConfig

@@ -5,13 +5,13 @@ import numpy as np
 import pytest
 import yaml
 
-from cache.tables import read_logits, read_pseudo_labels
 from cache.manifest import load_manifest
+from cache.metric import hierarchical_scores
 from cache.splits import Split
 from cache.store import Store
+from cache.tables import read_logits, read_pseudo_labels
 from heads.cli import main
 from heads.ensemble import mean_logits, softmax
-from cache.metric import hierarchical_scores
 from heads.score import score_files
 from heads.submission import read_output_csv
 from heads.synthetic import write_synthetic_pipeline
@@ -215,9 +215,9 @@ def test_cv_and_baseline_commands(run, tmp_path):
 def test_shipped_configs_load_and_validate():
     from pathlib import Path
 
-    from heads.commands import BaselineConfig
     from cache.config import load_config
-    from heads.pipeline import PipelineConfig
+    from heads.baseline import BaselineConfig
+    from heads.pipeline_config import PipelineConfig
 
     root = Path(__file__).resolve().parents[2] / "configs" / "heads"
     names = sorted(p.name for p in root.glob("*.toml"))
