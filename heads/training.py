@@ -1,9 +1,10 @@
 """Trainer on cached features: K head configurations trained together (K = 1 for a single run).
 
 All inputs live on the device as tensors; a batch is an index gather, not a DataLoader.
-Recipe (TASK.md §6): AdamW (weight decay 0.01), batch 18, the reference schedule stepped per
-update, gradient clipping at norm 1.0, class-frequency weighted CE (+ λ·soft CE to
-pseudo-labels), early stopping on validation hF (patience 10) keeping the best epoch.
+The recipe (docs/heads.md, "The recipe and its defaults"): AdamW (weight decay 0.01), batch 18,
+the reference schedule stepped per update, gradient clipping at norm 1.0, the loss of
+:mod:`heads.losses` (class-frequency weighted CE + λ·soft CE to pseudo-labels) in its fused form,
+early stopping on validation hF (patience 10) keeping the best epoch.
 
 Every configuration owns random generators seeded with its ``seed``: a ``torch.Generator``
 draws the initial weights (through a forked global RNG) and the epoch permutations, and the
@@ -22,7 +23,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -31,9 +31,9 @@ from cache.taxonomy import NUM_CLASSES
 
 from .data import HeadData
 from .early_stopping import EarlyStopping
-from .losses import class_frequency_weights
+from .losses import class_frequency_weights, item_weights, loss_targets
 from .model import FusionHead
-from .stacked import BatchedAdamW, StackedHeads, loss_targets, mask_generator
+from .stacked import BatchedAdamW, StackedHeads, mask_generator
 
 #: fields that may differ between the configurations of one stacked run
 PER_CONFIG = ("lr", "lam", "weight_decay", "seed")
@@ -148,26 +148,6 @@ def stacked_logits(stacked: StackedHeads, data: HeadData, chunk: int = 2048) -> 
     return torch.cat(out, dim=1)
 
 
-def per_config_loss(logits: Tensor, y: Tensor, weights: Tensor | None, lam: Tensor,
-                     pseudo: Tensor | None, has_pseudo: Tensor | None) -> Tensor:
-    """(K,) losses (1 − λ_k)·weighted CE + λ_k·soft CE for logits (K, B, C), in autograd form
-    (the reference for the hand-written gradients of :meth:`StackedHeads.loss_and_grads`)."""
-    K, B, C = logits.shape
-    logp = F.log_softmax(logits, dim=-1)
-    valid = y >= 0
-    yc = y.clamp(min=0)
-    nll = -logp.gather(-1, yc.unsqueeze(-1)).squeeze(-1)  # (K, B)
-    w = (weights[yc] if weights is not None else torch.ones_like(nll)) * valid.to(nll.dtype)
-    ce = (w * nll).sum(1) / w.sum(1).clamp(min=1e-12)
-    if pseudo is None:
-        return ce
-    m = has_pseudo.to(nll.dtype)
-    soft = -(pseudo * logp).sum(-1)
-    sce = (soft * m).sum(1) / m.sum(1).clamp(min=1.0)
-    zero = torch.zeros_like(ce)
-    return torch.where(lam < 1, (1 - lam) * ce, zero) + torch.where(lam > 0, lam * sce, zero)
-
-
 #: on a CPU, a run whose step touches fewer (configuration × item × parameter) products than
 #: this trains on one thread: its operations are too small to gain from a second thread and
 #: waking the thread team costs more than it saves (measured: 1.3× faster for the demo's
@@ -259,9 +239,7 @@ def _train_stacked(configs: list[TrainConfig], train: HeadData, val: HeadData | 
         return None if t is None else t[idx]
 
     # per-item inputs prepared once: the prior as the step consumes it, clamped labels, CE weights
-    valid = train.labels >= 0
-    y_all = train.labels.clamp(min=0)
-    w_all = (weights[y_all] if weights is not None else torch.ones(N, device=device)) * valid.to(torch.float32)
+    y_all, w_all = item_weights(train.labels, weights)
     qx_all = None
     if stacked.template.uses_prior:
         if train.prior is None:
