@@ -61,13 +61,6 @@ class HeadData:
                        has_pseudo=take(self.has_pseudo),
                        feature_ok=None if self.feature_ok is None else self.feature_ok[idx.numpy()])
 
-    def select_ids(self, ids: Sequence[str]) -> "HeadData":
-        pos = {str(i): k for k, i in enumerate(self.ids)}
-        missing = [i for i in ids if str(i) not in pos]
-        if missing:
-            raise InputError(f"{len(missing)} id(s) not in these inputs: {', '.join(map(str, missing[:10]))}")
-        return self.subset([pos[str(i)] for i in ids])
-
     def to(self, device) -> "HeadData":
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return replace(self, X=self.X.to(device), prior=mv(self.prior), missing=mv(self.missing),

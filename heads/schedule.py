@@ -1,4 +1,4 @@
-"""The reference learning-rate schedule, stepped once per update (TASK.md §6).
+"""The reference learning-rate schedule, stepped once per update (docs/heads.md, the recipe).
 
 Linear warm-up from 0 over ``warmup_epochs``, constant until ``decay_start_epoch``, then
 linear decay to ``final_lr`` at the end of the last epoch.
@@ -47,9 +47,3 @@ def reference_schedule(optimizer: torch.optim.Optimizer, steps_per_epoch: int, e
         lambdas.append(schedule_factor(steps_per_epoch, epochs, warmup_epochs, decay_start_epoch, ratio))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
 
-
-def lr_at(base_lr: float, step: int, steps_per_epoch: int, epochs: int, warmup_epochs: float = 1,
-          decay_start_epoch: float = 1, final_lr: float = 1e-7) -> float:
-    """Learning rate used for update number ``step`` (0-based), for a given base rate."""
-    ratio = final_lr / base_lr if base_lr > 0 else 0.0
-    return base_lr * schedule_factor(steps_per_epoch, epochs, warmup_epochs, decay_start_epoch, ratio)(step)
