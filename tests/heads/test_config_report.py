@@ -1,5 +1,4 @@
 """Typed configs (TOML + overrides), reports and submission files."""
-import dataclasses
 
 import numpy as np
 import pytest
