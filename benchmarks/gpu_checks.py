@@ -43,12 +43,12 @@ def max_diff(a: dict, b: dict) -> float:
 
 # ------------------------------------------------------------------------------------------- heads
 def check_heads(device: torch.device) -> None:
+    from heads.losses import item_weights, loss_targets, mixed_loss
     from heads.model import FusionHead
     from heads.search import SearchSpace, run_search, sample_configs
     from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_
-    from heads.training import TrainConfig, predict_logits, train_head
-    from testkit.reference_loss import per_config_loss
     from testkit.synthetic_heads import synthetic_data
+    from heads.training import TrainConfig, predict_logits, train_head
 
     dev = str(device)
 
@@ -104,10 +104,14 @@ def check_heads(device: torch.device) -> None:
         weights = (torch.rand(23, generator=g) + 0.5).to(device)
         uniforms = torch.rand(K, B, st.dropout_width, generator=g).to(device)
         gflat, gviews = st.grad_buffer()
-        losses = st.loss_and_grads(h, prior, miss, st.dropout_masks(uniforms), labels, weights, lam, pseudo, has,
-                                   gviews)
+        y, w = item_weights(labels, weights)  # the trainer's fused loss, prepared as train_stacked does
+        T, s = loss_targets(y, w, lam, pseudo, has.to(torch.float32), B, 23)
+        qx = st.prior_inputs(prior, miss) if st.template.uses_prior else None
+        losses = st.fast_loss_and_grads(h, qx, st.dropout_masks(uniforms), T, s, gviews)
         leaf = leaf_copies(st)
-        ref = per_config_loss(st(h, prior, miss, uniforms, params=leaf), labels, weights, lam, pseudo, has)
+        logits = st(h, prior, miss, uniforms, params=leaf)
+        ref = torch.stack([mixed_loss(logits[k], labels[k], weights, pseudo[k], has[k], float(lam[k]))
+                           for k in range(K)])  # the reference form
         auto = torch.autograd.grad(ref.sum(), list(leaf.values()), allow_unused=True)
         worst = max(worst, float((losses - ref).abs().max()))
         for (name, view), ga in zip(gviews.items(), auto):

@@ -9,9 +9,8 @@ import argparse
 import json
 import sys
 
+from cache.config import ConfigError, load_config
 from cache.store import Store
-
-from .config import ConfigError, load_config
 
 
 def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -30,7 +29,7 @@ def _add_data(p: argparse.ArgumentParser, split: bool = True) -> None:
 
 
 def _pipeline_cfg(args):
-    from .pipeline import PipelineConfig
+    from .pipeline_config import PipelineConfig
 
     overrides = list(args.overrides)
     for flag, key in (("clean", "data.clean.root"), ("noisy", "data.noisy.root"), ("eval", "data.eval.root"),
@@ -136,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args, progress: bool) -> int:
-    from . import commands
+    from .baseline import BaselineConfig, run_baseline
+    from .cross_validation import cross_validate
+    from .logits_tables import ensemble_from_runs, pseudo_labels_from_runs, report_from_predictions
     from .pipeline import Pipeline
+    from .predict import predict_dataset, submit_from_ensemble
+    from .train_search import RunConfig, train_or_search
 
     cmd = args.command
     if cmd == "pipeline":
@@ -151,41 +154,41 @@ def _run(args, progress: bool) -> int:
         else:
             if not (args.store and args.runs and args.name):
                 raise ValueError("without --config, pass --store (one or more), --runs and --name")
-            commands.pseudo_labels_from_runs([Store(s) for s in args.store], args.runs, args.name)
+            pseudo_labels_from_runs([Store(s) for s in args.store], args.runs, args.name)
     elif cmd == "ensemble":
         if args.config:
             Pipeline(_pipeline_cfg(args), progress=progress).make_ensemble()
         else:
             if not (args.dataset and args.runs and args.out):
                 raise ValueError("without --config, pass --dataset, --runs and --out")
-            commands.ensemble_from_runs(args.dataset, args.runs, args.out, store=args.store, split_file=args.split,
-                                        split_preset=args.split_preset, fold=args.fold, method=args.method,
-                                        max_size=args.max_size, never_predicted=args.never_predicted)
+            ensemble_from_runs(args.dataset, args.runs, args.out, store=args.store, split_file=args.split,
+                               split_preset=args.split_preset, fold=args.fold, method=args.method,
+                               max_size=args.max_size, never_predicted=args.never_predicted)
     elif cmd == "report":
         if args.config:
             print(Pipeline(_pipeline_cfg(args), progress=progress).report())
         else:
             if not (args.predictions and args.out):
                 raise ValueError("without --config, pass --predictions and --out")
-            commands.report_from_predictions(args.predictions, args.out, args.decoding)
+            report_from_predictions(args.predictions, args.out, args.decoding)
     elif cmd == "submit":
         if args.config:
             Pipeline(_pipeline_cfg(args), progress=progress).submit()
         else:
             if not (args.ensemble and args.dataset and args.out):
                 raise ValueError("without --config, pass --ensemble, --dataset and --out")
-            commands.submit_from_ensemble(args.ensemble, args.dataset, args.out, args.label, store=args.store,
-                                          decoding=args.decoding)
+            submit_from_ensemble(args.ensemble, args.dataset, args.out, args.label, store=args.store,
+                                 decoding=args.decoding)
     elif cmd == "predict":
-        commands.predict_dataset(args.run, args.dataset, args.out, store=args.store, label=args.label,
-                                 decoding=args.decoding, logits_name=args.write_logits)
+        predict_dataset(args.run, args.dataset, args.out, store=args.store, label=args.label,
+                        decoding=args.decoding, logits_name=args.write_logits)
     elif cmd in ("train", "search"):
-        cfg = load_config(commands.RunConfig, args.config, args.overrides)
-        commands.train_or_search(cfg, search=cmd == "search", progress=progress)
+        cfg = load_config(RunConfig, args.config, args.overrides)
+        train_or_search(cfg, search=cmd == "search", progress=progress)
     elif cmd == "cv":
         cfg = _pipeline_cfg(argparse.Namespace(config=args.config, overrides=args.overrides, out=None))
         out = args.out or (cfg.out.rstrip("/") + "-cv")
-        commands.cross_validate(cfg, [int(f) for f in args.folds.split(",")], out, progress=progress)
+        cross_validate(cfg, [int(f) for f in args.folds.split(",")], out, progress=progress)
     elif cmd == "baseline":
         ov = list(args.overrides)
         for key in ("dataset", "store", "out"):
@@ -193,8 +196,8 @@ def _run(args, progress: bool) -> int:
                 ov.append(f"{key}={json.dumps(str(getattr(args, key)))}")
         if args.folds:
             ov.append(f"folds=[{args.folds}]")
-        cfg = load_config(commands.BaselineConfig, args.config, ov)
-        commands.run_baseline(cfg, progress=progress)
+        cfg = load_config(BaselineConfig, args.config, ov)
+        run_baseline(cfg, progress=progress)
     return 0
 
 

@@ -15,8 +15,9 @@ import torch
 from torch import Tensor
 
 from cache.feature_matrix import read_features
-from cache.tables import priors_path, read_priors, read_pseudo_labels
+from cache.splits import Split, make_split
 from cache.store import Store
+from cache.tables import EMBEDDINGS, PRIORS, priors_path, read_priors, read_pseudo_labels
 from cache.taxonomy import NUM_CLASSES
 
 
@@ -60,13 +61,6 @@ class HeadData:
                        has_pseudo=take(self.has_pseudo),
                        feature_ok=None if self.feature_ok is None else self.feature_ok[idx.numpy()])
 
-    def select_ids(self, ids: Sequence[str]) -> "HeadData":
-        pos = {str(i): k for k, i in enumerate(self.ids)}
-        missing = [i for i in ids if str(i) not in pos]
-        if missing:
-            raise InputError(f"{len(missing)} id(s) not in these inputs: {', '.join(map(str, missing[:10]))}")
-        return self.subset([pos[str(i)] for i in ids])
-
     def to(self, device) -> "HeadData":
         mv = lambda t: None if t is None else t.to(device)  # noqa: E731
         return replace(self, X=self.X.to(device), prior=mv(self.prior), missing=mv(self.missing),
@@ -79,13 +73,29 @@ class HeadData:
         h = torch.ones(len(p), dtype=torch.bool) if has is None else torch.as_tensor(np.asarray(has), dtype=torch.bool)
         return replace(self, pseudo=p.to(self.X.device), has_pseudo=h.to(self.X.device))
 
-    def with_labels(self, labels) -> "HeadData":
-        return replace(self, labels=torch.as_tensor(np.asarray(labels), dtype=torch.long).to(self.X.device))
+
+def load_split(targets, split_file: str, preset: str, fold: int, seed: int | None, dataset: str) -> Split:
+    """The saved split ``split_file`` or, when it is empty, split ``preset`` (fold, seed) of ``targets``
+    (a manifest's target clips: ``ids``, ``labels``)."""
+    if split_file:
+        return Split.load(split_file)
+    return make_split(targets.ids, targets.labels, preset=preset, fold=fold, seed=seed, dataset=dataset)
+
+
+def split_indices(ids: Sequence[str], split: Split, where: str) -> dict[str, np.ndarray]:
+    """Positions in ``ids`` of the split's train, val and test ids; ``where`` names ``ids`` in the
+    error raised for split ids that are not among them."""
+    pos = {i: k for k, i in enumerate(ids)}
+    unknown = [i for i in split.train + split.val + split.test if i not in pos]
+    if unknown:
+        raise InputError(f"split has {len(unknown)} id(s) that are not target clips of {where}: "
+                         f"{', '.join(unknown[:10])}")
+    return {p: np.array([pos[i] for i in split.part(p)], dtype=np.int64) for p in ("train", "val", "test")}
 
 
 def resolve_groups(store: Store, patterns: Sequence[str]) -> list[str]:
     """Exact embedding group names for ``patterns`` (each must match exactly one table)."""
-    tables = store.tables("embeddings")
+    tables = store.tables(EMBEDDINGS)
     out = []
     for pat in patterns:
         if pat in tables:
@@ -116,7 +126,7 @@ def load_head_data(store: Store, ids: Sequence[str], spec: InputSpec, labels: Se
         group = priors_path(spec.prior)
         if not store.has(group):
             raise InputError(f"{store.path}: no prior table '{group}'; priors there: "
-                             f"{', '.join(store.tables('llm/priors')) or 'none'}")
+                             f"{', '.join(store.tables(PRIORS)) or 'none'}")
         p, m = read_priors(store, spec.prior, ids)
         if p.shape[1] != NUM_CLASSES:
             raise InputError(f"{store.path} '{group}': prior has {p.shape[1]} columns, expected {NUM_CLASSES}")

@@ -1,4 +1,4 @@
-"""The LLM-prior fusion head (TASK.md §6), shared by the head tier and ``finetune/``.
+"""The LLM-prior fusion head (docs/heads.md, "The head"), shared by the head tier and ``finetune/``.
 
 Presets (``FusionHead(preset=...)``):
 

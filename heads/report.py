@@ -5,7 +5,6 @@ Every report names the never-predicted-class convention of the metric it shows.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -99,12 +98,3 @@ def write_classification_report(out_dir: str | Path, name: str, y_true, y_pred, 
     png = plot_confusion(cm, out / f"{name}_confusion.png", title or name)
     return {"markdown": md, "confusion_png": png}
 
-
-def comparison_table(rows: Sequence[dict]) -> str:
-    """Markdown table of result rows: name, what, val hF, test hP/hR/hF."""
-    f = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
-    lines = ["| system | inputs | val hF | test hP | test hR | test hF |", "|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['name']} | {r.get('what', '')} | {f(r.get('val_hF'))} | {f(r.get('test_hP'))} | "
-                     f"{f(r.get('test_hR'))} | {f(r.get('test_hF'))} |")
-    return "\n".join(lines)

@@ -1,4 +1,4 @@
-"""The reference learning-rate schedule, stepped once per update (TASK.md §6).
+"""The reference learning-rate schedule, stepped once per update (docs/heads.md, the recipe).
 
 Linear warm-up from 0 over ``warmup_epochs``, constant until ``decay_start_epoch``, then
 linear decay to ``final_lr`` at the end of the last epoch.
@@ -46,3 +46,4 @@ def reference_schedule(optimizer: torch.optim.Optimizer, steps_per_epoch: int, e
         ratio = final_lr / base if base > 0 else 0.0
         lambdas.append(schedule_factor(steps_per_epoch, epochs, warmup_epochs, decay_start_epoch, ratio))
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+

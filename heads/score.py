@@ -3,7 +3,7 @@
 TRUTH.csv is either ``id,class`` or a dataset metadata CSV (``sound_id`` or ``anonymous_id``
 plus ``class``); rows whose class is top-level-only or ``*-other`` are not targets: they
 are excluded (with any prediction for them) and counted. PRED.csv is the submission format
-of TASK.md §5: ``id,predicted_bst_second_level_class,prediction_score``.
+(:mod:`heads.submission`): ``id,predicted_bst_second_level_class,prediction_score``.
 
 Every id must be on both sides; otherwise the missing ids are named (exit code 2), as are
 unknown classes, duplicate ids and scores outside [0, 1]. Output: the per-class Markdown
@@ -24,10 +24,11 @@ from typing import Sequence
 
 import numpy as np
 
-from cache.taxonomy import CLASS_INDEX, LabelKind, UnknownClassError, parse_label
 from cache.metric import CONVENTIONS, HierarchicalScores, format_table, hierarchical_scores
+from cache.taxonomy import CLASS_INDEX, LabelKind, UnknownClassError, parse_label
 
-PRED_COLUMNS = ("id", "predicted_bst_second_level_class", "prediction_score")
+from .submission import HEADER as PRED_COLUMNS
+
 TRUTH_ID_COLUMNS = ("id", "sound_id", "anonymous_id")
 
 

@@ -3,14 +3,15 @@
 :class:`StackedHeads` holds the parameters of K :class:`heads.model.FusionHead` modules in one
 flat (K, P) buffer (each named parameter is a (K, ...) view of it, the layout of
 ``torch.func.stack_module_state``) and evaluates all of them in one pass (``torch.baddbmm``).
-Training uses :meth:`StackedHeads.loss_and_grads`: forward, loss and a hand-written backward
-pass (checked against autograd in the tests) that write every gradient straight into one flat
-(K, P) gradient buffer, so clipping is one norm and the AdamW update one fused call per
-configuration (the clipping inside it). The trainer calls :meth:`StackedHeads.fast_loss_and_grads`
-on inputs prepared once per block of steps (the prior with its missing flag, the per-item loss
-targets of :func:`loss_targets`), since at small head sizes a step's cost is mostly the number of
-tensor operations. Dropout masks are drawn per configuration from its own generator
-(:meth:`StackedHeads.dropout_masks_from`), so a configuration trains alike alone or stacked.
+Training uses :meth:`StackedHeads.fast_loss_and_grads`: forward, the loss in the fused form of
+:mod:`heads.losses` (per-item targets prepared once per block of steps by
+:func:`heads.losses.loss_targets`, the prior once by :meth:`StackedHeads.prior_inputs`, since at
+small head sizes a step's cost is mostly the number of tensor operations) and a hand-written
+backward pass (checked against autograd of :func:`heads.losses.mixed_loss` in the tests) that
+writes every gradient straight into one flat (K, P) gradient buffer, so clipping is one norm and
+the AdamW update one fused call per configuration (the clipping inside it). Dropout masks are drawn
+per configuration from its own generator (:meth:`StackedHeads.dropout_masks_from`), so a
+configuration trains alike alone or stacked.
 
 :class:`BatchedAdamW` is ``torch.optim.AdamW`` itself, given one parameter group per
 configuration whose tensor is a row (view) of the stacked weights: each configuration has its
@@ -254,24 +255,6 @@ class StackedHeads:
     __call__ = forward
 
     # ------------------------------------------------------------------ training step
-    def loss_and_grads(self, h: Tensor | None, prior: Tensor | None, missing: Tensor | None, masks: Tensor | None,
-                       labels: Tensor, class_weights: Tensor | None, lam: Tensor, pseudo: Tensor | None,
-                       has_pseudo: Tensor | None, grads: dict[str, Tensor]) -> Tensor:
-        """Per-configuration losses (K,) of (1 − λ_k)·weighted CE + λ_k·soft CE, with every
-        gradient written into ``grads`` (views of a (K, P) buffer, see :meth:`grad_buffer`).
-
-        Inputs are (K, B, ·) batches; ``masks`` (K, B, dropout_width) are scaled keep-masks
-        (:meth:`dropout_masks`) or None; labels −1 contribute to the soft term only.
-        """
-        valid = labels >= 0
-        y = labels.clamp(min=0)
-        w = class_weights[y] if class_weights is not None else torch.ones(y.shape, dtype=self.flat.dtype, device=y.device)
-        w = w * valid.to(w.dtype)
-        qx = self.prior_inputs(prior, missing) if self.template.uses_prior else None
-        hp = None if has_pseudo is None else has_pseudo.to(self.flat.dtype)
-        T, s = loss_targets(y, w, lam, pseudo, hp, labels.shape[1], self.template.num_classes)
-        return self.fast_loss_and_grads(h, qx, masks, T, s, grads)
-
     def prior_inputs(self, prior: Tensor, missing: Tensor | None) -> Tensor:
         """The prior as the training step consumes it: rows of missing priors zeroed and, for a
         learned missing embedding, one more column holding the missing flag, so that
@@ -323,9 +306,13 @@ class StackedHeads:
 
     def fast_loss_and_grads(self, h: Tensor | None, qx: Tensor | None, masks: Tensor | None, T: Tensor, s: Tensor,
                             grads: dict[str, Tensor]) -> Tensor:
-        """:meth:`loss_and_grads` on prepared inputs: ``qx`` from :meth:`prior_inputs` and the
-        loss targets ``T``, ``s`` from :func:`loss_targets` (they do not depend on the weights,
-        so the trainer prepares them once per block of steps)."""
+        """Per-configuration losses (K,) −Σ_i Σ_c T_ic log p_ic (the fused form of the reference loss),
+        with every gradient written into ``grads`` (views of a (K, P) buffer, see :meth:`grad_buffer`).
+
+        Inputs are (K, B, ·) batches: ``h`` the features, ``qx`` the prior from :meth:`prior_inputs`,
+        ``masks`` (K, B, dropout_width) scaled keep-masks (:meth:`dropout_masks`) or None, and the
+        loss targets ``T``, ``s`` from :func:`heads.losses.loss_targets` (they do not depend on the
+        weights, so the trainer prepares them once per block of steps)."""
         ops, table, gtable = self._step_plan(grads)
         if table is None:
             z = h
@@ -373,35 +360,6 @@ def mask_generator(seed: int) -> np.random.Generator:
     """The dropout-mask generator of a configuration on a CPU (SFC64, its own stream of ``seed``;
     on a GPU the trainer draws masks with the configuration's ``torch.Generator`` instead)."""
     return np.random.Generator(np.random.SFC64(np.random.SeedSequence([int(seed) & (2**64 - 1), 0x6D61736B])))
-
-
-def loss_targets(y: Tensor, w: Tensor, lam: Tensor, pseudo: Tensor | None, has_pseudo: Tensor | None,
-                 batch: int, num_classes: int) -> tuple[Tensor, Tensor]:
-    """Per-item loss targets of consecutive batches of ``batch`` items (the last may be short).
-
-    For item i of a batch with weights w (0 for items without a label) and pseudo-label flags m,
-    T_i = a_i onehot(y_i) + b_i pseudo_i with a_i = (1 − λ) w_i / Σ_batch w and
-    b_i = λ m_i / max(Σ_batch m, 1), so the batch loss (1 − λ)·weighted CE + λ·soft CE is
-    −Σ_i Σ_c T_ic log p_ic. Returns T (K, n, C) and s = Σ_c T (K, n). Inputs are (K, n[, C]).
-    """
-    K, n = y.shape
-    nb = -(-n // batch)
-    pad = nb * batch - n
-
-    def per_batch_sum(v: Tensor) -> Tensor:  # (K, n) -> (K, n): each item gets its batch's sum
-        vp = F.pad(v, (0, pad)) if pad else v
-        return vp.view(K, nb, batch).sum(-1).repeat_interleave(batch, dim=1)[:, :n]
-
-    lam_ = lam.view(-1, 1).to(w.dtype)
-    a = w * ((1 - lam_) / per_batch_sum(w).clamp(min=1e-12))
-    T = torch.zeros(K, n, num_classes, dtype=w.dtype, device=w.device)
-    T.scatter_(-1, y.unsqueeze(-1), a.unsqueeze(-1))
-    s = a
-    if pseudo is not None and has_pseudo is not None:
-        b = has_pseudo * (lam_ / per_batch_sum(has_pseudo).clamp(min=1.0))
-        T.add_(pseudo * b.unsqueeze(-1))
-        s = a + b * pseudo.sum(-1)
-    return T, s
 
 
 class BatchedAdamW:

@@ -1,4 +1,4 @@
-"""Challenge submission files (TASK.md §5).
+"""Challenge submission files (docs/heads.md; :mod:`heads.score` reads and scores them).
 
 ``<label>.output.csv``: ``id,predicted_bst_second_level_class,prediction_score`` (id =
 anonymous_id, score in [0, 1]). ``<label>.meta.yaml``: the system's description, its
@@ -35,23 +35,6 @@ def write_output_csv(path: str | Path, ids: Sequence[str], pred: np.ndarray, sco
         for i, p, s in zip(ids, pred, score):
             w.writerow([str(i), CLASSES[int(p)], f"{float(s):.6f}"])
     return path
-
-
-def read_output_csv(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
-    """(ids, class codes, scores) of a submission CSV; checks the header."""
-    with open(path, newline="") as fh:
-        r = csv.reader(fh)
-        header = next(r, None)
-        if header is None or tuple(h.strip() for h in header) != HEADER:
-            raise ValueError(f"{path}: header must be {','.join(HEADER)}, got {header}")
-        ids, codes, scores = [], [], []
-        for n, row in enumerate(r, start=1):
-            if len(row) != 3:
-                raise ValueError(f"{path} row {n}: expected 3 fields, got {len(row)}")
-            ids.append(row[0])
-            codes.append(row[1])
-            scores.append(float(row[2]))
-    return ids, codes, np.asarray(scores)
 
 
 def dev_results(scores: HierarchicalScores) -> dict:

@@ -1,9 +1,10 @@
 """Trainer on cached features: K head configurations trained together (K = 1 for a single run).
 
 All inputs live on the device as tensors; a batch is an index gather, not a DataLoader.
-Recipe (TASK.md §6): AdamW (weight decay 0.01), batch 18, the reference schedule stepped per
-update, gradient clipping at norm 1.0, class-frequency weighted CE (+ λ·soft CE to
-pseudo-labels), early stopping on validation hF (patience 10) keeping the best epoch.
+The recipe (docs/heads.md, "The recipe and its defaults"): AdamW (weight decay 0.01), batch 18,
+the reference schedule stepped per update, gradient clipping at norm 1.0, the loss of
+:mod:`heads.losses` (class-frequency weighted CE + λ·soft CE to pseudo-labels) in its fused form,
+early stopping on validation hF (patience 10) keeping the best epoch.
 
 Every configuration owns random generators seeded with its ``seed``: a ``torch.Generator``
 draws the initial weights (through a forked global RNG) and the epoch permutations, and the
@@ -30,9 +31,9 @@ from cache.taxonomy import NUM_CLASSES
 
 from .data import HeadData
 from .early_stopping import EarlyStopping
-from .losses import class_frequency_weights
+from .losses import class_frequency_weights, item_weights, loss_targets
 from .model import FusionHead
-from .stacked import BatchedAdamW, StackedHeads, loss_targets, mask_generator
+from .stacked import BatchedAdamW, StackedHeads, mask_generator
 
 #: fields that may differ between the configurations of one stacked run
 PER_CONFIG = ("lr", "lam", "weight_decay", "seed")
@@ -238,9 +239,7 @@ def _train_stacked(configs: list[TrainConfig], train: HeadData, val: HeadData | 
         return None if t is None else t[idx]
 
     # per-item inputs prepared once: the prior as the step consumes it, clamped labels, CE weights
-    valid = train.labels >= 0
-    y_all = train.labels.clamp(min=0)
-    w_all = (weights[y_all] if weights is not None else torch.ones(N, device=device)) * valid.to(torch.float32)
+    y_all, w_all = item_weights(train.labels, weights)
     qx_all = None
     if stacked.template.uses_prior:
         if train.prior is None:

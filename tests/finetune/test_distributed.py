@@ -18,7 +18,7 @@ from cache.store import Store, default_store_path
 from finetune.evaluate import predict, score
 from finetune.model import model_from_run
 from finetune.trainer import load_datasets
-from heads.commands import pseudo_labels_from_runs
+from heads.logits_tables import pseudo_labels_from_runs
 
 
 def _ok(p) -> None:

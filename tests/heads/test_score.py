@@ -18,7 +18,7 @@ def write(path, text):
 
 @pytest.fixture
 def example(tmp_path):
-    """The first worked example of the hierarchical metric (as in tests/cache/test_metric.py), as files."""
+    """A worked example of the metric (docs/heads.md, "Metric conventions") as files."""
     truth = write(tmp_path / "truth.csv", "id,class\na,m-sp\nb,m-si\nc,m-si\nd,fx-a\n")
     pred = write(tmp_path / "pred.csv", PRED_HEADER + "d,fx-a,0.9\nc,m-si,0.5\nb,m-m,0.4\na,m-sp,1.0\n")
     return truth, pred

@@ -1,5 +1,4 @@
-"""Saved runs: weights + metrics JSON + resolved config + split + provenance in one folder,
-and the cache tables a run writes (``logits/<run>``, ``pseudo_labels/<name>``).
+"""Saved runs: weights + metrics JSON + resolved config + split + provenance in one folder.
 
 A run folder holds ``head.pt`` (head config, state dict, feature standardizer, the inputs it
 reads), ``metrics.json``, ``config.json``, ``split.json`` (when a split was used) and
@@ -8,47 +7,19 @@ reads), ``metrics.json``, ``config.json``, ``split.json`` (when a split was used
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 
-from cache import tables
 from cache.provenance import base_provenance
 from cache.splits import Split
-from cache.store import Store
 
 from .data import InputSpec, Standardizer
+from .json_files import read_json, write_json
 from .model import FusionHead
 from .training import RunResult
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if dataclasses.is_dataclass(o):
-        return dataclasses.asdict(o)
-    return str(o)
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
-    tmp.replace(path)
-    return path
-
-
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
 
 
 def save_run(out_dir: str | Path, result: RunResult, *, inputs: InputSpec, groups: Sequence[str],
@@ -101,12 +72,3 @@ def load_run(path: str | Path) -> LoadedRun:
     return LoadedRun(folder, head, Standardizer.from_state(payload.get("standardizer")),
                      InputSpec(**payload["inputs"]), list(payload["groups"]), metrics)
 
-
-def write_logits(store: Store, run: str, ids: Sequence[str], logits: np.ndarray, **provenance) -> str:
-    """``logits/<run>`` table (ids, logits (N, 23) float32) with provenance."""
-    return tables.write_logits(store, run, ids, logits, attrs=base_provenance("heads", run=run, **provenance))
-
-
-def write_pseudo_labels(store: Store, name: str, ids: Sequence[str], probs: np.ndarray, **provenance) -> str:
-    """``pseudo_labels/<name>`` table (ids, probs (N, 23) float32) with provenance."""
-    return tables.write_pseudo_labels(store, name, ids, probs, attrs=base_provenance("heads", name=name, **provenance))

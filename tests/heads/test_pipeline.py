@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import yaml
 
-from cache.tables import read_logits, read_pseudo_labels
 from cache.manifest import load_manifest
+from cache.metric import hierarchical_scores
 from cache.splits import Split
 from cache.store import Store
+from cache.tables import read_logits, read_pseudo_labels
+from cache.taxonomy import CLASSES
 from heads.cli import main
 from heads.ensemble import mean_logits, softmax
-from heads.metric import hierarchical_scores
-from heads.score import score_files
-from heads.submission import read_output_csv
+from heads.score import read_predictions, score_files
 from testkit.synthetic_heads import write_synthetic_pipeline
 
 CONFIG = """
@@ -120,11 +120,11 @@ def test_pipeline_outputs_and_exclusion(run):
 def test_submission_round_trips_through_heads_score(run):
     out, paths = run["out"], run["paths"]
     csv_path = out / "submission" / "T_1.output.csv"
-    ids, codes, scores = read_output_csv(csv_path)
+    pred = read_predictions(csv_path)
     ev = load_manifest(paths["eval"], require_audio=False)
-    assert sorted(ids) == sorted(ev.ids.tolist()) and ((scores >= 0) & (scores <= 1)).all()
+    assert sorted(pred.ids) == sorted(ev.ids.tolist()) and ((pred.scores >= 0) & (pred.scores <= 1)).all()
     truth = dict(line.split(",") for line in paths["truth"].read_text().splitlines()[1:])
-    expected = hierarchical_scores([truth[i] for i in ids], codes)
+    expected = hierarchical_scores([truth[i] for i in pred.ids], [CLASSES[c] for c in pred.labels])
     got = score_files(paths["truth"], csv_path)
     assert got.hF == pytest.approx(expected.hF) and got.hP == pytest.approx(expected.hP)
     meta = yaml.safe_load((out / "submission" / "T_1.meta.yaml").read_text())
@@ -151,9 +151,9 @@ def test_rerun_resumes_and_predict_reproduces_the_submission(run, capsys):
     pred_dir = out / "predict"
     assert main(["predict", "--run", str(out / "ensemble" / "ensemble.json"), "--dataset", str(paths["eval"]),
                  "--out", str(pred_dir), "--label", "P"]) == 0
-    a, b = read_output_csv(out / "submission" / "T_1.output.csv"), read_output_csv(pred_dir / "P.output.csv")
-    assert a[0] == b[0] and a[1] == b[1]
-    np.testing.assert_allclose(a[2], b[2], atol=2e-6)
+    a, b = read_predictions(out / "submission" / "T_1.output.csv"), read_predictions(pred_dir / "P.output.csv")
+    assert a.ids == b.ids and a.labels.tolist() == b.labels.tolist()
+    np.testing.assert_allclose(a.scores, b.scores, atol=2e-6)
 
 
 def test_generic_commands_on_logits_tables(run, tmp_path):
@@ -215,9 +215,9 @@ def test_cv_and_baseline_commands(run, tmp_path):
 def test_shipped_configs_load_and_validate():
     from pathlib import Path
 
-    from heads.commands import BaselineConfig
-    from heads.config import load_config
-    from heads.pipeline import PipelineConfig
+    from cache.config import load_config
+    from heads.baseline import BaselineConfig
+    from heads.pipeline_config import PipelineConfig
 
     root = Path(__file__).resolve().parents[2] / "configs" / "heads"
     names = sorted(p.name for p in root.glob("*.toml"))

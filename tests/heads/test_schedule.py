@@ -1,15 +1,17 @@
-"""Reference schedule values at known steps; early stopping."""
+"""Reference schedule values at known steps; the trainer follows it; early stopping."""
 import pytest
 import torch
 
 from heads.early_stopping import EarlyStopping
 from heads.schedule import reference_schedule, schedule_factor
+from testkit.synthetic_heads import synthetic_data
+from heads.training import TrainConfig, train_head
 
 
-def lr_at(base_lr: float, step: int, steps_per_epoch: int, epochs: int, decay_start_epoch: float = 1,
-          final_lr: float = 1e-7) -> float:
-    """Learning rate of update number ``step`` from the schedule's multiplier (warm-up 1 epoch)."""
-    return base_lr * schedule_factor(steps_per_epoch, epochs, 1, decay_start_epoch, final_lr / base_lr)(step)
+def lr_at(base_lr, step, steps_per_epoch, epochs, warmup_epochs=1, decay_start_epoch=1, final_lr=1e-7):
+    """Learning rate of update number ``step`` (0-based) under the reference schedule."""
+    factor = schedule_factor(steps_per_epoch, epochs, warmup_epochs, decay_start_epoch, final_lr / base_lr)
+    return base_lr * factor(step)
 
 
 def _lrs(n_steps, **kw):
@@ -39,6 +41,14 @@ def test_reference_schedule_decay_start_epoch_2():
     assert lrs[10] == pytest.approx(1e-3) and lrs[19] == pytest.approx(1e-3)
     assert lrs[30] == pytest.approx(1e-3 + (1e-7 - 1e-3) * 0.5)
     assert [lr_at(1e-3, s, 10, 4, decay_start_epoch=2) for s in range(40)] == pytest.approx(lrs)
+
+
+def test_trainer_follows_the_reference_schedule():
+    # 40 items in batches of 8: 5 updates per epoch; each epoch's history row holds the lr of its last update
+    cfg = TrainConfig(lr=2e-3, epochs=4, batch_size=8, decay_start_epoch=2, device="cpu", hidden=8)
+    res = train_head(cfg, synthetic_data(40, dim=4), None)
+    got = [row["lr"] for row in res.history]
+    assert got == pytest.approx([lr_at(2e-3, 5 * e + 4, 5, 4, decay_start_epoch=2) for e in range(4)], rel=1e-6)
 
 
 def test_early_stopping():

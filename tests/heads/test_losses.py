@@ -24,6 +24,9 @@ def test_weighted_ce_is_weighted_mean():
     expected = (3 * ce[0] + 1 * ce[1] + 1 * ce[2]) / (3 + 1 + 1)
     assert weighted_ce(logits, labels, w).item() == pytest.approx(expected, rel=1e-6)
     assert weighted_ce(logits, labels, None).item() == pytest.approx(sum(ce) / 3, rel=1e-6)
+    # an item labelled -1 (only a pseudo-label) is left out of the mean
+    unlabelled = torch.tensor([0, 1, -1])
+    assert weighted_ce(logits, unlabelled, w).item() == pytest.approx((3 * ce[0] + ce[1]) / 4, rel=1e-6)
 
 
 def test_soft_ce_masked_mean():
@@ -50,3 +53,6 @@ def test_mixed_loss():
     # λ = 1: the hard labels do not matter
     torch.testing.assert_close(mixed_loss(logits, labels, w, pseudo, has, 1.0),
                                mixed_loss(logits, (labels + 5) % 23, w, pseudo, has, 1.0))
+    # ... not even when no item has one
+    no_labels = torch.full_like(labels, -1)
+    torch.testing.assert_close(mixed_loss(logits, no_labels, w, pseudo, has, 1.0), soft_ce(logits, pseudo, has))

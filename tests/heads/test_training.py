@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from heads.losses import item_weights, loss_targets, mixed_loss
 from heads.model import FusionHead
 from heads.search import SearchSpace, ranking, results_table, run_search, sample_configs
-from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_, loss_targets, mask_generator
-from heads.training import TrainConfig, predict_logits, train_head, train_stacked
-from testkit.reference_loss import per_config_loss
+from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_, mask_generator
 from testkit.synthetic_heads import synthetic_data
+from heads.training import TrainConfig, predict_logits, train_head, train_stacked
 
 FAST = dict(epochs=6, patience=10, device="cpu", hidden=32)
 
@@ -30,6 +30,21 @@ def test_stacked_forward_equals_each_head(preset, missing):
 
 def _leaf_copies(st):
     return {n: v.detach().clone().requires_grad_(True) for n, v in st.params.items()}
+
+
+def reference_losses(logits, labels, weights, lam, pseudo, has):
+    """(K,) losses of the reference form, :func:`heads.losses.mixed_loss` on each configuration's batch."""
+    return torch.stack([mixed_loss(logits[k], labels[k], weights, pseudo[k], has[k], float(lam[k]))
+                        for k in range(len(logits))])
+
+
+def fused_step(st, h, prior, missing, masks, labels, weights, lam, pseudo, has, grads):
+    """The trainer's step on one batch per configuration: item weights, loss targets and the prior
+    prepared as :func:`heads.training.train_stacked` does, then the fused loss and hand-written backward."""
+    y, w = item_weights(labels, weights)
+    T, s = loss_targets(y, w, lam, pseudo, has.to(torch.float32), labels.shape[1], 23)
+    qx = st.prior_inputs(prior, missing) if st.template.uses_prior else None
+    return st.fast_loss_and_grads(h, qx, masks, T, s, grads)
 
 
 @pytest.mark.parametrize("clip_in_step", [False, True], ids=["clip_grad_norms_", "step(clip_grad_norm)"])
@@ -87,10 +102,10 @@ def test_hand_written_gradients_match_autograd(preset, missing):
     weights = torch.rand(23, generator=g) + 0.5
     uniforms = torch.rand(K, B, st.dropout_width, generator=g)
     gflat, gviews = st.grad_buffer()
-    losses = st.loss_and_grads(h, prior, miss, st.dropout_masks(uniforms), labels, weights, lam, pseudo, has, gviews)
+    losses = fused_step(st, h, prior, miss, st.dropout_masks(uniforms), labels, weights, lam, pseudo, has, gviews)
     leaf = _leaf_copies(st)
     logits = st(h, prior, miss, uniforms, params=leaf)
-    ref = per_config_loss(logits, labels, weights, lam, pseudo, has)
+    ref = reference_losses(logits, labels, weights, lam, pseudo, has)
     torch.testing.assert_close(losses, ref, rtol=1e-5, atol=1e-6)
     auto = torch.autograd.grad(ref.sum(), list(leaf.values()), allow_unused=True)
     for (name, view), ga in zip(gviews.items(), auto):
@@ -121,26 +136,28 @@ def test_dropout_masks_from_generators(kind):
     assert torch.equal(st0.dropout_masks_from([gen(0)], 3), torch.ones(1, 3, st0.dropout_width))
 
 
-def test_loss_targets_normalise_each_batch_including_a_short_last_one():
+def test_loss_targets_give_the_reference_loss_of_each_batch_including_a_short_last_one():
     g = torch.Generator().manual_seed(0)
     K, n, B, C = 2, 11, 4, 23
-    y = torch.randint(0, C, (K, n), generator=g)
-    w = torch.rand(K, n, generator=g)
-    w[0, 8:] = 0.0  # a batch whose items have no hard label
+    labels = torch.randint(0, C, (K, n), generator=g)
+    labels[1, 1] = -1  # an item with only a pseudo-label
+    labels[0, 8:] = -1  # a batch whose items have no hard label
+    weights = torch.rand(C, generator=g) + 0.5
     pseudo = torch.softmax(torch.randn(K, n, C, generator=g), -1)
-    has = (torch.rand(K, n, generator=g) > 0.4).float()
+    has = torch.rand(K, n, generator=g) > 0.4
     lam = torch.tensor([0.3, 1.0])
-    T, s = loss_targets(y, w, lam, pseudo, has, B, C)
+    y, w = item_weights(labels, weights)
+    T, s = loss_targets(y, w, lam, pseudo, has.float(), B, C)
     logits = torch.randn(K, n, C, generator=g)
     logp = torch.log_softmax(logits, -1)
     for lo in range(0, n, B):  # batches of 4, 4 and 3 items, each normalised on its own
         sl = slice(lo, lo + B)
-        yb, wb = y[:, sl], w[:, sl]
-        ce = -(wb * logp[:, sl].gather(-1, yb.unsqueeze(-1)).squeeze(-1)).sum(1) / wb.sum(1).clamp(min=1e-12)
-        m = has[:, sl]
-        sce = (-(pseudo[:, sl] * logp[:, sl]).sum(-1) * m).sum(1) / m.sum(1).clamp(min=1)
-        ref = (1 - lam) * ce + lam * sce
-        torch.testing.assert_close(-(T[:, sl] * logp[:, sl]).sum((1, 2)), ref)
+        for k in range(K):
+            if (labels[k, sl] >= 0).any():
+                ref = mixed_loss(logits[k, sl], labels[k, sl], weights, pseudo[k, sl], has[k, sl], float(lam[k]))
+            else:  # no hard label in the batch: its CE term is 0
+                ref = lam[k] * mixed_loss(logits[k, sl], labels[k, sl], weights, pseudo[k, sl], has[k, sl], 1.0)
+            torch.testing.assert_close(-(T[k, sl] * logp[k, sl]).sum(), ref)
         torch.testing.assert_close(s[:, sl], T[:, sl].sum(-1))
 
 
@@ -225,7 +242,7 @@ def test_early_stopping_keeps_the_best_epoch():
     assert res.best_epoch == int(np.argmax(hfs))
     assert res.best_val["hF"] == max(hfs)
     # the returned weights are the best epoch's: re-scoring them gives the recorded hF
-    from heads.metric import hierarchical_scores
+    from cache.metric import hierarchical_scores
     pred = predict_logits([res], val, device="cpu")[0].argmax(-1)
     assert hierarchical_scores(val.labels.numpy(), pred).hF == pytest.approx(res.best_val["hF"])
     if len(hfs) < 8:  # stopped early: patience epochs without improvement after the best
@@ -239,7 +256,7 @@ def test_stage2_lambda_one_ignores_hard_labels():
     train = train.with_pseudo(pseudo)
     cfg = TrainConfig(lam=1.0, **FAST)
     a = train_head(cfg, train, val)
-    shuffled = train.with_labels(np.random.default_rng(0).integers(0, 23, 100))
+    shuffled = dataclasses.replace(train, labels=torch.from_numpy(np.random.default_rng(0).integers(0, 23, 100)))
     b = train_head(cfg, shuffled, val)
     for n in a.state_dict:
         assert torch.equal(a.state_dict[n], b.state_dict[n])

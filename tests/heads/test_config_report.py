@@ -1,15 +1,16 @@
 """Typed configs (TOML + overrides), reports and submission files."""
-import dataclasses
 
 import numpy as np
 import pytest
 import yaml
 
-from heads.config import ConfigError, dump_toml, load_config, to_dict
-from heads.metric import hierarchical_scores
-from heads.pipeline import PipelineConfig
+from cache.config import ConfigError, dump_toml, load_config, to_dict
+from cache.metric import hierarchical_scores
+from cache.taxonomy import CLASSES
+from heads.pipeline_config import PipelineConfig
 from heads.report import confusion_matrix, plot_curves, write_classification_report
-from heads.submission import read_output_csv, write_meta_yaml, write_output_csv
+from heads.score import read_predictions
+from heads.submission import write_meta_yaml, write_output_csv
 from heads.training import TrainConfig
 
 
@@ -49,8 +50,9 @@ def test_confusion_matrix_and_report_files(tmp_path):
 def test_submission_files(tmp_path):
     ids = ["a", "b", "c"]
     path = write_output_csv(tmp_path / "L.output.csv", ids, np.array([0, 22, 15]), np.array([0.5, 1.0, 0.25]))
-    rid, codes, scores = read_output_csv(path)
-    assert rid == ids and codes == ["m-sp", "ss-s", "fx-a"] and scores.tolist() == [0.5, 1.0, 0.25]
+    back = read_predictions(path)
+    assert back.ids == ids and [CLASSES[c] for c in back.labels] == ["m-sp", "ss-s", "fx-a"]
+    assert back.scores.tolist() == [0.5, 1.0, 0.25]
     assert path.read_text().splitlines()[0] == "id,predicted_bst_second_level_class,prediction_score"
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         write_output_csv(tmp_path / "bad.csv", ids, np.array([0, 1, 2]), np.array([0.5, 1.5, 0.1]))

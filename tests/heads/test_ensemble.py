@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from cache.metric import CREDIT, hierarchical_scores
 from heads.ensemble import decode, expected_credit, mean_logits, select, select_exhaustive, select_greedy, softmax
-from heads.metric import CREDIT, hierarchical_scores
 
 
 def _task(n=300, seed=0, noise=1.0):
