@@ -80,7 +80,7 @@ def read_pseudo_partial(store: Store, name: str, ids: Sequence[str]) -> tuple[np
 def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summary: str = "", text_source: str = "none",
              pseudo_labels: str = "") -> ClipSet:
     """All clips of a manifest with priors / text / pseudo-labels read from ``store`` by id."""
-    from extract.text import clean_metadata
+    from extract.text import clean_metadata, split_tags, strip_html
 
     ids = [str(i) for i in manifest.ids]
     out = ClipSet(dataset=manifest.name, ids=np.asarray(ids, dtype=object), paths=[str(p) for p in manifest.audio_paths],
@@ -114,6 +114,8 @@ def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summar
         out.texts = texts
     elif text_source == "metadata":
         out.texts = [clean_metadata(manifest.title[i], manifest.tags[i], manifest.description[i]) for i in range(len(ids))]
+    elif text_source == "tags":  # the reference's LAION-CLAP-on-tags model: the tags joined by spaces
+        out.texts = [" ".join(split_tags(strip_html(manifest.tags[i]))) for i in range(len(ids))]
     return out
 
 
@@ -189,17 +191,32 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def make_loader(dataset: ClipAudio, batches: list[list[Any]], num_workers: int, seed: int = 0,
-                pin_memory: bool | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader over explicit batches (lists of indices or (index, valid) pairs).
+class PlanBatches:
+    """A batch sampler whose batches are replaced per epoch (``.batches = [...]``), so one
+    DataLoader with persistent workers serves every epoch: its workers start once per run."""
+
+    def __init__(self, batches: list[list[Any]] | None = None):
+        self.batches = list(batches or [])
+
+    def __iter__(self):
+        return iter(list(self.batches))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def make_loader(dataset: ClipAudio, batches: list[list[Any]] | PlanBatches, num_workers: int, seed: int = 0,
+                pin_memory: bool | None = None, persistent: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over explicit batches (lists of indices or (index, valid) pairs, or a :class:`PlanBatches`).
 
     It has its own generator, so creating it never draws from torch's global RNG (resuming
-    mid-epoch then reproduces the dropout masks of an uninterrupted run).
+    mid-epoch then reproduces the dropout masks of an uninterrupted run). ``persistent``
+    keeps the worker processes between iterations (set new ``PlanBatches.batches`` before each).
     """
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=Collate(dataset.clips),
         worker_init_fn=_worker_init if num_workers else None, generator=torch.Generator().manual_seed(seed),
-        prefetch_factor=2 if num_workers else None, persistent_workers=False,
+        prefetch_factor=2 if num_workers else None, persistent_workers=bool(persistent and num_workers),
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )
 

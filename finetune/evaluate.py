@@ -16,7 +16,7 @@ import torch
 from cache.taxonomy import NUM_CLASSES
 from cache.metric import HierarchicalScores, hierarchical_scores
 
-from .data import ClipAudio, ClipSet, eval_batches, estimate_windows, make_loader
+from .data import ClipAudio, ClipSet, PlanBatches, eval_batches, estimate_windows, make_loader
 
 
 def window_counts(clips: ClipSet, spec, accelerator=None) -> np.ndarray:
@@ -43,11 +43,14 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
 @torch.no_grad()
 def predict(model: torch.nn.Module, clips: ClipSet, *, accelerator=None, n_windows: np.ndarray | None = None,
             max_windows: int = 64, num_workers: int = 0, device: torch.device | str | None = None,
-            desc: str = "predict", progress: bool = True) -> tuple[np.ndarray, dict[str, str]]:
+            desc: str = "predict", progress: bool = True,
+            loaders: dict[Any, Any] | None = None) -> tuple[np.ndarray, dict[str, str]]:
     """Logits (N, 23) float32 of every clip in ``clips`` order, and {clip id: decode error}.
 
     ``model`` is the unwrapped :class:`finetune.model.FinetuneModel`; with an ``accelerator``
     the work is split over its processes and gathered (every rank gets the full result).
+    ``loaders``: a dict in which the DataLoader for ``clips`` is kept with persistent workers
+    (the trainer's per-epoch validation reuses it instead of starting workers every epoch).
     """
     spec = model.backbone.spec
     world = accelerator.num_processes if accelerator is not None else 1
@@ -58,8 +61,17 @@ def predict(model: torch.nn.Module, clips: ClipSet, *, accelerator=None, n_windo
     batches = eval_batches(n_windows, max_windows)
     mine = batches[rank::world]
     per_rank = [sum(len(b) for b in batches[r::world]) for r in range(world)]
-    loader = make_loader(ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding),
-                         [b.tolist() for b in mine], num_workers)
+    plan = [b.tolist() for b in mine]
+    if loaders is None:
+        loader = make_loader(ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding), plan, num_workers)
+    else:
+        key = (id(clips), max_windows, num_workers)
+        if key not in loaders:
+            sampler = PlanBatches()
+            loaders[key] = (sampler, make_loader(ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding),
+                                                 sampler, num_workers, persistent=True))
+        sampler, loader = loaders[key]
+        sampler.batches = plan
     was_training = model.training
     model.eval()
     idx_parts, logit_parts, errors = [], [], {}

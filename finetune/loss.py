@@ -22,22 +22,34 @@ def batch_normalisers(labels: Tensor, has_pseudo: Tensor, class_weights: Tensor)
 
 
 def partial_loss(logits: Tensor, labels: Tensor, valid: Tensor, pseudo: Tensor | None, has_pseudo: Tensor,
-                 class_weights: Tensor, ce_norm: float, soft_norm: float, lam: float) -> Tensor:
+                 class_weights: Tensor, ce_norm: float, soft_norm: float, lam: float,
+                 host_weights: Tensor | None = None) -> Tensor:
     """This micro-batch's share of its global batch's loss L = (1−λ)·CE + λ·softCE.
 
     ``valid`` marks real items (dummy items of an empty micro-batch contribute nothing but keep
     every parameter in the graph). ``ce_norm``/``soft_norm`` come from :func:`batch_normalisers`
-    on the whole global batch.
+    on the whole global batch. ``labels``, ``valid`` and ``has_pseudo`` are read on the host
+    (pass the batch's CPU tensors; ``host_weights`` = ``class_weights`` on the CPU): the masks,
+    row indices and guards are computed there, so on a GPU the loss queues no device→host
+    synchronisation; the values equal those of boolean-mask indexing on the device.
     """
+    device = logits.device
+    labels, valid, has_pseudo = labels.cpu(), valid.cpu(), has_pseudo.cpu()
+    if host_weights is None:
+        host_weights = class_weights.cpu()
     logits = logits.float()
     total = logits.sum() * 0.0
     labelled = valid & (labels >= 0)
     if lam < 1.0 and ce_norm > 0 and bool(labelled.any()):
-        local = class_weights[labels[labelled]].sum()
-        if float(local) > 0:
-            total = total + (1.0 - lam) * weighted_ce(logits[labelled], labels[labelled], class_weights) * (local / ce_norm)
+        rows = labelled.nonzero().squeeze(1)
+        if float(host_weights[labels[rows]].sum()) > 0:
+            rows_d, y = rows.to(device, non_blocking=True), labels[rows].to(device, non_blocking=True)
+            local = class_weights[y].sum()
+            total = total + (1.0 - lam) * weighted_ce(logits[rows_d], y, class_weights) * (local / ce_norm)
     if lam > 0.0 and pseudo is not None and soft_norm > 0:
         m = valid & has_pseudo
         if bool(m.any()):
-            total = total + lam * soft_ce(logits[m], pseudo[m]) * (m.sum().to(logits.dtype) / soft_norm)
+            rows_d = m.nonzero().squeeze(1).to(device, non_blocking=True)
+            share = m.sum().to(logits.dtype) / soft_norm  # a host scalar, as the device computed it before
+            total = total + lam * soft_ce(logits[rows_d], pseudo[rows_d]) * share.to(device, non_blocking=True)
     return total

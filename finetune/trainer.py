@@ -34,10 +34,12 @@ from heads.schedule import reference_schedule
 
 from .checkpointing import StateFolders, TrainState
 from .config import BatchPlan, ConfigError, FinetuneConfig, resolve_batch, save_config
-from .data import ClipAudio, ClipSet, clip_set, loader_batches, make_loader, steps_per_epoch, store_for, train_plan
+from .data import (ClipAudio, ClipSet, PlanBatches, clip_set, loader_batches, make_loader, steps_per_epoch, store_for,
+                   train_plan)
 from .evaluate import model_inputs, predict, score, summary, to_device, window_counts
 from .loss import batch_normalisers, partial_loss
 from .model import build_model, export_weights, load_weights, weights_file
+from .timing import PhaseTimer
 
 #: testing hook: SIGKILL this process right after optimizer update N (N = value of the variable)
 KILL_ENV = "FINETUNE_KILL_AT_STEP"
@@ -154,6 +156,7 @@ class Trainer:
         self.acc = make_accelerator(cfg)
         self.plan: BatchPlan = resolve_batch(cfg.train, self.acc.num_processes)
         self.out = Path(cfg.output.dir)
+        self.timer = PhaseTimer(self.acc.device)
 
     # ------------------------------------------------------------------ helpers
     def log(self, msg: str) -> None:
@@ -185,6 +188,8 @@ class Trainer:
 
     def _run(self, resume: bool) -> dict[str, Any]:
         cfg, acc, plan = self.cfg, self.acc, self.plan
+        t_start = time.perf_counter()
+        self._phase_log: list[dict[str, Any]] = []
         folders = StateFolders(self.out / "state", acc)
         if folders.exists() and not resume:
             raise ConfigError(f"{self.out} already holds a training state: pass --resume to continue it, "
@@ -235,12 +240,29 @@ class Trainer:
         early = EarlyStopping(cfg.train.patience, mode="max")
         if state.early:
             early.load_state_dict(state.early)
+        if resume:
+            self._phase_log = self._previous_phase_log(state.epoch)
+        self.timer.take()  # a resumed state's load is set-up time
+        run_seconds = {"setup": time.perf_counter() - t_start}
+        t_epochs = time.perf_counter()
+        self._train_loader, self._train_sampler, self._ahead, self._eval_loaders = None, None, None, {}
         while not state.finished and state.epoch < cfg.train.epochs:
             self._train_epoch(spe)
             self._end_epoch(early)
-        result = self._finish()
+        self._train_loader, self._train_sampler, self._ahead, self._eval_loaders = None, None, None, {}  # workers end
+        run_seconds["epochs"] = time.perf_counter() - t_epochs
+        t_finish = time.perf_counter()
+        result = self._finish(run_seconds, t_finish)
         acc.end_training()
         return result
+
+    def _previous_phase_log(self, epochs_done: int) -> list[dict[str, Any]]:
+        """The per-epoch phase times of the epochs a resumed run already did (from its metrics.json)."""
+        try:
+            old = json.loads((self.out / "metrics.json").read_text()).get("phase_seconds", [])
+        except (OSError, ValueError):
+            return []
+        return [e for e in old if isinstance(e, dict) and e.get("epoch", 0) <= epochs_done]
 
     def _resume(self, folders: StateFolders, state: TrainState) -> None:
         """Load the newest training state that every rank can read; an unreadable one falls back to the one before."""
@@ -267,14 +289,34 @@ class Trainer:
                           f"{error or 'on another process'}); remove that folder to start from the beginning")
 
     # ------------------------------------------------------------------ one epoch
+    def _epoch_batches(self, epoch: int, start_batch: int) -> tuple[list, Any]:
+        """(this rank's micro-steps, an iterator over their batches) of ``epoch`` from ``start_batch``.
+
+        One DataLoader with persistent workers serves every epoch (workers start once per run);
+        its iterator starts decoding as soon as it is made, which :meth:`_train_epoch` does for
+        the next epoch before the validation pass, so that epoch's first batches are ready.
+        """
+        cfg, plan, train = self.cfg, self.plan, self.data.train
+        if self._train_loader is None:
+            spec = self.acc.unwrap_model(self.model).backbone.spec
+            self._train_sampler = PlanBatches()
+            self._train_loader = make_loader(ClipAudio(train, spec.sample_rate, spec.window_samples, spec.padding),
+                                             self._train_sampler, cfg.data.num_workers, seed=cfg.train.seed,
+                                             persistent=True)
+        steps = train_plan(len(train), plan.global_batch, plan.processes, plan.accumulation, self.acc.process_index,
+                           cfg.train.seed, epoch, start_batch=start_batch)
+        self._train_sampler.batches = loader_batches(steps)
+        return steps, iter(self._train_loader)
+
     def _train_epoch(self, spe: int) -> None:
-        cfg, acc, plan, state, model = self.cfg, self.acc, self.plan, self.state, self.model
+        cfg, acc, plan, state, model, timer = self.cfg, self.acc, self.plan, self.state, self.model, self.timer
         train = self.data.train
-        spec = acc.unwrap_model(model).backbone.spec
-        steps = train_plan(len(train), plan.global_batch, plan.processes, plan.accumulation, acc.process_index,
-                           cfg.train.seed, state.epoch, start_batch=state.next_batch)
-        loader = make_loader(ClipAudio(train, spec.sample_rate, spec.window_samples, spec.padding),
-                             loader_batches(steps), cfg.data.num_workers, seed=cfg.train.seed)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == (state.epoch, state.next_batch):
+            steps, batches = ahead[1], ahead[2]
+        else:
+            with timer.phase("data_first"):
+                steps, batches = self._epoch_batches(state.epoch, state.next_batch)
         device = acc.device
         cw = class_frequency_weights(train.labels[train.labels >= 0]).to(device)
         cw_cpu = cw.cpu()
@@ -291,46 +333,55 @@ class Trainer:
 
             bar = tqdm(total=spe, initial=state.next_batch, desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
                        unit="upd", leave=False)
-        for ms, batch in zip(steps, loader):
-            last_micro = ms.step == plan.accumulation - 1
-            gi = torch.from_numpy(ms.global_items)
-            ce_norm, soft_norm = batch_normalisers(labels_all[gi], has_all[gi], cw_cpu)
-            for i, e in zip(batch["index"].tolist(), batch["errors"]):
-                if e:
-                    print(f"[finetune] rank {acc.process_index}: clip {train.ids[i]} failed to decode ({e}); trained as silence",
-                          flush=True)
-            if cfg.output.log_seen_ids:
-                seen.extend(str(train.ids[i]) for i, v in zip(batch["index"].tolist(), batch["valid"].tolist()) if v)
-            n_items += int(batch["valid"].sum())
-            b = to_device(batch, device)
-            sync = contextlib.nullcontext() if last_micro else acc.no_sync(model)
-            with sync:
-                logits = model(**model_inputs(b))
-                loss = partial_loss(logits, b["labels"], b["valid"], b["pseudo"] if lam > 0 else None, b["has_pseudo"],
-                                    cw, ce_norm, soft_norm, lam)
-                acc.backward(loss * world)
-            local_loss += loss.detach()
+        for k, ms in enumerate(steps):
+            with timer.phase("data_first" if k == 0 else "data_wait"):
+                batch = next(batches)
+            with timer.phase("train_step"):
+                last_micro = ms.step == plan.accumulation - 1
+                gi = torch.from_numpy(ms.global_items)
+                ce_norm, soft_norm = batch_normalisers(labels_all[gi], has_all[gi], cw_cpu)
+                for i, e in zip(batch["index"].tolist(), batch["errors"]):
+                    if e:
+                        print(f"[finetune] rank {acc.process_index}: clip {train.ids[i]} failed to decode ({e}); "
+                              "trained as silence", flush=True)
+                if cfg.output.log_seen_ids:
+                    seen.extend(str(train.ids[i]) for i, v in zip(batch["index"].tolist(), batch["valid"].tolist()) if v)
+                n_items += int(batch["valid"].sum())
+                b = to_device(batch, device)
+                sync = contextlib.nullcontext() if last_micro else acc.no_sync(model)
+                with sync:
+                    logits = model(**model_inputs(b))
+                    loss = partial_loss(logits, batch["labels"], batch["valid"], b["pseudo"] if lam > 0 else None,
+                                        batch["has_pseudo"], cw, ce_norm, soft_norm, lam, host_weights=cw_cpu)
+                    acc.backward(loss * world)
+                local_loss += loss.detach()
+                if last_micro:
+                    if cfg.train.clip_grad_norm > 0:
+                        acc.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    state.global_step += 1
+                    state.next_batch = ms.batch + 1
+                    state.loss_updates += 1
+                    if bar is not None:
+                        bar.update(1)
             if not last_micro:
                 continue
-            if cfg.train.clip_grad_norm > 0:
-                acc.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_norm)
-            self.optimizer.step()
-            self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            state.global_step += 1
-            state.next_batch = ms.batch + 1
-            state.loss_updates += 1
-            if bar is not None:
-                bar.update(1)
             if cfg.train.checkpoint_every and state.global_step % cfg.train.checkpoint_every == 0 and state.next_batch < spe:
-                state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
-                local_loss.zero_()
-                self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": state.next_batch})
+                with timer.phase("state_save"):
+                    state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
+                    local_loss.zero_()
+                    self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": state.next_batch})
             if kill_at and state.global_step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
         if bar is not None:
             bar.close()
-        state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
+        with timer.phase("train_step"):
+            state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
+        if state.epoch + 1 < cfg.train.epochs:  # the next epoch's first batches decode during validation
+            with timer.phase("data_first"):
+                self._ahead = ((state.epoch + 1, 0), *self._epoch_batches(state.epoch + 1, 0))
         self._epoch_speed = {"seconds": time.time() - t0,
                              "samples_per_s": float(acc.reduce(torch.tensor(float(n_items), device=device), "sum"))
                              / max(1e-9, time.time() - t0)}
@@ -340,43 +391,55 @@ class Trainer:
             (d / f"epoch{state.epoch}.rank{acc.process_index}.txt").write_text("\n".join(seen) + ("\n" if seen else ""))
 
     def _end_epoch(self, early: EarlyStopping) -> None:
-        cfg, acc, state = self.cfg, self.acc, self.state
+        cfg, acc, state, timer = self.cfg, self.acc, self.state, self.timer
         model = acc.unwrap_model(self.model)
-        logits, _ = predict(model, self.data.val, accelerator=acc, n_windows=self.n_windows["val"],
-                            max_windows=cfg.data.eval_max_windows, num_workers=cfg.data.num_workers,
-                            desc="validate")
-        val = summary(score(logits, self.data.val.labels, cfg.train.never_predicted))
-        improved = early.step(val["hF"], state.epoch)
-        from accelerate.utils import broadcast_object_list
+        with timer.phase("eval"):
+            logits, _ = predict(model, self.data.val, accelerator=acc, n_windows=self.n_windows["val"],
+                                max_windows=cfg.data.eval_max_windows, num_workers=cfg.data.num_workers,
+                                desc="validate", loaders=self._eval_loaders)
+            val = summary(score(logits, self.data.val.labels, cfg.train.never_predicted))
+            improved = early.step(val["hF"], state.epoch)
+            from accelerate.utils import broadcast_object_list
 
-        box = [(improved, early.should_stop)]
-        broadcast_object_list(box, from_process=0)  # one decision for every rank
-        improved, stop = box[0]
+            box = [(improved, early.should_stop)]
+            broadcast_object_list(box, from_process=0)  # one decision for every rank
+            improved, stop = box[0]
         epoch = state.epoch
         if improved and acc.is_main_process:
-            export_weights(model, self.out / "best" / "model.pt",
-                           {"epoch": epoch, "val": val, "run": cfg.run_name, "stage": cfg.train.stage,
-                            "config": cfg.as_dict(), "backbone": cfg.backbone.name})
-        entry = {"epoch": epoch + 1, "train_loss": state.loss_sum / max(1, state.loss_updates),
-                 "lr": float(self.scheduler.get_last_lr()[0]), "updates": state.global_step,
-                 "val": val, "best": bool(improved), **self._epoch_speed}
-        state.history.append(entry)
-        self.log(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}, val hF {val['hF']:.4f}"
-                 f"{' (best)' if improved else ''}, {entry['samples_per_s']:.1f} clips/s")
-        if cfg.output.tensorboard:
-            acc.log({"train/loss": entry["train_loss"], "train/lr": entry["lr"], "val/hF": val["hF"], "val/hP": val["hP"],
-                     "val/hR": val["hR"], "val/accuracy": val["accuracy"]}, step=epoch + 1)
-        state.epoch += 1
-        state.next_batch, state.loss_sum, state.loss_updates = 0, 0.0, 0
-        state.early = early.state_dict()
-        state.finished = bool(stop) or state.epoch >= cfg.train.epochs
-        self._write_json("metrics.json", {"run": cfg.run_name, "history": state.history,
+            with timer.phase("best_weights"):
+                export_weights(model, self.out / "best" / "model.pt",
+                               {"epoch": epoch, "val": val, "run": cfg.run_name, "stage": cfg.train.stage,
+                                "config": cfg.as_dict(), "backbone": cfg.backbone.name})
+        with timer.phase("logging"):
+            entry = {"epoch": epoch + 1, "train_loss": state.loss_sum / max(1, state.loss_updates),
+                     "lr": float(self.scheduler.get_last_lr()[0]), "updates": state.global_step,
+                     "val": val, "best": bool(improved), **self._epoch_speed}
+            state.history.append(entry)
+            self.log(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}, val hF {val['hF']:.4f}"
+                     f"{' (best)' if improved else ''}, {entry['samples_per_s']:.1f} clips/s")
+            if cfg.output.tensorboard:
+                acc.log({"train/loss": entry["train_loss"], "train/lr": entry["lr"], "val/hF": val["hF"],
+                         "val/hP": val["hP"], "val/hR": val["hR"], "val/accuracy": val["accuracy"]}, step=epoch + 1)
+            state.epoch += 1
+            state.next_batch, state.loss_sum, state.loss_updates = 0, 0.0, 0
+            state.early = early.state_dict()
+            state.finished = bool(stop) or state.epoch >= cfg.train.epochs
+        with timer.phase("state_save"):
+            self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": 0})
+        with timer.phase("logging"):
+            self._phase_log.append({"epoch": epoch + 1, **timer.take()})
+            self._write_metrics(early, stop)
+
+    def _write_metrics(self, early: EarlyStopping, stop: bool) -> None:
+        """metrics.json: the per-epoch history, the best epoch, and the time per phase of every epoch."""
+        self._write_json("metrics.json", {"run": self.cfg.run_name, "history": self.state.history,
                                           "best_epoch": None if early.best_epoch is None else early.best_epoch + 1,
-                                          "best_val_hF": early.best, "stopped_early": bool(stop)})
-        self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": 0})
+                                          "best_val_hF": early.best, "stopped_early": bool(stop),
+                                          "phase_seconds": self._phase_log})
 
     # ------------------------------------------------------------------ after training
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self, run_seconds: dict[str, float], t_finish: float) -> dict[str, Any]:
+        """Best weights → logits of every dataset, val/test scores, result.json (with the run's time per phase)."""
         cfg, acc, state = self.cfg, self.acc, self.state
         model = acc.unwrap_model(self.model)
         best = self.out / "best" / "model.pt"
@@ -405,6 +468,9 @@ class Trainer:
                   "processes": acc.num_processes, "global_batch": self.plan.global_batch,
                   "decode_failures": {k: v for k, v in failures.items() if v}}
         if acc.is_main_process:
+            run_seconds["finish"] = time.perf_counter() - t_finish  # without writing the logits tables
+            result["phase_seconds"] = {**{k: round(v, 3) for k, v in run_seconds.items()},
+                                       "per_phase": _sum_phases(self._phase_log)}
             np.savez_compressed(self.out / "logits.npz", **{f"{k}__ids": self.data.all_sets[k][0].ids.astype(str)
                                                             for k in all_logits},
                                 **{f"{k}__logits": v for k, v in all_logits.items()})
@@ -431,6 +497,16 @@ class Trainer:
             )
             table = write_logits(Store(path, mode="a"), cfg.run_name, clips.ids, logits, attrs=prov)
             self.log(f"wrote {table} for {len(clips)} clips of {name} into {path}")
+
+
+def _sum_phases(log: list[dict[str, Any]]) -> dict[str, float]:
+    """Seconds per phase summed over the epochs of a phase log."""
+    out: dict[str, float] = {}
+    for entry in log:
+        for k, v in entry.items():
+            if k != "epoch":
+                out[k] = round(out.get(k, 0.0) + float(v), 4)
+    return out
 
 
 def train(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:

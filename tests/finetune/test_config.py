@@ -79,7 +79,7 @@ def test_run_takes_config_stage_and_set_only(capsys):
     assert run_main(["--config", str(CONFIGS / "m2d.toml"), "--stage", "2", "--set", "train.lr=1e-6",
                      "--print-config"]) == 0
     printed = capsys.readouterr().out
-    assert "stage = 2" in printed and "lr = 1e-06" in printed and 'pseudo_labels = "stage1-ensemble"' in printed
+    assert "stage = 2" in printed and "lr = 1e-06" in printed and 'pseudo_labels = "pl-stage2"' in printed
     assert run_main(["--config", str(CONFIGS / "m2d.toml"), "lr=1e-6", "--print-config"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unrecognised argument(s) lr=1e-6: overrides are --set section.key=value" in err
@@ -140,7 +140,11 @@ def test_configs_hold_the_middle_of_the_search_ranges():
             assert cfg.train.lr == pytest.approx(r.lr_mid, rel=5e-3) and cfg.train.epochs == r.epochs
             assert cfg.train.lam == (r.lam_min + r.lam_max) / 2 if stage > 1 else cfg.train.lam == 0.0
             assert cfg.train.batch_size == 18 and cfg.train.clip_grad_norm == 1.0 and cfg.train.weight_decay == 0.01
-            assert cfg.train.decay_start_epoch == r.decay_start_epoch == (2.0 if stage == 2 else 1.0)
+            # the reference's sweeps: decay from epoch 1 in stage 1, from epoch 2 in stages 2 and 3
+            assert cfg.train.decay_start_epoch == r.decay_start_epoch == (1.0 if stage == 1 else 2.0)
+            # one pseudo-label table per stage; LAION-CLAP's stage 2 reads the stage-3 table, as the reference's sweep
+            table = {1: "", 2: "pl-stage3" if backbone == "laion-clap" else "pl-stage2", 3: "pl-stage3"}[stage]
+            assert cfg.data.pseudo_labels == table or stage == 1
             assert cfg.output.run_name == f"ft-{backbone}-s{stage}"
             cfg.validate()
     assert {(b, s) for b in REPORT_BACKBONES for s in (1, 2, 3)} <= set(SEARCH_RANGES)
@@ -148,4 +152,6 @@ def test_configs_hold_the_middle_of_the_search_ranges():
     p1, m2, l3 = SEARCH_RANGES[("passt", 1)], SEARCH_RANGES[("m2d", 2)], SEARCH_RANGES[("laion-clap", 3)]
     assert (p1.lr_min, p1.lr_max, p1.epochs) == (5e-6, 1e-5, 30)
     assert (m2.lr_max, m2.epochs, m2.lam_min) == (3e-6, 30, 0.75)
+    l2 = SEARCH_RANGES[("laion-clap", 2)]  # the reference's lclap stage-2.1 sweep, not the report's 0.75-1
+    assert (l2.lam_min, l2.lam_max) == (0.95, 1.0)
     assert (l3.lr_min, l3.lam_min) == (1e-6, 0.95)

@@ -81,3 +81,45 @@ def test_partial_losses_sum_to_the_global_batch_loss():
     out = partial_loss(x, labels[:1], torch.tensor([False]), pseudo[:1], has[:1], w, 1.0, 1.0, 0.5)
     out.backward()
     assert float(out.detach()) == 0.0 and x.grad is not None and float(x.grad.abs().sum()) == 0.0
+
+
+def test_partial_loss_reads_no_value_from_the_device():
+    """Masks, indices and guards come from the host tensors: with logits on the ``meta`` device
+    (which holds no values) the loss and its gradient still build, so on a GPU no step waits
+    for a device→host copy."""
+    labels = torch.tensor([0, 1, 2, -1, 1, 0])
+    valid = torch.tensor([1, 1, 1, 1, 1, 0], dtype=torch.bool)
+    has = torch.tensor([1, 0, 1, 1, 0, 1], dtype=torch.bool)
+    w = class_frequency_weights(np.array([0, 1, 2, 1, 0]))
+    ce_norm, soft_norm = batch_normalisers(labels, has, w)
+    logits = torch.randn(6, 23, device="meta", requires_grad=True)
+    out = partial_loss(logits, labels, valid, torch.rand(6, 23, device="meta"), has, w.to("meta"), ce_norm,
+                       soft_norm, 0.5, host_weights=w)
+    out.backward()
+    assert out.device.type == "meta" and logits.grad.shape == (6, 23)
+
+
+def test_one_loader_serves_every_epoch_from_the_same_workers():
+    from finetune.data import PlanBatches, make_loader
+
+    class Pid(torch.utils.data.Dataset):
+        clips = None
+
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            import os
+
+            return (i, os.getpid())
+
+    sampler = PlanBatches()
+    loader = make_loader(Pid(), sampler, num_workers=2, persistent=True, pin_memory=False)
+    loader.collate_fn = lambda items: items
+    seen = []
+    for plan in ([[0, 1], [2, 3], [4]], [[9], [8, 7]]):
+        sampler.batches = plan
+        got = list(loader)
+        assert [[i for i, _ in b] for b in got] == plan
+        seen.append({pid for b in got for _, pid in b})
+    assert seen[1] <= seen[0]  # the second epoch's items came from the first epoch's worker processes

@@ -142,3 +142,37 @@ def test_a_second_run_into_a_held_output_folder_is_refused(ft_data, tmp_path, ca
     assert not (out / "state").exists()
     # the holder is gone (killed: the kernel dropped its lock): the run goes ahead
     assert run_ft(ft_data.args(out, "train.epochs=1", "output.write_logits=false")) == 0
+
+
+def test_workers_and_prefetch_leave_the_results_unchanged(ft_data, tmp_path, run_ft):
+    """Persistent decode workers that start the next epoch during validation give the logits and
+    losses of a run that decodes in the main process (same seed); metrics.json and result.json
+    hold the time per phase."""
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        torch.set_num_threads(1)
+        assert run_ft(ft_data.args(out, f"data.num_workers={workers}", "train.epochs=3",
+                                   "output.write_logits=false")) == 0
+        runs[workers] = out
+    a, b = (np.load(runs[w] / "logits.npz") for w in (0, 2))
+    assert a.files == b.files
+    for k in a.files:
+        if k.endswith("__logits"):
+            np.testing.assert_array_equal(a[k], b[k])
+    ha, hb = (json.loads((runs[w] / "metrics.json").read_text()) for w in (0, 2))
+    assert [h["train_loss"] for h in ha["history"]] == [h["train_loss"] for h in hb["history"]]
+    assert [p["epoch"] for p in hb["phase_seconds"]] == [1, 2, 3]
+    assert {"train_step", "data_wait", "eval", "state_save", "logging"} <= set(hb["phase_seconds"][0])
+    phases = json.loads((runs[2] / "result.json").read_text())["phase_seconds"]
+    assert {"setup", "epochs", "finish"} <= set(phases) and phases["per_phase"]["train_step"] > 0
+
+
+def test_text_from_tags_alone(ft_data):
+    """``backbone.text_source = "tags"`` (the reference's LAION-CLAP-on-tags model): the clip's tags joined by spaces."""
+    from finetune.data import clip_set
+
+    m = load_manifest(ft_data.clean)
+    clips = clip_set(m, None, text_source="tags")
+    assert clips.texts[0] == f"{m.tags[0].split(',')[0]} test" == "m test" and len(clips.texts) == len(m)
+    assert all(t.endswith(" test") and "," not in t for t in clips.texts)
