@@ -406,7 +406,8 @@ class Runner:
             bar.close()
         fatal = getattr(provider, "fatal", "")
         if fatal:
-            raise UserError(f"{fatal} ({len(texts) - report.cached} answer(s) received before it are cached)")
+            got = len(texts) - report.cached
+            raise UserError(fatal + (f" ({got} answer(s) received before it are cached)" if got else ""))
         report.sent = len(to_send)
         report.usage = provider.usage.as_dict()
         report.cost_usd = provider.usage.cost(prices, discount)
