@@ -29,6 +29,10 @@ second class and 0.2 on ``other``; no such tag gets ``fx-o``. Markers ``[[name]]
 ``batchlost``      batch: first batch attempt of this row is missing from the output
 =================  =============================================================
 
+``fail_routes`` makes whole routes fail, e.g. ``{"POST /v1/responses": 401}`` (a wrong key),
+``{"GET /v1/batches": 404}`` (a server that cannot list batches) or
+``{"POST /v1/chat/completions": (404, "The model `x` does not exist.")}``.
+
 Run it by hand: ``python -m testkit.fake_llm_server --port 8000 --latency 0.2``.
 """
 from __future__ import annotations
@@ -148,12 +152,14 @@ class FakeOpenAIServer:
 
     def __init__(self, *, latency: float = 0.0, supports_json_schema: bool = True,
                  reject_params: tuple[str, ...] = (), batch_steps: int = 2, hang_s: float = 30.0,
+                 fail_routes: dict[str, int | tuple[int, str]] | None = None,
                  host: str = "127.0.0.1", port: int = 0):
         self.latency = latency
         self.supports_json_schema = supports_json_schema
         self.reject_params = set(reject_params)
         self.batch_steps = batch_steps
         self.hang_s = hang_s
+        self.fail_routes = dict(fail_routes or {})
         self.hits: list[Hit] = []
         self.inflight = 0
         self.max_inflight = 0
@@ -205,6 +211,15 @@ class FakeOpenAIServer:
             return [h for h in self.hits if title_contains in h.title]
 
     # ------------------------------------------------------------------ answering
+    def route_failure(self, method: str, path: str) -> tuple[int, dict[str, str], bytes] | None:
+        """The configured failure of route ``"METHOD path"``, if any."""
+        spec = self.fail_routes.get(f"{method} {path}")
+        if spec is None:
+            return None
+        status, message = spec if isinstance(spec, tuple) else (spec, {
+            401: "Incorrect API key provided", 403: "Forbidden", 404: f"Not found: {path}"}.get(spec, "Server error"))
+        return status, {}, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids):06d}"
 
@@ -229,6 +244,11 @@ class FakeOpenAIServer:
         def err(status: int, message: str, headers: dict | None = None):
             return status, headers or {}, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
 
+        failure = None if batch else self.route_failure("POST", path)
+        if failure is not None:
+            return failure
+        if "429" in marks and attempt == 0 and not batch:  # rate limits come before any validation
+            return err(429, "Rate limit reached", {"Retry-After": marks["429"] or "1"})
         if not self.supports_json_schema and (
                 (body.get("text") or {}).get("format", {}).get("type") == "json_schema"
                 or (body.get("response_format") or {}).get("type") == "json_schema"):
@@ -239,8 +259,6 @@ class FakeOpenAIServer:
         if "key401" in marks:
             return err(401, f"Incorrect API key provided: {body.get('_auth', '')}")
         if not batch:
-            if "429" in marks and attempt == 0:
-                return err(429, "Rate limit reached", {"Retry-After": marks["429"] or "1"})
             for code in ("500", "503"):
                 if code in marks and attempt == 0:
                     return err(int(code), "The server had an error")
@@ -356,6 +374,9 @@ class FakeOpenAIServer:
             def do_POST(self) -> None:
                 path = urlparse(self.path).path
                 raw = self._body()
+                failure = server.route_failure("POST", path)
+                if failure is not None and path not in ("/v1/responses", "/v1/chat/completions"):
+                    return self._send(failure[0], failure[2])
                 if path in ("/v1/responses", "/v1/chat/completions"):
                     try:
                         body = json.loads(raw)
@@ -420,6 +441,9 @@ class FakeOpenAIServer:
             def do_GET(self) -> None:
                 url = urlparse(self.path)
                 path = url.path
+                failure = server.route_failure("GET", path)
+                if failure is not None:
+                    return self._send(failure[0], failure[2])
                 m = re.fullmatch(r"/v1/files/([^/]+)/content", path)
                 if m:
                     f = server.files.get(m.group(1))

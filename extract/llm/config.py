@@ -1,28 +1,33 @@
-"""The LLM tier's one typed config: defaults < TOML file < command-line options.
+"""The LLM tier's typed config: one ``[llm]`` section, loaded with :func:`cache.config.load_config`.
 
-A TOML file holds any of the fields below at top level (or under ``[llm]``)::
+Defaults < ``--config FILE.toml`` < ``--set llm.KEY=VALUE`` < the dedicated options
+(``--dataset``, ``--provider``, ``--model`` …, which are shorthands for ``llm.*`` keys)::
 
+    [llm]
     provider = "openai"
     model = "gpt-5-mini"
     concurrency = 32
     price_input_per_mtok = 0.25
     price_output_per_mtok = 2.0
 
-The resolved config is stored in every written table's attributes (``config``) and in the
-run report next to the store.
+The resolved config is stored in every written table's attributes (``config``), in the run
+report and as TOML next to it (``llm_reports/<kind>-<name>.toml``), which
+:func:`load_config` reads back to an equal config.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable
 
-from cache.config import ConfigError, convert, field_types, parse_value, read_toml, split_override, strip_optional
+from cache.config import ConfigError, dump_toml, read_toml, split_override, to_dict
+from cache.config import load_config as _load_config
 
 
 @dataclass
 class LLMConfig:
+    """The ``[llm]`` section: everything one priors or summaries run depends on."""
+
     # ---- what and where
     kind: str = "priors"  # "priors" | "summaries"
     dataset: str | None = None
@@ -90,81 +95,63 @@ class LLMConfig:
         return llm_path(self.kind, self.table_name())
 
     def validate(self) -> "LLMConfig":
+        """Check values the types cannot; ConfigError names the key (``llm.<field>``)."""
         if self.kind not in ("priors", "summaries"):
-            raise ConfigError(f"kind must be 'priors' or 'summaries', not {self.kind!r}")
+            raise ConfigError(f"llm.kind must be 'priors' or 'summaries', not {self.kind!r}")
         if self.api not in ("responses", "chat"):
-            raise ConfigError(f"api must be 'responses' or 'chat', not {self.api!r}")
+            raise ConfigError(f"llm.api must be 'responses' or 'chat', not {self.api!r}")
         if self.structured not in ("auto", "json_schema", "json"):
-            raise ConfigError(f"structured must be auto, json_schema or json, not {self.structured!r}")
+            raise ConfigError(f"llm.structured must be auto, json_schema or json, not {self.structured!r}")
         if self.sampling not in ("auto", "always", "never"):
-            raise ConfigError(f"sampling must be auto, always or never, not {self.sampling!r}")
+            raise ConfigError(f"llm.sampling must be auto, always or never, not {self.sampling!r}")
         for name in ("concurrency", "max_retries", "knn_k", "knn_folds", "batch_max_requests"):
             if getattr(self, name) < (0 if name == "max_retries" else 1):
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"llm.{name} must be positive, got {getattr(self, name)}")
         for name in ("timeout", "embed_temperature", "knn_temperature"):
             if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"llm.{name} must be > 0, got {getattr(self, name)}")
         if self.name is not None and ("/" in self.name or not self.name.strip()):
-            raise ConfigError(f"name must be a plain table name without '/', got {self.name!r}")
+            raise ConfigError(f"llm.name must be a plain table name without '/', got {self.name!r}")
         return self
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The resolved config as a JSON-ready dict (what table attributes and reports hold)."""
+        return to_dict(self)
 
 
-_FIELDS = {f.name: f for f in fields(LLMConfig)}
-_TYPES = field_types(LLMConfig)
-_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+@dataclass
+class LLMRunConfig:
+    """The whole config of ``python -m extract priors|summaries``: the ``[llm]`` section."""
+
+    llm: LLMConfig = field(default_factory=LLMConfig)
+
+    def to_toml(self) -> str:
+        return dump_toml(to_dict(self))
 
 
-def _from_text(tp: Any, value: Any) -> Any:
-    """``--set`` gives text: "none"/"null" for optional fields, yes/no/on/off/1/0 for flags,
-    a TOML literal for numbers and tables; other values pass unchanged."""
-    base, optional = strip_optional(tp)
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if optional and word in ("none", "null"):
-            return None
-        if base is str:
-            return value
-        return _BOOL_WORDS.get(word, value) if base is bool else parse_value(value)
-    if base is bool and not isinstance(value, bool):
-        return _BOOL_WORDS.get(str(value), value)
-    return value
+_FIELDS = {f.name for f in fields(LLMConfig)}
 
 
-def _convert_field(name: str, value: Any, where: str) -> Any:
-    try:
-        return convert(_TYPES[name], _from_text(_TYPES[name], value), name, where)
-    except ConfigError:
-        raise ConfigError(f"{where}: field '{name}' expects {_FIELDS[name].type}, got {value!r}") from None
+def _check_sections(path: str | Path | None, overrides: list[str]) -> None:
+    """Point keys of the [llm] section written without it to where they belong."""
+    if path is not None:
+        misplaced = [k for k in read_toml(path) if k in _FIELDS]
+        if misplaced:
+            raise ConfigError(f"{path}: key(s) {', '.join(map(repr, misplaced))} belong in the [llm] section: "
+                              "add a line [llm] above them")
+    for item in overrides:
+        key, _ = split_override(item, "--set")
+        if key.split(".")[0] in _FIELDS:
+            raise ConfigError(f"--set {item!r}: keys carry their section: write --set llm.{key}=...")
 
 
-def apply_overrides(cfg: LLMConfig, values: Mapping[str, Any], where: str = "overrides") -> LLMConfig:
-    """A copy of ``cfg`` with ``values`` applied (unknown fields raise ConfigError naming them)."""
-    unknown = [k for k in values if k not in _FIELDS]
-    if unknown:
-        raise ConfigError(f"{where}: unknown config field(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(_FIELDS))}")
-    changes = {k: _convert_field(k, v, where) for k, v in values.items()}
-    return dataclasses.replace(cfg, **changes)
+def load_config(path: str | Path | None = None, overrides: Iterable[str] = ()) -> LLMRunConfig:
+    """Defaults < the TOML file ``path`` < ``section.key=value`` overrides; validated.
 
-
-def load_config(path: str | Path | None, base: LLMConfig | None = None) -> LLMConfig:
-    """Defaults updated from a TOML file (top level or an ``[llm]`` table)."""
-    cfg = base or LLMConfig()
-    if path is None:
-        return cfg
-    data = read_toml(path)
-    if isinstance(data.get("llm"), dict):
-        data = data["llm"]
-    return apply_overrides(cfg, data, where=str(path))
-
-
-def parse_set(items: list[str]) -> dict[str, str]:
-    """``["key=value", ...]`` (from ``--set``) as a dict of texts; bad items raise ConfigError."""
-    out = {}
-    for it in items:
-        k, v = split_override(it, "--set")
-        out[k.replace("-", "_")] = v
-    return out
+    Raises :class:`ConfigError` naming the file or option and the key.
+    """
+    overrides = list(overrides)
+    _check_sections(path, overrides)
+    cfg = _load_config(LLMRunConfig, path, overrides)
+    cfg.llm.validate()
+    return cfg

@@ -10,14 +10,18 @@ not required). Written tables (schema v1):
 
 Missing rows hold zeros in ``prior`` and '' in ``text``; the mask is the truth. A report
 JSON (resolved config, counts, every rejected answer with its reason, scores of the prior
-alone on labelled rows) is written next to the store.
+alone on labelled rows) and the resolved config as TOML are written next to the store.
+
+A run is a success (exit 0) only when no request failed and some row is usable. Requests
+that failed after their retries end the run with exit 3 (the answers received are cached,
+so the same command resumes); such a run never replaces good rows of an existing table
+(the table is then kept as it is), and a table with no usable row is never written.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -29,15 +33,20 @@ import numpy as np
 from cache.provenance import base_provenance
 from cache.taxonomy import NUM_CLASSES
 
-from .config import LLMConfig
+from cache.progress import progress
+
+from .config import LLMConfig, LLMRunConfig
 from .costs import estimate, prices_for
+from .errors import UserError
 from .evaluate import score_prior
+from .output import emit
 from .parsing import LabelMapper, count_drops, parse_prior, parse_summary
 from .prompts import build_template, load_class_texts
 from .providers.base import ChatProvider, ChatRequest, ChatResult, LocalTask, build_provider
 from .response_cache import ResponseCache, redact, redact_obj, request_key
 
-EXIT_OK, EXIT_PENDING = 0, 3
+EXIT_OK, EXIT_INCOMPLETE = 0, 3
+EXIT_PENDING = EXIT_INCOMPLETE  # batches still open: re-run later
 
 
 @dataclass
@@ -63,10 +72,19 @@ class RunReport:
     cache: dict[str, int] = field(default_factory=dict)
     evaluation: dict[str, dict] = field(default_factory=dict)
     pending: int = 0
+    failed_requests: int = 0  # unique requests without an answer after their retries
     dry_run: str = ""
     seconds: float = 0.0
     written: bool = False
+    not_written: str = ""  # why the table was not written
     report_path: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        """0 only for a written table with no failed request; 3 (re-run to resume) otherwise."""
+        if self.dry_run:
+            return EXIT_OK
+        return EXIT_OK if self.written and not self.failed_requests and not self.pending else EXIT_INCOMPLETE
 
     def format(self) -> str:
         lines = [f"{self.group} ({self.provider}, model {self.model or '-'}) → {self.store}"]
@@ -94,6 +112,13 @@ class RunReport:
                              f"top-level acc {s['top_accuracy']:.4f} · n={s['n_scored']} (coverage {s['coverage']:.3f})")
         if self.pending:
             lines.append(f"  {self.pending} request(s) pending in open batches: nothing written; re-run later")
+        if self.failed_requests:
+            lines.append(f"  FAILED: {self.failed_requests} of {self.n_requests} request(s) got no answer after their "
+                         "retries; the answers received are cached: re-run the same command to retry only those")
+        if self.not_written:
+            lines.append(f"  NOT WRITTEN: {self.not_written}")
+        elif self.written and self.failed_requests:
+            lines.append(f"  written with {self.missing} missing row(s) (exit status 3)")
         if self.report_path:
             lines.append(f"  report: {self.report_path}")
         lines.append(f"  {self.seconds:.1f} s")
@@ -190,7 +215,7 @@ class Runner:
 
     def __init__(self, config: LLMConfig, out=None):
         self.cfg = config.validate()
-        self.out = out or sys.stdout
+        self.out = out  # None: sys.stdout at the time of printing
         if not self.cfg.dataset:
             raise ValueError("no dataset: pass --dataset DIR")
         self.root = Path(self.cfg.dataset)
@@ -198,7 +223,7 @@ class Runner:
             raise FileNotFoundError(f"dataset folder not found: {self.root}")
 
     def _print(self, msg: str) -> None:
-        print(redact(msg), file=self.out, flush=True)
+        emit(redact(msg), self.out)
 
     def run(self) -> tuple[int, RunReport]:
         from cache.manifest import load_manifest
@@ -224,7 +249,7 @@ class Runner:
             if result is None:  # dry run or pending batches
                 report.seconds = time.time() - t0
                 self._finish(report, None, cfg)
-                return (EXIT_PENDING if report.pending else EXIT_OK), report
+                return report.exit_code, report
             values, missing, reasons, answers = result
             extra_attrs.update(template.provenance())
             extra_attrs["request_options"] = provider.request_options(cfg.kind)
@@ -233,7 +258,7 @@ class Runner:
                               "no requests, no cost; nothing written")
             report.seconds = time.time() - t0
             self._finish(report, None, cfg)
-            return EXIT_OK, report
+            return report.exit_code, report
         else:
             task = LocalTask(cfg, self.root, ids, manifest.title, manifest.tags, manifest.description, classes,
                              class_source)
@@ -262,6 +287,13 @@ class Runner:
             if (labels >= 0).any():
                 report.evaluation[f"truth file {Path(cfg.truth).name}"] = score_prior(values, np.asarray(missing), labels)
 
+        missing = np.asarray(missing, dtype=bool)
+        report.not_written = self._why_not_write(store_path, cfg.group(), ids, missing, reasons)
+        if report.not_written:
+            report.seconds = time.time() - t0
+            self._finish(report, rejects, cfg)
+            return report.exit_code, report
+
         from cache.store import Store
 
         store = Store(store_path)
@@ -274,7 +306,6 @@ class Runner:
                            "failed_by_reason": report.failed_by_reason, "dropped_labels": report.dropped_labels}
         attrs["evaluation"] = report.evaluation
         attrs["config"] = cfg.as_dict()
-        missing = np.asarray(missing, dtype=bool)
         if cfg.kind == "priors":
             arrays = {"prior": np.asarray(values, dtype=np.float32).reshape(len(ids), NUM_CLASSES), "missing": missing,
                       "reason": list(reasons), "answer": [redact(a) for a in answers]}
@@ -285,7 +316,32 @@ class Runner:
         report.written = True
         report.seconds = time.time() - t0
         self._finish(report, rejects, cfg)
-        return EXIT_OK, report
+        return report.exit_code, report
+
+    @staticmethod
+    def _why_not_write(store_path: Path, group: str, ids: list[str], missing: np.ndarray, reasons: list[str]) -> str:
+        """Why the new table must not be written ('' = write it): no usable row, or good rows of
+        the existing table that this run's failed requests would replace with missing ones."""
+        if len(ids) and missing.all():
+            return f"no row has a usable answer; {group} is left as it was (the reasons are in the report)"
+        failed = [i for i, m, r in zip(ids, missing, reasons) if m and r.startswith("request failed")]
+        if not failed or not store_path.exists():
+            return ""
+        from cache.store import Store
+
+        try:
+            store = Store(store_path, mode="r")
+            if not store.has(group):
+                return ""
+            old = store.read_table(group, names=["missing"])
+        except Exception:  # an unreadable or incomplete old table holds no good rows to protect
+            return ""
+        good = {str(i) for i, m in zip(old.ids, old["missing"]) if not m}
+        lost = sum(1 for i in failed if i in good)
+        if lost:
+            return (f"{lost} row(s) that the existing {group} answers failed in this run; the existing table is "
+                    "kept unchanged")
+        return ""
 
     def _finish(self, report: RunReport, rejects: list | None, cfg: LLMConfig) -> None:
         if not report.dry_run:
@@ -293,6 +349,7 @@ class Runner:
             path.parent.mkdir(parents=True, exist_ok=True)
             data = {"report": asdict(report), "config": cfg.as_dict(), "rejected": rejects or []}
             path.write_text(json.dumps(redact_obj(json.loads(json.dumps(data, default=str))), indent=1))
+            path.with_suffix(".toml").write_text(redact(LLMRunConfig(cfg).to_toml()))
             report.report_path = str(path)
         self._print(report.format())
 
@@ -329,11 +386,8 @@ class Runner:
             report.cache = cache.counts()
             return None
 
-        bar = None
-        if cfg.progress and to_send:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(to_send), desc=f"{provider.name} {cfg.kind}", unit="req", file=sys.stderr)
+        bar = progress(total=len(to_send), desc=f"{provider.name} {cfg.kind}", unit="req",
+                       enable=cfg.progress and bool(to_send))
 
         def on_result(res: ChatResult) -> None:
             if res.ok:
@@ -344,14 +398,16 @@ class Runner:
                 failures.pop(res.key, None)
             else:
                 failures[res.key] = redact(res.error)
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
 
         try:
             provider.run(to_send, on_result)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
+        fatal = getattr(provider, "fatal", "")
+        if fatal:
+            got = len(texts) - report.cached
+            raise UserError(fatal + (f" ({got} answer(s) received before it are cached)" if got else ""))
         report.sent = len(to_send)
         report.usage = provider.usage.as_dict()
         report.cost_usd = provider.usage.cost(prices, discount)
@@ -394,6 +450,7 @@ class Runner:
             elif not parses[key].ok:
                 by_reason["rejected: " + parses[key].reason.split(" (")[0]] += 1
         report.failed_by_reason = dict(by_reason)
+        report.failed_requests = sum(1 for key in requests if key not in texts)
         if cfg.kind == "priors":
             report.dropped_labels = count_drops(p for p in parses.values())
         return values, missing, reasons, answers

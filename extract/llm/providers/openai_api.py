@@ -12,6 +12,10 @@
   retries with exponential backoff and jitter honouring ``Retry-After`` on 429/5xx,
   timeouts, connection errors and empty or malformed bodies (the client's own retries
   are off so every attempt is counted here).
+* A rejected API key (401/403) or an unknown model stops the run at the first such answer:
+  the first request goes out alone and the others only once its first attempt is answered,
+  so a wrong key or model name costs one request; :attr:`OpenAIProvider.fatal` then holds
+  the one line to show.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ import re
 from typing import Any
 
 from ..config import LLMConfig
+from ..errors import UserError, fatal_message, is_fatal_status
 from ..prompts import SCHEMA_NAMES, answer_schema
 from ..response_cache import redact
 from ..retry import RetryPolicy, is_retryable_status, parse_retry_after
@@ -52,8 +57,8 @@ def api_key_from_env(base_url: str) -> str:
     if key:
         return key
     if "api.openai.com" in base_url:
-        raise RuntimeError("OPENAI_API_KEY is not set: export it in the environment (it is never read from "
-                           "options or config files)")
+        raise UserError("OPENAI_API_KEY is not set: export it in the environment (it is never read from "
+                        "options or config files)")
     return "EMPTY"
 
 
@@ -200,6 +205,8 @@ class OpenAIProvider(ChatProvider):
         self.policy = RetryPolicy(config.max_retries, config.backoff_base, config.backoff_max, config.max_retry_after)
         self.rng = random.Random()
         self.base_url = resolve_base_url(config)
+        self.fatal = ""  # set on a rejected key or an unknown model: the run stops
+        self._first_answered: asyncio.Event | None = None
 
     @property
     def model(self) -> str:
@@ -228,26 +235,30 @@ class OpenAIProvider(ChatProvider):
         queue: asyncio.Queue[ChatRequest] = asyncio.Queue()
         for r in requests:
             queue.put_nowait(r)
+        first = self._first_answered = asyncio.Event()
 
-        async def worker() -> None:
-            while True:
+        async def worker(i: int) -> None:
+            if i > 0:  # the first request goes alone: a wrong key or model costs one request
+                await first.wait()
+            while not self.fatal:
                 try:
                     req = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
                 on_result(await self.complete(client, req))
+                first.set()
 
         try:
-            await asyncio.gather(*(worker() for _ in range(min(self.config.concurrency, len(requests)))))
+            await asyncio.gather(*(worker(i) for i in range(min(self.config.concurrency, len(requests)))))
         finally:
+            first.set()
             await client.close()
 
-    async def _send(self, client, kind: str, messages: list[dict[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
-        body = self.builder.body(kind, messages)
+    async def _send(self, client, body: dict[str, Any]) -> dict[str, Any]:
         api = client.responses if self.api == "responses" else client.chat.completions
         coro = api.with_raw_response.create(**body, timeout=self.config.timeout)
         raw = await asyncio.wait_for(coro, timeout=self.config.timeout + 5.0)
-        return decode_body(raw.http_response.content), body
+        return decode_body(raw.http_response.content)
 
     async def complete(self, client, req: ChatRequest) -> ChatResult:
         """One request with retries; never raises for HTTP/network faults (the result says why)."""
@@ -256,9 +267,10 @@ class OpenAIProvider(ChatProvider):
         attempt, adaptations, last = 0, 0, ""
         while True:
             retry_after = None
+            body = self.builder.body(req.kind, req.messages)
             try:
                 self.usage.requests += 1
-                data, body = await self._send(client, req.kind, req.messages)
+                data = await self._send(client, body)
                 text = answer_text(self.api, data)
                 usage = normalise_usage(data.get("usage"))
                 self.usage.add_usage(usage)
@@ -271,7 +283,15 @@ class OpenAIProvider(ChatProvider):
                 last = f"http_{status}"
                 self.usage.note_status(last)
                 message = redact(getattr(e, "message", "") or str(e))
-                if status == 400 and adaptations < 4 and self.builder.adapt(message):
+                fatal = is_fatal_status(status, message, getattr(e, "code", None))
+                if fatal:
+                    if not self.fatal:
+                        self.fatal = fatal_message(fatal, self.base_url, self.model, f"{last}: {message[:200]}")
+                    return ChatResult(req.key, None, error=f"{last}: {message[:300]}")
+                # a 400 that made the builder fall back, or one for a body built before another
+                # request's fallback (requests in flight when it happened): re-send with the current body
+                if status == 400 and adaptations < 4 and (
+                        self.builder.adapt(message) or self.builder.body(req.kind, req.messages) != body):
                     adaptations += 1
                     continue
                 if not is_retryable_status(status):
@@ -286,6 +306,8 @@ class OpenAIProvider(ChatProvider):
             except BodyError as e:
                 last = str(e) if str(e) in ("empty_body", "malformed_body") else "malformed_body"
                 self.usage.note_status(last)
+            if self._first_answered is not None:
+                self._first_answered.set()  # the first attempt is answered (not a key/model error)
             delay = self.policy.delay(attempt, retry_after, self.rng)
             if delay is None:
                 return ChatResult(req.key, None, error=last)

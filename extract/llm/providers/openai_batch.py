@@ -8,8 +8,10 @@ the rows that failed or are missing, up to ``batch_max_resubmits`` rounds.
 Never paying twice: every batch carries ``metadata.bst_hac_tag`` = hash of its rows (and
 round). Before uploading or creating anything, the state file (``batch_state``) is
 consulted, then the server's batch list is searched for that tag, so a process killed
-between any two steps adopts the batch it had already created. The state file is written
-atomically after every step. With ``batch_wait_s = 0`` a call submits or checks once and
+between any two steps adopts the batch it had already created (a server that cannot list
+batches just has nothing to adopt). The state file is written atomically after every step.
+An API error stops the call with one line naming the endpoint and status (exit 2 for a
+rejected key, 3 otherwise: the same command later continues where this one stopped). With ``batch_wait_s = 0`` a call submits or checks once and
 returns; rows still in open batches are reported as pending and the next call collects
 them.
 """
@@ -26,6 +28,8 @@ from typing import Any
 from cache.provenance import now_iso, sha256_json
 
 from ..config import LLMConfig
+from ..errors import APIFailure, UserError, describe_api_error, fatal_message, is_fatal_status
+from ..output import emit
 from ..response_cache import redact
 from ..costs import normalise_usage
 from .base import ChatRequest, ChatResult, ResultCallback, register_provider
@@ -52,7 +56,7 @@ class BatchState:
             try:
                 data = json.loads(path.read_text())
             except ValueError as e:
-                raise RuntimeError(f"batch state file {path} is not valid JSON ({e}); fix or delete it") from None
+                raise UserError(f"batch state file {path} is not valid JSON ({e}); fix or delete it") from None
             return cls(path, dict(data.get("batches", {})), dict(data.get("files", {})), dict(data.get("attempts", {})))
         return cls(path)
 
@@ -97,7 +101,7 @@ class OpenAIBatchProvider(OpenAIProvider):
     def _log(self, msg: str) -> None:
         self.events.append(redact(msg))
         if self.config.progress:
-            print(f"[openai-batch] {redact(msg)}", flush=True)
+            emit(f"[openai-batch] {redact(msg)}")
 
     # ------------------------------------------------------------------ steps
     def tag_for(self, keys: list[str], state: BatchState, kind: str) -> str:
@@ -126,14 +130,25 @@ class OpenAIBatchProvider(OpenAIProvider):
         return out
 
     def find_remote(self, client, tag: str, scan: int = 2000) -> Any | None:
-        """A batch on the server tagged ``tag`` that can still deliver (newest first), or None."""
+        """A batch on the server tagged ``tag`` that can still deliver (newest first), or None.
+
+        Only needed to adopt a batch of a run killed before it saved its state: a server that
+        cannot list batches (an error other than a rejected key) has nothing to adopt.
+        """
+        import openai
+
         seen = 0
-        for b in client.batches.list(limit=100):
-            seen += 1
-            if (b.metadata or {}).get(TAG_KEY) == tag and b.status in REUSABLE:
-                return b
-            if seen >= scan:
-                break
+        try:
+            for b in client.batches.list(limit=100):
+                seen += 1
+                if (b.metadata or {}).get(TAG_KEY) == tag and b.status in REUSABLE:
+                    return b
+                if seen >= scan:
+                    break
+        except openai.APIError as e:
+            if isinstance(e, openai.APIStatusError) and e.status_code in (401, 403):
+                raise
+            self._log(f"cannot list batches ({describe_api_error(e)}); nothing to adopt")
         return None
 
     def ensure_batch(self, client, state: BatchState, tag: str, reqs: list[ChatRequest]) -> dict[str, Any]:
@@ -234,6 +249,23 @@ class OpenAIBatchProvider(OpenAIProvider):
 
     # ------------------------------------------------------------------ driver
     def run(self, requests: list[ChatRequest], on_result: ResultCallback) -> None:
+        import openai
+
+        try:
+            self._run_batches(requests, on_result)
+        except openai.APIError as e:
+            line = describe_api_error(e)
+            status = getattr(e, "status_code", None)
+            what = is_fatal_status(status, getattr(e, "message", "") or "", getattr(e, "code", None))
+            if what in ("key", "model"):
+                raise UserError(fatal_message(what, self.base_url, self.model, line)) from None
+            raise APIFailure(f"openai-batch: {line}; re-run the same command to continue (batches already "
+                             "created are collected, not paid for twice)") from None
+        finally:
+            if self._state is not None:
+                self._state.save()
+
+    def _run_batches(self, requests: list[ChatRequest], on_result: ResultCallback) -> None:
         if not requests:
             return
         if self.state_path is None:

@@ -22,7 +22,7 @@ def _setup(make_dataset, mrow):
 def _args(root, server, tmp_path, wait):
     return ["priors", "--dataset", str(root), "--provider", "openai-batch", "--model", "test-model",
             "--base-url", server.base_url, "--cache-dir", str(tmp_path / "cache"), "--no-progress",
-            "--batch-wait", str(wait), "--set", "batch_poll_s=0.02"]
+            "--batch-wait", str(wait), "--set", "llm.batch_poll_s=0.02"]
 
 
 def _created(server):
@@ -89,5 +89,32 @@ def test_rows_are_split_by_count_and_size(server, make_dataset, mrow, tmp_path):
     assert [r.key for c in by_size for r in c] == [r.key for r in reqs]
 
     root = _setup(make_dataset, mrow)
-    assert main(_args(root, server, tmp_path, 10) + ["--set", "batch_max_requests=2"]) == 0
+    assert main(_args(root, server, tmp_path, 10) + ["--set", "llm.batch_max_requests=2"]) == 0
     assert [len(c) for c in _created(server)][:3] == [2, 2, 1]
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_a_server_that_cannot_list_batches_has_nothing_to_adopt(make_dataset, mrow, tmp_path, capsys, status):
+    from testkit.fake_llm_server import FakeOpenAIServer
+
+    root = _setup(make_dataset, mrow)
+    with FakeOpenAIServer(batch_steps=2, fail_routes={"GET /v1/batches": status}) as srv:
+        args = [a for a in _args(root, srv, tmp_path, 10) if a != "--no-progress"]
+        assert main(args + ["--set", "llm.max_retries=0"]) == 0
+        assert [len(c) for c in _created(srv)] == [5, 2]
+    assert f"cannot list batches (GET /v1/batches: http_{status}" in capsys.readouterr().out
+    assert not read_priors(Store(root / "cache.zarr", mode="r"), "openai-batch", list(CLIPS))[1][:4].any()
+
+
+@pytest.mark.parametrize("status,code,needle", [
+    (500, 3, "error: openai-batch: POST /v1/files: http_500"),
+    (401, 2, "rejected the API key (POST /v1/files: http_401"),
+])
+def test_api_errors_are_one_line(make_dataset, mrow, tmp_path, capsys, secret, status, code, needle):
+    from testkit.fake_llm_server import FakeOpenAIServer
+
+    root = _setup(make_dataset, mrow)
+    with FakeOpenAIServer(fail_routes={"POST /v1/files": status}) as srv:
+        assert main(_args(root, srv, tmp_path, 0) + ["--set", "llm.max_retries=0"]) == code
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err and secret not in err

@@ -95,7 +95,7 @@ def test_embedded_priors_and_summaries(make_dataset, mrow, tmp_path):
 
     # a lower temperature sharpens the prior without changing its ranking
     assert main(["priors", "--dataset", str(root), "--provider", "embedded", "--name", "cold", "--no-progress",
-                 "--set", "embed_temperature=0.01"]) == 0
+                 "--set", "llm.embed_temperature=0.01"]) == 0
     cold, _ = read_priors(store, "cold", ["1", "2", "3"])
     assert (cold.argmax(1) == prior[:3].argmax(1)).all() and (cold.max(1) > prior[:3].max(1)).all()
 
@@ -137,7 +137,7 @@ def test_knn_never_shows_a_clip_its_own_label(make_dataset, mrow, tmp_path):
     truth.write_text("id,class\nu,fx-a\nw,fx-a\nnot-there,fx-o\n")
     for ds in (root, other):
         assert main(["priors", "--dataset", str(ds), "--provider", "embedded-knn", "--train-dataset", str(root),
-                     "--split", str(split_file), "--no-progress", "--set", "knn_k=3", "--truth", str(truth)]) == 0
+                     "--split", str(split_file), "--no-progress", "--set", "llm.knn_k=3", "--truth", str(truth)]) == 0
     prior, _ = read_priors(Store(root / "cache.zarr", mode="r"), "embedded-knn", ["u", "v", "m0"])
     fx_a = CLASS_INDEX["fx-a"]
     assert prior[0, fx_a] == 0.0  # out-of-fold: 'u' never sees itself
@@ -156,5 +156,5 @@ def test_knn_never_shows_a_clip_its_own_label(make_dataset, mrow, tmp_path):
 
 def test_knn_needs_a_split(make_dataset, mrow, capsys):
     root = make_dataset([mrow("1", "fx-a", "dog", "dog")])
-    assert main(["priors", "--dataset", str(root), "--provider", "embedded-knn", "--no-progress"]) == 1
+    assert main(["priors", "--dataset", str(root), "--provider", "embedded-knn", "--no-progress"]) == 2
     assert "embedded-knn needs the training clips" in capsys.readouterr().err

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _cmd(root: Path, base_url: str, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "extract.llm", "priors", "--dataset", str(root), "--provider", "openai",
+    return [sys.executable, "-m", "extract", "priors", "--dataset", str(root), "--provider", "openai",
             "--model", "test-model", "--base-url", base_url, "--cache-dir", str(cache), "--concurrency",
             str(CONCURRENCY), "--timeout", "5", "--no-progress"]
 
