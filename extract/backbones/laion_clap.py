@@ -54,6 +54,7 @@ from ..tokenizers import ROBERTA_VOCAB_SIZE, load_roberta_tokenizer, tokenizer_p
 from .base import Backbone, BackboneConfig, BackboneSpec, check_overrides, register_backbone
 from .passt import checkpoint_provenance, read_state_dict, require_checkpoint
 from .precision import float32_region, run_in_float32
+from .textprep import split_and_join
 
 SAMPLE_RATE = 48000
 EMBED_DIM = 512
@@ -183,11 +184,6 @@ def quantize_int16(x: torch.Tensor) -> torch.Tensor:
     """The package's int16 round trip (clip, ×32767, truncate, ÷32767), straight-through gradient."""
     q = torch.trunc(x.clamp(-1.0, 1.0) * 32767.0) / 32767.0
     return x + (q - x).detach()
-
-
-def split_and_join(text: str) -> str:
-    """Split on ``,`` and ``;``, strip the parts, drop empty ones, rejoin with single spaces."""
-    return " ".join(part.strip() for part in text.replace(";", ",").split(",") if part.strip())
 
 
 def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], bool]:
