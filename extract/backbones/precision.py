@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -75,8 +76,8 @@ def run_in_float32(module: nn.Module, *methods: str) -> nn.Module:
         return module
     key = (cls, todo)
     if key not in _CLASSES:
-        _CLASSES[key] = type(f"Float32{cls.__name__}", (cls,),
-                             {m: _float32_method(getattr(cls, m)) for m in todo} | {"__module__": cls.__module__})
+        body = {m: _float32_method(getattr(cls, m)) for m in todo}
+        _CLASSES[key] = type(f"Float32{cls.__name__}", (cls,), {**body, "__module__": cls.__module__})
     module.__class__ = _CLASSES[key]
     return module
 
