@@ -267,7 +267,8 @@ def test_fusion_variant_embeds_like_the_package(tokenizer_dir):
     with torch.inference_mode():
         inputs = model.audio_inputs(x, torch.tensor([200_000]))
         emb = model.embed_windows(x, torch.tensor([200_000]))
-        packaged = data.get_audio_features({}, quantize_int16(x[0, :200_000]), 480_000, data_truncating="fusion",
+        zero_padded = torch.cat([x[0, :200_000], torch.zeros(280_000)])  # the default padding, as the reference
+        packaged = data.get_audio_features({}, quantize_int16(zero_padded), 480_000, data_truncating="fusion",
                                            data_filling="repeatpad", audio_cfg=model.audio_cfg)
         ref = model.clap.get_audio_embedding([packaged])
     assert inputs["mel_fusion"].shape == (1, 4, 1001, 64)

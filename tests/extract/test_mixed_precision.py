@@ -120,3 +120,24 @@ def test_laion_clap_spectrogram_ignores_autocast(backbones):
             spec = branch.logmel_extractor(branch.spectrogram_extractor(wave))
     assert spec.dtype == torch.float32
     torch.testing.assert_close(spec, ref, rtol=0, atol=0)
+
+
+def test_run_in_float32_keeps_state_dict_names_and_survives_deepcopy():
+    import copy
+
+    from extract.backbones.precision import run_in_float32
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 3)
+    keys = list(layer.state_dict())
+    x = torch.randn(2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(x).dtype == torch.bfloat16
+    assert run_in_float32(run_in_float32(layer)) is layer  # in place; a second call changes nothing
+    assert type(layer).__mro__[1] is torch.nn.Linear and list(layer.state_dict()) == keys
+    for module in (layer, copy.deepcopy(layer)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = module(x.bfloat16())
+        assert out.dtype == torch.float32
+        expected = torch.nn.functional.linear(x.bfloat16().float(), layer.weight, layer.bias)
+        torch.testing.assert_close(out, expected)
