@@ -1,6 +1,6 @@
 """Quick correctness checks on a GPU (the heads tests pin ``device="cpu"``, so these run instead).
 
-    python benchmarks/gpu_checks.py [--device auto|cuda|cpu] [--parts heads,backbones] [--out FILE]
+    python benchmarks/gpu_checks.py [--device auto|cuda|cpu] [--parts heads,backbones,precision] [--out FILE]
 
 ``heads`` (on the device): BatchedAdamW with clipping against ``torch.optim.AdamW``; the
 hand-written gradients against autograd; a head learns from the prior (val hF > 0.8); a K=4
@@ -9,6 +9,10 @@ stacks of 2; ``predict_logits`` on the device against the CPU.
 ``backbones``: BEATs, M2D and PaSST built randomly initialised, forward passes on 10 s windows
 (one full, one half-length) in float32 and under bf16 and fp16 autocast; relative error
 ``‖a − b‖ / ‖a‖`` of the embeddings against float32 (and finite outputs).
+``precision``: every audio backbone (tiny random-init configurations, as in
+tests/extract/test_mixed_precision.py) on a full-scale tone at a quarter of its sample rate and
+on near-silence, under fp16 and bf16 autocast on the device: finite embeddings, relative error to
+float32 within 3e-3 (fp16) / 2e-2 (bf16), the bounds of the CPU test.
 Prints PASS/FAIL lines and a table; writes JSON; exit status 1 if a check failed.
 """
 from __future__ import annotations
@@ -213,10 +217,84 @@ def check_backbones(device: torch.device, names: list[str], batch: int) -> list[
     return rows
 
 
+# ------------------------------------------------------------------------------------------- precision
+PRECISION_TOLERANCE = {"fp16": 3e-3, "bf16": 2e-2}
+_TINY_ROBERTA = dict(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+PRECISION_CASES = {  # name: (backbone, variant, overrides, needs a tokenizer)
+    "passt-cpjku": ("passt", "cpjku", {"depth": 1, "window_seconds": 1.0}, False),
+    "passt-hear21": ("passt", "hear21", {"depth": 1, "window_seconds": 1.0}, False),
+    "cpclap": ("cpclap", None, {"depth": 1, "window_seconds": 1.0, "text_config": _TINY_ROBERTA,
+                                "expected_vocab": 300}, True),
+    "beats": ("beats", None, dict(encoder_embed_dim=24, encoder_ffn_embed_dim=32, encoder_attention_heads=3,
+                                  encoder_layers=2, conv_pos=16, conv_pos_groups=4, num_buckets=32,
+                                  max_distance=64), False),
+    "m2d": ("m2d", None, {"embed_dim": 32, "depth": 2, "num_heads": 2}, False),
+    "logmel": ("logmel", None, {}, False),
+    "laion-clap": ("laion-clap", None, {"text_config": {"vocab_size": 300, "num_hidden_layers": 1,
+                                                        "intermediate_size": 64}, "expected_vocab": 300}, True),
+}
+
+
+def _tiny_tokenizer() -> Path:
+    """A 300-token byte-level BPE in the RoBERTa file format (no RoBERTa vocabulary offline)."""
+    import tempfile
+
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["a dog barks in the park", "rain falls on a tin roof", "birds sing at dawn"],
+                            vocab_size=300, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    folder = Path(tempfile.mkdtemp(prefix="gpu_checks_tok_"))
+    bpe.save_model(str(folder))
+    return folder
+
+
+def check_precision(device: torch.device) -> None:
+    import math
+
+    from extract.backbones import BackboneConfig, build_backbone
+
+    tokenizer = _tiny_tokenizer()
+    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
+    for case, (name, variant, overrides, tok) in PRECISION_CASES.items():
+        try:
+            torch.manual_seed(0)
+            bb = build_backbone(BackboneConfig(name, variant=variant, random_init=True, overrides=overrides,
+                                               tokenizer=tokenizer if tok else None)).eval().to(device)
+            sr, ws = bb.spec.sample_rate, bb.spec.window_samples
+            t = torch.arange(ws, dtype=torch.float64) / sr
+            g = torch.Generator().manual_seed(0)
+            signals = {"tone": torch.sin(2 * math.pi * (sr / 4 + 3.0) * t).float(),
+                       "near-silence": 1e-5 * torch.randn(ws, generator=g)}
+            for label, wave in signals.items():
+                windows = torch.stack([wave, 0.5 * wave])
+                windows[1, ws // 2:] = 0
+                windows, lengths = windows.to(device), torch.tensor([ws, ws // 2], device=device)
+                with torch.inference_mode():
+                    ref = bb.embed_windows(windows, lengths).float()
+                    info = {}
+                    ok = bool(torch.isfinite(ref).all())
+                    for tag, dt in dtypes.items():
+                        with torch.autocast(device.type, dtype=dt):
+                            out = bb.embed_windows(windows, lengths).float()
+                        rel = float(torch.linalg.vector_norm(out - ref)
+                                    / torch.linalg.vector_norm(ref).clamp(min=1e-12))
+                        finite = bool(torch.isfinite(out).all())
+                        info[f"{tag}_rel_err"] = rel if finite else float("nan")
+                        ok = ok and finite and rel <= PRECISION_TOLERANCE[tag]
+                record(f"precision {case} {label}: autocast fp16/bf16 finite and close to float32", ok, **info)
+            del bb
+        except Exception as e:
+            traceback.print_exc()
+            record(f"precision {case}", False, error=f"{type(e).__name__}: {e}"[:300])
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
-    ap.add_argument("--parts", default="heads,backbones")
+    ap.add_argument("--parts", default="heads,backbones,precision")
     ap.add_argument("--backbones", default="beats,m2d,passt")
     ap.add_argument("--batch", type=int, default=0, help="windows per backbone forward (default: 8 on GPU, 2 on CPU)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu_checks.json")
@@ -236,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:
             traceback.print_exc()
             record("heads checks", False, error=f"{type(e).__name__}: {e}"[:300])
+    if "precision" in parts:
+        check_precision(device)
     if "backbones" in parts:
         names = [n.strip() for n in args.backbones.split(",") if n.strip()]
         rows = check_backbones(device, names, args.batch or (8 if device.type == "cuda" else 2))

@@ -223,7 +223,8 @@ def run_audio(writer: RowWriter, pending: Sequence[int], write: WriteChunk, bar,
 
     batcher = WindowBatcher(forward, spec.window_samples, spec.padding, cfg.batch_size,
                             trims_padding=bool(getattr(backbone, "trims_padding", False)),
-                            min_window_samples=int(getattr(backbone, "min_window_samples", 1)))
+                            min_window_samples=int(getattr(backbone, "min_window_samples", 1)),
+                            pool=backbone.pool_windows)
     n_done = 0
 
     def finish(done: list[tuple[int, np.ndarray]]) -> None:

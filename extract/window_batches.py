@@ -24,12 +24,16 @@ class WindowBatcher:
     """Queues of windows waiting for a forward pass; returns ``(row, pooled embedding)`` of finished clips.
 
     ``forward(windows (B, S), lengths (B,)) -> (B, D)`` float32 CPU embeddings (the caller applies
-    inference mode, autocast and the device).
+    inference mode, autocast and the device). ``pool(window_emb, clip_of_window, lengths, n_clips)``
+    turns a clip's window embeddings into its embedding (default: the mean over windows that hold
+    real samples; a backbone passes its own ``pool_windows``).
     """
 
     def __init__(self, forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], window_samples: int,
-                 padding: str, batch_size: int, trims_padding: bool = False, min_window_samples: int = 1):
+                 padding: str, batch_size: int, trims_padding: bool = False, min_window_samples: int = 1,
+                 pool: Callable[..., torch.Tensor] = pool_windows):
         self.forward = forward
+        self.pool = pool
         self.window_samples, self.padding, self.batch_size = int(window_samples), padding, int(batch_size)
         self.trims = bool(trims_padding) and padding == "zero"
         self.min_keep = int(min_window_samples)
@@ -108,4 +112,4 @@ class WindowBatcher:
     def _pool(self, row: int) -> np.ndarray:
         embs = torch.stack(self.row_embs.pop(row))
         lengths = self.row_lengths.pop(row)
-        return pool_windows(embs, torch.zeros(len(embs), dtype=torch.long), lengths, 1)[0].numpy()
+        return self.pool(embs, torch.zeros(len(embs), dtype=torch.long), lengths, 1)[0].numpy()

@@ -1,8 +1,9 @@
 """Backbone + fusion head as one trainable module, and the weight files stages hand over.
 
-The representation h of a clip is the mean of its window embeddings (windows made only of
-padding excluded, ``extract.windowing.pool_windows``), concatenated with the text embedding
-for audio–text backbones; ``heads.model.FusionHead`` turns h and the LLM prior into logits.
+The representation h of a clip is the backbone's pooling of its window embeddings
+(``Backbone.pool_windows``: the mean over windows holding real samples, or a backbone's own
+weighting such as M2D's ``reference`` pooling), concatenated with the text embedding for
+audio–text backbones; ``heads.model.FusionHead`` turns h and the LLM prior into logits.
 
 Parameters that no forward pass uses (e.g. projection layers of a CLAP checkpoint that the
 audio path skips) and a frozen text tower are set to ``requires_grad=False`` *before* DDP
@@ -39,10 +40,10 @@ class FinetuneModel(nn.Module):
 
     def clip_embeddings(self, windows: torch.Tensor, lengths: torch.Tensor, clip_of_window: torch.Tensor, n_clips: int,
                         texts: list[str] | None = None) -> torch.Tensor:
-        from extract.windowing import forward_windows, pool_windows
+        from extract.windowing import forward_windows
 
         emb = forward_windows(self.backbone, windows, lengths)  # trims padding where the backbone allows it
-        h = pool_windows(emb, clip_of_window, lengths, n_clips)
+        h = self.backbone.pool_windows(emb, clip_of_window, lengths, n_clips)
         if self.use_text:
             if texts is None:
                 raise ValueError("this model uses a text tower: pass texts")

@@ -84,6 +84,18 @@ class Backbone(nn.Module):
             out[idx] = self.embed_text([texts[i] for i in idx]).float().cpu().numpy()
         return out
 
+    def pool_windows(self, window_emb: torch.Tensor, clip_of_window: torch.Tensor, lengths: torch.Tensor,
+                     n_clips: int) -> torch.Tensor:
+        """Clip embeddings from window embeddings: (Wtot, D) → (n_clips, D).
+
+        Default: the mean over each clip's windows that hold real samples
+        (``extract.windowing.pool_windows``). A backbone may weight its windows differently
+        (M2D's ``reference`` pooling weights them by their number of real time steps).
+        """
+        from ..windowing import pool_windows
+
+        return pool_windows(window_emb, clip_of_window, lengths, n_clips)
+
     def default_batch_size(self, device: torch.device) -> int:
         """Windows (or texts) per forward pass when the user does not choose (``--batch-size 0``)."""
         return 32

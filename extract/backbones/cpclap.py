@@ -15,7 +15,15 @@ system), a PyTorch Lightning ``state_dict`` with
 - ``text_projection``: Linear(1024, 1024); ``tau``: the contrastive temperature (unused here).
 
 Both embeddings are returned before the unit-norm normalisation of the retrieval model.
-Windows are 10 s, zero-padded (the reference pads shorter input to 10 s with zeros).
+Windows are 10 s, zero-padded (the reference pads shorter input to 10 s with zeros). The mel
+front-end runs in float32 outside autocast.
+
+Options (``BackboneConfig.overrides``; docs/parity.md): ``s_patchout_t`` / ``s_patchout_f``
+(default 15 / 2, the reference's values; training mode only), ``mel_augment`` (default true: in
+training mode the mel filterbank's fmin / fmax are jittered, by up to 10 Hz / ±1000 Hz, as the
+reference's ``AugmentMelSTFT`` did while fine-tuning; no masking), ``split_text`` (default
+false: split a text on ``,`` and ``;`` and rejoin the parts with spaces before the caption
+cleaning, as the reference did with summaries).
 Key normalisation on load (recorded in provenance): ``_orig_mod.`` path parts that
 ``torch.compile`` adds are removed, and the ``embeddings.position_ids`` buffer that
 transformers < 4.31 saved is dropped.
@@ -45,6 +53,7 @@ from .passt import (
     read_state_dict,
     require_checkpoint,
 )
+from .textprep import split_and_join
 
 SAMPLE_RATE = 32000
 PROJ_DIM = 1024
@@ -58,7 +67,7 @@ ROBERTA_LARGE: dict[str, Any] = dict(
     hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2,
 )
 CPCLAP_OVERRIDES = ("depth", "window_seconds", "s_patchout_t", "s_patchout_f", "mel_augment", "text_config",
-                    "expected_vocab", "trust_pickle")
+                    "expected_vocab", "trust_pickle", "split_text")
 DROPPED_KEYS = ("text_embedding_model.embeddings.position_ids",)
 FRONT_END = FRONT_END_TEXT["hear21-mel"].replace("1000 frames", "1000 frames (input_tdim 1000)")
 
@@ -153,7 +162,8 @@ class CPCLAPBackbone(Backbone):
         require_checkpoint("cpclap", checkpoint, random_init, "CP-CLAP .ckpt (PaSST + RoBERTa-large)")
         expected_vocab = int(ov.get("expected_vocab", ROBERTA_VOCAB_SIZE))
         self.tokenizer = load_roberta_tokenizer(tokenizer, expected_vocab=expected_vocab)
-        self.mel_augment = bool(ov.get("mel_augment", False))
+        self.mel_augment = bool(ov.get("mel_augment", True))
+        self.split_text = bool(ov.get("split_text", False))
         self.layout = build_retrieval_layout(depth=ov.get("depth"), text_config=ov.get("text_config"),
                                              s_patchout_t=int(ov.get("s_patchout_t", 15)),
                                              s_patchout_f=int(ov.get("s_patchout_f", 2)),
@@ -179,6 +189,7 @@ class CPCLAPBackbone(Backbone):
             "audio_embedding": f"audio_projection({EMBEDDING_TEXT}), before L2 normalisation",
             "text_embedding": "text_projection(hidden state of the first token), before L2 normalisation; "
                               f"lower-cased, punctuation removed, {MAX_TEXT_TOKENS} tokens",
+            "mel_augment": self.mel_augment, "split_text": self.split_text,
             "overrides": ov, "allowed_missing": loaded["missing"], "allowed_unexpected": loaded["unexpected"],
             "dropped_keys": loaded["dropped"], "container": loaded["container"],
         }
@@ -204,7 +215,8 @@ class CPCLAPBackbone(Backbone):
 
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         device = self.layout.text_projection.weight.device
-        batch = self.tokenizer([clean_caption(t or "") for t in texts], add_special_tokens=True,
+        texts = [split_and_join(t or "") if self.split_text else (t or "") for t in texts]
+        batch = self.tokenizer([clean_caption(t) for t in texts], add_special_tokens=True,
                                padding="max_length", truncation=True, max_length=MAX_TEXT_TOKENS,
                                return_tensors="pt")
         hidden = self.layout.text_embedding_model(input_ids=batch["input_ids"].to(device),

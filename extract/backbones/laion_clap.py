@@ -13,9 +13,26 @@ the checkpoint). Text is tokenised by the user's local RoBERTa tokenizer folder.
 
 Audio follows the package's own path (``get_audio_features`` as in
 ``CLAP_Module.get_audio_embedding_from_data``): the waveform is int16-quantised (straight-through
-for gradients), the real samples of a window are repeat-padded to 10 s (``data_filling=
-"repeatpad"``: whole repeats, then zeros), and the fusion variant gets its ``mel_fusion`` input.
-Both embeddings are the projection outputs before the package's L2 normalisation.
+for gradients) and the fusion variant gets its ``mel_fusion`` input. Both embeddings are the
+projection outputs before the package's L2 normalisation.
+
+Options (``BackboneConfig.overrides``; defaults follow the CP-JKU reference runs, docs/parity.md):
+
+- ``padding``: ``"zero"`` (default; the window is zero-padded to 10 s before
+  ``get_audio_features``, so the package's repeat-padding never triggers, as in the reference)
+  or ``"repeat"`` (the package's ``repeatpad`` of the window's real samples: whole repeats,
+  then zeros).
+- ``eval_in_training`` (default true): the CLAP model stays in eval mode when the backbone is
+  put in training mode (no dropout, no HTSAT SpecAugment, no drop-path, BatchNorm statistics
+  frozen), as the reference, which called ``eval()`` in every forward pass.
+- ``bn0_trainable`` (default false): HTSAT's input BatchNorm ``bn0`` gets no gradient, as in the
+  reference (it ran the step after ``bn0``, ``reshape_wav2img``, without gradient).
+- ``split_text`` (default true): a text is split on ``,`` and ``;`` and its stripped, non-empty
+  parts rejoined with single spaces before tokenising, as the reference did with summaries.
+
+The spectrogram (torchlibrosa ``spectrogram_extractor`` / ``logmel_extractor``), HTSAT's
+``reshape_wav2img`` and the fusion variant's ``mel_fusion`` are computed in float32 outside
+autocast (``extract.backbones.precision``).
 """
 from __future__ import annotations
 
@@ -36,6 +53,8 @@ from ..checkpoints import load_state_dict_strict
 from ..tokenizers import ROBERTA_VOCAB_SIZE, load_roberta_tokenizer, tokenizer_provenance
 from .base import Backbone, BackboneConfig, BackboneSpec, check_overrides, register_backbone
 from .passt import checkpoint_provenance, read_state_dict, require_checkpoint
+from .precision import float32_region, run_in_float32
+from .textprep import split_and_join
 
 SAMPLE_RATE = 48000
 EMBED_DIM = 512
@@ -54,14 +73,17 @@ ROBERTA_BASE: dict[str, Any] = dict(
     intermediate_size=3072, hidden_act="gelu", max_position_embeddings=514, type_vocab_size=1,
     layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2,
 )
-LAION_OVERRIDES = ("text_config", "expected_vocab", "quantize", "trust_pickle")
+LAION_OVERRIDES = ("text_config", "expected_vocab", "quantize", "trust_pickle", "padding", "eval_in_training",
+                   "bn0_trainable", "split_text")
+PADDINGS = ("zero", "repeat")
 DROPPED_KEYS = ("text_branch.embeddings.position_ids",)  # the package deletes it before loading, too
 FRONT_END = {
-    False: "int16 quantisation, repeatpad to 10 s; HTSAT log-mel inside the model (torchlibrosa, 64 bins, "
-           "n_fft 1024, hop 480, 50-14000 Hz)",
-    True: "int16 quantisation, repeatpad to 10 s; mel_fusion from laion_clap get_mel (torchaudio, 64 bins, "
-          "n_fft 1024, hop 480, 50-14000 Hz)",
+    False: "int16 quantisation, {padding} to 10 s; HTSAT log-mel inside the model (torchlibrosa, 64 bins, "
+           "n_fft 1024, hop 480, 50-14000 Hz), float32",
+    True: "int16 quantisation, {padding} to 10 s; mel_fusion from laion_clap get_mel (torchaudio, 64 bins, "
+          "n_fft 1024, hop 480, 50-14000 Hz), float32",
 }
+PADDING_TEXT = {"zero": "zero-padding", "repeat": "repeatpad"}
 
 _LOCK = threading.RLock()
 
@@ -189,15 +211,24 @@ class LaionCLAPBackbone(Backbone):
                                                                                      ROBERTA_VOCAB_SIZE)))
         self.fusion = VARIANTS[variant]
         self.quantize = bool(ov.get("quantize", True))
+        self.padding = str(ov.get("padding", "zero"))
+        if self.padding not in PADDINGS:
+            raise ValueError(f"laion-clap: padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
+        self.eval_in_training = bool(ov.get("eval_in_training", True))
+        self.split_text = bool(ov.get("split_text", True))
         self.clap, model_cfg = build_clap_model(variant, text_config=ov.get("text_config"))
+        branch = self.clap.audio_branch
+        run_in_float32(branch.spectrogram_extractor)
+        run_in_float32(branch.logmel_extractor)
+        run_in_float32(branch, "reshape_wav2img")
         self.audio_cfg = dict(model_cfg["audio_cfg"])
         _, self._data = import_laion_clap()
         vocab = self.clap.text_branch.config.vocab_size
         if vocab != len(self.tokenizer):
             raise ValueError(f"laion-clap: tokenizer has {len(self.tokenizer)} tokens but the text tower {vocab}")
         self.spec = BackboneSpec(name="laion-clap", variant=variant, sample_rate=SAMPLE_RATE, audio_dim=EMBED_DIM,
-                                 text_dim=EMBED_DIM, window_seconds=MAX_SAMPLES / SAMPLE_RATE, padding="repeat",
-                                 front_end=FRONT_END[self.fusion])
+                                 text_dim=EMBED_DIM, window_seconds=MAX_SAMPLES / SAMPLE_RATE, padding=self.padding,
+                                 front_end=FRONT_END[self.fusion].format(padding=PADDING_TEXT[self.padding]))
         loaded: dict[str, Any] = {"missing": [], "unexpected": []}
         dropped, container, stripped = [], "", False
         if checkpoint is not None:
@@ -207,39 +238,58 @@ class LaionCLAPBackbone(Backbone):
             dropped = [k for k in DROPPED_KEYS if sd.pop(k, None) is not None]
             loaded = load_state_dict_strict(self.clap, sd, source=f"LAION-CLAP checkpoint {checkpoint}",
                                             allow_missing=allow_missing, allow_unexpected=allow_unexpected)
+        if not bool(ov.get("bn0_trainable", False)):
+            branch.bn0.requires_grad_(False)
         self._provenance = {
             **checkpoint_provenance(checkpoint, random_init), **tokenizer_provenance(tokenizer),
             "laion_clap_model": f"{AUDIO_MODEL} + roberta", "enable_fusion": self.fusion,
             "audio_embedding": "audio_projection(HTSAT 'embedding'), before L2 normalisation",
             "text_embedding": f"text_projection(RoBERTa pooler output), before L2 normalisation; "
                               f"{MAX_TEXT_TOKENS} tokens",
-            "padding": "repeatpad (laion_clap get_audio_features): real samples repeated floor(480000/n) times, "
-                       "then zero-filled",
+            "padding": ("zero: the window zero-padded to 480000 samples before get_audio_features" if self.padding == "zero"
+                        else "repeatpad (laion_clap get_audio_features): real samples repeated floor(480000/n) times, "
+                             "then zero-filled"),
+            "eval_in_training": self.eval_in_training, "bn0_trainable": bool(ov.get("bn0_trainable", False)),
+            "split_text": self.split_text,
             "quantize_int16": self.quantize, "overrides": ov, "allowed_missing": loaded["missing"],
             "allowed_unexpected": loaded["unexpected"], "dropped_keys": dropped, "container": container,
             "module_prefix_stripped": stripped,
         }
         self.eval()
 
-    def audio_inputs(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The package's model input for each window's real samples (``lengths``), repeat-padded to 10 s.
+    def train(self, mode: bool = True) -> "LaionCLAPBackbone":
+        super().train(mode)
+        if self.eval_in_training:
+            self.clap.eval()
+        return self
 
-        Whatever padding the window carries after its real samples is ignored: the package's
-        ``repeatpad`` is applied to the real samples themselves.
+    def audio_inputs(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The package's model input for each window, 10 s long, computed in float32 outside autocast.
+
+        ``padding="zero"``: the window's real samples (``lengths``) followed by zeros up to 480000
+        samples. ``padding="repeat"``: the package's ``repeatpad`` applied to the real samples
+        themselves (whatever padding the window carries after them is ignored).
         """
         if windows.shape[-1] > MAX_SAMPLES:
             raise ValueError(f"laion-clap windows hold at most {MAX_SAMPLES} samples, got {windows.shape[-1]}")
         n_real = [windows.shape[-1]] * len(windows) if lengths is None else [int(n) for n in lengths]
+        windows = windows.float()
         if self.quantize:
             windows = quantize_int16(windows)
         items = []
-        for i, (wave, n) in enumerate(zip(windows, n_real)):
-            if not 0 <= n <= windows.shape[-1]:
-                raise ValueError(f"laion-clap: window {i} has {n} real samples (must be 0..{windows.shape[-1]})")
-            # a window without real samples (ignored by the pooling) is passed as it is
-            items.append(self._data.get_audio_features(
-                {}, wave[:n] if n > 0 else wave, MAX_SAMPLES, data_truncating="fusion" if self.fusion else "rand_trunc",
-                data_filling="repeatpad", audio_cfg=self.audio_cfg, require_grad=torch.is_grad_enabled()))
+        with float32_region(windows.device):
+            for i, (wave, n) in enumerate(zip(windows, n_real)):
+                if not 0 <= n <= windows.shape[-1]:
+                    raise ValueError(f"laion-clap: window {i} has {n} real samples (must be 0..{windows.shape[-1]})")
+                if self.padding == "zero":
+                    if n < wave.shape[-1]:  # whatever follows the real samples becomes zeros
+                        wave = torch.cat([wave[:n], wave.new_zeros(wave.shape[-1] - n)])
+                    audio, filling = wave, "pad"
+                else:  # a window without real samples (ignored by the pooling) is passed as it is
+                    audio, filling = (wave[:n] if n > 0 else wave), "repeatpad"
+                items.append(self._data.get_audio_features(
+                    {}, audio, MAX_SAMPLES, data_truncating="fusion" if self.fusion else "rand_trunc",
+                    data_filling=filling, audio_cfg=self.audio_cfg, require_grad=torch.is_grad_enabled()))
         return {k: torch.cat([item[k].unsqueeze(0) for item in items]).to(windows.device) for k in items[0]}
 
     def embed_windows(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -250,7 +300,8 @@ class LaionCLAPBackbone(Backbone):
 
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         device = self.clap.audio_projection[0].weight.device
-        batch = self.tokenizer([t or "" for t in texts], padding="max_length", truncation=True,
+        texts = [split_and_join(t or "") if self.split_text else (t or "") for t in texts]
+        batch = self.tokenizer(texts, padding="max_length", truncation=True,
                                max_length=MAX_TEXT_TOKENS, return_tensors="pt")
         return self.clap.encode_text({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]},
                                      device=device)
@@ -264,4 +315,4 @@ def build(config: BackboneConfig) -> LaionCLAPBackbone:
 
 
 __all__ = ["LaionCLAPBackbone", "VARIANTS", "DEFAULT_VARIANT", "build_clap_model", "import_laion_clap",
-           "quantize_int16", "strip_module_prefix"]
+           "quantize_int16", "split_and_join", "strip_module_prefix"]

@@ -18,11 +18,19 @@ Front-end (docs/backbones_beats_m2d.md): power-2 mel spectrogram (Hann 400, hop 
 80 Slaney-normalised Slaney-scale filters 50–8000 Hz; torchaudio), ``log(x + eps)`` with the float32
 eps, ``(x - mean) / std`` with ``norm_stats``. 10 s → 1001 frames → 5 frequency × 62 time patches;
 each time step's 5 patch embeddings are concatenated (f-major, 5 × 768 = 3840) and averaged over
-time. With ``lengths``, time steps made only of padding are excluded as attention keys and from
-the average.
+time. The front-end runs in float32 outside autocast.
 
-``BackboneConfig.overrides`` (tiny test configs): ``embed_dim``, ``depth``, ``num_heads``,
-``mlp_ratio``, ``input_size`` [F, T], ``patch_size`` [pf, pt].
+Pooling (option ``pooling``, docs/parity.md). Both modes average only the time steps that hold
+real samples (a time step counts when its first frame's centre lies within the real samples):
+
+- ``"masked"`` (default): time steps made only of padding are also excluded as attention keys;
+  a clip's embedding is the mean of its window embeddings (``extract.windowing.pool_windows``).
+- ``"reference"``: as the CP-JKU reference runs: no attention mask (padded patches are attended
+  to); the real time steps of all a clip's windows are pooled as one sequence, i.e. the window
+  means are weighted by their number of real time steps (:meth:`M2DBackbone.pool_windows`).
+
+``BackboneConfig.overrides``: ``pooling``, and (tiny test configs) ``embed_dim``, ``depth``,
+``num_heads``, ``mlp_ratio``, ``input_size`` [F, T], ``patch_size`` [pf, pt].
 """
 from __future__ import annotations
 
@@ -38,6 +46,7 @@ from torch import nn
 
 from ..checkpoints import CheckpointError, load_state_dict_strict, torch_load
 from .base import Backbone, BackboneConfig, BackboneSpec, register_backbone
+from .precision import float32_region
 
 DEFAULT_FOLDER = "m2d_clap_vit_base-80x1001p16x16-240128_AS-FT_enconly"
 EVAR_PREFIX = "module.ar.runtime.backbone."
@@ -51,6 +60,7 @@ FRONT_ENDS = {  # rate tag in the folder name → (sample_rate, n_fft/window, ho
     "16k": (16000, 400, 160, 50.0, 8000.0),
 }
 _SIZES = {"vit_base": (768, 12, 12), "vit_large": (1024, 24, 16)}
+POOLINGS = ("masked", "reference")
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ def _with_overrides(arch: M2DArch, overrides: Mapping[str, Any]) -> M2DArch:
     allowed = {"embed_dim", "depth", "num_heads", "mlp_ratio", "input_size", "patch_size"}
     unknown = sorted(set(overrides) - allowed)
     if unknown:
-        raise ValueError(f"m2d: unknown override(s) {unknown}; known: {sorted(allowed)}")
+        raise ValueError(f"m2d: unknown override(s) {unknown}; known: {sorted(allowed | {'pooling'})}")
     kw = dict(overrides)
     for k in ("input_size", "patch_size"):
         if k in kw:
@@ -169,9 +179,12 @@ class M2DEncoder(nn.Module):
 class M2DBackbone(Backbone):
     """M2D encoder + log-mel front-end; ``embed_windows`` → (B, F' × embed_dim) = (B, 3840) for the release."""
 
-    def __init__(self, arch: M2DArch, variant: str = DEFAULT_FOLDER):
+    def __init__(self, arch: M2DArch, variant: str = DEFAULT_FOLDER, pooling: str = "masked"):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"m2d: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.arch = arch
+        self.pooling = pooling
         sr, n_fft, hop, f_min, f_max = FRONT_ENDS[arch.rate]
         self.hop = hop
         self.spec = BackboneSpec(
@@ -179,19 +192,21 @@ class M2DBackbone(Backbone):
             front_end=(f"log(mel power + eps): Hann {n_fft}, hop {hop}, centred (reflect), {arch.input_size[0]} Slaney mel "
                        f"{f_min:g}-{f_max:g} Hz; (x - mean) / std with the file's norm_stats; {arch.patch_size[0]}x"
                        f"{arch.patch_size[1]} patches; per time step the {arch.grid[0]} frequency patches concatenated; "
-                       "mean over time"))
+                       + ("mean over the real time steps of all windows (reference)" if pooling == "reference"
+                          else "padded time steps masked in attention; mean over real time steps")))
         self.encoder = M2DEncoder(arch)
         self.melspec = torchaudio.transforms.MelSpectrogram(
             sample_rate=sr, n_fft=n_fft, win_length=n_fft, hop_length=hop, f_min=f_min, f_max=f_max,
             n_mels=arch.input_size[0], window_fn=torch.hann_window, power=2.0, center=True, pad_mode="reflect",
             norm="slaney", mel_scale="slaney")
-        self._provenance: dict[str, Any] = {"architecture": asdict(arch), "checkpoint": None, "random_init": True}
+        self._provenance: dict[str, Any] = {"architecture": asdict(arch), "checkpoint": None, "random_init": True,
+                                            "pooling": pooling}
 
     def features(self, windows: torch.Tensor) -> torch.Tensor:
         """(B, samples) → (B, 1, n_mels, frames) normalised log-mel, computed in float32."""
         if windows.dim() != 2:
             raise ValueError(f"m2d expects windows (B, samples), got shape {tuple(windows.shape)}")
-        with torch.autocast(device_type=windows.device.type, enabled=False):
+        with float32_region(windows.device):
             x = torch.log(self.melspec(windows.float()) + torch.finfo(torch.float32).eps)
             mean, std = self.encoder.norm_stats.float()
             return ((x - mean) / std).unsqueeze(1)
@@ -201,38 +216,66 @@ class M2DBackbone(Backbone):
         frames = 1 + torch.div(lengths.clamp(min=0), self.hop, rounding_mode="floor")
         return torch.where(lengths > 0, frames, torch.ones_like(frames)).clamp(max=n_frames)
 
+    def chunk_steps(self, n_frames: int) -> list[int]:
+        """Time steps of each chunk the encoder sees for ``n_frames`` frames (tail padded to whole patches)."""
+        unit, patch_t = self.arch.input_size[1], self.arch.patch_size[1]
+        padded = n_frames + (patch_t - (n_frames % unit % patch_t)) % patch_t
+        steps = [min(unit, padded - start) // patch_t for start in range(0, n_frames, unit)]
+        if min(steps) < 1:
+            raise ValueError(f"m2d needs at least {patch_t} frames per chunk, got {n_frames} frames")
+        return steps
+
+    def real_steps(self, lengths: torch.Tensor | None, n_frames: int, batch: int,
+                   device: torch.device) -> list[torch.Tensor]:
+        """Per chunk, the (B,) number of leading time steps that hold real samples."""
+        unit, patch_t = self.arch.input_size[1], self.arch.patch_size[1]
+        steps = self.chunk_steps(n_frames)
+        if lengths is None:
+            return [torch.full((batch,), s, dtype=torch.long, device=device) for s in steps]
+        frames_real = self.valid_frames(lengths.to(device), n_frames)
+        return [torch.div((frames_real - c * unit).clamp(min=0) + patch_t - 1, patch_t, rounding_mode="floor")
+                .clamp(max=s) for c, s in enumerate(steps)]
+
     def embed_frames(self, windows: torch.Tensor, lengths: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, samples) → time-step features (B, T', F'·D) and a (B, T') bool mask of the real steps."""
         x = self.features(windows)
         unit, patch_t = self.arch.input_size[1], self.arch.patch_size[1]
         n_frames = x.shape[-1]
-        n_chunks = (n_frames + unit - 1) // unit
+        steps = self.chunk_steps(n_frames)
         pad = (patch_t - (n_frames % unit % patch_t)) % patch_t  # as the official runtime: pad the tail to whole patches
         if pad:
             x = nn.functional.pad(x, (0, pad))
-        frames_real = None if lengths is None else self.valid_frames(lengths.to(x.device), n_frames)
         outs, reals = [], []
-        for c in range(n_chunks):
+        for c, (n_steps, valid) in enumerate(zip(steps, self.real_steps(lengths, n_frames, x.shape[0], x.device))):
             chunk = x[..., c * unit:(c + 1) * unit]
-            steps = chunk.shape[-1] // patch_t
-            if steps < 1:
-                raise ValueError(f"m2d needs at least {patch_t} frames per chunk, got {chunk.shape[-1]}")
-            valid = None
-            if frames_real is not None:
-                in_chunk = (frames_real - c * unit).clamp(min=0)
-                valid = torch.div(in_chunk + patch_t - 1, patch_t, rounding_mode="floor").clamp(max=steps)
-                if bool((valid >= steps).all()):
-                    valid = None
-            outs.append(self.encoder.forward_chunk(chunk, valid))
-            t = torch.arange(steps, device=x.device)[None, :]
-            reals.append((t < (valid[:, None] if valid is not None else steps)).expand(x.shape[0], -1))
+            masked = self.pooling == "masked" and bool((valid < n_steps).any())
+            outs.append(self.encoder.forward_chunk(chunk, valid if masked else None))
+            reals.append(torch.arange(n_steps, device=x.device)[None, :] < valid[:, None])
         return torch.cat(outs, dim=1), torch.cat(reals, dim=1)
 
     def embed_windows(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         frames, real = self.embed_frames(windows, lengths)
         w = real.to(frames.dtype).unsqueeze(-1)
         return (frames * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+    def window_weights(self, lengths: torch.Tensor) -> torch.Tensor:
+        """(W,) weight of each window in its clip's mean: its number of real time steps ("reference"
+        pooling) or 1 ("masked"); 0 for windows without real samples."""
+        if self.pooling != "reference":
+            return (lengths > 0).float()
+        n_frames = 1 + self.spec.window_samples // self.hop  # centred frames of a full window
+        counts = sum(self.real_steps(lengths, n_frames, len(lengths), lengths.device))
+        return counts.float() * (lengths > 0).float()
+
+    def pool_windows(self, window_emb: torch.Tensor, clip_of_window: torch.Tensor, lengths: torch.Tensor,
+                     n_clips: int) -> torch.Tensor:
+        """Weighted mean of each clip's window embeddings (:meth:`window_weights`): (Wtot, D) → (n_clips, D)."""
+        weight = self.window_weights(lengths.to(window_emb.device)).to(window_emb.dtype)
+        index = clip_of_window.to(window_emb.device, torch.long)
+        sums = window_emb.new_zeros(n_clips, window_emb.shape[1]).index_add(0, index, window_emb * weight[:, None])
+        counts = window_emb.new_zeros(n_clips).index_add(0, index, weight)
+        return sums / counts.clamp(min=1e-12)[:, None]
 
 
 def read_m2d_state(path: str | Path) -> dict[str, torch.Tensor]:
@@ -247,18 +290,20 @@ def read_m2d_state(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_m2d(config: BackboneConfig) -> M2DBackbone:
     """Build from a config: architecture from the weight folder's name (+ overrides), weights loaded strictly."""
+    overrides = dict(config.overrides)
+    pooling = str(overrides.pop("pooling", "masked"))
     if config.checkpoint is None:
         if not config.random_init:
             raise CheckpointError(f"m2d needs --checkpoint (the .pth inside the release folder, e.g. {DEFAULT_FOLDER}/"
                                   "weights_ep67it3124-0.48558.pth; see docs/backbones_beats_m2d.md) or random_init=True")
-        arch = _with_overrides(arch_from_name(config.variant or DEFAULT_FOLDER), config.overrides)
-        model = M2DBackbone(arch, config.variant or DEFAULT_FOLDER)
+        arch = _with_overrides(arch_from_name(config.variant or DEFAULT_FOLDER), overrides)
+        model = M2DBackbone(arch, config.variant or DEFAULT_FOLDER, pooling)
         model._provenance["overrides"] = dict(config.overrides)
         return model
     path = Path(config.checkpoint)
     folder = path.parent.name
-    arch = _with_overrides(arch_from_name(folder), config.overrides)
-    model = M2DBackbone(arch, config.variant or folder)
+    arch = _with_overrides(arch_from_name(folder), overrides)
+    model = M2DBackbone(arch, config.variant or folder, pooling)
     model._provenance.update({"overrides": dict(config.overrides), "checkpoint": str(path)})
     if config.random_init:
         return model

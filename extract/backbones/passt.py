@@ -37,6 +37,7 @@ from torch import nn
 from ..checkpoints import CheckpointError, load_state_dict_strict, torch_load
 from ..frontends import frames_for, kaldi_fbank
 from .base import Backbone, BackboneConfig, BackboneSpec, check_overrides, register_backbone
+from .precision import float32_region
 
 SAMPLE_RATE = 32000
 EMBED_DIM = 768
@@ -141,11 +142,12 @@ def hear21_mel(freqm: int = 48, timem: int = 192) -> nn.Module:
 
 
 def hear21_mel_forward(mel: nn.Module, windows: torch.Tensor) -> torch.Tensor:
-    """(B, samples) → (B, 128, frames) through ``AugmentMelSTFT`` (its deprecation warnings muted)."""
-    with warnings.catch_warnings():
+    """(B, samples) → (B, 128, frames) through ``AugmentMelSTFT``, in float32 outside autocast
+    (hear21passt switches autocast off for CUDA's mel matmul only), deprecation warnings muted."""
+    with warnings.catch_warnings(), float32_region(windows.device):
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message="stft with return_complex=False")
-        return mel(windows)
+        return mel(windows.float())
 
 
 def passt_features(net: nn.Module, spec: torch.Tensor) -> torch.Tensor:
@@ -254,10 +256,13 @@ class PaSSTBackbone(Backbone):
         return self
 
     def spectrogram(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, samples) at 32 kHz → (B, 128, frames) input of the network."""
+        """(B, samples) at 32 kHz → (B, 128, frames) float32 input of the network, computed in
+        float32 outside autocast (fp16 filterbank energies of loud high tones overflow)."""
+        windows = windows.float()
         if self.mel is not None:
             return hear21_mel_forward(self.mel, windows)
-        feats = kaldi_fbank(windows, SAMPLE_RATE, N_MELS)  # (B, frames, 128)
+        with float32_region(windows.device):
+            feats = kaldi_fbank(windows, SAMPLE_RATE, N_MELS)  # (B, frames, 128)
         if lengths is not None:
             n_real = frames_for(lengths.to(torch.long).cpu(), SAMPLE_RATE).clamp(min=1).to(feats.device)
             keep = torch.arange(feats.shape[1], device=feats.device)[None, :] < n_real[:, None]

@@ -163,3 +163,36 @@ def test_embeddings_are_differentiable(tokenizer_dir):
     for p in (layout.audio_projection.weight, model.passt.blocks[0].attn.qkv.weight, layout.text_projection.weight,
               layout.text_embedding_model.encoder.layer[0].attention.self.query.weight):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
+
+
+# --- reference-parity defaults (docs/parity.md) -------------------------------------------------
+
+def test_patchout_and_mel_augmentation_defaults_follow_the_reference(tiny, tokenizer_dir):
+    model, _ = tiny
+    assert (model.passt.s_patchout_t, model.passt.s_patchout_f) == (15, 2)
+    mel = model.layout.audio_embedding_model.model.mel
+    assert (mel.fmin_aug_range, mel.fmax_aug_range) == (10, 2000)
+    assert model.provenance()["mel_augment"] is True
+    x = waves(1, model.spec.window_samples, seed=5)
+    with torch.inference_mode():
+        evaluated = model.spectrogram(x)
+        model.train()
+        try:
+            assert mel.training
+            torch.manual_seed(0)
+            jittered = [model.spectrogram(x) for _ in range(4)]  # random fmin / fmax per call
+        finally:
+            model.eval()
+        torch.testing.assert_close(model.spectrogram(x), evaluated, rtol=0, atol=0)  # no jitter in eval mode
+    assert any(not torch.equal(j, evaluated) for j in jittered)
+    off = CPCLAPBackbone(None, tokenizer_dir, random_init=True, overrides={**TINY, "mel_augment": False}).train()
+    assert not off.layout.audio_embedding_model.model.mel.training
+
+
+def test_split_text_option_rejoins_parts_before_cleaning(tokenizer_dir):
+    torch.manual_seed(0)
+    model = CPCLAPBackbone(None, tokenizer_dir, random_init=True, overrides={**TINY, "split_text": True})
+    with torch.inference_mode():
+        split = model.embed_text(["a dog,barks;rain", "a dog barks rain"])
+    torch.testing.assert_close(split[0], split[1], rtol=1e-5, atol=1e-6)
+    assert clean_caption("a dog,barks;rain") == "a dogbarksrain"  # what the default (no split) tokenises

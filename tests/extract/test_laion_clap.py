@@ -21,6 +21,7 @@ from extract.backbones.laion_clap import (
     build_clap_model,
     import_laion_clap,
     quantize_int16,
+    split_and_join,
 )
 from extract.checkpoints import CheckpointError
 
@@ -29,6 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_VOCAB = 300  # the size of conftest's tokenizer_dir
 TINY = {"text_config": {"vocab_size": TINY_VOCAB, "num_hidden_layers": 1, "intermediate_size": 64},
         "expected_vocab": TINY_VOCAB}
+#: every reference-parity option switched away from its default
+NON_REFERENCE = {"padding": "repeat", "eval_in_training": False, "bn0_trainable": True, "split_text": False}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +92,7 @@ def test_release_format_checkpoint_loads_and_embeds(tiny, tokenizer_dir):
     model = build_backbone(BackboneConfig("laion-clap", checkpoint=path, tokenizer=tokenizer_dir, overrides=TINY))
     s = model.spec
     assert (s.name, s.variant, s.sample_rate, s.audio_dim, s.text_dim, s.padding, s.window_samples) == (
-        "laion-clap", "630k-audioset-best", 48000, 512, 512, "repeat", 480_000)
+        "laion-clap", "630k-audioset-best", 48000, 512, 512, "zero", 480_000)
     x, n = waves(2), torch.tensor([480_000, 100_000])
     with torch.inference_mode():
         audio, text = model.embed_windows(x, n), model.embed_text(["a dog barks", "rain falls"])
@@ -129,8 +132,31 @@ def test_quantisation_matches_the_package():
     assert torch.equal(w.grad, torch.ones_like(x))  # straight-through
 
 
-def test_inputs_are_repeat_padded_real_samples(tiny):
+@pytest.fixture(scope="module")
+def tiny_non_reference(tiny, tokenizer_dir) -> LaionCLAPBackbone:
+    """The ``tiny`` model's weights with every reference-parity option switched off."""
+    _, path = tiny
+    return build_backbone(BackboneConfig("laion-clap", checkpoint=path, tokenizer=tokenizer_dir,
+                                         overrides={**TINY, **NON_REFERENCE}))
+
+
+def test_default_inputs_are_zero_padded_windows_as_the_reference(tiny):
     model, _ = tiny
+    assert model.spec.padding == "zero"
+    x = waves(2, seed=1)
+    x[1, 100_000:] = 0.7  # whatever follows the real samples becomes zeros
+    inputs = model.audio_inputs(x, torch.tensor([480_000, 100_000]))
+    assert inputs["waveform"].shape == (2, 480_000) and not inputs["longer"].any()
+    torch.testing.assert_close(inputs["waveform"][1, :100_000], quantize_int16(x[1, :100_000]), rtol=0, atol=0)
+    assert torch.count_nonzero(inputs["waveform"][1, 100_000:]) == 0  # no repeats
+    torch.testing.assert_close(inputs["waveform"][0], quantize_int16(x[0]), rtol=0, atol=0)
+    short = model.audio_inputs(x[1:, :100_000], torch.tensor([100_000]))  # a short window is zero-padded too
+    torch.testing.assert_close(short["waveform"], inputs["waveform"][1:], rtol=0, atol=0)
+
+
+def test_inputs_are_repeat_padded_real_samples(tiny_non_reference):
+    model = tiny_non_reference
+    assert model.spec.padding == "repeat"
     x = waves(2, seed=1)
     x[1, 100_000:] = 0.7  # padding content must not matter: only the real samples are repeated
     inputs = model.audio_inputs(x, torch.tensor([480_000, 100_000]))
@@ -152,7 +178,8 @@ def test_embeddings_are_the_package_embeddings_before_normalisation(tiny):
     _, data = import_laion_clap()
     with torch.inference_mode():
         audio = model.embed_windows(x, n)
-        packaged = data.get_audio_features({}, quantize_int16(x[0, :48_000]), 480_000, data_truncating="rand_trunc",
+        zero_padded = torch.cat([x[0, :48_000], torch.zeros(432_000)])  # as the reference: a zero-padded 10 s window
+        packaged = data.get_audio_features({}, quantize_int16(zero_padded), 480_000, data_truncating="rand_trunc",
                                            data_filling="repeatpad", audio_cfg=model.audio_cfg)
         ref_audio = model.clap.get_audio_embedding([packaged])  # the package's (normalised) embedding
         text = model.embed_text(texts)
@@ -179,6 +206,44 @@ def test_embed_windows_is_differentiable(tiny):
     model.clap.zero_grad(set_to_none=True)
 
 
+def test_training_mode_keeps_the_clap_model_in_eval_mode_by_default(tiny, tiny_non_reference):
+    model, _ = tiny
+    x, n = waves(2, seed=4), torch.tensor([480_000, 200_000])
+    with torch.inference_mode():
+        ref = model.embed_windows(x, n)
+    model.train()
+    try:
+        assert model.training and not any(m.training for m in model.clap.modules())
+        with torch.inference_mode():
+            torch.testing.assert_close(model.embed_windows(x, n), ref, rtol=0, atol=0)  # no dropout, no SpecAugment
+    finally:
+        model.eval()
+    other = tiny_non_reference.train()
+    try:
+        assert other.clap.training and other.clap.audio_branch.bn0.training
+    finally:
+        other.eval()
+
+
+def test_bn0_gets_no_gradient_by_default(tiny, tiny_non_reference):
+    model, _ = tiny
+    assert not any(p.requires_grad for p in model.clap.audio_branch.bn0.parameters())
+    assert all(p.requires_grad for p in tiny_non_reference.clap.audio_branch.bn0.parameters())
+    assert model.provenance()["bn0_trainable"] is False
+
+
+def test_text_is_split_on_commas_and_semicolons_and_rejoined(tiny, tiny_non_reference):
+    assert split_and_join(" a dog, barks ;; loudly,,in the park ") == "a dog barks loudly in the park"
+    assert split_and_join("") == "" and split_and_join(",;") == ""
+    model, _ = tiny
+    with torch.inference_mode():
+        split = model.embed_text(["a dog,barks;rain falls", "a dog barks rain falls"])
+        raw = tiny_non_reference.embed_text(["a dog,barks;rain falls", "a dog barks rain falls"])
+    torch.testing.assert_close(split[0], split[1], rtol=0, atol=0)
+    torch.testing.assert_close(raw[1], split[1], rtol=0, atol=0)  # same weights
+    assert not torch.allclose(raw[0], raw[1])
+
+
 def test_bad_configurations_fail_clearly(tokenizer_dir):
     with pytest.raises(CheckpointError, match="630k-audioset-fusion-best.pt"):
         build_backbone(BackboneConfig("laion-clap", variant="630k-audioset-fusion-best", tokenizer=tokenizer_dir))
@@ -187,6 +252,9 @@ def test_bad_configurations_fail_clearly(tokenizer_dir):
     with pytest.raises(ValueError, match="unknown override"):
         build_backbone(BackboneConfig("laion-clap", random_init=True, tokenizer=tokenizer_dir,
                                       overrides={"window_seconds": 5}))
+    with pytest.raises(ValueError, match="padding must be one of zero, repeat"):
+        build_backbone(BackboneConfig("laion-clap", random_init=True, tokenizer=tokenizer_dir,
+                                      overrides={**TINY, "padding": "loop"}))
     assert set(VARIANTS) >= {"630k-audioset-best", "630k-audioset-fusion-best"}
 
 
@@ -199,7 +267,8 @@ def test_fusion_variant_embeds_like_the_package(tokenizer_dir):
     with torch.inference_mode():
         inputs = model.audio_inputs(x, torch.tensor([200_000]))
         emb = model.embed_windows(x, torch.tensor([200_000]))
-        packaged = data.get_audio_features({}, quantize_int16(x[0, :200_000]), 480_000, data_truncating="fusion",
+        zero_padded = torch.cat([x[0, :200_000], torch.zeros(280_000)])  # the default padding, as the reference
+        packaged = data.get_audio_features({}, quantize_int16(zero_padded), 480_000, data_truncating="fusion",
                                            data_filling="repeatpad", audio_cfg=model.audio_cfg)
         ref = model.clap.get_audio_embedding([packaged])
     assert inputs["mel_fusion"].shape == (1, 4, 1001, 64)

@@ -198,3 +198,39 @@ def test_full_size_random_model_embeds_a_10s_window():
     with torch.inference_mode():
         out = bb.embed_windows(torch.randn(1, 160000) * 0.1)
     assert out.shape == (1, 3840) and bool(torch.isfinite(out).all())
+
+
+# --- pooling modes (docs/parity.md) ---------------------------------------------------------------
+
+def test_reference_pooling_attends_to_padding_and_weights_windows_by_real_steps(tiny_file: Path):
+    masked = build_backbone(BackboneConfig("m2d", checkpoint=tiny_file, overrides=TINY)).eval()
+    ref = build_backbone(BackboneConfig("m2d", checkpoint=tiny_file, overrides={**TINY, "pooling": "reference"})).eval()
+    assert (masked.pooling, ref.pooling) == ("masked", "reference") and ref.provenance()["pooling"] == "reference"
+    torch.manual_seed(3)
+    ws = ref.spec.window_samples  # 10 s: 1001 frames, 62 time steps
+    windows = torch.randn(3, ws) * 0.1
+    windows[1, 48_000:] = 0.0  # clip 0 = 13 s: a full window and 3 s (301 frames, 19 real steps)
+    lengths = torch.tensor([ws, 48_000, ws])
+    clip_of_window = torch.tensor([0, 0, 1])
+    with torch.inference_mode():
+        frames, real = ref.embed_frames(windows, lengths)
+        unmasked, _ = masked.embed_frames(windows)  # no lengths: nothing masked
+        emb = ref.embed_windows(windows, lengths)
+        pooled = ref.pool_windows(emb, clip_of_window, lengths, 2)
+        masked_emb = masked.embed_windows(windows, lengths)
+        masked_pooled = masked.pool_windows(masked_emb, clip_of_window, lengths, 2)
+    assert real.sum(1).tolist() == [62, 19, 62]
+    torch.testing.assert_close(frames, unmasked, rtol=0, atol=0)  # padded patches are attended to
+    tokens = torch.cat([frames[0], frames[1, :19]])  # all real time steps of clip 0's windows, one mean
+    torch.testing.assert_close(pooled[0], tokens.mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pooled[1], emb[2], rtol=1e-6, atol=1e-7)
+    assert ref.window_weights(lengths).tolist() == [62.0, 19.0, 62.0]
+    assert masked.window_weights(lengths).tolist() == [1.0, 1.0, 1.0]
+    torch.testing.assert_close(masked_pooled[0], masked_emb[:2].mean(0))  # default: mean of the window means
+    assert not torch.allclose(masked_emb[1], emb[1])  # the attention mask matters for the short window
+    torch.testing.assert_close(masked_emb[0], emb[0], rtol=1e-5, atol=1e-6)  # full windows: same in both modes
+
+
+def test_unknown_pooling_fails_clearly(tiny_file: Path):
+    with pytest.raises(ValueError, match="pooling must be one of masked, reference"):
+        build_backbone(BackboneConfig("m2d", checkpoint=tiny_file, overrides={**TINY, "pooling": "max"}))

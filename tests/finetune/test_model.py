@@ -89,3 +89,22 @@ def test_weight_files_round_trip_and_strict(tmp_path):
     load_weights(c, path, head=False)  # backbone only (stages 1-2 with init_from)
     with pytest.raises(CheckpointError, match="head"):
         load_weights(c, path)
+
+
+def test_clip_embedding_uses_the_backbones_pooling():
+    """M2D's reference pooling weights a clip's windows by their real time steps, in fine-tuning too."""
+    cfg = load_config(None, [
+        "backbone.name=m2d", "backbone.random_init=true", "data.clean=/unused", "head.preset=no-prior",
+        'backbone.overrides={embed_dim=32, depth=1, num_heads=2, pooling="reference"}'])
+    torch.manual_seed(0)
+    m, _, _ = build_model(cfg, log=lambda _m: None)
+    m.eval()
+    ws = m.backbone.spec.window_samples
+    w = torch.randn(2, ws, generator=torch.Generator().manual_seed(2)) * 0.1
+    w[1, 48_000:] = 0
+    lengths, clip_of_window = torch.tensor([ws, 48_000]), torch.tensor([0, 0])
+    with torch.no_grad():
+        h = m.clip_embeddings(w, lengths, clip_of_window, 1)
+        e = m.backbone.embed_windows(w, lengths)
+    torch.testing.assert_close(h[0], (62 * e[0] + 19 * e[1]) / 81, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(h[0], e.mean(0))
