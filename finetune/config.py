@@ -19,7 +19,7 @@ from cache.config import ConfigError, apply_overrides, dump_toml, from_dict, rea
 
 STAGES = (1, 2, 3)
 STAGE_SECTIONS = tuple(f"stage{s}" for s in STAGES)  #: per-stage sections of a config file
-TEXT_SOURCES = ("summary", "metadata", "none")
+TEXT_SOURCES = ("summary", "metadata", "tags", "none")
 TEXT_TOWER = ("train", "freeze")
 MIXED_PRECISION = ("", "no", "fp16", "bf16")
 
@@ -34,7 +34,7 @@ class BackboneSection:
     allow_missing: list[str] = field(default_factory=list)  #: checkpoint keys allowed to be missing (globs)
     allow_unexpected: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)  #: architecture overrides (tiny test configs)
-    text_source: str = ""  #: audio–text backbones: "summary" (cached LLM summaries), "metadata", or "none"
+    text_source: str = ""  #: audio–text backbones: "summary" (cached LLM summaries), "metadata", "tags", or "none"
     text_tower: str = "train"  #: "train" or "freeze" the text tower
     patchout_t: int = 0  #: PaSST structured patchout in training mode (time patches dropped; 0 = off)
     patchout_f: int = 0  #: ... frequency patches dropped
