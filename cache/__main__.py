@@ -19,7 +19,7 @@ import numpy as np
 
 from .locks import LockedError
 from .manifest import Manifest, ManifestError, load_class_descriptions, load_manifest, shared_ids
-from .store import FAILED, OK, PENDING, SchemaError, Store
+from .store import FAILED, OK, PENDING, WARNING, SchemaError, Store
 from .taxonomy import CLASSES
 from .verify import Report, broken_metadata, missing_chunk_files, verify_store, verify_table
 
@@ -137,26 +137,27 @@ def _table_error(store: Store, table: str, e: Exception) -> str:
     return f"table '{table}' in {store.path} cannot be read ({type(e).__name__}: {e})"
 
 
-def _info_table(store: Store, t: str) -> tuple[int, bool]:
-    """Print one table of ``info``; returns (failed rows, damaged)."""
+def _info_table(store: Store, t: str) -> tuple[int, int, bool]:
+    """Print one table of ``info``; returns (failed rows, rows with warnings, damaged)."""
     a = store.attrs(t)
     g = store.root[t]
     arrays = ", ".join(f"{n}{tuple(g[n].shape)}:{g[n].dtype}" for n in sorted(g.array_keys())
-                       if n not in ("ids", "status", "error", "chunk_done"))
+                       if n not in ("ids", "status", "error", "warning", "chunk_done"))
     missing = missing_chunk_files(store, t) if "kind" in a else []
     damaged = f"DAMAGED ({len(missing)} chunk file(s) missing)" if missing else ""
-    nf = 0
+    nf = nw = 0
     if "kind" not in a:
         print(f"- {t}  [INCOMPLETE: its creation was interrupted; re-running its producer recreates it]")
     elif a.get("kind") == "rows":
         w = store.open_rows(t)
         status = np.asarray(g["status"][...])
         nf = int((status == FAILED).sum())
+        nw = sum(1 for x in g[WARNING][...] if x) if w.has_warnings else 0  # older tables lack the array
         done = int(w.done_mask().sum())
         state = damaged or ("complete" if a.get("complete") and done == w.n_chunks
                             else f"INCOMPLETE ({done}/{w.n_chunks} chunks)")
         print(f"- {t}  [row table, {a.get('n_rows')} rows, {state}; ok {int((status == OK).sum())}, "
-              f"failed {nf}, pending {int((status == PENDING).sum())}]")
+              f"failed {nf}, pending {int((status == PENDING).sum())}" + (f", warnings {nw}]" if nw else "]"))
     else:
         state = damaged or ("complete" if a.get("complete") else "INCOMPLETE")
         print(f"- {t}  [table, {a.get('n_rows')} rows, {state}]")
@@ -166,7 +167,7 @@ def _info_table(store: Store, t: str) -> tuple[int, bool]:
         print(f"    … and {len(missing) - 5} more")
     print(f"    arrays: {arrays or 'none'}")
     print(f"    provenance: {_provenance_summary(a)}")
-    return nf, bool(missing)
+    return nf, nw, bool(missing)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -183,17 +184,20 @@ def cmd_info(args: argparse.Namespace) -> int:
     tables = store.tables()
     if not tables:
         print("no tables")
-    n_failed, n_damaged = 0, 0
+    n_failed, n_warned, n_damaged = 0, 0, 0
     for t in tables:
         try:
-            nf, damaged = _info_table(store, t)
+            nf, nw, damaged = _info_table(store, t)
         except (SchemaError, ValueError, RuntimeError, OSError, KeyError) as e:
             if args.debug:
                 raise
             return _fail(_table_error(store, t, e))
         n_failed += nf
+        n_warned += nw
         n_damaged += damaged
-    print(f"{len(tables)} table(s); {n_failed} failed row(s)" + (" (see: python -m cache failures)" if n_failed else ""))
+    print(f"{len(tables)} table(s); {n_failed} failed row(s)"
+          + (f", {n_warned} row(s) with warnings" if n_warned else "")
+          + (" (see: python -m cache failures)" if n_failed or n_warned else ""))
     if n_damaged:
         print(f"{n_damaged} DAMAGED table(s): chunk files they say were written are missing; "
               f"run python -m cache verify --store {store.path}, then re-run their producers")
@@ -218,10 +222,17 @@ def cmd_failures(args: argparse.Namespace) -> int:
         store = _open_store(args.store)
     except (FileNotFoundError, SchemaError) as e:
         return _fail(str(e))
-    rows = [r for r in store.failures() if not args.table or r[0] == args.table or r[0].startswith(args.table + "/")]
+    def wanted(t: str) -> bool:
+        return not args.table or t == args.table or t.startswith(args.table + "/")
+
+    rows = [r for r in store.failures() if wanted(r[0])]
+    warns = [r for r in store.warnings() if wanted(r[0])]  # usable rows with suspicious input
     for t, cid, reason in rows:
         print(f"{t}\t{cid}\t{reason}")
-    print(f"{len(rows)} failed row(s)", file=sys.stderr)
+    for t, cid, text in warns:
+        print(f"{t}\t{cid}\twarning: {text}")
+    print(f"{len(rows)} failed row(s)" + (f", {len(warns)} row(s) with warnings (embedded)" if warns else ""),
+          file=sys.stderr)
     return 0
 
 
@@ -287,7 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--store", required=True, metavar="S.zarr")
     c.set_defaults(func=cmd_verify)
 
-    f = sub.add_parser("failures", parents=[debug], help="list failed rows (table, id, reason) of a store")
+    f = sub.add_parser("failures", parents=[debug], help="list failed rows (table, id, reason) of a store, then rows "
+                       "with warnings (table, id, 'warning: …'; embedded, but their input is suspicious)")
     f.add_argument("--store", required=True, metavar="S.zarr")
     f.add_argument("--table", default=None, help="only this table (or prefix)")
     f.set_defaults(func=cmd_failures)

@@ -7,10 +7,11 @@ Zarr is the working format; an HDF5 file is a portable copy of complete tables:
         ids                (N,) UTF-8 strings
         <array>            (N, ...) as stored (float16/32, ints, bool, UTF-8 strings)
         status, error      row tables only: (N,) uint8 and (N,) UTF-8 strings
+        warning            row tables that have it (optional): (N,) UTF-8 strings
 
 Incomplete tables are refused on export; importing a table that already exists in the
 store is refused unless ``overwrite``. Row tables come back as complete row tables with the
-same ids, values, status, error, chunking and attributes.
+same ids, values, status, error, warning (when exported), chunking and attributes.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import h5py
 import numpy as np
 
 from .provenance import code_version, now_iso
-from .store import SCHEMA_VERSION, SchemaError, Store
+from .store import SCHEMA_VERSION, WARNING, SchemaError, Store
 
 FORMAT = "bst-hac cache export"
 _STR = h5py.string_dtype("utf-8")
@@ -232,5 +233,7 @@ def _import_rows(store: Store, table: str, h: h5py.Group, attrs: dict[str, Any])
     for k in range(w.n_chunks):
         lo, hi = w.chunk_range(k)
         values = {c: np.asarray(h[c][lo:hi]) for c in columns}
-        w.write_chunk(k, values, np.asarray(h["status"][lo:hi], dtype=np.uint8), list(_read_strings(h["error"], lo, hi)))
+        warnings = list(_read_strings(h[WARNING], lo, hi)) if WARNING in h else None  # older exports lack it
+        w.write_chunk(k, values, np.asarray(h["status"][lo:hi], dtype=np.uint8), list(_read_strings(h["error"], lo, hi)),
+                      warnings=warnings)
     w.finalize()

@@ -38,6 +38,10 @@ SCHEMA_VERSION = 1
 #: row status values in row tables
 PENDING, OK, FAILED = 0, 1, 2
 
+#: optional row-table array (schema v1 addition): a warning per row ("" for none) about usable but
+#: suspicious input; tables created before it lack it, so readers must not require it
+WARNING = "warning"
+
 #: top-level groups and what they hold (the schema; documented in SCHEMA.md)
 KINDS = ("embeddings", "llm/priors", "llm/summaries", "logits", "pseudo_labels")
 
@@ -352,6 +356,7 @@ class Store:
         g.create_array("status", shape=(n,), dtype=np.uint8, chunks=(chunk_rows,), fill_value=PENDING,
                        compressors=None)
         g.create_array("error", shape=(n,), dtype=str, chunks=(chunk_rows,))
+        g.create_array(WARNING, shape=(n,), dtype=str, chunks=(chunk_rows,))
         g.create_array("chunk_done", shape=(n_chunks,), dtype=bool, chunks=(1,), fill_value=False,
                        compressors=None)
         meta = _with_provenance(attrs)
@@ -385,6 +390,21 @@ class Store:
                 ids = np.asarray(g["ids"][...], dtype=object)
                 err = np.asarray(g["error"][...], dtype=object)
                 out.extend((t, str(ids[i]), str(err[i])) for i in bad)
+        return out
+
+    def warnings(self) -> list[tuple[str, str, str]]:
+        """(table, clip id, warning) for every row with a warning (usable but suspicious input, e.g. a
+        truncated file) of every row table that has the ``warning`` array (older tables do not)."""
+        out = []
+        for t in self.tables():
+            g = self.root[t]
+            if g.attrs.get("kind") != "rows" or WARNING not in g:
+                continue
+            warn = np.asarray(g[WARNING][...], dtype=object)
+            flagged = [i for i, w in enumerate(warn) if w]
+            if flagged:
+                ids = np.asarray(g["ids"][...], dtype=object)
+                out.extend((t, str(ids[i]), str(warn[i])) for i in flagged)
         return out
 
 
@@ -437,8 +457,17 @@ class RowWriter:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def write_chunk(self, k: int, values: Mapping[str, np.ndarray], status: np.ndarray, errors: Sequence[str]) -> None:
-        """Write all rows of chunk ``k``; the chunk is marked done only after every write returned."""
+    @property
+    def has_warnings(self) -> bool:
+        """Whether the table has the ``warning`` array (tables created before it was added do not)."""
+        return WARNING in self.g
+
+    def write_chunk(self, k: int, values: Mapping[str, np.ndarray], status: np.ndarray, errors: Sequence[str],
+                    warnings: Sequence[str] | None = None) -> None:
+        """Write all rows of chunk ``k``; the chunk is marked done only after every write returned.
+
+        ``warnings`` (one string per row, "" for none) go to the ``warning`` array when the table has
+        it (see :attr:`has_warnings`); without them the chunk's warnings are cleared."""
         lo, hi = self.chunk_range(k)
         n = hi - lo
         status = np.asarray(status, dtype=np.uint8)
@@ -452,6 +481,11 @@ class RowWriter:
                                      f"expected {(n, *shape)}")
                 self.g[name][lo:hi] = v
             self.g["error"][lo:hi] = _to_str_array(errors)
+            if self.has_warnings:
+                warnings = [""] * n if warnings is None else warnings
+                if len(warnings) != n:
+                    raise ValueError(f"chunk {k} of '{self.group}' needs {n} warnings, got {len(warnings)}")
+                self.g[WARNING][lo:hi] = _to_str_array(warnings)
             self.g["status"][lo:hi] = status
             self.g["chunk_done"][k] = True
 
@@ -556,6 +590,8 @@ class RowWriter:
         check_chunk_files(err, self.required("error", done), self._where("error"), hint)
         check_chunk_files(ids_arr, self.required("ids", done), self._where("ids"), hint)
         arrays["error"] = np.asarray(err[...], dtype=object)
+        if self.has_warnings:
+            arrays[WARNING] = np.asarray(self.g[WARNING][...], dtype=object)
         t = Table(self.group, np.asarray(ids_arr[...], dtype=object), arrays, dict(self.g.attrs))
         return t.align(ids) if ids is not None else t
 

@@ -2,11 +2,14 @@
 
 ``load_audio`` is what the extraction runner's DataLoader workers, the fine-tune tier and
 the benchmarks call; every way a file can be unusable raises :class:`AudioDecodeError`
-naming the file and the reason, so callers can record it and go on.
+naming the file and the reason, so callers can record it and go on. ``load_audio_checked``
+returns the same waveform plus warnings about audio that is usable but suspicious (a truncated
+file, a clip under :data:`MIN_SECONDS`, float samples beyond :data:`LOUD_FLOAT_PEAK`).
 """
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,8 +91,29 @@ _INT_READS = {"PCM_S8": ("int16", 2.0 ** -15), "PCM_U8": ("int16", 2.0 ** -15), 
               "PCM_24": ("int32", 2.0 ** -31)}
 
 
-def _decode(path: str | Path) -> tuple[torch.Tensor, int, bool]:
-    """(T, C) float32 samples, rate, and whether the file held floats (integers cannot be NaN/inf)."""
+#: a float file whose peak |sample| exceeds this is flagged: a peak above +12 dBFS means a wrong scale
+#: (e.g. integer sample values stored as floats) rather than loud mastering; it is still clipped and embedded
+LOUD_FLOAT_PEAK = 4.0
+#: a clip shorter than this (1 ms at the file's own rate, e.g. a 1-sample file) is flagged as holding no sound
+MIN_SECONDS = 0.001
+#: libsndfile's log line for a data chunk longer than the file: "data : 32000 (should be 15978)"
+_SHORT_CHUNK = re.compile(r"^\s*(data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _truncation(f: sf.SoundFile, n_read: int) -> list[str]:
+    """A warning when the file holds fewer samples than its header declares (libsndfile shortens the
+    data to what is there and logs the declared size; a read may also stop early)."""
+    if n_read < f.frames:
+        return [f"truncated: the header declares {f.frames} frames, only {n_read} could be read"]
+    m = _SHORT_CHUNK.search(f.extra_info)
+    if m:
+        return [f"truncated file: its header declares {m.group(2)} bytes of {m.group(1)}, the file holds "
+                f"{m.group(3)} ({n_read} frames read)"]
+    return []
+
+
+def _decode_checked(path: str | Path) -> tuple[torch.Tensor, int, bool, list[str]]:
+    """(T, C) float32 samples, rate, whether the file held floats (integers cannot be NaN/inf), warnings."""
     path = Path(path)
     if not path.exists():
         raise AudioDecodeError(path, "file not found")
@@ -99,19 +123,22 @@ def _decode(path: str | Path) -> tuple[torch.Tensor, int, bool]:
         with sf.SoundFile(str(path)) as f:
             dtype, scale = _INT_READS.get(f.subtype, ("float32", None))
             data, rate = f.read(dtype=dtype, always_2d=True), int(f.samplerate)
+            warnings = _truncation(f, data.shape[0])
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError on bad headers
         raise AudioDecodeError(path, f"corrupt or unreadable audio ({type(e).__name__}: {e})") from None
     if rate <= 0:
         raise AudioDecodeError(path, f"invalid sample rate {rate}")
     if data.shape[0] == 0 or data.shape[1] == 0:
         raise AudioDecodeError(path, "zero-length audio (no samples)")
+    if data.shape[0] < MIN_SECONDS * rate:
+        warnings.append(f"only {data.shape[0]} sample(s) ({1000 * data.shape[0] / rate:.3g} ms at {rate} Hz)")
     x = torch.from_numpy(data)
-    return (x if scale is None else x.float().mul_(scale)), rate, scale is None
+    return (x if scale is None else x.float().mul_(scale)), rate, scale is None, warnings
 
 
 def decode(path: str | Path) -> tuple[np.ndarray, int]:
     """Decode a file with soundfile: ((T, C) float32, sample rate). Raises AudioDecodeError."""
-    x, rate, _ = _decode(path)
+    x, rate, _, _ = _decode_checked(path)
     return x.numpy(), rate
 
 
@@ -122,15 +149,28 @@ def load_audio(path: str | Path, sample_rate: int) -> torch.Tensor:
     the file already has the target rate. Float files with samples beyond ±1 are clipped.
     Raises :class:`AudioDecodeError` (file not found, empty, corrupt, zero-length, NaN/inf).
     """
-    x, rate, is_float = _decode(path)
+    return load_audio_checked(path, sample_rate)[0]
+
+
+def load_audio_checked(path: str | Path, sample_rate: int) -> tuple[torch.Tensor, str]:
+    """``(load_audio(path, sample_rate), warning)``: the same waveform, and ``""`` or one line naming the
+    file and what is suspicious about it: truncated (fewer samples than the header declares), shorter
+    than :data:`MIN_SECONDS`, or float samples beyond ±:data:`LOUD_FLOAT_PEAK` (clipped to ±1 as always).
+    """
+    x, rate, is_float, warnings = _decode_checked(path)
     if is_float and not torch.isfinite(x).all():
         bad = int((~torch.isfinite(x)).sum())
         raise AudioDecodeError(path, f"{bad} non-finite sample(s) (NaN/inf)")
+    if is_float:
+        peak = float(x.abs().max())
+        if peak > LOUD_FLOAT_PEAK:
+            warnings.append(f"float samples up to {peak:.4g} in magnitude (beyond ±{LOUD_FLOAT_PEAK:g}: wrong "
+                            "scale?); clipped to [-1, 1]")
     wave = (x.mean(dim=1) if x.shape[1] > 1 else x[:, 0]).contiguous()
     wave = resample(wave, rate, int(sample_rate))
     if wave.numel() == 0:
         raise AudioDecodeError(path, f"zero-length audio after resampling {rate} -> {sample_rate} Hz")
-    return wave.clamp_(-1.0, 1.0).contiguous()
+    return wave.clamp_(-1.0, 1.0).contiguous(), (f"{path}: {'; '.join(warnings)}" if warnings else "")
 
 
 def duration_seconds(path: str | Path) -> float:

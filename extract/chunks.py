@@ -10,7 +10,7 @@ from cache.store import FAILED, OK, PENDING, RowWriter
 
 
 class Chunk:
-    """Rows ``lo:hi`` of chunk ``k``: values per column, status and failure reason per row."""
+    """Rows ``lo:hi`` of chunk ``k``: values per column, status, failure reason and warning per row."""
 
     def __init__(self, k: int, lo: int, hi: int, columns: dict[str, tuple[tuple[int, ...], str]]):
         self.k, self.lo, self.hi = k, lo, hi
@@ -19,6 +19,10 @@ class Chunk:
                        for c, (shape, dtype) in columns.items()}
         self.status = np.full(n, PENDING, dtype=np.uint8)
         self.errors = [""] * n
+        self.warnings = [""] * n  # usable but suspicious input (e.g. a truncated file); "" when none
+
+    def warn(self, row: int, text: str) -> None:
+        self.warnings[row - self.lo] = text
 
     def fail(self, row: int, reason: str) -> None:
         i = row - self.lo

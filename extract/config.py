@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 from cache.config import dump_toml, load_config, split_override, to_dict
 
-TEXT_SOURCES = ("summary", "metadata")
+TEXT_SOURCES = ("summary", "metadata", "tags")
 DTYPES = ("float16", "float32")
 LOADERS = ("auto", "processes", "threads")
 
@@ -36,7 +36,7 @@ class EmbeddingsConfig:
     variant: str | None = None  # backbone variant; None = its default
     checkpoint: Path | None = None  # local weights file (folder for M2D)
     tokenizer: Path | None = None  # local tokenizer folder for text towers
-    text_source: str | None = None  # "summary" | "metadata"; required for text towers
+    text_source: str | None = None  # "summary" | "metadata" | "tags"; required for text towers
     summaries: str | None = None  # llm/summaries/<name> to read when text_source = "summary"
     store: Path | None = None  # default: <dataset>/cache.zarr
     group: str | None = None  # table path; default embeddings/<backbone>@<hash8>[~<text-source>]
@@ -99,7 +99,8 @@ SHORTHANDS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--checkpoint", "checkpoint", dict(type=Path, help="local weights file (M2D: weights folder)")),
     ("--tokenizer", "tokenizer", dict(type=Path, help="local tokenizer folder for text towers")),
     ("--text-source", "text_source", dict(choices=TEXT_SOURCES, help="text fed to a text tower: cached LLM "
-                                          "summaries or cleaned metadata (required for text towers)")),
+                                          "summaries, cleaned metadata, or the tags as keywords (required for "
+                                          "text towers)")),
     ("--summaries", "summaries", dict(help="name of llm/summaries/<NAME> (default: the only one in the store)")),
     ("--store", "store", dict(type=Path, help="cache store path (default: <dataset>/cache.zarr)")),
     ("--group", "group", dict(help="table path (default: embeddings/<backbone>@<hash8>[~<text-source>])")),

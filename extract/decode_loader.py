@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .audio import AudioDecodeError, load_audio
+from .audio import AudioDecodeError, load_audio_checked
 from .backbones.base import Backbone
 
 
@@ -32,13 +32,13 @@ class ClipSource(torch.utils.data.Dataset):
 
 
 class AudioLoader:
-    """Row -> (T,) float32 mono waveform at ``sample_rate`` (picklable for worker processes)."""
+    """Row -> ((T,) float32 mono waveform at ``sample_rate``, warning or "") (picklable for worker processes)."""
 
     def __init__(self, paths: Sequence[Path], sample_rate: int):
         self.paths, self.sample_rate = list(paths), int(sample_rate)
 
-    def __call__(self, row: int) -> torch.Tensor:
-        return load_audio(self.paths[row], self.sample_rate)
+    def __call__(self, row: int) -> tuple[torch.Tensor, str]:
+        return load_audio_checked(self.paths[row], self.sample_rate)
 
 
 class PrecomputedLoader:

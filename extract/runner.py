@@ -32,7 +32,7 @@ import torch
 
 from cache.manifest import Manifest, load_manifest
 from cache.provenance import code_version, now_iso
-from cache.store import FAILED, OK, RowWriter, SchemaError, Store
+from cache.store import FAILED, OK, WARNING, RowWriter, SchemaError, Store
 
 from .audio import duration_seconds
 from .backbones.base import Backbone, BackboneConfig, build_backbone
@@ -60,6 +60,7 @@ class RunSummary:
     n_ok: int
     n_failed: int
     failures: list[tuple[str, str]] = field(default_factory=list)  # (clip id, reason), whole table
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (clip id, warning): embedded, input suspicious
     chunks_written: int = 0  # by this process in this run
     chunks_skipped: int = 0  # already done before this run (all ranks)
     rows_processed: int = 0  # by this process in this run
@@ -68,7 +69,8 @@ class RunSummary:
 
     def format(self, max_failures: int = 20) -> str:
         rate = self.rows_processed / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"{self.group} in {self.store}: {self.n_rows} rows, {self.n_ok} ok, {self.n_failed} failed; "
+        lines = [f"{self.group} in {self.store}: {self.n_rows} rows, {self.n_ok} ok, {self.n_failed} failed, "
+                 f"{len(self.warnings)} with warnings; "
                  f"this run{f' (rank 0 of {self.world_size})' if self.world_size > 1 else ''}: "
                  f"{self.chunks_written} chunk(s) written, {self.chunks_skipped} already done, "
                  f"{self.rows_processed} clips in {self.seconds:.1f} s ({rate:.1f} clips/s)"]
@@ -78,6 +80,12 @@ class RunSummary:
             if len(self.failures) > max_failures:
                 lines.append(f"  … and {len(self.failures) - max_failures} more "
                              "(all listed in the store: cache.store.Store.failures())")
+        if self.warnings:
+            lines.append(f"clips embedded with warnings ({len(self.warnings)}):")
+            lines += [f"  {cid}: {text}" for cid, text in self.warnings[:max_failures]]
+            if len(self.warnings) > max_failures:
+                lines.append(f"  … and {len(self.warnings) - max_failures} more "
+                             "(all listed by: python -m cache failures --store …)")
         return "\n".join(lines)
 
 
@@ -166,7 +174,7 @@ def chunk_writer(writer: RowWriter, prep: Prepared, device: torch.device) -> Wri
                     emb = backbone.embed_texts([texts[chunk.lo + int(i)] for i in ok], cfg.batch_size)
                 chunk.values["text"][ok] = emb
         check_dtype(chunk, cfg.dtype)
-        writer.write_chunk(chunk.k, chunk.values, chunk.status, chunk.errors)
+        writer.write_chunk(chunk.k, chunk.values, chunk.status, chunk.errors, warnings=chunk.warnings)
 
     return write
 
@@ -236,7 +244,7 @@ def run_audio(writer: RowWriter, pending: Sequence[int], write: WriteChunk, bar,
             bar.update(1)
             _settle(chunks, k, write)
 
-    for row, wave, err in iterate_clips(source, cfg.num_workers, resolve_loader(cfg.loader)):
+    for row, loaded, err in iterate_clips(source, cfg.num_workers, resolve_loader(cfg.loader)):
         k = row // writer.chunk_rows
         if err:
             chunks[k].fail(row, err)
@@ -244,6 +252,8 @@ def run_audio(writer: RowWriter, pending: Sequence[int], write: WriteChunk, bar,
             bar.update(1)
             _settle(chunks, k, write)
             continue
+        wave, warning = loaded
+        chunks[k].warn(row, warning)
         i = row - chunks[k].lo
         chunks[k].values["duration"][i] = len(wave) / spec.sample_rate
         n_windows, done = batcher.add(row, wave)
@@ -258,14 +268,16 @@ def run_audio(writer: RowWriter, pending: Sequence[int], write: WriteChunk, bar,
 # ---------------------------------------------------------------------------------------------- entry point
 def summarize(writer: RowWriter, store: Store, group: str, *, chunks_written: int, chunks_skipped: int,
               rows_processed: int, seconds: float, world_size: int) -> RunSummary:
-    """Rows ok / failed of the whole table (with every failure's reason) and this run's counts."""
+    """Rows ok / failed of the whole table (with every failure's reason and every warning) and this run's counts."""
     status = np.asarray(writer.g["status"][...])
     errors = np.asarray(writer.g["error"][...], dtype=object)
     ids = writer.ids
     failed = np.flatnonzero(status == FAILED)
+    warned = np.asarray(writer.g[WARNING][...], dtype=object) if writer.has_warnings else np.array([], dtype=object)
     return RunSummary(
         group=group, store=store.path, n_rows=writer.n_rows, n_ok=int((status == OK).sum()),
         n_failed=len(failed), failures=[(str(ids[i]), str(errors[i])) for i in failed],
+        warnings=[(str(ids[i]), str(w)) for i, w in enumerate(warned) if w],
         chunks_written=chunks_written, chunks_skipped=chunks_skipped, rows_processed=rows_processed,
         seconds=seconds, world_size=world_size)
 
@@ -280,6 +292,9 @@ def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSumm
     writer, skipped = open_table(prep.store, group, prep.manifest.ids.tolist(), prep.columns, prep.attrs,
                                  chunk_rows=cfg.chunk_rows, overwrite=cfg.overwrite, ranks=ranks, log=log)
     pending = writer.pending_chunks(ranks.rank, ranks.world)
+    if pending and not writer.has_warnings and ranks.is_main and prep.kind == "audio":
+        log(f"note: {group} was created before the '{WARNING}' column; warnings about suspicious audio are not "
+            "recorded (--overwrite recreates the table with it)")
     n_rows = sum(writer.chunk_range(k)[1] - writer.chunk_range(k)[0] for k in pending)
     log(f"{group}: {writer.n_rows} clips in {writer.n_chunks} chunk(s); "
         f"{skipped} chunk(s) already done; rank {ranks.rank}/{ranks.world} on {ranks.device}")

@@ -1,4 +1,4 @@
-"""Cleaning of Freesound metadata text (title, tags, description)."""
+"""Cleaning of Freesound metadata text (title, tags, description), and the keyword text of a tag string."""
 from __future__ import annotations
 
 import html
@@ -21,6 +21,15 @@ def split_tags(tags: str) -> list[str]:
     """Freesound tags come as one string separated by commas or spaces."""
     parts = re.split(r"[,\s]+", tags or "")
     return [p for p in (x.strip() for x in parts) if p]
+
+
+def tags_text(tags: str | None) -> str:
+    """The keyword text of a clip's tag string as the metadata CSV has it: semicolons count as commas,
+    the comma-separated tags are stripped, empty ones dropped, and the rest joined by single spaces
+    (``"metal; impact, hit"`` -> ``"metal impact hit"``; no tags -> ``""``). The text a LAION-CLAP
+    keyword model encodes; nothing else (no HTML stripping, case kept)."""
+    parts = (p.strip() for p in (tags or "").replace(";", ",").split(","))
+    return " ".join(p for p in parts if p)
 
 
 def clean_metadata(title: str, tags: str, description: str, max_chars: int = 1000) -> str:

@@ -1,19 +1,19 @@
-"""The texts a text tower embeds: cleaned metadata of the manifest, or cached LLM summaries read
-from a summaries table (``llm/summaries/<name>``) of the same store (``cache.tables`` owns those paths)."""
+"""The texts a text tower embeds: cleaned metadata of the manifest, its tags as keywords, or cached LLM
+summaries read from a summaries table (``llm/summaries/<name>``) of the same store (``cache.tables`` owns those paths)."""
 from __future__ import annotations
 
 from cache.manifest import Manifest
 from cache.store import MissingIdsError, Store
 from cache.tables import SUMMARIES, read_summaries, summaries_path, table_names
 
-from .config import ExtractionError
-from .text import clean_metadata
+from .config import TEXT_SOURCES, ExtractionError
+from .text import clean_metadata, tags_text
 
 
 def check_text_source(backbone_name: str, has_text_tower: bool, text_source: str | None) -> None:
     """A text tower needs a text source; a backbone without one refuses it."""
     if has_text_tower and text_source is None:
-        raise ExtractionError(f"backbone {backbone_name} has a text tower: pass --text-source summary|metadata")
+        raise ExtractionError(f"backbone {backbone_name} has a text tower: pass --text-source {'|'.join(TEXT_SOURCES)}")
     if not has_text_tower and text_source is not None:
         raise ExtractionError(f"backbone {backbone_name} has no text tower; drop --text-source")
 
@@ -35,9 +35,12 @@ def resolve_summaries(store: Store, name: str | None) -> str:
 
 
 def clip_texts(manifest: Manifest, source: str, store: Store | None = None, summaries: str | None = None) -> list[str]:
-    """The text of every clip for a text tower: cleaned metadata, or the cached LLM summary."""
+    """The text of every clip for a text tower: cleaned metadata, the tags as keywords (``""`` for a clip
+    without tags), or the cached LLM summary."""
     if source == "metadata":
         return [clean_metadata(t, g, d) for t, g, d in zip(manifest.title, manifest.tags, manifest.description)]
+    if source == "tags":
+        return [tags_text(g) for g in manifest.tags]
     try:
         texts, missing = read_summaries(store, summaries, manifest.ids.tolist())
     except MissingIdsError as e:

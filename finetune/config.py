@@ -34,7 +34,7 @@ class BackboneSection:
     allow_missing: list[str] = field(default_factory=list)  #: checkpoint keys allowed to be missing (globs)
     allow_unexpected: list[str] = field(default_factory=list)
     overrides: dict[str, Any] = field(default_factory=dict)  #: architecture overrides (tiny test configs)
-    text_source: str = ""  #: audio–text backbones: "summary" (cached LLM summaries), "metadata", "tags" (the tags alone), or "none"
+    text_source: str = ""  #: audio–text backbones: "summary" (cached LLM summaries), "metadata", "tags", or "none"
     text_tower: str = "train"  #: "train" or "freeze" the text tower
     patchout_t: int = 0  #: PaSST structured patchout in training mode (time patches dropped; 0 = off)
     patchout_f: int = 0  #: ... frequency patches dropped

@@ -80,7 +80,7 @@ def read_pseudo_partial(store: Store, name: str, ids: Sequence[str]) -> tuple[np
 def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summary: str = "", text_source: str = "none",
              pseudo_labels: str = "") -> ClipSet:
     """All clips of a manifest with priors / text / pseudo-labels read from ``store`` by id."""
-    from extract.text import clean_metadata, split_tags, strip_html
+    from extract.text import clean_metadata, tags_text
 
     ids = [str(i) for i in manifest.ids]
     out = ClipSet(dataset=manifest.name, ids=np.asarray(ids, dtype=object), paths=[str(p) for p in manifest.audio_paths],
@@ -114,8 +114,8 @@ def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summar
         out.texts = texts
     elif text_source == "metadata":
         out.texts = [clean_metadata(manifest.title[i], manifest.tags[i], manifest.description[i]) for i in range(len(ids))]
-    elif text_source == "tags":  # the reference's LAION-CLAP-on-tags model: the tags joined by spaces
-        out.texts = [" ".join(split_tags(strip_html(manifest.tags[i]))) for i in range(len(ids))]
+    elif text_source == "tags":  # the tag string as keywords, as `python -m extract embeddings --text-source tags`
+        out.texts = [tags_text(manifest.tags[i]) for i in range(len(ids))]
     return out
 
 

@@ -151,7 +151,8 @@ def uses_text(cfg: FinetuneConfig, backbone: Backbone) -> bool:
         return False
     if cfg.backbone.text_source == "":
         raise ValueError(f"backbone {backbone.spec.name!r} has a text tower: set backbone.text_source to 'summary' "
-                         "(cached LLM summaries), 'metadata' (cleaned title/tags/description) or 'none' (audio only)")
+                         "(cached LLM summaries), 'metadata' (cleaned title/tags/description), 'tags' (the tags as "
+                         "keywords) or 'none' (audio only)")
     return cfg.backbone.text_source != "none"
 
 

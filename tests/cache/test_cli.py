@@ -104,3 +104,24 @@ def test_usage_errors_exit_2(argv):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2
+
+
+def test_warnings_in_info_failures_and_hdf5_round_trip(tmp_path, capsys):
+    s = Store(tmp_path / "s.zarr")
+    w = s.create_rows("embeddings/toy@none", ["a", "b", "c"], {"audio": ((2,), "float32")}, chunk_rows=2)
+    w.write_chunk(0, {"audio": np.ones((2, 2))}, [OK, FAILED], ["", "decode failed"], warnings=["a.wav: cut", ""])
+    w.write_chunk(1, {"audio": np.ones((1, 2))}, [OK], [""], warnings=["c.wav: loud"])
+    w.finalize()
+    assert main(["info", "--store", str(s.path)]) == 0
+    out = capsys.readouterr().out
+    assert "[row table, 3 rows, complete; ok 2, failed 1, pending 0, warnings 2]" in out
+    assert "1 table(s); 1 failed row(s), 2 row(s) with warnings (see: python -m cache failures)" in out
+    assert main(["failures", "--store", str(s.path)]) == 0
+    out, err = capsys.readouterr()
+    assert out == ("embeddings/toy@none\tb\tdecode failed\n"
+                   "embeddings/toy@none\ta\twarning: a.wav: cut\nembeddings/toy@none\tc\twarning: c.wav: loud\n")
+    assert "1 failed row(s), 2 row(s) with warnings (embedded)" in err
+    h5 = tmp_path / "x.h5"
+    assert main(["export", "--store", str(s.path), "--out", str(h5)]) == 0
+    assert main(["import", "--store", str(tmp_path / "d.zarr"), "--h5", str(h5)]) == 0
+    assert Store(tmp_path / "d.zarr").read_table("embeddings/toy@none")["warning"].tolist() == ["a.wav: cut", "", "c.wav: loud"]

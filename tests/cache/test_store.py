@@ -149,3 +149,26 @@ def test_two_processes_write_disjoint_chunks(tmp_path):
     t = s.read_table("embeddings/toy@none")
     np.testing.assert_array_equal(t["audio"][:, 0], np.arange(n))
     assert [f[1] for f in s.failures()] == ["id6"]  # first row of chunk 3
+
+
+def test_row_table_warnings_column(tmp_path):
+    s = Store(tmp_path / "s.zarr")
+    w = s.create_rows("embeddings/x@none", ["a", "b", "c"], {"audio": ((2,), "float32")}, chunk_rows=2)
+    assert w.has_warnings
+    w.write_chunk(0, {"audio": np.ones((2, 2))}, [OK, FAILED], ["", "bad file"], warnings=["a.wav: truncated", ""])
+    w.write_chunk(1, {"audio": np.ones((1, 2))}, [OK], [""])  # no warnings given: none recorded
+    w.finalize()
+    t = s.read_table("embeddings/x@none")
+    assert t["warning"].tolist() == ["a.wav: truncated", "", ""] and t["error"].tolist() == ["", "bad file", ""]
+    assert s.warnings() == [("embeddings/x@none", "a", "a.wav: truncated")]
+    assert s.failures() == [("embeddings/x@none", "b", "bad file")]
+    with pytest.raises(ValueError, match="needs 1 warnings"):
+        s.open_rows("embeddings/x@none", lock=True).write_chunk(1, {"audio": np.ones((1, 2))}, [OK], [""],
+                                                                warnings=["x", "y"])
+    # a table made before the column: readers and writers do without it
+    del s.root["embeddings/x@none"]["warning"]
+    w = s.open_rows("embeddings/x@none", lock=True)
+    assert not w.has_warnings
+    w.write_chunk(1, {"audio": np.ones((1, 2))}, [OK], [""], warnings=["ignored"])
+    w.close()
+    assert "warning" not in s.read_table("embeddings/x@none").arrays and s.warnings() == []

@@ -7,7 +7,8 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from extract.audio import AudioDecodeError, decode, duration_seconds, load_audio, resampler
+from extract.audio import (LOUD_FLOAT_PEAK, AudioDecodeError, decode, duration_seconds, load_audio,
+                          load_audio_checked, resampler)
 
 
 def _tone(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:
@@ -102,3 +103,51 @@ def test_duration_from_header(tmp_path):
     sf.write(p, _tone(100, 2.5, 8000), 8000)
     assert duration_seconds(p) == pytest.approx(2.5)
     assert duration_seconds(tmp_path / "nope.wav") == 0.0
+
+
+def _cut(path, keep: float) -> None:
+    """Keep the first ``keep`` fraction of the file's bytes (its header still declares every frame)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT", "PCM_24"])
+def test_truncated_file_is_decoded_with_a_warning(tmp_path, subtype):
+    p = tmp_path / "cut.wav"
+    sf.write(p, _tone(300, 1.0, 16000), 16000, subtype=subtype)
+    _cut(p, 0.5)
+    wave, warning = load_audio_checked(p, 16000)
+    n = len(wave)
+    assert 7900 < n < 8050  # what the file still holds
+    assert warning.startswith(f"{p}: truncated file") and f"({n} frames read)" in warning
+    assert "declares" in warning and str(16000 * {"PCM_16": 2, "FLOAT": 4, "PCM_24": 3}[subtype]) in warning
+    np.testing.assert_array_equal(wave.numpy(), load_audio(p, 16000).numpy())  # same samples as before
+
+
+def test_one_sample_file_is_decoded_with_a_warning(tmp_path):
+    p = tmp_path / "one.wav"
+    sf.write(p, np.array([[0.25]], dtype=np.float32), 16000, subtype="FLOAT")
+    wave, warning = load_audio_checked(p, 16000)
+    assert wave.tolist() == [0.25]
+    assert warning == f"{p}: only 1 sample(s) (0.0625 ms at 16000 Hz)"
+
+
+def test_float_samples_far_beyond_unit_range_are_clipped_with_a_warning(tmp_path):
+    p = tmp_path / "scale.wav"
+    sf.write(p, np.array([[1000.0], [-2.0], [0.25]] * 20, dtype=np.float32), 16000, subtype="FLOAT")
+    wave, warning = load_audio_checked(p, 16000)
+    assert wave[:3].tolist() == [1.0, -1.0, 0.25]
+    assert warning == f"{p}: float samples up to 1000 in magnitude (beyond ±4: wrong scale?); clipped to [-1, 1]"
+    assert LOUD_FLOAT_PEAK == 4.0
+
+
+@pytest.mark.parametrize("peak", [1.5, LOUD_FLOAT_PEAK])
+def test_clean_and_mildly_loud_files_have_no_warning(tmp_path, peak):
+    p = tmp_path / "ok.wav"
+    x = _tone(300, 0.2, 16000)
+    x[10, 0] = peak
+    sf.write(p, x, 16000, subtype="FLOAT")
+    assert load_audio_checked(p, 16000)[1] == ""
+    sf.write(p, _tone(300, 0.2, 44100), 44100, subtype="PCM_16")
+    wave, warning = load_audio_checked(p, 16000)
+    assert warning == "" and torch.equal(wave, load_audio(p, 16000))

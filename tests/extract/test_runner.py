@@ -216,3 +216,31 @@ def test_cli_config_set_and_shorthands(ds, tmp_path, capsys):
     assert cli_main(["embeddings", "--dataset", str(ds), "--backbone", "nope", "--no-progress"]) == 2
     assert "unknown backbone 'nope'" in capsys.readouterr().err
     assert cli_main(["frobnicate"]) == 2
+
+
+def test_tags_text_source(audio_dataset, tmp_path):
+    from extract.backbones.minilm import MiniLMEncoder
+    from extract.text import tags_text
+
+    tags = ["metal; impact, hit", "", " , ;", "Field-Recording,rain , water"]
+    assert [tags_text(t) for t in tags] == ["metal impact hit", "", "", "Field-Recording rain water"]
+    root = audio_dataset([{"id": str(300 + i), "seconds": 0.5, "tags": t} for i, t in enumerate(tags)], shipped=False)
+    cfg = parse_config(["--dataset", str(root), "--backbone", "minilm", "--text-source", "tags", "--no-progress",
+                        "--store", str(tmp_path / "t.zarr")])
+    assert cfg.text_source == "tags"
+    summary = run_embeddings(cfg)
+    assert summary.n_failed == 0  # a clip without tags embeds the empty text
+    sha = MiniLMEncoder().provenance()["weights_sha256"]
+    t = Store(tmp_path / "t.zarr").read_table(f"embeddings/minilm@{sha[:8]}~tags")
+    assert t.attrs["text_source"] == "tags" and t.attrs["config"]["text_source"] == "tags"
+    expected = MiniLMEncoder().encode(["metal impact hit", "", "", "Field-Recording rain water"])
+    np.testing.assert_allclose(t["text"], expected, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(t["text"][1], t["text"][2])
+    # an audio–text backbone: the text column holds the tags' embeddings
+    run_embeddings(_cfg(root, store=tmp_path / "t.zarr", backbone="tiny", variant="clap", text_source="tags"))
+    t = Store(tmp_path / "t.zarr").read_table("embeddings/tiny@none~tags")
+    torch.manual_seed(0)
+    bb = build_backbone(BackboneConfig("tiny", variant="clap"))
+    with torch.no_grad():
+        ref = bb.embed_text(["metal impact hit", "", "", "Field-Recording rain water"]).numpy()
+    np.testing.assert_allclose(t["text"], ref, rtol=1e-5, atol=1e-5)

@@ -155,3 +155,17 @@ def test_configs_hold_the_middle_of_the_search_ranges():
     l2 = SEARCH_RANGES[("laion-clap", 2)]  # the reference's lclap stage-2.1 sweep, not the report's 0.75-1
     assert (l2.lam_min, l2.lam_max) == (0.95, 1.0)
     assert (l3.lr_min, l3.lam_min) == (1e-6, 0.95)
+
+
+def test_tags_text_source_gives_the_keyword_text(tmp_path):
+    from cache.manifest import load_manifest
+    from finetune.data import clip_set
+    from testkit.bsd_dataset import labelled_row, write_metadata
+
+    cfg = _valid()
+    cfg.backbone.text_source = "tags"
+    cfg.validate()  # accepted
+    write_metadata(tmp_path, [labelled_row("1", "fx-a", tags="rain; water,outdoors"), labelled_row("2", "fx-a", tags="")],
+                   "T")
+    m = load_manifest(tmp_path, require_audio=False)
+    assert clip_set(m, None, text_source="tags").texts == ["rain water outdoors", ""]
