@@ -1,4 +1,4 @@
-"""Dataset manifests: read and validate a dataset root in the real BSD layout (TASK.md §3).
+"""Dataset manifests: read and validate a dataset root in the real BSD layout (docs/task.md §3).
 
     <root>/audio/<id>.wav
     <root>/metadata/<NAME>_metadata.csv

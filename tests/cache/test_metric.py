@@ -1,4 +1,4 @@
-"""Macro hierarchical hP/hR/hF (TASK.md §4): worked examples, hand-computed rules, properties."""
+"""Macro hierarchical hP/hR/hF (docs/task.md §4): worked examples, hand-computed rules, properties."""
 import numpy as np
 import pytest
 
