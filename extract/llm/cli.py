@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="LLM tier: class priors or metadata summaries into the dataset's cache store.")
     ap.add_argument("command", choices=COMMANDS)
     ap.add_argument("--dataset", required=True, help="dataset root (metadata/<NAME>_metadata.csv)")
-    ap.add_argument("--provider", help="openai | openai-batch | embedded | embedded-knn (default embedded)")
+    ap.add_argument("--provider", help="openai | openai-batch | embedded | embedded-knn | reference-jsonl (default embedded)")
     ap.add_argument("--model", help="model name (remote providers; default gpt-5.4-mini)")
     ap.add_argument("--api", choices=("responses", "chat"), help="OpenAI API flavour (default responses)")
     ap.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1")
@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--split", help="embedded-knn: split JSON (python -m cache split ...)")
     ap.add_argument("--split-preset", help="embedded-knn: make the split: cpjku | baseline")
     ap.add_argument("--fold", type=int, help="fold of --split-preset (default 0)")
+    ap.add_argument("--from", dest="from_file", metavar="FILE",
+                    help="reference-jsonl: the reference run's predictions.jsonl to import")
     ap.add_argument("--truth", help="CSV id,class to score the prior against (e.g. the demo's *-truth.csv)")
     ap.add_argument("--batch-wait", type=float, dest="batch_wait_s",
                     help="openai-batch: seconds to wait for open batches (default 0: submit/check and exit)")
@@ -60,7 +62,7 @@ def resolve_config(args: argparse.Namespace) -> LLMConfig:
     cfg = apply_overrides(cfg, parse_set(args.set), where="--set")
     explicit = {"kind": args.command}
     for name in ("dataset", "provider", "model", "api", "base_url", "store", "name", "concurrency", "timeout",
-                 "dry_run", "cache_dir", "train_dataset", "split", "split_preset", "fold", "truth", "batch_wait_s",
+                 "dry_run", "cache_dir", "from_file", "train_dataset", "split", "split_preset", "fold", "truth", "batch_wait_s",
                  "retry_rejected", "progress"):
         v = getattr(args, name)
         if v is not None:
