@@ -23,7 +23,7 @@ import numpy as np
 from cache.taxonomy import NUM_CLASSES
 
 from .base import LocalOutput, LocalProvider, LocalTask, register_provider
-from .embedded import MODEL_NAME, encode, encoder_provenance, softmax
+from .embedded import MODEL_NAME, encode_clips, encoder_provenance, softmax
 
 from extract.text import clean_metadata
 
@@ -112,8 +112,8 @@ class EmbeddedKnnProvider(LocalProvider):
 
         texts = [clean_metadata(t, g, d) for t, g, d in zip(task.title, task.tags, task.description)]
         missing = np.array([not t for t in texts], dtype=bool)
-        emb = encode(c, pool_texts + texts)
-        P, Q = emb[: len(pool_texts)], emb[len(pool_texts):]
+        P, reuse_pool = encode_clips(c, pool_texts, pool_ids, train_root)
+        Q, reuse_queries = encode_clips(c, texts, task.ids, task.dataset_root)
         pool_pos = {i: j for j, i in enumerate(pool_ids)}
         q_fold = np.array([pool_fold[pool_pos[i]] if i in pool_pos else -1 for i in task.ids], dtype=np.int64)
         prior = knn_prior(Q, q_fold, P, pool_labels, pool_fold, c.knn_k, c.knn_temperature)
@@ -124,7 +124,8 @@ class EmbeddedKnnProvider(LocalProvider):
                  if same else {})
         attrs = {"train_dataset": str(Path(train_root).resolve()), "split": split_where,
                  "split_describe": split.describe(), "n_pool": len(pool_ids),
-                 "n_queries_out_of_fold": int((q_fold >= 0).sum()), **encoder_provenance(c)}
+                 "n_queries_out_of_fold": int((q_fold >= 0).sum()),
+                 "minilm_reuse": {"pool": reuse_pool, "queries": reuse_queries}, **encoder_provenance(c)}
         return LocalOutput(missing=missing, reason=reason, prior=prior, attrs=attrs, evaluation_ids=parts)
 
     def summaries(self, task: LocalTask) -> LocalOutput:
