@@ -75,15 +75,15 @@ def table_mismatch(attrs: dict[str, Any], sha: str, digest: str) -> str:
     return next((why for ok, why in checks if not ok), "")
 
 
-def store_vectors(store_path: Path, dataset_root: Path, ids: list[str], minilm_path: str | None
+def store_vectors(store_path: Path, ids: list[str], minilm_path: str | None, digest: str
                   ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(N, 384) vectors of ``ids`` from a matching MiniLM metadata table of the store, a mask of
-    the rows found, and what was used (table name, rows, or why nothing was)."""
+    the rows found, and what was used (table name, rows, or why nothing was). ``digest`` is the
+    ``Manifest.digest()`` of the dataset as loaded for extraction (all rows, non-targets kept)."""
     out = np.zeros((len(ids), DIM), dtype=np.float32)
     found = np.zeros(len(ids), dtype=bool)
     if not Path(store_path).exists():
         return out, found, {"reused": 0, "why_not": f"no store {store_path}"}
-    from cache.manifest import load_manifest
     from cache.store import OK, Store, read_array
 
     store = Store(store_path, mode="r")
@@ -91,7 +91,6 @@ def store_vectors(store_path: Path, dataset_root: Path, ids: list[str], minilm_p
     if not candidates:
         return out, found, {"reused": 0, "why_not": f"no embeddings/minilm@* table in {store_path}"}
     sha = weights_sha256(minilm_path)
-    digest = load_manifest(dataset_root, require_audio=False, keep_non_targets=True).digest()
     why = {}
     for group in sorted(candidates):
         attrs = store.attrs(group)

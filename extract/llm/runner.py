@@ -239,7 +239,7 @@ class Runner:
             return EXIT_OK, report
         else:
             task = LocalTask(cfg, self.root, ids, manifest.title, manifest.tags, manifest.description, classes,
-                             class_source)
+                             class_source, manifest=manifest)
             out = provider.priors(task) if cfg.kind == "priors" else provider.summaries(task)
             values = out.prior if cfg.kind == "priors" else out.text
             missing, reasons, answers = out.missing, out.reason, out.answer or [""] * len(ids)

@@ -104,6 +104,7 @@ class LocalTask:
     description: list[str]
     class_texts: list  # list[prompts.ClassText]
     class_source: str
+    manifest: Any = None  # the cache.manifest.Manifest the rows come from (all rows, non-targets kept)
 
 
 @dataclass

@@ -88,11 +88,24 @@ def store_of(config: LLMConfig, dataset_root) -> Path:
     return Path(config.store) if (config.store and own) else default_store_path(dataset_root)
 
 
-def encode_clips(config: LLMConfig, texts: list[str], ids: list[str], dataset_root) -> tuple[np.ndarray, dict]:
+def full_manifest(task: LocalTask, root=None):
+    """The manifest of ``root`` (default: the task's dataset) as extraction loads it: every row,
+    non-targets kept (the task's own when it has it)."""
+    root = Path(root or task.dataset_root)
+    if task.manifest is not None and root.resolve() == Path(task.dataset_root).resolve():
+        return task.manifest
+    from cache.manifest import load_manifest
+
+    return load_manifest(root, require_audio=False, keep_non_targets=True)
+
+
+def encode_clips(config: LLMConfig, texts: list[str], ids: list[str], dataset_root, digest: str
+                 ) -> tuple[np.ndarray, dict]:
     """MiniLM vectors of clips' cleaned metadata ``texts``: read from the dataset's store where a
-    matching table holds them, the rest encoded. Returns the vectors and what was reused."""
-    vecs, found, info = minilm_reuse.store_vectors(store_of(config, dataset_root), Path(dataset_root), list(ids),
-                                                   config.minilm_path)
+    matching table holds them (``digest``: its manifest's), the rest encoded. Returns the vectors
+    and what was reused."""
+    vecs, found, info = minilm_reuse.store_vectors(store_of(config, dataset_root), list(ids), config.minilm_path,
+                                                   digest)
     if not found.all():
         todo = np.flatnonzero(~found)
         vecs[todo] = encode(config, [texts[i] for i in todo])
@@ -122,7 +135,7 @@ class EmbeddedProvider(LocalProvider):
     def priors(self, task: LocalTask) -> LocalOutput:
         texts = clip_texts(task)
         missing = np.array([not t for t in texts], dtype=bool)
-        X, reuse = encode_clips(self.config, texts, task.ids, task.dataset_root)
+        X, reuse = encode_clips(self.config, texts, task.ids, task.dataset_root, full_manifest(task).digest())
         C = class_vectors(self.config, [c.sentence() for c in task.class_texts])
         prior = softmax((X @ C.T) / self.config.embed_temperature, axis=1).astype(np.float32)
         prior[missing] = 0.0

@@ -108,7 +108,8 @@ def test_only_done_ok_rows_are_taken(dataset):
     status[3] = FAILED
     vecs = _table(dataset, ids, status=status)
     want = list(reversed(ids)) + ["nope"]
-    got, found, info = minilm_reuse.store_vectors(dataset / "cache.zarr", dataset, want, None)
+    digest = load_manifest(dataset, require_audio=False, keep_non_targets=True).digest()
+    got, found, info = minilm_reuse.store_vectors(dataset / "cache.zarr", want, None, digest)
     expect = np.array([i != ids[3] and not 32 <= ids.index(i) < 48 for i in want[:-1]] + [False])
     assert (found == expect).all() and info["reused"] == int(expect.sum())
     rows = [ids.index(i) for i in np.array(want)[found]]
@@ -126,7 +127,8 @@ def test_only_done_ok_rows_are_taken(dataset):
 def test_a_table_that_differs_in_what_decides_the_vectors_is_not_used(dataset, over, why):
     ids = load_manifest(dataset, require_audio=False, keep_non_targets=True).ids.tolist()
     _table(dataset, ids, over)
-    _, found, info = minilm_reuse.store_vectors(dataset / "cache.zarr", dataset, ids, None)
+    digest = load_manifest(dataset, require_audio=False, keep_non_targets=True).digest()
+    _, found, info = minilm_reuse.store_vectors(dataset / "cache.zarr", ids, None, digest)
     assert not found.any() and why in info["why_not"]
 
 
