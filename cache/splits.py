@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
 from .provenance import sha256_json
 from .taxonomy import CLASSES
@@ -96,6 +95,8 @@ def make_split(
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
     fold_seed, val_seed = resolve_seeds(preset, seed)
+    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit  # here: reading a split needs no sklearn
+
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=fold_seed)
     train_full, test = list(skf.split(np.zeros(len(labels)), labels))[fold]
     sss = StratifiedShuffleSplit(n_splits=1, test_size=val_size, random_state=val_seed)

@@ -3,7 +3,8 @@
 It speaks ``POST /v1/responses``, ``POST /v1/chat/completions``, ``POST /v1/files``,
 ``GET /v1/files/<id>/content``, ``POST /v1/batches``, ``GET /v1/batches[/<id>]`` and
 ``POST /v1/batches/<id>/cancel``. It answers from the clip metadata inside the prompt's
-data block: a tag that is a class code (e.g. ``fx-a``) gets a prior of 0.6 on it, 0.2 on a
+data block (or, for the ``cpjku`` template, the ``- title="..."`` lines, answered in that
+template's formats): a tag that is a class code (e.g. ``fx-a``) gets a prior of 0.6 on it, 0.2 on a
 second class and 0.2 on ``other``; no such tag gets ``fx-o``. Markers ``[[name]]`` or
 ``[[name:arg]]`` in a clip's title inject faults:
 
@@ -98,7 +99,18 @@ def extract_data_block(user_message: str) -> dict:
     return json.loads(user_message[start:end])
 
 
+_LINE_RE = re.compile(r'^- (title|tags|description)="(.*)"$')
+
+
 def _record_of(user: str) -> dict:
+    if user.startswith("Clip metadata:"):  # the cpjku template: raw fields, one per line
+        rec: dict = {"style": "cpjku"}
+        for line in user.splitlines():
+            m = _LINE_RE.match(line)
+            if m:
+                rec[m.group(1)] = m.group(2)
+        rec["tags"] = [t for t in re.split(r"[,\s]+", rec.get("tags", "")) if t]
+        return rec
     try:
         return extract_data_block(user)
     except (ValueError, json.JSONDecodeError):
@@ -113,7 +125,8 @@ def prior_answer(record: dict, marks: dict[str, str]) -> str:
         second = "is-p" if codes[0] != "is-p" else "m-m"
         labels = [{"label": codes[0], "probability": 0.6}, {"label": second, "probability": 0.2},
                   {"label": "other", "probability": 0.2}]
-    good = json.dumps({"labels": labels})
+    wrap = (lambda x: x) if record.get("style") == "cpjku" else (lambda x: {"labels": x})
+    good = json.dumps(wrap(labels))
     if "truncated" in marks:
         return good[: len(good) // 2]
     if "malformed" in marks:
@@ -124,7 +137,7 @@ def prior_answer(record: dict, marks: dict[str, str]) -> str:
     if "unknownonly" in marks:
         return json.dumps([{"label": "fx-zz", "probability": 0.9}, {"label": "banana", "probability": 0.1}])
     if "other" in marks:
-        return json.dumps({"labels": [{"label": "other", "probability": 1.0}]})
+        return json.dumps(wrap([{"label": "other", "probability": 1.0}]))
     if "unnormalised" in marks:
         return json.dumps({"FX-A": 3, " fx_o ": 1})
     if "fenced" in marks:
@@ -139,6 +152,12 @@ def prior_answer(record: dict, marks: dict[str, str]) -> str:
 
 
 def summary_answer(record: dict, marks: dict[str, str]) -> str:
+    if record.get("style") == "cpjku":  # plain text
+        if "empty" in marks:
+            return ""
+        if "truncated" in marks:
+            return "A sound of"
+        return f"A sound of {_MARK_RE.sub('', record.get('title', '')).strip()}."
     if "empty" in marks:
         return json.dumps({"summary": ""})
     if "truncated" in marks:

@@ -36,7 +36,7 @@ SHORTHANDS = {
     "base_url": "llm.base_url", "store": "llm.store", "name": "llm.name", "concurrency": "llm.concurrency",
     "timeout": "llm.timeout", "dry_run": "llm.dry_run", "cache_dir": "llm.cache_dir",
     "train_dataset": "llm.train_dataset", "split": "llm.split", "split_preset": "llm.split_preset",
-    "fold": "llm.fold", "truth": "llm.truth", "batch_wait_s": "llm.batch_wait_s",
+    "fold": "llm.fold", "from_file": "llm.from_file", "truth": "llm.truth", "batch_wait_s": "llm.batch_wait_s",
     "retry_rejected": "llm.retry_rejected", "progress": "llm.progress",
 }
 
@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     g = ap.add_argument_group("shorthands for llm.* keys")
     g.add_argument("--dataset", help="dataset root (metadata/<NAME>_metadata.csv) [llm.dataset]")
-    g.add_argument("--provider", help="openai | openai-batch | embedded | embedded-knn (default embedded) [llm.provider]")
+    g.add_argument("--provider", help="openai | openai-batch | embedded | embedded-knn | reference-jsonl (default embedded) [llm.provider]")
     g.add_argument("--model", help="model name (remote providers; default gpt-5.4-mini) [llm.model]")
     g.add_argument("--api", choices=("responses", "chat"), help="OpenAI API flavour (default responses) [llm.api]")
     g.add_argument("--base-url", help="OpenAI-compatible base URL, e.g. http://localhost:8000/v1 [llm.base_url]")
@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", help="embedded-knn: split JSON (python -m cache split ...) [llm.split]")
     g.add_argument("--split-preset", help="embedded-knn: make the split: cpjku | baseline [llm.split_preset]")
     g.add_argument("--fold", type=int, help="fold of --split-preset (default 0) [llm.fold]")
+    g.add_argument("--from", dest="from_file", metavar="FILE",
+                   help="reference-jsonl: the reference run's predictions.jsonl to import [llm.from_file]")
     g.add_argument("--truth", help="CSV id,class to score the prior against (e.g. the demo's *-truth.csv) [llm.truth]")
     g.add_argument("--batch-wait", type=float, dest="batch_wait_s",
                    help="openai-batch: seconds to wait for open batches (default 0: submit/check and exit) "

@@ -36,6 +36,8 @@ class LLMConfig:
     store: str | None = None  # default <dataset>/cache.zarr
     report: str | None = None  # run report JSON; default <store parent>/llm_reports/<kind>-<name>.json
     progress: bool = True
+    prompt: str = "cpjku"  # prompt template: cpjku (the reference's rules and formats) | v1 (see prompts.py)
+    from_file: str | None = None  # reference-jsonl: the predictions.jsonl to import (--from)
     # ---- remote providers (openai, openai-batch)
     model: str | None = None  # default: gpt-5.4-mini for the OpenAI providers
     api: str = "responses"  # "responses" | "chat"

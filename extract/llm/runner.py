@@ -40,7 +40,7 @@ from .costs import estimate, prices_for
 from .errors import UserError
 from .evaluate import score_prior
 from .output import emit
-from .parsing import LabelMapper, count_drops, parse_prior, parse_summary
+from .parsing import LabelMapper, count_drops
 from .prompts import build_template, load_class_texts
 from .providers.base import ChatProvider, ChatRequest, ChatResult, LocalTask, build_provider
 from .response_cache import ResponseCache, redact, redact_obj, request_key
@@ -71,6 +71,7 @@ class RunReport:
     cost_note: str = ""
     cache: dict[str, int] = field(default_factory=dict)
     evaluation: dict[str, dict] = field(default_factory=dict)
+    provider_report: dict[str, Any] = field(default_factory=dict)  # e.g. what an import matched
     pending: int = 0
     failed_requests: int = 0  # unique requests without an answer after their retries
     dry_run: str = ""
@@ -110,6 +111,8 @@ class RunReport:
             if "accuracy" in s:
                 lines.append(f"  prior alone on {part}: top-1 acc {s['accuracy']:.4f} · hF {s['hF']:.4f} · "
                              f"top-level acc {s['top_accuracy']:.4f} · n={s['n_scored']} (coverage {s['coverage']:.3f})")
+        for k, v in self.provider_report.items():
+            lines.append(f"  {k}: {v}")
         if self.pending:
             lines.append(f"  {self.pending} request(s) pending in open batches: nothing written; re-run later")
         if self.failed_requests:
@@ -244,7 +247,7 @@ class Runner:
         eval_ids: dict[str, list[str]] = {}
 
         if isinstance(provider, ChatProvider):
-            template = build_template(cfg.kind, classes, class_source, cfg.max_metadata_chars)
+            template = build_template(cfg.kind, classes, class_source, cfg.max_metadata_chars, name=cfg.prompt)
             result = self._run_chat(provider, template, manifest, report)
             if result is None:  # dry run or pending batches
                 report.seconds = time.time() - t0
@@ -261,10 +264,11 @@ class Runner:
             return report.exit_code, report
         else:
             task = LocalTask(cfg, self.root, ids, manifest.title, manifest.tags, manifest.description, classes,
-                             class_source)
+                             class_source, manifest=manifest)
             out = provider.priors(task) if cfg.kind == "priors" else provider.summaries(task)
             values = out.prior if cfg.kind == "priors" else out.text
-            missing, reasons, answers = out.missing, out.reason, [""] * len(ids)
+            missing, reasons, answers = out.missing, out.reason, out.answer or [""] * len(ids)
+            report.provider_report = out.report
             extra_attrs.update(out.attrs)
             eval_ids = out.evaluation_ids
             report.answered = int((~missing).sum())
@@ -368,7 +372,7 @@ class Runner:
         for key, req in requests.items():
             hit = cache.get(key)
             if hit is not None and cfg.retry_rejected:
-                usable = parse_prior(hit.text, mapper).ok if cfg.kind == "priors" else parse_summary(hit.text).ok
+                usable = template.parse(hit.text, mapper).ok
                 if not usable:
                     hit = None
             if hit is None:
@@ -432,7 +436,7 @@ class Runner:
                 reasons[i] = "request failed: " + failures.get(key, "no answer")
                 continue
             if key not in parses:
-                parses[key] = parse_prior(texts[key], mapper) if cfg.kind == "priors" else parse_summary(texts[key])
+                parses[key] = template.parse(texts[key], mapper)
             p = parses[key]
             if not p.ok:
                 missing[i] = True

@@ -104,12 +104,15 @@ class LocalTask:
     description: list[str]
     class_texts: list  # list[prompts.ClassText]
     class_source: str
+    manifest: Any = None  # the cache.manifest.Manifest the rows come from (all rows, non-targets kept)
 
 
 @dataclass
 class LocalOutput:
     """Output of a local provider. For priors: ``prior`` (N, 23) and ``missing``; for
-    summaries: ``text``; ``reason`` says why a row is missing; ``attrs`` adds provenance."""
+    summaries: ``text``; ``reason`` says why a row is missing; ``attrs`` adds provenance;
+    ``answer`` (optional) the raw answer of each missing row; ``report`` (optional) extra lines
+    of the run report, e.g. what an import matched."""
 
     missing: np.ndarray
     reason: list[str]
@@ -117,6 +120,8 @@ class LocalOutput:
     text: list[str] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     evaluation_ids: dict[str, list[str]] = field(default_factory=dict)  # split part -> ids to score
+    answer: list[str] | None = None
+    report: dict[str, Any] = field(default_factory=dict)
 
 
 class LocalProvider(Provider):

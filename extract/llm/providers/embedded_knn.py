@@ -23,7 +23,7 @@ import numpy as np
 from cache.taxonomy import NUM_CLASSES
 
 from .base import LocalOutput, LocalProvider, LocalTask, register_provider
-from .embedded import MODEL_NAME, encode, encoder_provenance, softmax
+from .embedded import MODEL_NAME, encode_clips, encoder_provenance, full_manifest, softmax
 
 from extract.text import clean_metadata
 
@@ -44,17 +44,25 @@ def knn_prior(Q: np.ndarray, q_fold: np.ndarray, P: np.ndarray, p_labels: np.nda
     out = np.zeros((len(Q), NUM_CLASSES), dtype=np.float64)
     if len(P) == 0:
         return out.astype(np.float32)
+    fold_cols = {int(f): np.flatnonzero(p_fold == f) for f in np.unique(p_fold) if f >= 0}
+    kk = min(k, P.shape[0])
     for s in range(0, len(Q), block):
         sims = Q[s:s + block] @ P.T  # (B, M)
         qf = q_fold[s:s + block]
-        sims = np.where((qf[:, None] >= 0) & (qf[:, None] == p_fold[None, :]), -np.inf, sims)
-        kk = min(k, P.shape[0])
-        idx = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        top = np.take_along_axis(sims, idx, axis=1)
+        for f, cols in fold_cols.items():  # a training query never sees its own fold
+            rows = np.flatnonzero(qf == f)
+            if len(rows):
+                sims[np.ix_(rows, cols)] = -np.inf
+        np.negative(sims, out=sims)  # in place: argpartition picks the k largest similarities
+        idx = np.argpartition(sims, kk - 1, axis=1)[:, :kk]
+        top = -np.take_along_axis(sims, idx, axis=1)
         w = softmax(np.where(np.isfinite(top), top / temperature, -np.inf), axis=1)
         w = np.nan_to_num(w)
-        rows = np.repeat(np.arange(len(idx)), kk)
-        np.add.at(out[s:s + block], (rows, p_labels[idx].ravel()), w.ravel())
+        rows = np.arange(len(idx))
+        lab = p_labels[idx]
+        blk = out[s:s + block]
+        for j in range(kk):  # the same additions, in the same order, as np.add.at over (row, j)
+            blk[rows, lab[:, j]] += w[:, j]
     sums = out.sum(1, keepdims=True)
     out = np.where(sums > 0, out / np.where(sums > 0, sums, 1), 0.0)
     return out.astype(np.float32)
@@ -94,11 +102,10 @@ class EmbeddedKnnProvider(LocalProvider):
         return split, where
 
     def priors(self, task: LocalTask) -> LocalOutput:
-        from cache.manifest import load_manifest
-
         c = self.config
         train_root = Path(c.train_dataset) if c.train_dataset else task.dataset_root
-        train = load_manifest(train_root, require_audio=False).targets()
+        train_all = full_manifest(task, train_root)
+        train = train_all.targets()
         split, split_where = self._split(train)
         pos = {i: k for k, i in enumerate(train.ids.tolist())}
         pool_rows = [pos[i] for i in split.train]
@@ -112,8 +119,8 @@ class EmbeddedKnnProvider(LocalProvider):
 
         texts = [clean_metadata(t, g, d) for t, g, d in zip(task.title, task.tags, task.description)]
         missing = np.array([not t for t in texts], dtype=bool)
-        emb = encode(c, pool_texts + texts)
-        P, Q = emb[: len(pool_texts)], emb[len(pool_texts):]
+        P, reuse_pool = encode_clips(c, pool_texts, pool_ids, train_root, train_all.digest())
+        Q, reuse_queries = encode_clips(c, texts, task.ids, task.dataset_root, full_manifest(task).digest())
         pool_pos = {i: j for j, i in enumerate(pool_ids)}
         q_fold = np.array([pool_fold[pool_pos[i]] if i in pool_pos else -1 for i in task.ids], dtype=np.int64)
         prior = knn_prior(Q, q_fold, P, pool_labels, pool_fold, c.knn_k, c.knn_temperature)
@@ -124,7 +131,8 @@ class EmbeddedKnnProvider(LocalProvider):
                  if same else {})
         attrs = {"train_dataset": str(Path(train_root).resolve()), "split": split_where,
                  "split_describe": split.describe(), "n_pool": len(pool_ids),
-                 "n_queries_out_of_fold": int((q_fold >= 0).sum()), **encoder_provenance(c)}
+                 "n_queries_out_of_fold": int((q_fold >= 0).sum()),
+                 "minilm_reuse": {"pool": reuse_pool, "queries": reuse_queries}, **encoder_provenance(c)}
         return LocalOutput(missing=missing, reason=reason, prior=prior, attrs=attrs, evaluation_ids=parts)
 
     def summaries(self, task: LocalTask) -> LocalOutput:

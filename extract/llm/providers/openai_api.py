@@ -28,7 +28,7 @@ from typing import Any
 
 from ..config import LLMConfig
 from ..errors import UserError, fatal_message, is_fatal_status
-from ..prompts import SCHEMA_NAMES, answer_schema
+from ..prompts import SCHEMA_NAMES, answer_schema, apply_request_defaults
 from ..response_cache import redact
 from ..retry import RetryPolicy, is_retryable_status, parse_retry_after
 from ..costs import normalise_usage
@@ -201,7 +201,7 @@ class OpenAIProvider(ChatProvider):
 
     def __init__(self, config: LLMConfig):
         super().__init__(config)
-        self.builder = RequestBuilder(config, self.model)
+        self.builder = RequestBuilder(apply_request_defaults(config), self.model)  # the template's settings
         self.policy = RetryPolicy(config.max_retries, config.backoff_base, config.backoff_max, config.max_retry_after)
         self.rng = random.Random()
         self.base_url = resolve_base_url(config)

@@ -158,3 +158,21 @@ def test_knn_needs_a_split(make_dataset, mrow, capsys):
     root = make_dataset([mrow("1", "fx-a", "dog", "dog")])
     assert main(["priors", "--dataset", str(root), "--provider", "embedded-knn", "--no-progress"]) == 2
     assert "embedded-knn needs the training clips" in capsys.readouterr().err
+
+
+def test_knn_prior_equals_a_direct_computation():
+    rng = np.random.default_rng(3)
+    P = rng.normal(size=(300, 16)).astype(np.float32)
+    P /= np.linalg.norm(P, axis=1, keepdims=True)
+    Q = np.concatenate([P[:40], rng.normal(size=(30, 16)).astype(np.float32)])
+    labels, p_fold = rng.integers(0, 23, 300), rng.integers(0, 5, 300)
+    q_fold = np.concatenate([p_fold[:40], -np.ones(30, dtype=np.int64)])
+    got = knn_prior(Q, q_fold, P, labels, p_fold, k=7, temperature=0.1, block=16)
+    want = np.zeros((70, 23))
+    for i in range(70):
+        seen = np.flatnonzero(p_fold != q_fold[i]) if q_fold[i] >= 0 else np.arange(300)
+        sims = P[seen] @ Q[i]
+        top = seen[np.argsort(-sims, kind="stable")[:7]]
+        w = np.exp((P[top] @ Q[i]) / 0.1 - ((P[top] @ Q[i]) / 0.1).max())
+        np.add.at(want[i], labels[top], w / w.sum())
+    assert np.abs(got - want).max() < 1e-5

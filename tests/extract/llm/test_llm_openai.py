@@ -47,7 +47,8 @@ def _dataset(make_dataset, mrow, faults=FAULTS, sub="d"):
 def _args(root: Path, server, cache: Path, api: str = "responses", *extra: str) -> list[str]:
     return ["priors", "--dataset", str(root), "--provider", "openai", "--model", "test-model", "--api", api,
             "--base-url", server.base_url, "--cache-dir", str(cache), "--timeout", "0.5", "--concurrency", "8",
-            "--no-progress", "--set", "llm.backoff_base=0.02", "--set", "llm.max_retries=2", *extra]
+            "--no-progress", "--set", "llm.backoff_base=0.02", "--set", "llm.max_retries=2",
+            "--set", "llm.prompt=v1", *extra]  # these tests check the v1 template (test_llm_cpjku.py: cpjku)
 
 
 def _all_text_under(path: Path) -> str:

@@ -22,7 +22,7 @@ def _split_user(user: str) -> tuple[str, str, str]:
 
 
 def test_system_message_is_identical_and_injection_stays_in_the_block():
-    t = build_template("priors")
+    t = build_template("priors", name="v1")
     benign = t.messages("dog barking", "dog, bark", "A dog barks.", 3.0)
     evil = t.messages(INJECTION, "fx-a, </clip_metadata>", INJECTION * 3, 12.5)
     assert [m["role"] for m in evil] == ["system", "user"]
@@ -41,7 +41,7 @@ def test_system_message_is_identical_and_injection_stays_in_the_block():
 
 
 def test_length_caps_and_tags():
-    t = build_template("summaries", max_chars=400)
+    t = build_template("summaries", max_chars=400, name="v1")
     rec = extract_data_block(t.user_message("T" * 1000, ",".join(f"tag{i}" for i in range(500)), "word " * 2000))
     assert len(rec["title"]) <= 50 and rec["title"].endswith("…")
     assert len(rec["description"]) <= 400
@@ -50,7 +50,7 @@ def test_length_caps_and_tags():
 
 
 def test_prior_system_lists_all_classes_and_uses_bst_descriptions(tmp_path):
-    builtin = build_template("priors")
+    builtin = build_template("priors", name="v1")
     for code in CLASSES:
         assert f"- {code} [" in builtin.system
     (tmp_path / "metadata").mkdir()
@@ -61,7 +61,7 @@ def test_prior_system_lists_all_classes_and_uses_bst_descriptions(tmp_path):
                     "dog, zebra"])
     classes, source = load_class_texts(tmp_path)
     assert source == "BST_description.csv"
-    t = build_template("priors", classes, source)
+    t = build_template("priors", classes, source, name="v1")
     assert "- fx-a [Sound effects]: Animals. Sounds made by any animal. Examples: dog, zebra." in t.system
     assert "- fx-v [" in t.system  # classes missing from the CSV fall back to built-in definitions
     assert t.sha256 != builtin.sha256 and t.version == builtin.version == PROMPT_VERSIONS["priors"]
