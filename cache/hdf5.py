@@ -112,8 +112,9 @@ def export_hdf5(store: Store, out: str | Path, groups: Iterable[str] | None = No
                             "code_version": code_version(), "source_store": str(store.path)})
             it: Iterable[str] = tables
             if progress:
-                from tqdm import tqdm
-                it = tqdm(tables, desc="export", unit="table")
+                from .progress import progress as progress_bar
+
+                it = progress_bar(tables, desc="export", unit="table")
             for t in it:
                 _export_table(store, t, f.create_group(t), compression)
         tmp.replace(out)
@@ -202,8 +203,9 @@ def import_hdf5(store: Store, h5: str | Path, groups: Iterable[str] | None = Non
     with h5py.File(h5, "r") as f:
         it: Iterable[str] = tables
         if progress:
-            from tqdm import tqdm
-            it = tqdm(tables, desc="import", unit="table")
+            from .progress import progress as progress_bar
+
+            it = progress_bar(tables, desc="import", unit="table")
         for t in it:
             h = f[t]
             attrs = json.loads(h.attrs["attrs_json"])

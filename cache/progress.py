@@ -86,6 +86,9 @@ class LineProgress:
             self.last_line = now
             self._write(self._status(now))
 
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        """tqdm's per-refresh detail: not shown in log lines."""
+
     def close(self) -> None:
         if self.closed:
             return

@@ -364,9 +364,9 @@ def generate_demo(out_dir: str | Path, seed: int = 0, scale: float = 1.0, *, con
     all_clips = [c for name in DATASETS for c in clips[name]]
     bar = None
     if progress:
-        from tqdm import tqdm
+        from cache.progress import progress as progress_bar
 
-        bar = tqdm(total=len(all_clips), desc="demo clips", unit="clip", file=sys.stderr)
+        bar = progress_bar(total=len(all_clips), desc="demo clips", unit="clip", file=sys.stderr)
     samples = 0
     for c in all_clips:
         root = out / c.dataset

@@ -298,10 +298,10 @@ def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSumm
     n_rows = sum(writer.chunk_range(k)[1] - writer.chunk_range(k)[0] for k in pending)
     log(f"{group}: {writer.n_rows} clips in {writer.n_chunks} chunk(s); "
         f"{skipped} chunk(s) already done; rank {ranks.rank}/{ranks.world} on {ranks.device}")
-    from tqdm.auto import tqdm
+    from cache.progress import progress
 
-    bar = tqdm(total=n_rows, unit="clip", desc=group.removeprefix("embeddings/"), dynamic_ncols=True,
-               disable=not (cfg.progress and ranks.is_main), file=sys.stderr)
+    bar = progress(total=n_rows, unit="clip", desc=group.removeprefix("embeddings/"),
+                   enable=bool(cfg.progress and ranks.is_main), file=sys.stderr, dynamic_ncols=True)
     write = chunk_writer(writer, prep, ranks.device)
     t1 = time.perf_counter()
     with bar:

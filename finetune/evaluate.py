@@ -77,9 +77,9 @@ def predict(model: torch.nn.Module, clips: ClipSet, *, accelerator=None, n_windo
     idx_parts, logit_parts, errors = [], [], {}
     it = loader
     if progress and rank == 0:
-        from tqdm.auto import tqdm
+        from cache.progress import progress as progress_bar
 
-        it = tqdm(loader, desc=desc, unit="batch", leave=False, total=len(mine))
+        it = progress_bar(loader, desc=desc, unit="batch", leave=False, total=len(mine))
     for batch in it:
         for i, e in zip(batch["index"].tolist(), batch["errors"]):
             if e:

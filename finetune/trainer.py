@@ -329,10 +329,10 @@ class Trainer:
         t0, n_items = time.time(), 0
         bar = None
         if acc.is_main_process:
-            from tqdm.auto import tqdm
+            from cache.progress import progress
 
-            bar = tqdm(total=spe, initial=state.next_batch, desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
-                       unit="upd", leave=False)
+            bar = progress(total=spe, initial=state.next_batch, desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
+                           unit="upd", leave=False)
         for k, ms in enumerate(steps):
             with timer.phase("data_first" if k == 0 else "data_wait"):
                 batch = next(batches)

@@ -73,9 +73,9 @@ class MiniLMEncoder(Backbone):
         out = np.zeros((len(texts), self.spec.text_dim), dtype=np.float32)
         starts = range(0, len(texts), batch_size)
         if progress:
-            from tqdm.auto import tqdm
+            from cache.progress import progress as progress_bar
 
-            starts = tqdm(starts, desc="minilm", unit="batch")
+            starts = progress_bar(starts, desc="minilm", unit="batch")
         for s in starts:
             idx = order[s:s + batch_size]
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx], "attention_mask": [att[i] for i in idx]},

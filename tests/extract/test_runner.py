@@ -244,3 +244,16 @@ def test_tags_text_source(audio_dataset, tmp_path):
     with torch.no_grad():
         ref = bb.embed_text(["metal impact hit", "", "", "Field-Recording rain water"]).numpy()
     np.testing.assert_allclose(t["text"], ref, rtol=1e-5, atol=1e-5)
+
+
+def test_progress_off_a_terminal_is_a_few_log_lines(ds, tmp_path, capsys):
+    """Off a terminal (here: captured stderr) the progress bar writes plain lines at most every few
+    seconds and one summary line, not one line per refresh."""
+    store = tmp_path / "p.zarr"
+    assert cli_main(["embeddings", "--dataset", str(ds), "--backbone", "logmel", "--store", str(store),
+                     "--set", "chunk_rows=1", "--set", "batch_size=1"]) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no carriage-return redraws in a log
+    progress_lines = [ln for ln in err.splitlines() if ln.startswith("logmel@none:")]
+    assert progress_lines[-1].startswith("logmel@none: done 10/10 clip in ")
+    assert len(progress_lines) <= 3
