@@ -10,7 +10,7 @@
 # a dry run exercises the invocations).
 #
 # Environment: PY (python, default python3), OUT (results folder, default /tmp/gpu_check_out),
-# BUDGET_S (seconds for the whole script, default 360), SKIP_WHEELS=1 (do not install .whl/).
+# BUDGET_S (seconds for the whole script, default 480), SKIP_WHEELS=1 (do not install .whl/).
 # Files in $OUT (8): gpu_checks.json, heads_bench.json, extract_bench.json, finetune_bench.json and
 # logs/{gpu_checks,heads_bench,extract_bench,finetune_bench}.log.
 set -u
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu_check_out}
 SITE=${SITE:-/tmp/site}
-BUDGET_S=${BUDGET_S:-360}
+BUDGET_S=${BUDGET_S:-480}
 START=$(date +%s)
 mkdir -p "$OUT/logs"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1

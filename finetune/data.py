@@ -89,9 +89,9 @@ def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summar
     if need_store and store is None:
         raise ConfigError(f"dataset {manifest.name}: priors, summaries or pseudo-labels are configured but it has no "
                           "cache store (set data.*_store, or write the tables first)")
-    for key, path, how in (("data.prior", priors_path(prior) if prior else "", "python -m extract.llm priors"),
+    for key, path, how in (("data.prior", priors_path(prior) if prior else "", "python -m extract priors"),
                            ("data.summary", summaries_path(summary) if text_source == "summary" else "",
-                            "python -m extract.llm summaries"),
+                            "python -m extract summaries"),
                            ("data.pseudo_labels", pseudo_labels_path(pseudo_labels) if pseudo_labels else "",
                             "python -m heads pseudo-labels")):
         if path and path not in store.tables(path):
