@@ -28,9 +28,9 @@ from cache.provenance import base_provenance
 from cache.splits import make_split
 from cache.store import Store, default_store_path
 
-from .cross_validation import mean_std
-from .data import InputError, resolve_groups, split_indices
 from .baseline_model import BaselineNet, HierarchicalProxyLoss, mask_augment
+from .cross_validation import mean_std
+from .data import InputError, existing_store, resolve_groups, split_indices
 from .early_stopping import EarlyStopping
 from .json_files import write_json
 
@@ -183,7 +183,7 @@ def run_baseline(cfg: BaselineConfig, log=print, progress: bool = True) -> dict:
         raise ValueError("dataset is required (the labelled BSD10k root): pass --dataset")
     man = load_manifest(cfg.dataset, require_audio=False)
     targets = man.targets()
-    st = Store(cfg.store or default_store_path(cfg.dataset))
+    st = existing_store(cfg.store or default_store_path(cfg.dataset), cfg.dataset, write=cfg.write_logits)
     xs_all, ok, names = _modalities(st, cfg, targets.ids)
     # as the baseline, only clips that have their embeddings take part (split included)
     keep = np.flatnonzero(ok)

@@ -13,7 +13,8 @@ from cache.provenance import sha256_json
 from cache.splits import Split
 from cache.store import Store, default_store_path
 
-from .data import HeadData, InputError, InputSpec, Standardizer, load_head_data, load_split, resolve_groups, split_indices
+from .data import (HeadData, InputError, InputSpec, Standardizer, existing_store, load_head_data, load_split,
+                   resolve_groups, split_indices)
 from .ensemble import decode
 from .pipeline_config import ModelSpec, PipelineConfig
 
@@ -59,7 +60,7 @@ def load_pipeline_data(cfg: PipelineConfig, log: Callable[[str], None] = print) 
     clean = clean_manifest.targets()
     split = load_split(clean, d.split_file, d.split_preset, d.fold, d.split_seed, clean_manifest.name)
     idx = split_indices(clean.ids, split, d.clean.root)
-    stores = {"clean": Store(d.clean.store or default_store_path(d.clean.root))}
+    stores = {"clean": existing_store(d.clean.store or default_store_path(d.clean.root), d.clean.root, True)}
     ids, labels = {"clean": clean.ids}, {"clean": clean.labels}
     log(f"[data] {clean_manifest.name}: {len(clean)} target clips ({_non_targets(clean_manifest)} non-target rows "
         f"dropped); {split.describe()}")
@@ -67,7 +68,7 @@ def load_pipeline_data(cfg: PipelineConfig, log: Callable[[str], None] = print) 
     if d.noisy.root:
         noisy = load_manifest(d.noisy.root, require_audio=False)
         nt = noisy.targets()
-        stores["noisy"] = Store(d.noisy.store or default_store_path(d.noisy.root))
+        stores["noisy"] = existing_store(d.noisy.store or default_store_path(d.noisy.root), d.noisy.root, True)
         ids["noisy"], labels["noisy"] = nt.ids, nt.labels
         held_out = split.evaluation_ids()
         in_eval = np.array([i in held_out for i in nt.ids], dtype=bool)
@@ -81,7 +82,7 @@ def load_pipeline_data(cfg: PipelineConfig, log: Callable[[str], None] = print) 
                "kept for training (data.exclude_noisy_overlap = false, the reference's behaviour)"))
     if d.eval.root:
         ev = load_manifest(d.eval.root, require_audio=False)
-        stores["eval"] = Store(d.eval.store or default_store_path(d.eval.root))
+        stores["eval"] = existing_store(d.eval.store or default_store_path(d.eval.root), d.eval.root, True)
         ids["eval"] = ev.ids
         labels["eval"] = np.full(len(ev), -1, dtype=np.int64)
         log(f"[data] {ev.name}: {len(ev)} clips to predict")
