@@ -2,15 +2,17 @@
 
 Commands that take ``--config FILE.toml`` also take ``--set key=value`` overrides (repeatable),
 e.g. ``--set stage1.k=8 --set train.device=cpu``; the resolved config is saved with the results.
+Exit codes: 0 success, 2 a user error (one line naming the file, table or field and what to do;
+``--debug`` shows the traceback instead), 141 when the reader of the output went away (``| head``).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from cache.config import ConfigError, load_config
-from cache.store import Store
 
 
 def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
@@ -45,7 +47,12 @@ def _pipeline_cfg(args):
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m heads", description=__doc__.split("\n")[0])
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = ap.add_subparsers(dest="command", required=True)
+    # --debug after the command too (SUPPRESS: a subcommand's default must not undo the top-level flag)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+    sub.add_parser = _with_parents(sub.add_parser, debug)
 
     p = sub.add_parser("pipeline", help="stage 1 search → pseudo-labels → stages 2, 3 → ensemble → report → submission")
     _add_config(p)
@@ -124,14 +131,50 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    progress = not args.no_progress and sys.stderr.isatty()
+def _with_parents(add_parser, parent):
+    def add(name, **kw):
+        return add_parser(name, parents=[parent, *kw.pop("parents", [])], **kw)
+    return add
+
+
+#: errors a user can cause (bad config, missing table or file, bad values): one line, exit 2
+USER_ERRORS = (ConfigError, ValueError, KeyError, FileNotFoundError, RuntimeError)
+
+
+def _message(e: BaseException) -> str:
+    return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+
+
+def quiet_broken_pipe() -> int:
+    """The output's reader went away (``| head``): stop quietly, as a tool killed by SIGPIPE."""
     try:
-        return _run(args, progress)
-    except (ConfigError, ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        progress = not args.no_progress and sys.stderr.isatty()
+        try:
+            rc = _run(args, progress)
+        except USER_ERRORS as e:
+            if args.debug:
+                raise
+            print(f"error: {_message(e)}", file=sys.stderr)
+            rc = 2
+        sys.stdout.flush()
+        return rc
+    except BrokenPipeError:
+        return quiet_broken_pipe()
+    except SystemExit:  # argparse printed help or usage: flush it here, where a closed pipe is caught
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            quiet_broken_pipe()
+        raise
 
 
 def _run(args, progress: bool) -> int:
@@ -154,7 +197,9 @@ def _run(args, progress: bool) -> int:
         else:
             if not (args.store and args.runs and args.name):
                 raise ValueError("without --config, pass --store (one or more), --runs and --name")
-            pseudo_labels_from_runs([Store(s) for s in args.store], args.runs, args.name)
+            from .data import existing_store
+
+            pseudo_labels_from_runs([existing_store(s, write=True) for s in args.store], args.runs, args.name)
     elif cmd == "ensemble":
         if args.config:
             Pipeline(_pipeline_cfg(args), progress=progress).make_ensemble()

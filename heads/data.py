@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -93,6 +94,34 @@ def split_indices(ids: Sequence[str], split: Split, where: str) -> dict[str, np.
     return {p: np.array([pos[i] for i in split.part(p)], dtype=np.int64) for p in ("train", "val", "test")}
 
 
+def _dataset_of(store: Store) -> str:
+    return str(store.path.parent) if store.path.name == "cache.zarr" else "<dataset root>"
+
+
+def extract_command(store: Store, pattern: str) -> str:
+    """The command that writes an embedding group matching ``pattern`` into ``store``."""
+    backbone, _, rest = pattern.split("/", 1)[-1].partition("@")
+    text = rest.partition("~")[2]
+    cmd = f"python -m extract embeddings --dataset {_dataset_of(store)} --backbone " + (
+        backbone if backbone and not any(c in backbone for c in "*?[") else "<backbone>")
+    if store.path.name != "cache.zarr":
+        cmd += f" --store {store.path}"
+    if text and not any(c in text for c in "*?["):
+        cmd += f" --text-source {text}"
+    return cmd
+
+
+def existing_store(path: str | Path, dataset: str | Path | None = None, write: bool = False) -> Store:
+    """Open a cache store that must already exist (the head tier reads its inputs from it, so it
+    never creates one); ``write`` opens it for adding logits or pseudo-label tables."""
+    p = Path(path)
+    if not p.exists():
+        hint = (f"extract the inputs of {dataset} first (python -m extract embeddings --dataset {dataset} "
+                "--backbone ...), or pass the right --store" if dataset else "pass an existing store")
+        raise InputError(f"cache store {p} does not exist: {hint}")
+    return Store(p, mode="a" if write else "r")
+
+
 def resolve_groups(store: Store, patterns: Sequence[str]) -> list[str]:
     """Exact embedding group names for ``patterns`` (each must match exactly one table)."""
     tables = store.tables(EMBEDDINGS)
@@ -106,9 +135,19 @@ def resolve_groups(store: Store, patterns: Sequence[str]) -> list[str]:
             what = "no" if not hits else f"{len(hits)}"
             raise InputError(f"{store.path}: {what} embedding group(s) match {pat!r}"
                              + (f" ({', '.join(hits)}); name one exactly" if hits else
-                                f"; the store has: {', '.join(tables) or 'none'}"))
+                                f" (the store has: {', '.join(tables) or 'none'}); extract it with the same "
+                                f"checkpoint as the heads: {extract_command(store, pat)}"))
         out.append(hits[0])
     return out
+
+
+def _check_finite(store: Store, what: str, ids: np.ndarray, values: np.ndarray) -> None:
+    """Refuse NaN / infinite inputs, naming the table and a few clip ids."""
+    bad = ~np.isfinite(values).all(axis=1) if values.ndim == 2 else ~np.isfinite(values)
+    if bad.any():
+        few = ", ".join(str(i) for i in ids[bad][:5]) + (" …" if bad.sum() > 5 else "")
+        raise InputError(f"{store.path}: {what} holds NaN or infinite values for {int(bad.sum())} clip(s) ({few}); "
+                         "re-create that table (delete it and run its extract command again)")
 
 
 def load_head_data(store: Store, ids: Sequence[str], spec: InputSpec, labels: Sequence[int] | None = None,
@@ -118,6 +157,10 @@ def load_head_data(store: Store, ids: Sequence[str], spec: InputSpec, labels: Se
     groups = resolve_groups(store, spec.groups) if spec.groups else []
     if groups:
         feats = read_features(store, groups, ids, columns=spec.columns)
+        lo = 0
+        for group, column, dim in feats.blocks:
+            _check_finite(store, f"table '{group}' (column {column})", ids, feats.X[:, lo:lo + dim])
+            lo += dim
         X, ok = torch.from_numpy(np.ascontiguousarray(feats.X, dtype=np.float32)), feats.ok
     else:
         X, ok = torch.zeros(len(ids), 0), np.ones(len(ids), dtype=bool)
@@ -125,9 +168,11 @@ def load_head_data(store: Store, ids: Sequence[str], spec: InputSpec, labels: Se
     if spec.prior:
         group = priors_path(spec.prior)
         if not store.has(group):
-            raise InputError(f"{store.path}: no prior table '{group}'; priors there: "
-                             f"{', '.join(store.tables(PRIORS)) or 'none'}")
+            raise InputError(f"{store.path}: no prior table '{group}' (priors there: "
+                             f"{', '.join(store.tables(PRIORS)) or 'none'}); make it with: python -m extract priors "
+                             f"--dataset {_dataset_of(store)} --provider ... (as for the training data)")
         p, m = read_priors(store, spec.prior, ids)
+        _check_finite(store, f"prior table '{group}'", ids, p)
         if p.shape[1] != NUM_CLASSES:
             raise InputError(f"{store.path} '{group}': prior has {p.shape[1]} columns, expected {NUM_CLASSES}")
         prior, missing = torch.from_numpy(p), torch.from_numpy(m)

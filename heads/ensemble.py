@@ -96,8 +96,9 @@ def select_greedy(logits: np.ndarray, labels: np.ndarray, max_size: int = 0, rul
 
 
 def select_exhaustive(logits: np.ndarray, labels: np.ndarray, max_size: int = 0, rule: str = "argmax",
-                      never_predicted: str = "zero", max_candidates: int = 16) -> Selection:
-    """Best subset (by validation hF, smaller subsets win ties) of up to ``max_size`` members."""
+                      never_predicted: str = "zero", max_candidates: int = 16, ranked: int = 20) -> Selection:
+    """Best subset (by validation hF, smaller subsets win ties) of up to ``max_size`` members; the
+    trace ranks the best ``ranked`` subsets."""
     M = len(logits)
     if M == 0:
         raise ValueError("no candidate models to ensemble")
@@ -106,12 +107,15 @@ def select_exhaustive(logits: np.ndarray, labels: np.ndarray, max_size: int = 0,
                          "use greedy or fewer candidates")
     limit = max_size or M
     best, best_set = -1.0, [0]
+    scored = []
     for size in range(1, limit + 1):
         for subset in itertools.combinations(range(M), size):
             hf = _hf(logits, subset, labels, rule, never_predicted)
+            scored.append((-hf, size, subset))
             if hf > best + 1e-12:
                 best, best_set = hf, list(subset)
-    return Selection(best_set, best, "exhaustive")
+    trace = [{"members": list(sub), "val_hF": -neg} for neg, _, sub in sorted(scored)[:ranked]]
+    return Selection(best_set, best, "exhaustive", trace)
 
 
 def select(logits: np.ndarray, labels: np.ndarray, method: str = "greedy", max_size: int = 0, rule: str = "argmax",

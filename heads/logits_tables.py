@@ -14,7 +14,7 @@ from cache.metric import format_table, hierarchical_scores
 from cache.provenance import base_provenance
 from cache.store import Store, default_store_path
 
-from .data import InputError, load_split
+from .data import InputError, existing_store, load_split
 from .ensemble import DECODINGS, decode, mean_logits, select, softmax
 from .json_files import write_json
 from .report import write_classification_report
@@ -56,7 +56,7 @@ def ensemble_from_runs(dataset: str, runs: Sequence[str], out: str | Path, store
     man = load_manifest(dataset, require_audio=False)
     targets = man.targets()
     split = load_split(targets, split_file, split_preset, fold, None, man.name)
-    st = Store(store or default_store_path(dataset))
+    st = existing_store(store or default_store_path(dataset), dataset, write=True)
     names = match_runs(st, runs)
     lab = dict(zip(targets.ids.tolist(), targets.labels.tolist()))
     parts = {p: split.part(p) for p in ("val", "test")}

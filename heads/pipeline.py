@@ -29,7 +29,7 @@ from cache.taxonomy import CLASSES
 from .data import HeadData
 from .ensemble import DECODINGS, decode, mean_logits, select, softmax
 from .json_files import write_json
-from .pipeline_config import ModelSpec, PipelineConfig
+from .pipeline_config import ModelSpec, PipelineConfig, SelectionConfig, parse_member
 from .pipeline_data import ModelData, PipelineData, load_model_data, load_pipeline_data
 from .pipeline_report import write_report
 from .run_folder import load_run
@@ -180,8 +180,9 @@ class Pipeline:
         order = ranking(results)
         kept = order[:cfg.runs_kept()]
         tests = {k: data.scores(logits["clean"][k][data.idx["test"]], "test", cfg.train.never_predicted) for k in kept}
+        noisy = data.noisy_summary() if stage == 2 else {}
         run_dirs = save_stage_runs(folder, results, names, kept, tests, stage=stage, spec=spec, settings=st, model=md,
-                                   split=data.split, digest=digest)
+                                   split=data.split, digest=digest, extra_metrics=noisy)
         if cfg.write_logits:
             for s, store in data.stores.items():
                 for k, name in enumerate(names):
@@ -191,35 +192,53 @@ class Pipeline:
         outcome = StageOutcome(stage, spec.name, names, [r.summary() for r in results], order, logits, run_dirs,
                                {k: results[k].history for k in range(len(results))}, digest)
         save_stage(folder, outcome, results, data.ids,
-                   {"seconds": time.time() - t0, "n_train": len(train), "init_from": init_name,
-                    "excluded_noisy_in_clean_eval": data.excluded_noisy if stage == 2 else 0})
+                   {"seconds": time.time() - t0, "n_train": len(train), "init_from": init_name, **noisy})
         b = outcome.summaries[outcome.best]
         self.log(f"[stage {stage}] {spec.name}: best {names[outcome.best]} val hF {b.get('hF', float('nan')):.4f} "
                  f"(lr {b['lr']:.3g}, λ {b['lam']:.3f}, epoch {b['best_epoch']}) in {time.time() - t0:.1f} s")
         self._outcomes[(stage, spec.name)] = outcome
         return outcome
 
-    def _candidates(self, stage: int, per_model: int) -> tuple[list[tuple[str, int]], dict[str, np.ndarray]]:
-        """(model, configuration) pairs offered to a selection and their stacked logits per set."""
+    def _candidates(self, stage: int, sel: SelectionConfig) -> tuple[list[tuple[str, int]], dict[str, np.ndarray]]:
+        """(model, configuration) pairs of a selection and their stacked logits per set: the fixed
+        ``sel.members``, or else the best ``sel.candidates_per_model`` of every system model."""
+        if sel.members:
+            picks = [(m, r) for m, r in map(parse_member, sel.members)]
+        else:
+            picks = [(spec.name, r + 1) for spec in self.cfg.models_for_stage(stage) if spec.role == "system"
+                     for r in range(sel.candidates_per_model)]
         pairs, stacks = [], {s: [] for s in self.data().stores}
-        for spec in self.cfg.models_for_stage(stage):
-            if spec.role != "system":
+        for name, rank in picks:
+            o = self.outcome(stage, name)
+            if rank > len(o.order):
+                if sel.members:
+                    raise ValueError(f"member {name}:{rank}: stage {stage} of {name} has only {len(o.order)} "
+                                     "configuration(s)")
                 continue
-            o = self.outcome(stage, spec.name)
-            for k in o.order[:per_model]:
-                pairs.append((spec.name, k))
-                for s in stacks:
-                    stacks[s].append(o.logits[s][k])
+            k = o.order[rank - 1]
+            pairs.append((name, k))
+            for s in stacks:
+                stacks[s].append(o.logits[s][k])
         return pairs, {s: np.stack(v) for s, v in stacks.items()}
+
+    def _select(self, stage: int, sel: SelectionConfig):
+        """The candidates of a selection, their logits, and the members chosen on validation hF
+        (all of them, method ``fixed``, when ``sel.members`` names them)."""
+        data = self.data()
+        pairs, stacks = self._candidates(stage, sel)
+        yv = data.labels["clean"][data.idx["val"]]
+        method = "all" if sel.members else sel.method
+        chosen = select(stacks["clean"][:, data.idx["val"]], yv, method, 0 if sel.members else sel.max_size,
+                        never_predicted=self.cfg.train.never_predicted)
+        if sel.members:
+            chosen.method = "fixed"
+        return pairs, stacks, chosen
 
     # ------------------------------------------------------------------ pseudo-labels
     def make_pseudo_labels(self) -> PseudoLabels:
         """Softmax of the mean logits of a selected stage-1 ensemble, for the clean and noisy sets."""
-        data, c = self.data(), self.cfg.pseudo
-        pairs, stacks = self._candidates(1, c.candidates_per_model)
-        yv = data.labels["clean"][data.idx["val"]]
-        sel = select(stacks["clean"][:, data.idx["val"]], yv, c.method, c.max_size,
-                     never_predicted=self.cfg.train.never_predicted)
+        data = self.data()
+        pairs, stacks, sel = self._select(1, self.cfg.pseudo)
         members = [pairs[i] for i in sel.members]
         names = [self.outcome(1, m).names[k] for m, k in members]
         digest = sha256_json({"members": names, "stage1": [self.outcome(1, m).digest for m, _ in members]})
@@ -238,13 +257,11 @@ class Pipeline:
 
     # ------------------------------------------------------------------ ensemble
     def make_ensemble(self) -> EnsembleResult:
-        """Mean-logit ensemble of the final stage's best configurations, chosen on validation hF."""
+        """Mean-logit ensemble of the final stage: the fixed ``ensemble.members``, or the best
+        configurations chosen on validation hF (``ensemble.method``)."""
         data, c = self.data(), self.cfg.ensemble
         stage = self.cfg.final_stage()
-        pairs, stacks = self._candidates(stage, c.candidates_per_model)
-        yv = data.labels["clean"][data.idx["val"]]
-        sel = select(stacks["clean"][:, data.idx["val"]], yv, c.method, c.max_size,
-                     never_predicted=self.cfg.train.never_predicted)
+        pairs, stacks, sel = self._select(stage, c)
         members = [pairs[i] for i in sel.members]
         mean = {s: mean_logits(v, sel.members) for s, v in stacks.items()}
         scores = {rule: {p: data.scores(mean["clean"][data.idx[p]], p, self.cfg.train.never_predicted, rule)

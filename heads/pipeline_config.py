@@ -28,6 +28,9 @@ class DataConfig:
     split_preset: str = "cpjku"  # used when split_file is empty
     fold: int = 0
     split_seed: int | None = None  # only for split_preset = "custom"
+    # leave out of stage 2 the noisy clips that are in the clean validation/test split (ours);
+    # false = train on every noisy clip, as the reference does (docs/parity.md)
+    exclude_noisy_overlap: bool = True
 
 
 @dataclass
@@ -73,9 +76,24 @@ class StageSettings:
 
 @dataclass
 class SelectionConfig:
-    candidates_per_model: int = 3  # best configurations of each model offered to the selection
+    # a fixed composition: "model" = that system model's best configuration, "model:2" its
+    # second best, …; when given, nothing is selected (candidates_per_model and method unused)
+    members: list[str] = field(default_factory=list)
+    candidates_per_model: int = 3  # best configurations of each model offered to a selection
     method: str = "greedy"  # greedy | exhaustive | all
     max_size: int = 0  # 0 = no limit
+
+
+def parse_member(entry: str) -> tuple[str, int]:
+    """``"model"`` → (model, 1); ``"model:k"`` → (model, k): the model's k-th best configuration."""
+    name, _, rank = str(entry).partition(":")
+    try:
+        k = int(rank) if rank else 1
+    except ValueError:
+        k = 0
+    if not name or k < 1:
+        raise ValueError(f"member {entry!r}: write a model name, or model:k for its k-th best configuration (k ≥ 1)")
+    return name, k
 
 
 @dataclass
@@ -102,7 +120,8 @@ class PipelineConfig:
     stage2: StageSettings = field(default_factory=lambda: StageSettings(epochs=15, lam_min=0.75, lam_max=1.0,
                                                                         decay_start_epoch=2.0))
     stage3: StageSettings = field(default_factory=lambda: StageSettings(epochs=15, lr_min=3e-5, lr_max=1e-3,
-                                                                        lam_min=0.95, lam_max=1.0))
+                                                                        lam_min=0.95, lam_max=1.0,
+                                                                        decay_start_epoch=2.0))
     stages: list[int] = field(default_factory=lambda: [1, 2, 3])
     pseudo: SelectionConfig = field(default_factory=SelectionConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
@@ -135,6 +154,18 @@ class PipelineConfig:
             raise ValueError(f"stages must include 1 and be among 1, 2, 3; got {self.stages}")
         if self.ensemble.decoding not in DECODINGS:
             raise ValueError(f"ensemble.decoding must be one of {DECODINGS}")
+        system = [m.name for m in self.models if m.role == "system"]
+        for table, sel in (("pseudo", self.pseudo), ("ensemble", self.ensemble)):
+            picks = [parse_member(e) for e in sel.members]
+            for name, k in picks:
+                if name not in system:
+                    raise ValueError(f"{table}.members: {name!r} is not a system model; system models: "
+                                     f"{', '.join(system)}")
+                if k > self.keep:
+                    raise ValueError(f"{table}.members: {name}:{k} needs keep ≥ {k} (run folders kept per model "
+                                     f"and stage); raise keep")
+            if len(set(picks)) != len(picks):
+                raise ValueError(f"{table}.members names a configuration twice: {sel.members}")
 
     # ------------------------------------------------------------------ derived settings
     def effective_stages(self) -> list[int]:

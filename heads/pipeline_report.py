@@ -106,12 +106,22 @@ def write_report(folder: Path, cfg: PipelineConfig, data: PipelineData,
     hist = {f"{model} s{stage}": o.histories[o.best] for (stage, model), o in outcomes.items() if o.best in o.histories}
     curves = plot_curves(hist, folder / "training_curves.png", "best configuration of each model and stage")
     conv = cfg.train.never_predicted
+    noisy = data.noisy_summary() if "noisy" in data.stores else None
+    sel = ens.summary.get("selection", {})
+    how = ("fixed composition (ensemble.members)" if sel.get("method") == "fixed"
+           else f"chosen by '{sel.get('method', cfg.ensemble.method)}' selection on validation hF")
+    notes = f"Ensemble: {how}: {', '.join(ens.summary['members'])}.\n"
+    if noisy is not None:
+        notes += (f"Stage 2: {noisy['noisy_in_clean_eval']} noisy clip(s) are in the clean validation/test split; "
+                  f"{noisy['excluded_noisy_in_clean_eval']} excluded from training "
+                  f"(data.exclude_noisy_overlap = {str(noisy['exclude_noisy_overlap']).lower()}).\n")
     md = (f"# Results — {cfg.name}\n\n{data.split.describe()}; metric: macro hierarchical P/R/F, "
-          f"never-predicted-class convention '{conv}'.\n\n{table}\n\n{summary}\n\n"
+          f"never-predicted-class convention '{conv}'.\n\n{notes}\n{table}\n\n{summary}\n\n"
           f"Per-class table and confusion matrix: [{paths['markdown'].name}]({paths['markdown'].name}); "
           f"training curves: [{curves.name}]({curves.name}).\n")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.md").write_text(md)
     write_json(folder / "results.json", {"rows": rows, "summary": summary, "never_predicted": conv,
-                                         "split": data.split.describe()})
+                                         "split": data.split.describe(), "ensemble_selection": sel.get("method"),
+                                         "noisy_overlap": noisy})
     return table + "\n\n" + summary

@@ -11,9 +11,9 @@ from cache import tables
 from cache.manifest import load_manifest
 from cache.metric import HierarchicalScores
 from cache.provenance import base_provenance
-from cache.store import Store, default_store_path
+from cache.store import default_store_path
 
-from .data import InputError, InputSpec, load_head_data, resolve_groups
+from .data import InputError, InputSpec, existing_store, extract_command, load_head_data, resolve_groups
 from .ensemble import decode, mean_logits
 from .json_files import read_json
 from .run_folder import load_run
@@ -35,18 +35,25 @@ def predict_dataset(run_dirs: Sequence[str | Path], dataset: str, out: str | Pat
         else:
             dirs.append(p)
     man = load_manifest(dataset, require_audio=False, keep_non_targets=True)
-    st = Store(store or default_store_path(dataset))
+    st = existing_store(store or default_store_path(dataset), dataset, write=bool(logits_name))
     all_logits = []
     for d in dirs:
         run = load_run(d)
         groups = resolve_groups(st, run.inputs.groups) if run.inputs.groups else []
         if groups != run.groups:
             raise InputError(f"{d}: trained on {run.groups} but {st.path} has {groups}: extract the same embeddings "
-                             "(same backbone and checkpoint) first")
+                             "(same backbone and checkpoint) first: "
+                             + "; ".join(extract_command(st, g) for g in run.groups if g not in groups))
         data = load_head_data(st, man.ids, InputSpec(groups, run.inputs.columns, run.inputs.prior))
         if run.standardizer is not None:
             data = run.standardizer.apply(data)
-        all_logits.append(predict_logits([run.head], data, device="auto")[0])
+        logits = predict_logits([run.head], data, device="auto")[0]
+        nan = ~np.isfinite(logits).all(axis=1)
+        if nan.any():
+            raise InputError(f"{d}: the head's logits hold NaN or infinite values for {int(nan.sum())} clip(s) of "
+                             f"{dataset} although its inputs are finite: its weights ({d}/head.pt) are damaged; "
+                             "retrain it")
+        all_logits.append(logits)
         bad = int((~data.feature_ok).sum()) if data.feature_ok is not None else 0
         log(f"[predict] {d}: {len(data)} clips" + (f" ({bad} with failed features)" if bad else ""))
     logits = mean_logits(np.stack(all_logits))

@@ -53,13 +53,15 @@ class StageOutcome:
 
 def save_stage_runs(folder: Path, results: Sequence[RunResult], names: Sequence[str], kept: Sequence[int],
                     test_scores: dict[int, HierarchicalScores], *, stage: int, spec: ModelSpec,
-                    settings: StageSettings, model: ModelData, split: Split, digest: str) -> dict[int, Path]:
-    """Run folders ``runs/cXX`` of the configurations ``kept``, with their test scores."""
+                    settings: StageSettings, model: ModelData, split: Split, digest: str,
+                    extra_metrics: dict | None = None) -> dict[int, Path]:
+    """Run folders ``runs/cXX`` of the configurations ``kept``, with their test scores (and
+    ``extra_metrics`` in each ``metrics.json``: stage 2's noisy/clean overlap counts)."""
     run_dirs = {}
     for k in kept:
         run_dirs[k] = save_run(folder / "runs" / f"c{k:02d}", results[k], inputs=spec.inputs(), groups=model.groups,
                                standardizer=model.standardizer, split=split,
-                               metrics={"test": test_scores[k].as_dict(), "run": names[k]},
+                               metrics={"test": test_scores[k].as_dict(), "run": names[k], **(extra_metrics or {})},
                                config={"stage": stage, "model": dataclasses.asdict(spec),
                                        "stage_settings": dataclasses.asdict(settings)},
                                provenance={"stage": stage, "model": spec.name, "run": names[k],

@@ -25,8 +25,12 @@ def write_output_csv(path: str | Path, ids: Sequence[str], pred: np.ndarray, sco
     pred, score = np.asarray(pred), np.asarray(score, dtype=np.float64)
     if not (len(ids) == len(pred) == len(score)):
         raise ValueError("ids, predictions and scores differ in length")
-    if len(score) and (np.nanmin(score) < 0 or np.nanmax(score) > 1 or np.isnan(score).any()):
-        raise ValueError("prediction scores must lie in [0, 1]")
+    nan = np.isnan(score)
+    if nan.any():
+        raise ValueError(f"{path}: the logits hold NaN for {int(nan.sum())} clip(s) (first: {ids[int(np.argmax(nan))]}); "
+                         "check the heads' input tables for NaN features")
+    if len(score) and (score.min() < 0 or score.max() > 1):
+        raise ValueError(f"{path}: prediction scores must lie in [0, 1]")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:

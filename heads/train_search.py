@@ -14,9 +14,9 @@ from cache.config import to_dict
 from cache.manifest import load_manifest
 from cache.metric import hierarchical_scores
 from cache.provenance import base_provenance
-from cache.store import Store, default_store_path
+from cache.store import default_store_path
 
-from .data import InputSpec, Standardizer, load_head_data, load_split, split_indices
+from .data import InputSpec, Standardizer, existing_store, load_head_data, load_split, split_indices
 from .json_files import write_json
 from .run_folder import load_run, save_run
 from .search import SearchSpace, ranking, results_table, run_search, sample_configs
@@ -52,7 +52,7 @@ def train_or_search(cfg: RunConfig, search: bool, log: Callable[[str], None] = p
     man = load_manifest(cfg.dataset, require_audio=False)
     targets = man.targets()
     split = load_split(targets, cfg.split_file, cfg.split_preset, cfg.fold, cfg.split_seed, man.name)
-    store = Store(cfg.store or default_store_path(cfg.dataset))
+    store = existing_store(cfg.store or default_store_path(cfg.dataset), cfg.dataset, write=True)
     data = load_head_data(store, targets.ids, cfg.inputs, targets.labels, pseudo_name=cfg.pseudo or None)
     idx = split_indices(targets.ids, split, cfg.dataset)
     std = Standardizer.fit(data.X[torch.as_tensor(idx["train"])]) if cfg.standardize and data.dim else None

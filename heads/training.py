@@ -33,6 +33,7 @@ from .data import HeadData
 from .early_stopping import EarlyStopping
 from .losses import class_frequency_weights, item_weights, loss_targets
 from .model import FusionHead
+from .schedule import schedule_parts, schedule_steps
 from .stacked import BatchedAdamW, StackedHeads, mask_generator
 
 #: fields that may differ between the configurations of one stacked run
@@ -121,18 +122,8 @@ def _check_compatible(configs: Sequence[TrainConfig]) -> None:
 
 
 def _schedule_parts(step: int, steps_per_epoch: int, c: TrainConfig) -> tuple[float, float]:
-    """lr(step) = a·base_lr + b·final_lr (same a, b for every configuration of a run)."""
-    warm = c.warmup_epochs * steps_per_epoch
-    decay_start = max(c.decay_start_epoch * steps_per_epoch, warm)
-    total = c.epochs * steps_per_epoch
-    if warm > 0 and step < warm:
-        return step / warm, 0.0
-    if step < decay_start:
-        return 1.0, 0.0
-    if total <= decay_start:
-        return 0.0, 1.0
-    frac = min(1.0, (step - decay_start) / (total - decay_start))
-    return 1.0 - frac, frac
+    """lr(step) = a·base_lr + b·final_lr (same a, b for every configuration of a run): heads.schedule."""
+    return schedule_parts(step, *schedule_steps(steps_per_epoch, c.epochs, c.warmup_epochs, c.decay_start_epoch))
 
 
 @torch.no_grad()

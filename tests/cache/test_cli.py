@@ -1,4 +1,5 @@
 """``python -m cache`` through its main(argv) (one real subprocess run)."""
+import os
 import subprocess
 import sys
 
@@ -125,3 +126,38 @@ def test_warnings_in_info_failures_and_hdf5_round_trip(tmp_path, capsys):
     assert main(["export", "--store", str(s.path), "--out", str(h5)]) == 0
     assert main(["import", "--store", str(tmp_path / "d.zarr"), "--h5", str(h5)]) == 0
     assert Store(tmp_path / "d.zarr").read_table("embeddings/toy@none")["warning"].tolist() == ["a.wav: cut", "", "c.wav: loud"]
+
+
+def test_validate_max_lines_summarises_the_rest(make_dataset, row, capsys):
+    rows = [row(str(i), "fx-a") for i in range(1, 4)] + [row(str(1 + i % 3), "fx-a") for i in range(40)]
+    rows += [row(str(100 + i), f"fx-zz{i}", "4xx") for i in range(30)]  # each message names another class
+    d = make_dataset(rows, audio_ids=[str(i) for i in range(1, 4)] + [str(100 + i) for i in range(30)])
+    assert main(["validate", "--dataset", str(d), "--max-lines", "5"]) == 0
+    out = capsys.readouterr().out
+    listed = [line for line in out.splitlines() if line.startswith("  ERROR") or line.startswith("  WARNING")]
+    assert len(listed) == 5
+    (more,) = [line for line in out.splitlines() if "more problem(s)" in line]
+    # 70 problems: 5 listed, 65 summarised by kind with a count and a few rows, not one entry per id
+    assert "… 65 more problem(s)" in more
+    assert "duplicate id … (first on row N); row dropped ×" in more and "unknown class … (class_idx …); row dropped ×30" in more
+    assert more.count("rows ") == 2 and len(more) < 400
+
+
+def _closed_pipe_run(args, **kw):
+    """Run ``python args`` with stdout a pipe whose reader is already gone (as ``| head`` that exited)."""
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, *args], stdout=w, stderr=subprocess.PIPE, text=True, timeout=300, **kw)
+    finally:
+        os.close(w)
+    return p
+
+
+def test_closed_output_pipe_exits_quietly(tmp_path):
+    _store(tmp_path)
+    for args in (["-m", "cache", "failures", "--store", str(tmp_path / "s.zarr")], ["-m", "cache", "--help"]):
+        p = _closed_pipe_run(args)
+        assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
+        assert p.returncode in (0, 141)
+    assert _closed_pipe_run(["-m", "cache", "failures", "--store", str(tmp_path / "s.zarr")]).returncode == 141

@@ -207,7 +207,7 @@ def test_cv_and_baseline_commands(run, tmp_path):
     assert not set(splits[0].test) & set(splits[1].test)  # different test folds
     assert main(["--no-progress", "baseline", "--dataset", str(paths["clean"]), "--folds", "0,1",
                  "--out", str(tmp_path / "base"), "--set", 'groups=["embeddings/synth@none"]', "--set", "train.epochs=2",
-                 "--set", "train.hidden=16", "--set", 'train.device="cpu"']) == 0
+                 "--set", "train.hidden=16", "--set", 'train.device="cpu"', "--set", "train.threads=1"]) == 0
     b = json.loads((tmp_path / "base" / "baseline.json").read_text())
     assert [f["fold"] for f in b["folds"]] == [0, 1] and Split.load(tmp_path / "base" / "fold0" / "split.json").preset == "baseline"
 

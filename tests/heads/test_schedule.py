@@ -14,6 +14,21 @@ def lr_at(base_lr, step, steps_per_epoch, epochs, warmup_epochs=1, decay_start_e
     return base_lr * factor(step)
 
 
+def described_factor(step, spe, epochs, warmup_epochs, decay_start_epoch, ratio):
+    """The reference's lambda as docs/parity.md describes it, written out independently."""
+    W = int(warmup_epochs * spe)
+    D = None if decay_start_epoch is None else int(decay_start_epoch * spe)
+    T = max(1, int(epochs * spe))
+    if W > 0 and step < W:
+        return 0.0 if W == 1 else step / (W - 1)
+    if D is None or D >= T or step < D:
+        return 1.0
+    span = T - D
+    if span <= 1:
+        return ratio
+    return 1.0 - (1.0 - ratio) * min(step - D, span - 1) / (span - 1)
+
+
 def _lrs(n_steps, **kw):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     sched = reference_schedule(opt, **kw)
@@ -25,21 +40,45 @@ def _lrs(n_steps, **kw):
     return out
 
 
+@pytest.mark.parametrize("spe,epochs,warmup,decay", [
+    (10, 5, 1, 1), (10, 4, 1, 2), (7, 3, 1, 2), (1, 6, 1, 1), (3, 2, 0.5, 1), (5, 3, 0, 1),
+    (4, 3, 2, 1), (6, 2, 1, 2), (6, 2, 1, 1.9), (9, 4, 1.5, None), (2, 1, 0, 0)])
+def test_schedule_equals_the_reference_formula(spe, epochs, warmup, decay):
+    ratio = 1e-4
+    f = schedule_factor(spe, epochs, warmup, decay, ratio)
+    total = spe * epochs
+    assert [f(s) for s in range(total + 3)] == pytest.approx(
+        [described_factor(s, spe, epochs, warmup, decay, ratio) for s in range(total + 3)], abs=1e-15)
+
+
 def test_reference_schedule_known_values():
     lrs = _lrs(50, steps_per_epoch=10, epochs=5)
     assert lrs[0] == 0.0
-    assert lrs[5] == pytest.approx(5e-4)
-    assert lrs[10] == pytest.approx(1e-3)
-    # decay from step 10 (1e-3) to step 50 (1e-7): linear
-    assert lrs[30] == pytest.approx(1e-3 + (1e-7 - 1e-3) * 0.5)
-    assert lrs[49] == pytest.approx(1e-3 + (1e-7 - 1e-3) * 39 / 40)
-    assert lr_at(1e-3, 50, 10, 5) == pytest.approx(1e-7)
+    assert lrs[5] == pytest.approx(1e-3 * 5 / 9)
+    assert lrs[9] == pytest.approx(1e-3)  # the peak at the last warm-up update
+    assert lrs[10] == pytest.approx(1e-3)  # decay starts here: fraction 0
+    # decay over 40 updates, 39 steps from 1e-3 (update 10) to exactly 1e-7 (update 49, the last)
+    assert lrs[30] == pytest.approx(1e-3 + (1e-7 - 1e-3) * 20 / 39)
+    assert lrs[49] == pytest.approx(1e-7, rel=1e-9)
+    assert lr_at(1e-3, 60, 10, 5) == pytest.approx(1e-7, rel=1e-9)  # stays at the minimum
+
+
+def test_reference_schedule_edge_cases():
+    # one warm-up update: factor 0 at update 0, then the base rate
+    f = schedule_factor(1, 4, 1, 2, 0.0)
+    assert [f(s) for s in range(4)] == [0.0, 1.0, 1.0, 0.0]
+    # a decay span of one update: the minimum at once
+    f = schedule_factor(5, 2, 1, 1.8, 0.25)
+    assert [f(s) for s in range(10)] == pytest.approx([0, .25, .5, .75, 1, 1, 1, 1, 1, .25])
+    # no warm-up: the base rate from update 0
+    assert schedule_factor(5, 2, 0, 1, 0.0)(0) == 1.0
 
 
 def test_reference_schedule_decay_start_epoch_2():
     lrs = _lrs(40, steps_per_epoch=10, epochs=4, decay_start_epoch=2)
-    assert lrs[10] == pytest.approx(1e-3) and lrs[19] == pytest.approx(1e-3)
-    assert lrs[30] == pytest.approx(1e-3 + (1e-7 - 1e-3) * 0.5)
+    assert lrs[9] == pytest.approx(1e-3) and lrs[19] == pytest.approx(1e-3)
+    assert lrs[30] == pytest.approx(1e-3 + (1e-7 - 1e-3) * 10 / 19)
+    assert lrs[39] == pytest.approx(1e-7, rel=1e-9)
     assert [lr_at(1e-3, s, 10, 4, decay_start_epoch=2) for s in range(40)] == pytest.approx(lrs)
 
 
