@@ -8,7 +8,18 @@ For each size (demo: 380 training clips × 128-d with the demo's 128-wide fused 
 2. a K=20 vectorised search (``run_search``: stacked, in cache-sized groups on a CPU) vs 20
    sequential single runs of the same trainer: ratio (all 20 stacked at once is timed too);
 3. the optimizer step's bytes/s (parameters r/w, gradients r, AdamW moments r/w: 28 bytes per
-   parameter at float32) against this machine's copy bandwidth (bytes read + written).
+   parameter at float32) against this machine's copy bandwidth (bytes read + written);
+4. a whole K=20 stage-1 search (``--search-sizes``: 384-d and 1024-d features, the stage-1 space,
+   ≤ 30 epochs, patience 10) on a synthetic task with a known answer
+   (``testkit.synthetic_heads.fusion_task``: the Bayes-optimal classifier's validation hF is
+   printed next to the searches'), three ways: ``before`` (the former trainer: early-stopped
+   configurations stay in the stack until the last one stops), ``after`` (they leave it) and
+   ``halving`` (successive halving, first rung ``--rung-epochs``). All K configurations are stacked
+   at once (as on a GPU; ``--search-stack`` changes it). The default runs the 384-d search on a
+   twentieth of BSD10k's 10,956 clips (``--search-clips``, ``--search-sizes``), a few minutes on 2
+   busy CPU cores; ``--full-search`` runs all clips at both widths (hours on 2 CPU cores, minutes on
+   a GPU). Besides seconds it counts configuration-epochs computed (stack rows × epochs), which
+   does not depend on the machine.
 
 ``--device cuda`` runs the same comparisons on a GPU: features, heads and optimizer state live on
 the GPU (``TrainConfig.device``), the naive loop keeps its dataset in CPU memory and moves every
@@ -24,6 +35,7 @@ Timings are the best of ``--repeats`` interleaved runs (the machine may be share
     python benchmarks/heads_bench.py                 # all sizes
     python benchmarks/heads_bench.py --sizes demo    # quick
     python benchmarks/heads_bench.py --device cuda --steps 100 --out /tmp/heads_bench_cuda.json
+    python benchmarks/heads_bench.py --sizes '' --full-search   # only the search, at BSD10k size
 """
 from __future__ import annotations
 
@@ -49,10 +61,10 @@ from cache.taxonomy import NUM_CLASSES  # noqa: E402
 from heads.losses import class_frequency_weights  # noqa: E402
 from heads.model import FusionHead  # noqa: E402
 from heads.schedule import reference_schedule  # noqa: E402
-from heads.search import auto_stack, run_search  # noqa: E402
+from heads.search import SearchSpace, auto_stack, ranking, run_search, sample_configs  # noqa: E402
 from heads.stacked import BatchedAdamW, StackedHeads  # noqa: E402
 from heads.training import TrainConfig, train_stacked  # noqa: E402
-from testkit.synthetic_heads import synthetic_data  # noqa: E402
+from testkit.synthetic_heads import fusion_task, synthetic_data  # noqa: E402
 
 SIZES = {
     # name: (n_total, dim, hidden, full-epoch training clips)
@@ -249,6 +261,59 @@ def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: f
     return res
 
 
+SEARCH_DIMS = {"bsd10k-384": 384, "bsd10k-1024": 1024}
+
+
+def search_summary(results, seconds: float, oracle_hf: float, stack: int) -> dict:
+    """Time, best validation hF and work of one search (configuration-epochs computed: each
+    stack's rows × its epochs, from the ``stacked`` column of the histories)."""
+    best = ranking(results)[0]
+    computed = 0
+    for lo in range(0, len(results), stack):
+        group = results[lo:lo + stack]
+        for e in range(max(len(r.history) for r in group)):
+            computed += max(r.history[e]["stacked"] for r in group if len(r.history) > e)
+    return {"seconds": seconds, "best_val_hF": results[best].best_val.get("hF"), "best_config": best,
+            "best_lr": results[best].config.lr, "best_epoch": results[best].best_epoch,
+            "gap_to_oracle": oracle_hf - results[best].best_val.get("hF", float("nan")),
+            "config_epochs_trained": sum(len(r.history) for r in results), "config_epochs_computed": computed,
+            "epochs_trained": [len(r.history) for r in results], "stopped_by": [r.stopped_by for r in results]}
+
+
+def bench_search(name: str, clips: int, k: int, epochs: int, patience: int, rung_epochs: int, stack: int) -> dict:
+    """A K-configuration stage-1 search before / after / with successive halving (see the module doc)."""
+    dim = SEARCH_DIMS[name]
+    n_train, n_val = round(0.64 * clips), round(0.16 * clips)  # the cpjku split's 64/16/20
+    train, val, oracle = fusion_task(n_train, n_val, dim, seed=0)
+    oracle_hf = hierarchical_scores(val.labels.numpy(), oracle).hF
+    base = TrainConfig(epochs=epochs, patience=patience, device=str(DEVICE))
+    configs = sample_configs(base, SearchSpace(k=k, seed=0))
+    stack = stack or auto_stack(base, dim) or k
+    dtrain, dval = train.to(DEVICE), val.to(DEVICE)
+    res = {"size": name, "clips": clips, "n_train": n_train, "n_val": n_val, "dim": dim, "k": k, "epochs": epochs,
+           "patience": patience, "rung_epochs": rung_epochs, "stack": stack, "oracle_val_hF": oracle_hf,
+           "head_parameters": FusionHead(dim, preset="submitted").n_parameters()}
+    runs = {"before": lambda: [r for lo in range(0, k, stack)
+                               for r in train_stacked(configs[lo:lo + stack], dtrain, dval, shrink=False)],
+            "after": lambda: run_search(configs, dtrain, dval, max_stack=stack),
+            "halving": lambda: run_search(configs, dtrain, dval, max_stack=stack, halving=True,
+                                          rung_epochs=rung_epochs)}
+    for variant, fn in runs.items():
+        sync()
+        t = time.perf_counter()
+        results = fn()
+        sync()
+        res[variant] = search_summary(results, time.perf_counter() - t, oracle_hf, stack)
+        print(f"  {name} {variant}: {res[variant]['seconds']:.1f} s, best val hF {res[variant]['best_val_hF']:.4f}",
+              flush=True)
+    b = res["before"]
+    res["same_results_before_after"] = (res["after"]["best_val_hF"] == b["best_val_hF"]
+                                        and res["after"]["epochs_trained"] == b["epochs_trained"])
+    for v in ("after", "halving"):
+        res[v]["speedup"] = b["seconds"] / res[v]["seconds"]
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="demo,bsd10k-1024,bsd10k-4096")
@@ -261,8 +326,21 @@ def main() -> None:
                     help="skip the search above this estimated memory (default: 12 GiB on CPU, 60%% of the GPU's)")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
                     help="where features, heads and optimizer state live (auto = cuda if available)")
+    ap.add_argument("--search-sizes", default="bsd10k-384",
+                    help="whole-search comparison (before / after / halving) at these widths ('' = skip; "
+                         "bsd10k-384, bsd10k-1024)")
+    ap.add_argument("--search-clips", type=int, default=548, help="clips of the search task (64%% train, 16%% val)")
+    ap.add_argument("--full-search", action="store_true",
+                    help="the search at BSD10k's full 10,956 clips and both widths (hours on 2 CPU cores)")
+    ap.add_argument("--search-epochs", type=int, default=30)
+    ap.add_argument("--search-patience", type=int, default=10)
+    ap.add_argument("--rung-epochs", type=int, default=2, help="first rung of successive halving")
+    ap.add_argument("--search-stack", type=int, default=-1,
+                    help="configurations stacked at once in the search comparison (-1 = all K, 0 = auto as run_search)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "heads_bench.json"))
     args = ap.parse_args()
+    if args.full_search:
+        args.search_clips, args.search_sizes = 10956, "bsd10k-384,bsd10k-1024"
     if args.threads:
         torch.set_num_threads(args.threads)
     global DEVICE
@@ -285,15 +363,20 @@ def main() -> None:
                                    "device": str(DEVICE), "gpu": gpu,
                                    "torch": torch.__version__, "threads": torch.get_num_threads(),
                                    "copy_bytes_per_s": bw, "k": args.k, "steps": args.steps, "targets": targets,
-                                   "results": rows}, indent=1))
+                                   "results": rows, "search": searches}, indent=1))
 
-    for name in args.sizes.split(","):
+    searches: list[dict] = []
+    for name in [n.strip() for n in args.sizes.split(",") if n.strip()]:
         r = bench_size(name.strip(), args.steps, args.k, args.repeats, args.max_search_bytes, args.epochs)
         r["optimizer"]["copy_bytes_per_s"] = bw
         r["optimizer"]["floor_ratio"] = bw / r["optimizer"]["bytes_per_s"]
         rows.append(r)
         save()
         print(f"done {name}", flush=True)
+    for name in [n.strip() for n in args.search_sizes.split(",") if n.strip()]:
+        searches.append(bench_search(name, args.search_clips, args.k, args.search_epochs, args.search_patience,
+                                     args.rung_epochs, args.k if args.search_stack < 0 else args.search_stack))
+        save()
     where = f"GPU {gpu}" if gpu else f"{torch.get_num_threads()} threads"
     print(f"\nhead-tier benchmark · torch {torch.__version__} · {where} · "
           f"copy bandwidth {bw / 1e9:.1f} GB/s")
@@ -313,6 +396,17 @@ def main() -> None:
               f"{r['epoch_speedup_tensordataset']:.1f}× | {srch} | {o['seconds'] * 1e3:.1f} | {o['bytes_per_s'] / 1e9:.1f} | "
               f"{o['floor_ratio']:.2f} |")
     print("targets on CPU: " + ", ".join(f"{k} {v}" for k, v in targets.items()))
+    if searches:
+        print(f"\nK = {args.k} stage-1 search (≤ {args.search_epochs} epochs, patience {args.search_patience}) on a "
+              f"synthetic task with a known answer; halving: first rung {args.rung_epochs} epochs")
+        print("| size | clips (train/val) | stack | oracle val hF | before: s, hF, config-epochs | after: s, hF, "
+              "config-epochs, speed-up | halving: s, hF, config-epochs, speed-up |")
+        print("|---|---|---|---|---|---|---|")
+        for r in searches:
+            cell = lambda v: (f"{r[v]['seconds']:.1f} s, {r[v]['best_val_hF']:.4f}, {r[v]['config_epochs_computed']}"  # noqa: E731
+                              + (f", {r[v]['speedup']:.2f}×" if v != "before" else ""))
+            print(f"| {r['size']} ({r['dim']}-d) | {r['clips']} ({r['n_train']}/{r['n_val']}) | {r['stack']} | "
+                  f"{r['oracle_val_hF']:.4f} | {cell('before')} | {cell('after')} | {cell('halving')} |")
     print(f"wrote {out}")
 
 

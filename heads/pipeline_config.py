@@ -72,6 +72,8 @@ class StageSettings:
     lam_max: float = 0.0
     decay_start_epoch: float = 1.0
     patience: int = 10
+    halving: bool = False  # successive halving of the search (ours; the reference searches plainly)
+    rung_epochs: int = 2  # its first rung's epochs (rungs end at r, 2r, 4r, ...; heads.search.rung_ends)
 
 
 @dataclass

@@ -1,7 +1,10 @@
-"""Random search: K configurations (lr log-uniform, λ uniform) trained together in one process.
+"""Random search: K configurations (lr log-uniform, λ uniform) trained together in one process,
+optionally with successive halving.
 
 The learning-rate range for heads on frozen features (log-uniform 1e-4 – 3e-3) is our own
-choice; the report's Table 1 ranges belong to end-to-end fine-tuning.
+choice; the report's Table 1 ranges belong to end-to-end fine-tuning. The reference runs a plain
+random search (every configuration until it early-stops or reaches the last epoch); successive
+halving (:func:`rung_ends`, off by default) is ours.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from cache.taxonomy import NUM_CLASSES
 
 from .data import HeadData
 from .model import FusionHead
-from .training import RunResult, TrainConfig, resolve_device, train_stacked
+from .training import RunResult, StackedRun, TrainConfig, resolve_device
 
 #: our default learning-rate range for heads on frozen features (not from the report)
 HEAD_LR_RANGE = (1e-4, 3e-3)
@@ -34,10 +37,14 @@ class SearchSpace:
     lam_max: float = 0.0
     seed: int = 0
     max_stack: int = 0  # train at most this many configurations at once (0 = auto: all on GPU, cache-sized on CPU)
+    halving: bool = False  # successive halving (ours; the reference searches plainly), see rung_ends
+    rung_epochs: int = 2  # epochs of the first halving rung (rungs end at r, 2r, 4r, ...)
 
     def validate(self) -> None:
         if self.k < 1:
             raise ValueError("search needs k >= 1")
+        if self.rung_epochs < 1:
+            raise ValueError(f"rung_epochs must be >= 1, got {self.rung_epochs}")
         if not 0 < self.lr_min <= self.lr_max:
             raise ValueError(f"learning-rate range must satisfy 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
         if not 0 <= self.lam_min <= self.lam_max <= 1:
@@ -72,19 +79,63 @@ def auto_stack(config: TrainConfig, in_dim: int) -> int:
     return max(1, CPU_STACK_BYTES // max(1, 4 * n))
 
 
+def rung_ends(epochs: int, rung_epochs: int) -> list[int]:
+    """Epochs after which successive halving keeps the best half: r, 2r, 4r, ... below ``epochs``.
+
+    At each rung's end the configurations still training are ranked by their best validation hF
+    so far (ties: lower index first, as :func:`ranking`) and the best ceil(n/2) go on; the others
+    stop there, keeping their best epoch (``RunResult.stopped_by = "halving"``). Configurations
+    that early-stopped before take no place. After the last rung the survivors train on to the
+    last epoch (or until they early-stop). Each configuration keeps its own full-length schedule,
+    so a survivor's result equals the configuration trained alone.
+    """
+    if rung_epochs < 1:
+        raise ValueError(f"rung_epochs must be >= 1, got {rung_epochs}")
+    out, e = [], rung_epochs
+    while e < epochs:
+        out.append(e)
+        e *= 2
+    return out
+
+
 def run_search(configs: Sequence[TrainConfig], train: HeadData, val: HeadData, init_state: dict | None = None,
-               max_stack: int = 0, progress: bool = False, desc: str = "search") -> list[RunResult]:
+               max_stack: int = 0, progress: bool = False, desc: str = "search", halving: bool = False,
+               rung_epochs: int = 2) -> list[RunResult]:
     """Train all configurations, stacked in groups of ``max_stack`` (0 = :func:`auto_stack`);
-    results in input order. Grouping never changes the results."""
+    results in input order. Grouping never changes the results. ``halving`` runs successive
+    halving with first rung ``rung_epochs`` (:func:`rung_ends`) across all groups."""
     configs = list(configs)
     if not max_stack and configs:
         max_stack = auto_stack(configs[0], train.dim)
     step = max_stack if max_stack and max_stack > 0 else len(configs)
-    results: list[RunResult] = []
-    for lo in range(0, len(configs), step):
-        results.extend(train_stacked(configs[lo:lo + step], train, val, init_state=init_state, progress=progress,
-                                     desc=f"{desc} [{lo + 1}-{min(lo + step, len(configs))}/{len(configs)}]"))
-    return results
+    spans = [(lo, min(lo + step, len(configs))) for lo in range(0, len(configs), step)]
+
+    def start(lo: int, hi: int) -> StackedRun:
+        return StackedRun(configs[lo:hi], train, val, init_state, progress=progress,
+                          desc=f"{desc} [{lo + 1}-{hi}/{len(configs)}]")
+
+    if not halving or not configs:  # one group at a time: only one group's state in memory
+        results: list[RunResult] = []
+        for lo, hi in spans:
+            run = start(lo, hi)
+            run.run_to(run.epochs)
+            results.extend(run.results())
+        return results
+    if val is None or not len(val):
+        raise ValueError("successive halving needs a validation set (it ranks configurations on validation hF)")
+    runs = [start(lo, hi) for lo, hi in spans]  # every group paused at each rung
+    for end in rung_ends(configs[0].epochs, rung_epochs):
+        for run in runs:
+            run.run_to(end)
+        alive = [(lo + k, run, k) for (lo, _), run in zip(spans, runs) for k in range(run.K) if run.active[k]]
+        alive.sort(key=lambda t: (-t[1].best_hf(t[2]), t[0]))
+        for _, run, k in alive[math.ceil(len(alive) / 2):]:
+            run.stop([k])
+    out: list[RunResult] = []
+    for run in runs:
+        run.run_to(run.epochs)
+        out.extend(run.results())
+    return out
 
 
 def ranking(results: Sequence[RunResult]) -> list[int]:

@@ -146,12 +146,6 @@ class StackedHeads:
     def snapshot(self) -> Tensor:
         return self.flat.detach().clone()
 
-    def copy_rows_(self, dest: Tensor, mask: Tensor) -> None:
-        """dest[k] = flat[k] for every k with mask[k] True (best-epoch bookkeeping)."""
-        with torch.no_grad():
-            idx = torch.nonzero(mask.to(self.flat.device), as_tuple=True)[0]
-            dest[idx] = self.flat[idx]
-
     def state_dict_from(self, flat_row: Tensor) -> dict[str, Tensor]:
         """State dict of one row of a (K, P)-shaped buffer (e.g. a snapshot)."""
         views = _views(flat_row.detach().reshape(1, -1).cpu(), self.shapes)
@@ -405,6 +399,26 @@ class BatchedAdamW:
         else:
             groups = [{"params": self.views[k], "lr": lrs[k], "weight_decay": wds[k]} for k in range(K)]
             self.optimizer = torch.optim.AdamW(groups, betas=betas, eps=eps)
+
+    def take_rows(self, rows: list[int], params: Tensor) -> "BatchedAdamW":
+        """An optimizer for the configurations ``rows`` only, over ``params`` (their weights, a new
+        (len(rows), P) buffer), carrying over their learning rates, weight decays, moments and step
+        count: the rows then update exactly as they would have in the larger stack."""
+        if not isinstance(params, Tensor) or len(self.stacked) != 1:
+            raise ValueError("take_rows needs the optimizer of a flat (K, P) buffer")
+        new = BatchedAdamW(params, [self.lrs[k] for k in rows], [self.wds[k] for k in rows], self.betas, self.eps,
+                           fused=self.fused)
+        if new.fused:
+            idx = torch.as_tensor(rows, device=params.device)
+            new.exp_avg[0].copy_(self.exp_avg[0][idx])
+            new.exp_avg_sq[0].copy_(self.exp_avg_sq[0][idx])
+            new.state_step.copy_(self.state_step)
+        else:
+            for j, k in enumerate(rows):
+                old = self.optimizer.state.get(self.views[k][0])
+                if old:
+                    new.optimizer.state[new.views[j][0]] = {n: v.clone() for n, v in old.items()}
+        return new
 
     @property
     def param_groups(self) -> list[dict]:

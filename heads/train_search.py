@@ -64,7 +64,8 @@ def train_or_search(cfg: RunConfig, search: bool, log: Callable[[str], None] = p
     log(f"[{'search' if search else 'train'}] {len(configs)} configuration(s) on {len(train)} clips, val {len(val)}, "
         f"dim {data.dim}, groups {data.groups}, prior {cfg.inputs.prior}")
     results = run_search(configs, train, val, init_state=init_state, max_stack=cfg.search.max_stack,
-                         progress=progress, desc=cfg.name)
+                         progress=progress, desc=cfg.name, halving=search and cfg.search.halving,
+                         rung_epochs=cfg.search.rung_epochs)
     logits = predict_logits(results, data)
     out = Path(cfg.out)
     order = ranking(results)

@@ -83,6 +83,7 @@ class RunResult:
     best_val: dict = field(default_factory=dict)  # hP, hR, hF, accuracy at the best epoch
     history: list[dict] = field(default_factory=list)  # one row per epoch trained
     n_parameters: int = 0
+    stopped_by: str = ""  # "early-stopping", "halving" (successive halving dropped it) or "" (ran every epoch)
 
     def head(self) -> FusionHead:
         head = FusionHead(**self.head_config)
@@ -91,7 +92,8 @@ class RunResult:
 
     def summary(self) -> dict:
         return {"lr": self.config.lr, "lam": self.config.lam, "seed": self.config.seed,
-                "best_epoch": self.best_epoch, "epochs_trained": len(self.history), **self.best_val}
+                "best_epoch": self.best_epoch, "epochs_trained": len(self.history), "stopped_by": self.stopped_by,
+                **self.best_val}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -166,144 +168,224 @@ def _threads_for(configs: Sequence[TrainConfig], dim: int):
 
 
 def train_stacked(configs: Sequence[TrainConfig], train: HeadData, val: HeadData | None,
-                  init_state: dict | None = None, progress: bool = False, desc: str = "train") -> list[RunResult]:
+                  init_state: dict | None = None, progress: bool = False, desc: str = "train",
+                  shrink: bool = True) -> list[RunResult]:
     """Train ``len(configs)`` heads together; returns one :class:`RunResult` per configuration.
 
     ``train`` items with label −1 contribute only through their pseudo-label; ``init_state``
     (a FusionHead state dict) starts every configuration from the same weights (stage 3).
+    A configuration that early-stops leaves the stack (``shrink=False`` keeps updating it
+    unrecorded until the last one stops, the former behaviour: for benchmarks).
     Small runs on a CPU use one thread (see :data:`SINGLE_THREAD_WORK`).
     """
-    configs = list(configs)
-    _check_compatible(configs)
-    with _threads_for(configs, train.dim):
-        return _train_stacked(configs, train, val, init_state, progress, desc)
+    run = StackedRun(configs, train, val, init_state, progress=progress, desc=desc, shrink=shrink)
+    run.run_to(run.epochs)
+    return run.results()
 
 
-def _train_stacked(configs: list[TrainConfig], train: HeadData, val: HeadData | None,
-                   init_state: dict | None, progress: bool, desc: str) -> list[RunResult]:
-    c0 = configs[0]
-    K = len(configs)
-    device = resolve_device(c0.device)
-    if len(train) == 0:
-        raise ValueError("empty training set")
-    if val is not None and len(val) and (val.labels < 0).any():
-        raise ValueError("validation items need labels")
-    needs_pseudo = any(c.lam > 0 for c in configs)
-    if needs_pseudo and train.pseudo is None:
-        raise ValueError("λ > 0 needs pseudo-labels on the training data")
-    train = train.to(device)
-    val = val.to(device) if val is not None else None
-    heads = [build_head(train.dim, c, init_state) for c in configs]
-    stacked = StackedHeads.from_heads(heads, device)
-    gflat, gviews = stacked.grad_buffer()
-    opt = BatchedAdamW(stacked.flat, [c.lr for c in configs], [c.weight_decay for c in configs])
-    opt.set_grads(gflat)  # the optimizer's gradient views stay bound to this buffer
-    gens = [torch.Generator(device=device).manual_seed(int(c.seed)) for c in configs]
-    # dropout masks: on a CPU from a faster per-configuration numpy generator
-    mask_gens = [mask_generator(c.seed) for c in configs] if device.type == "cpu" else gens
-    labelled = train.labels[train.labels >= 0]
-    weights = class_frequency_weights(labelled.cpu()).to(device) if (c0.class_weights and len(labelled)) else None
-    lam = torch.tensor([c.lam for c in configs], dtype=torch.float32, device=device)
-    base_lr = np.array([c.lr for c in configs])
-    final_lr = c0.final_lr
-    N, B = len(train), c0.batch_size
-    spe = math.ceil(N / B)
-    W = stacked.dropout_width if c0.dropout > 0 else 0
-    # dropout uniforms are drawn per configuration in chunks of whole steps; the chunk length
-    # depends only on the head and the batch size, so each generator is consumed the same way
-    # whether its configuration trains alone or inside a search
-    chunk_steps = max(1, min(spe, (1 << 22) // max(1, B * W))) if W else spe
-    use_pseudo = train.pseudo is not None and needs_pseudo
-    row_floats = train.dim + (2 * NUM_CLASSES + 3)
-    prepermute = K * N * row_floats * 4 <= (256 << 20)
-    stoppers = [EarlyStopping(c.patience, "max") for c in configs]
-    best = stacked.snapshot()
-    histories: list[list[dict]] = [[] for _ in configs]
-    best_val: list[dict] = [{} for _ in configs]
-    active = np.ones(K, dtype=bool)
-    y_val = val.labels.cpu().numpy() if val is not None else None
-    step = 0
-    clip = c0.grad_clip if c0.grad_clip and c0.grad_clip > 0 else 0.0
-    bar = tqdm(range(c0.epochs), desc=desc, disable=not progress, leave=False)
+class StackedRun:
+    """K configurations in training, advanced epoch by epoch (:meth:`run_to`), so that a search can
+    pause them, compare them and stop some (:meth:`stop`, successive halving).
 
-    def take(t: Tensor | None, idx: Tensor) -> Tensor | None:
-        return None if t is None else t[idx]
+    Only the configurations still training are in the stack: when one stops (early stopping or
+    :meth:`stop`), its row leaves the weights, gradients and AdamW moments before the next epoch,
+    so an epoch costs what its remaining configurations cost. Each configuration consumes only its
+    own random generators (shuffles, dropout masks) and its rows of every buffer, so removing
+    others does not change it. Each history row records ``stacked``: the configurations trained
+    together in that epoch.
+    """
 
-    # per-item inputs prepared once: the prior as the step consumes it, clamped labels, CE weights
-    y_all, w_all = item_weights(train.labels, weights)
-    qx_all = None
-    if stacked.template.uses_prior:
-        if train.prior is None:
-            raise ValueError(f"head preset {c0.preset!r} fuses an LLM prior but the training data has none")
-        qx_all = stacked.prior_inputs(train.prior, train.missing)
-    src = {"X": train.X if stacked.template.uses_h else None, "q": qx_all}
-    tgt = {"y": y_all, "w": w_all, "pseudo": train.pseudo if use_pseudo else None,
-           "has": train.has_pseudo.to(torch.float32) if use_pseudo else None}
+    def __init__(self, configs: Sequence[TrainConfig], train: HeadData, val: HeadData | None,
+                 init_state: dict | None = None, progress: bool = False, desc: str = "train", shrink: bool = True):
+        configs = list(configs)
+        _check_compatible(configs)
+        c0 = configs[0]
+        self.configs, self.K, self.shrink = configs, len(configs), shrink
+        self.epochs, self.epoch, self.step = c0.epochs, 0, 0
+        self.device = device = resolve_device(c0.device)
+        if len(train) == 0:
+            raise ValueError("empty training set")
+        if val is not None and len(val) and (val.labels < 0).any():
+            raise ValueError("validation items need labels")
+        needs_pseudo = any(c.lam > 0 for c in configs)
+        if needs_pseudo and train.pseudo is None:
+            raise ValueError("λ > 0 needs pseudo-labels on the training data")
+        self.train = train = train.to(device)
+        self.val = val.to(device) if val is not None and len(val) else None
+        self.y_val = self.val.labels.cpu().numpy() if self.val is not None else None
+        self._dim = train.dim
+        heads = [build_head(train.dim, c, init_state) for c in configs]
+        self.head_configs = [h.config() for h in heads]
+        self.stacked = StackedHeads.from_heads(heads, device)
+        self.gflat, self.gviews = self.stacked.grad_buffer()
+        self.opt = BatchedAdamW(self.stacked.flat, [c.lr for c in configs], [c.weight_decay for c in configs])
+        self.opt.set_grads(self.gflat)  # the optimizer's gradient views stay bound to this buffer
+        self.gens = [torch.Generator(device=device).manual_seed(int(c.seed)) for c in configs]
+        # dropout masks: on a CPU from a faster per-configuration numpy generator
+        self.mask_gens = [mask_generator(c.seed) for c in configs] if device.type == "cpu" else self.gens
+        self.rows = list(range(self.K))  # configuration of each row of the stack
+        self.lam_all = torch.tensor([c.lam for c in configs], dtype=torch.float32, device=device)
+        self.base_lr_all = np.array([c.lr for c in configs])
+        N, B = len(train), c0.batch_size
+        self.spe = math.ceil(N / B)
+        self.W = self.stacked.dropout_width if c0.dropout > 0 else 0
+        # dropout uniforms are drawn per configuration in chunks of whole steps; the chunk length
+        # depends only on the head and the batch size, so each generator is consumed the same way
+        # whether its configuration trains alone or inside a search
+        self.chunk_steps = max(1, min(self.spe, (1 << 22) // max(1, B * self.W))) if self.W else self.spe
+        self.stoppers = [EarlyStopping(c.patience, "max") for c in configs]
+        self.best = self.stacked.snapshot()
+        self.histories: list[list[dict]] = [[] for _ in configs]
+        self.best_val: list[dict] = [{} for _ in configs]
+        self.active = np.ones(self.K, dtype=bool)
+        self.stopped_by = [""] * self.K
+        self.clip = c0.grad_clip if c0.grad_clip and c0.grad_clip > 0 else 0.0
+        self.bar = tqdm(total=c0.epochs, desc=desc, disable=not progress, leave=False)
+        self.progress = progress
+        labelled = train.labels[train.labels >= 0]
+        weights = class_frequency_weights(labelled.cpu()).to(device) if (c0.class_weights and len(labelled)) else None
+        # per-item inputs prepared once: the prior as the step consumes it, clamped labels, CE weights
+        y_all, w_all = item_weights(train.labels, weights)
+        qx_all = None
+        if self.stacked.template.uses_prior:
+            if train.prior is None:
+                raise ValueError(f"head preset {c0.preset!r} fuses an LLM prior but the training data has none")
+            qx_all = self.stacked.prior_inputs(train.prior, train.missing)
+        self.src = {"X": train.X if self.stacked.template.uses_h else None, "q": qx_all}
+        use_pseudo = train.pseudo is not None and needs_pseudo
+        self.tgt = {"y": y_all, "w": w_all, "pseudo": train.pseudo if use_pseudo else None,
+                    "has": train.has_pseudo.to(torch.float32) if use_pseudo else None}
 
-    for epoch in bar:
-        perms = torch.stack([torch.randperm(N, generator=g, device=device) for g in gens])
+    # ------------------------------------------------------------------ state
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.epochs or not self.active.any()
+
+    def best_hf(self, k: int) -> float:
+        """Configuration k's best validation hF so far (−inf before its first epoch)."""
+        return float(self.stoppers[k].best)
+
+    def stop(self, ks) -> None:
+        """Configurations ``ks`` stop training now (e.g. dropped by successive halving); each keeps
+        its best epoch so far."""
+        for k in ks:
+            if self.active[k]:
+                self.active[k] = False
+                self.stopped_by[k] = "halving"
+
+    def _shrink(self) -> None:
+        """Drop the rows of configurations that stopped: weights, gradients, moments, generators."""
+        pos = [i for i, k in enumerate(self.rows) if self.active[k]]
+        if not self.shrink or len(pos) == len(self.rows) or not pos:
+            return
+        idx = torch.as_tensor(pos, device=self.device)
+        flat = self.stacked.flat[idx].contiguous()
+        self.stacked = StackedHeads(self.stacked.template, flat, self.stacked.shapes)
+        self.gflat, self.gviews = self.stacked.grad_buffer()
+        self.opt = self.opt.take_rows(pos, flat)
+        self.opt.set_grads(self.gflat)
+        self.gens = [self.gens[i] for i in pos]
+        self.mask_gens = [self.mask_gens[i] for i in pos]
+        self.rows = [self.rows[i] for i in pos]
+
+    # ------------------------------------------------------------------ training
+    def run_to(self, epoch: int) -> None:
+        """Train until ``epoch`` epochs have run (at most ``epochs``) or no configuration is left."""
+        with _threads_for(self.configs, self._dim):
+            while self.epoch < min(epoch, self.epochs) and self.active.any():
+                self._shrink()
+                self._run_epoch()
+        if self.done:
+            self.bar.close()
+
+    def _run_epoch(self) -> None:
+        c0, B, N, spe = self.configs[0], self.configs[0].batch_size, len(self.train), self.spe
+        stacked, device, rows = self.stacked, self.device, self.rows
+        K = len(rows)
+        take = _take
+        rows_t = torch.as_tensor(rows, device=device)
+        lam = self.lam_all[rows_t]
+        base_lr = self.base_lr_all[rows]
+        final_lr = c0.final_lr
+        row_floats = self.train.dim + (2 * NUM_CLASSES + 3)
+        prepermute = K * N * row_floats * 4 <= (256 << 20)
+        perms = torch.stack([torch.randperm(N, generator=g, device=device) for g in self.gens])
         if prepermute:  # one gather per epoch; batches are then slices
-            ep = {k: take(v, perms) for k, v in src.items()}
+            ep = {k: take(v, perms) for k, v in self.src.items()}
         loss_sum = torch.zeros(K, device=device)
-        for c_lo in range(0, spe, chunk_steps):
-            c_hi = min(spe, c_lo + chunk_steps)
+        a = bb = 0.0
+        for c_lo in range(0, spe, self.chunk_steps):
+            c_hi = min(spe, c_lo + self.chunk_steps)
             item_lo, item_hi = c_lo * B, min(N, c_hi * B)
-            masks = None
-            if W:
-                masks = stacked.dropout_masks_from(mask_gens, item_hi - item_lo)
+            masks = stacked.dropout_masks_from(self.mask_gens, item_hi - item_lo) if self.W else None
             # loss targets of the block's batches (they do not depend on the weights)
             idx = perms[:, item_lo:item_hi]
-            blk = {k: take(v, idx) for k, v in tgt.items()}
+            blk = {k: take(v, idx) for k, v in self.tgt.items()}
             T, tsum = loss_targets(blk["y"], blk["w"], lam, blk["pseudo"], blk["has"], B, NUM_CLASSES)
             for s in range(c_lo, c_hi):
                 lo, hi = s * B, min(N, (s + 1) * B)
                 if prepermute:
                     X, q = (None if v is None else v[:, lo:hi] for v in ep.values())
                 else:
-                    X, q = (take(v, perms[:, lo:hi]) for v in src.values())
+                    X, q = (take(v, perms[:, lo:hi]) for v in self.src.values())
                 r = slice(lo - item_lo, hi - item_lo)
-                losses = stacked.fast_loss_and_grads(X, q, None if masks is None else masks[:, r], T[:, r], tsum[:, r],
-                                                     gviews)
-                a, bb = _schedule_parts(step, spe, c0)
-                opt.set_lr((a * base_lr + bb * final_lr).tolist())
-                opt.step(clip_grad_norm=clip)
+                losses = stacked.fast_loss_and_grads(X, q, None if masks is None else masks[:, r], T[:, r],
+                                                     tsum[:, r], self.gviews)
+                a, bb = _schedule_parts(self.step, spe, c0)
+                self.opt.set_lr((a * base_lr + bb * final_lr).tolist())
+                self.opt.step(clip_grad_norm=self.clip)
                 loss_sum += losses
-                step += 1
-        train_loss = (loss_sum / spe).cpu().numpy()
-        lr_now = (a * base_lr + bb * final_lr)
-        improved = np.zeros(K, dtype=bool)
-        if val is not None and len(val):
-            preds = stacked_logits(stacked, val).argmax(-1).cpu().numpy()
-        for k in range(K):
-            if not active[k]:
+                self.step += 1
+        self._end_epoch((loss_sum / spe).cpu().numpy(), a * base_lr + bb * final_lr)
+
+    def _end_epoch(self, train_loss: np.ndarray, lr_now: np.ndarray) -> None:
+        epoch, rows = self.epoch, self.rows
+        improved = np.zeros(len(rows), dtype=bool)
+        preds = stacked_logits(self.stacked, self.val).argmax(-1).cpu().numpy() if self.val is not None else None
+        n_stack = len(rows)  # configurations updated in this epoch (stopped ones too with shrink=False)
+        for i, k in enumerate(rows):
+            if not self.active[k]:
                 continue
-            row = {"epoch": epoch, "train_loss": float(train_loss[k]), "lr": float(lr_now[k])}
-            if val is not None and len(val):
-                sc = hierarchical_scores(y_val, preds[k], c0.never_predicted)
+            row = {"epoch": epoch, "train_loss": float(train_loss[i]), "lr": float(lr_now[i]), "stacked": n_stack}
+            st = self.stoppers[k]
+            if preds is not None:
+                sc = hierarchical_scores(self.y_val, preds[i], self.configs[0].never_predicted)
                 row.update({"val_hP": sc.hP, "val_hR": sc.hR, "val_hF": sc.hF, "val_accuracy": sc.accuracy})
-                if stoppers[k].step(sc.hF, epoch):
-                    improved[k] = True
-                    best_val[k] = {"hP": sc.hP, "hR": sc.hR, "hF": sc.hF, "accuracy": sc.accuracy}
-                if stoppers[k].should_stop:
-                    active[k] = False
+                if st.step(sc.hF, epoch):
+                    improved[i] = True
+                    self.best_val[k] = {"hP": sc.hP, "hR": sc.hR, "hF": sc.hF, "accuracy": sc.accuracy}
+                if st.should_stop:
+                    self.active[k] = False
+                    self.stopped_by[k] = "early-stopping"
             else:  # no validation: keep the last epoch
-                improved[k] = True
-                stoppers[k].best_epoch = epoch
-            histories[k].append(row)
+                improved[i] = True
+                st.best_epoch = epoch
+            self.histories[k].append(row)
         if improved.any():
-            stacked.copy_rows_(best, torch.as_tensor(improved, device=device))
-        if progress and val is not None and len(val):
-            bar.set_postfix(best_hF=f"{max(s.best for s in stoppers):.4f}", active=int(active.sum()))
-        if not active.any():
-            break
-    n_params = stacked.n_parameters_per_head()
-    results = []
-    for k, c in enumerate(configs):
-        sd = stacked.state_dict_from(best[k])
-        results.append(RunResult(config=copy.deepcopy(c), head_config=heads[k].config(), state_dict=sd,
-                                 best_epoch=int(stoppers[k].best_epoch if stoppers[k].best_epoch is not None else -1),
-                                 best_val=best_val[k], history=histories[k], n_parameters=n_params))
-    return results
+            pos = torch.as_tensor(np.nonzero(improved)[0], device=self.device)
+            with torch.no_grad():
+                self.best[torch.as_tensor(rows, device=self.device)[pos]] = self.stacked.flat[pos]
+        self.epoch += 1
+        self.bar.update(1)
+        if self.progress and self.val is not None:
+            self.bar.set_postfix(best_hF=f"{max(s.best for s in self.stoppers):.4f}", active=int(self.active.sum()))
+
+    def results(self) -> list[RunResult]:
+        """One :class:`RunResult` per configuration, in input order (best-epoch weights)."""
+        n_params = self.stacked.n_parameters_per_head()
+        out = []
+        for k, c in enumerate(self.configs):
+            st = self.stoppers[k]
+            out.append(RunResult(config=copy.deepcopy(c), head_config=self.head_configs[k],
+                                 state_dict=self.stacked.state_dict_from(self.best[k]),
+                                 best_epoch=int(st.best_epoch if st.best_epoch is not None else -1),
+                                 best_val=self.best_val[k], history=self.histories[k], n_parameters=n_params,
+                                 stopped_by=self.stopped_by[k]))
+        return out
+
+
+def _take(t: Tensor | None, idx: Tensor) -> Tensor | None:
+    return None if t is None else t[idx]
 
 
 def train_head(config: TrainConfig, train: HeadData, val: HeadData | None, init_state: dict | None = None,
