@@ -174,7 +174,8 @@ class Pipeline:
                  f"(val {len(val)}), {'from the best stage-' + str(prev) + ' head' if init_state else 'fresh heads'}")
         t0 = time.time()
         results = run_search(configs, train, val, init_state=init_state, max_stack=cfg.max_stack,
-                             progress=self.progress, desc=f"stage {stage} {spec.name}")
+                             progress=self.progress, desc=f"stage {stage} {spec.name}",
+                             halving=st.halving, rung_epochs=st.rung_epochs)
         names = [cfg.run_name(stage, spec.name, k) for k in range(len(results))]
         logits = {s: predict_logits(results, d) for s, d in md.sets.items()}
         order = ranking(results)

@@ -229,3 +229,16 @@ def test_shipped_configs_load_and_validate():
             load_config(PipelineConfig, p).validate()
     s1 = load_config(PipelineConfig, root / "system1.toml")
     assert [m.preset for m in s1.models].count("no-prior") == 1 and s1.stage1.k == 20
+
+
+def test_stage_settings_halving_reaches_the_search(run, tmp_path):
+    """``[stage1] halving = true`` runs successive halving inside the pipeline: of 4 configurations
+    searched for 4 epochs (rung at epoch 2), the worse half stops there, recorded as ``halving``."""
+    cfg = tmp_path / "h.toml"
+    cfg.write_text(run["cfg"].read_text().replace("[stage1]\nk = 3\nepochs = 4\n",
+                                                  "[stage1]\nk = 4\nepochs = 4\nhalving = true\nrung_epochs = 2\n"))
+    out = tmp_path / "out"
+    assert main(["--no-progress", "stage", "--config", str(cfg), "--stage", "1", "--out", str(out)]) == 0
+    search = json.loads((out / "stage1" / "fused" / "search.json").read_text())
+    text = json.dumps(search)
+    assert text.count('"halving"') >= 2
