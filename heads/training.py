@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from cache.progress import progress as progress_bar
 
 from cache.metric import hierarchical_scores
 from cache.taxonomy import NUM_CLASSES
@@ -240,7 +240,7 @@ class StackedRun:
         self.active = np.ones(self.K, dtype=bool)
         self.stopped_by = [""] * self.K
         self.clip = c0.grad_clip if c0.grad_clip and c0.grad_clip > 0 else 0.0
-        self.bar = tqdm(total=c0.epochs, desc=desc, disable=not progress, leave=False)
+        self.bar = progress_bar(total=c0.epochs, desc=desc, enable=progress, unit="epoch", leave=False)
         self.progress = progress
         labelled = train.labels[train.labels >= 0]
         weights = class_frequency_weights(labelled.cpu()).to(device) if (c0.class_weights and len(labelled)) else None
