@@ -44,7 +44,7 @@ class MiniLMEncoder(Backbone):
             raise RuntimeError(f"MiniLM tokenizer at {path} has only {len(self.tokenizer)} tokens; expected 30522")
         # in bfloat16 the matmul attention ran 10% faster than PyTorch's CPU flash kernel (measured)
         attn = "eager" if compute_dtype == "bfloat16" else None
-        self.model = AutoModel.from_pretrained(str(path), **({"attn_implementation": attn} if attn else {})).eval()
+        self.model = _quiet_load(AutoModel, path, attn)
         self.model.to(COMPUTE_DTYPES[compute_dtype])
         self.max_length = max_length
         self.compute_dtype = compute_dtype
@@ -90,6 +90,23 @@ class MiniLMEncoder(Backbone):
 
 
 _HASHES: dict[Path, str] = {}
+
+
+def _quiet_load(auto_model, path: Path, attn: str | None) -> torch.nn.Module:
+    """``auto_model.from_pretrained`` without transformers' weight-loading bar off a terminal (it would
+    write into logs; a local 90 MB file loads in well under a second)."""
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if not sys.stderr.isatty():
+        hf_logging.disable_progress_bar()
+    try:
+        return auto_model.from_pretrained(str(path), **({"attn_implementation": attn} if attn else {})).eval()
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
 
 
 def _file_hash(path: Path) -> str:
