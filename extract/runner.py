@@ -339,6 +339,11 @@ def main(argv: Sequence[str]) -> int:
             ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, read-only dataset folder without --store, ...
+        from cache.errors import describe_os_error
+
+        print(f"error: {describe_os_error(e)}", file=sys.stderr)
+        return 2
     if summary is not None:
         print(summary.format())
     return 0

@@ -60,6 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if _is_rank0():  # every rank fails alike; one line, not one per process
             print(f"finetune: {e}", file=sys.stderr, flush=True)
         return 2
+    except OSError as e:  # disk full, read-only output folder, ...: the states already saved are kept
+        if e.errno is None or not e.strerror:
+            raise
+        from cache.errors import describe_os_error
+
+        print(f"finetune: {describe_os_error(e).replace('--store PATH', 'another output.dir')}", file=sys.stderr,
+              flush=True)
+        return 2
     return 0
 
 

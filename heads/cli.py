@@ -138,10 +138,14 @@ def _with_parents(add_parser, parent):
 
 
 #: errors a user can cause (bad config, missing table or file, bad values): one line, exit 2
-USER_ERRORS = (ConfigError, ValueError, KeyError, FileNotFoundError, RuntimeError)
+USER_ERRORS = (ConfigError, ValueError, KeyError, OSError, RuntimeError)  # OSError: disk full, read-only, ...
 
 
 def _message(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno is not None and e.strerror:
+        from cache.errors import describe_os_error
+
+        return describe_os_error(e)
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
@@ -160,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         progress = not args.no_progress and sys.stderr.isatty()
         try:
             rc = _run(args, progress)
+        except BrokenPipeError:
+            raise
         except USER_ERRORS as e:
             if args.debug:
                 raise

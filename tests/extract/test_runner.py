@@ -257,3 +257,20 @@ def test_progress_off_a_terminal_is_a_few_log_lines(ds, tmp_path, capsys):
     progress_lines = [ln for ln in err.splitlines() if ln.startswith("logmel@none:")]
     assert progress_lines[-1].startswith("logmel@none: done 10/10 clip in ")
     assert len(progress_lines) <= 3
+
+
+@pytest.mark.parametrize("code, hint", [(28, "the disk is full"), (30, "put the cache store elsewhere with --store")])
+def test_disk_full_and_read_only_store_are_one_line(ds, tmp_path, capsys, monkeypatch, code, hint):
+    """ENOSPC / EROFS while writing the store: exit 2, one line naming the file and what to do."""
+    import os
+
+    import extract.runner as runner
+
+    def fail(*_a, **_k):
+        raise OSError(code, os.strerror(code), str(tmp_path / "s.zarr" / "embeddings"))
+
+    monkeypatch.setattr(runner, "run_embeddings", fail)
+    assert cli_main(["embeddings", "--dataset", str(ds), "--backbone", "logmel", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert str(tmp_path / "s.zarr" / "embeddings") in err and hint in err

@@ -176,3 +176,18 @@ def test_text_from_tags_alone(ft_data):
     clips = clip_set(m, None, text_source="tags")
     assert clips.texts[0] == f"{m.tags[0].split(',')[0]} test" == "m test" and len(clips.texts) == len(m)
     assert all(t.endswith(" test") and "," not in t for t in clips.texts)
+
+
+def test_disk_full_is_one_line_with_exit_2(ft_data, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import finetune.trainer
+    from finetune.run import main as run_main
+
+    def fail(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o" / "state"))
+
+    monkeypatch.setattr(finetune.trainer, "train", fail)
+    assert run_main(ft_data.args(tmp_path / "o", "train.epochs=1")) == 2
+    [line] = _error_lines(capsys.readouterr().err)
+    assert "the disk is full" in line and str(tmp_path / "o" / "state") in line and "another output.dir" in line

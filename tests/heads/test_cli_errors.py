@@ -124,3 +124,19 @@ def test_closed_output_pipe_exits_quietly(trained, tmp_path):
             os.close(w)
         assert "Traceback" not in p.stderr and "BrokenPipe" not in p.stderr, p.stderr
         assert p.returncode == (141 if args[2] == "predict" else 0)
+
+
+@pytest.mark.parametrize("code, hint", [(28, "the disk is full"), (30, "read-only: put the cache store elsewhere")])
+def test_disk_full_and_read_only_are_one_line(trained, tmp_path, capsys, monkeypatch, code, hint):
+    """An OSError a user can act on (errno 28 ENOSPC, 30 EROFS) is one line naming the file, exit 2."""
+    import heads.predict
+
+    root = _eval_set(tmp_path / "ev")
+
+    def fail(*_a, **_k):
+        raise OSError(code, os.strerror(code), str(root / "pred" / "X.output.csv"))
+
+    monkeypatch.setattr(heads.predict, "write_output_csv", fail)
+    assert _predict(trained, root) == 2
+    err = _one_line(capsys)
+    assert str(root / "pred" / "X.output.csv") in err and hint in err
