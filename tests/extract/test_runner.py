@@ -274,3 +274,20 @@ def test_disk_full_and_read_only_store_are_one_line(ds, tmp_path, capsys, monkey
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
     assert str(tmp_path / "s.zarr" / "embeddings") in err and hint in err
+
+
+def test_closed_output_pipe_ends_quietly():
+    """``python -m extract … | head`` whose reader is gone: no BrokenPipeError traceback, exit 141."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        p = subprocess.run([sys.executable, "-m", "extract", "--help"], stdout=w, stderr=subprocess.PIPE, text=True,
+                           cwd=str(Path(__file__).resolve().parents[2]), timeout=120)
+    finally:
+        os.close(w)
+    assert "Traceback" not in p.stderr and p.returncode == 141
