@@ -106,9 +106,8 @@ class LazyFeatures:
             self.ok &= np.asarray(status[...])[pos] == OK
             for c in cols:
                 arr = rows.g[c]
-                check_chunk_files(
-                    arr, rows.required(c, done), where + f"'{c}'", hint
-                )  # missing files read as zeros
+                # missing files read as zeros
+                check_chunk_files(arr, rows.required(c, done), where + f"'{c}'", hint)
                 self._arrays.append((arr, pos))
                 self.blocks.append((g, c, int(arr.shape[1])))
 

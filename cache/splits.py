@@ -99,10 +99,8 @@ def make_split(
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
     fold_seed, val_seed = resolve_seeds(preset, seed)
-    from sklearn.model_selection import (
-        StratifiedKFold,
-        StratifiedShuffleSplit,
-    )  # here: reading a split needs no sklearn
+    # imported here: reading a split needs no sklearn
+    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=fold_seed)
     train_full, test = list(skf.split(np.zeros(len(labels)), labels))[fold]

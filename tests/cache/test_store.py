@@ -30,9 +30,8 @@ def test_whole_table_round_trip_and_join(tmp_path):
     assert (
         t.attrs["producer"] == "test" and t.attrs["complete"] and t.attrs["schema_version"] == SCHEMA_VERSION
     )
-    assert (
-        t.attrs["prompt_version"] == 2 and t.attrs["code_version"] and t.attrs["created"]
-    )  # provenance filled in
+    # provenance filled in
+    assert t.attrs["prompt_version"] == 2 and t.attrs["code_version"] and t.attrs["created"]
     with pytest.raises(MissingIdsError, match="1 id\\(s\\) not in table 'llm/priors/p1': zz"):
         s.read_table("llm/priors/p1", ids=["a", "zz"])
     assert (
