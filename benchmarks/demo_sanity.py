@@ -11,6 +11,7 @@ siblings, text alone should be moderate, and the concatenation should beat both.
 Generate DIR first with ``python -m demo --out DIR`` (or pass --generate).
 Prints a table (accuracy, top-level accuracy, hF with never-predicted="zero") and writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--demo", required=True, type=Path, help="demo output folder")
     ap.add_argument("--generate", action="store_true", help="generate the demo (seed 0, scale 1) first")
-    ap.add_argument("--json", type=Path, default=None, help="write the results here (default DEMO/demo_sanity.json)")
+    ap.add_argument(
+        "--json", type=Path, default=None, help="write the results here (default DEMO/demo_sanity.json)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     if args.generate:
@@ -79,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.demo / f"{EVAL}-truth.csv", newline="") as fh:
         truth = {r["id"]: CLASS_INDEX[r["class"]] for r in csv.DictReader(fh)}
     y_tr, y_te = train.labels, np.array([truth[i] for i in test.ids])
-    print(f"train {len(train)} clips ({CLEAN}), test {len(test)} clips ({EVAL}); chance accuracy ~{1 / 23:.3f}")
+    print(
+        f"train {len(train)} clips ({CLEAN}), test {len(test)} clips ({EVAL}); chance accuracy ~{1 / 23:.3f}"
+    )
 
     a_tr, a_te = logmel_meanstd(train.audio_paths), logmel_meanstd(test.audio_paths)
     sc = StandardScaler().fit(a_tr)
@@ -102,19 +107,46 @@ def main(argv: list[str] | None = None) -> int:
         score_pred("TF-IDF metadata (text)", y_te, text_lr.predict(t_te)),
         score("log-mel + TF-IDF (concat)", lr(1.0), f_tr, y_tr, f_te, y_te),
         score_pred("log-mel + TF-IDF (late: sum of log-probs)", y_te, audio_lr.classes_[late]),
-        score("shipped clap_audio stand-in", lr(0.1), StandardScaler().fit(ca_tr).transform(ca_tr),
-              y_tr, StandardScaler().fit(ca_tr).transform(ca_te), y_te),
-        score("shipped clap_text stand-in", lr(0.1), StandardScaler().fit(ct_tr).transform(ct_tr),
-              y_tr, StandardScaler().fit(ct_tr).transform(ct_te), y_te),
-        score("shipped audio + text (concat)", lr(0.1), sc2.transform(np.hstack([ca_tr, ct_tr])), y_tr,
-              sc2.transform(np.hstack([ca_te, ct_te])), y_te),
+        score(
+            "shipped clap_audio stand-in",
+            lr(0.1),
+            StandardScaler().fit(ca_tr).transform(ca_tr),
+            y_tr,
+            StandardScaler().fit(ca_tr).transform(ca_te),
+            y_te,
+        ),
+        score(
+            "shipped clap_text stand-in",
+            lr(0.1),
+            StandardScaler().fit(ct_tr).transform(ct_tr),
+            y_tr,
+            StandardScaler().fit(ct_tr).transform(ct_te),
+            y_te,
+        ),
+        score(
+            "shipped audio + text (concat)",
+            lr(0.1),
+            sc2.transform(np.hstack([ca_tr, ct_tr])),
+            y_tr,
+            sc2.transform(np.hstack([ca_te, ct_te])),
+            y_te,
+        ),
     ]
-    print(f"\n| features | accuracy | top-level accuracy | hF (zero) |\n|---|---|---|---|")
+    print("\n| features | accuracy | top-level accuracy | hF (zero) |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['features']} | {r['accuracy']:.3f} | {r['top_accuracy']:.3f} | {r['hF']:.3f} |")
     out = args.json or args.demo / "demo_sanity.json"
-    out.write_text(json.dumps({"train": len(train), "test": len(test), "results": rows,
-                               "seconds": round(time.perf_counter() - t0, 1)}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "train": len(train),
+                "test": len(test),
+                "results": rows,
+                "seconds": round(time.perf_counter() - t0, 1),
+            },
+            indent=1,
+        )
+    )
     print(f"\nwrote {out}")
     return 0
 

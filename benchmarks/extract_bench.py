@@ -23,6 +23,7 @@ the text part (it needs the MiniLM weights installed).
 
     python benchmarks/extract_bench.py --device cuda --skip-minilm --clips 120 --passt-clips 48
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,28 @@ from extract.text import clean_metadata  # noqa: E402
 from extract.windowing import embed_clips, module_device, split_windows  # noqa: E402
 from testkit.bsd_dataset import labelled_row, write_metadata, write_wav  # noqa: E402
 
-WORDS = ["dog", "rain", "car", "piano", "crowd", "door", "wind", "synth", "bird", "engine", "speech", "drum",
-         "guitar", "thunder", "kitchen", "street", "whoosh", "laser", "violin", "footsteps"]
+WORDS = [
+    "dog",
+    "rain",
+    "car",
+    "piano",
+    "crowd",
+    "door",
+    "wind",
+    "synth",
+    "bird",
+    "engine",
+    "speech",
+    "drum",
+    "guitar",
+    "thunder",
+    "kitchen",
+    "street",
+    "whoosh",
+    "laser",
+    "violin",
+    "footsteps",
+]
 
 
 # ------------------------------------------------------------------------------------------- data
@@ -68,8 +89,16 @@ def write_bench_metadata(root: Path, n: int, rng: np.random.Generator) -> None:
     for i in range(n):
         words = rng.choice(WORDS, size=int(rng.integers(2, 12)))
         desc = " ".join(rng.choice(WORDS, size=int(rng.integers(0, 80))))
-        rows.append(labelled_row(str(i), "fx-o", uploader="u", title=f"{words[0]} {words[1]} {i}",
-                                 tags=",".join(words), description=f"<p>Recorded {desc}.</p> https://example.org/{i}"))
+        rows.append(
+            labelled_row(
+                str(i),
+                "fx-o",
+                uploader="u",
+                title=f"{words[0]} {words[1]} {i}",
+                tags=",".join(words),
+                description=f"<p>Recorded {desc}.</p> https://example.org/{i}",
+            )
+        )
     write_metadata(root, rows, "BENCH")
 
 
@@ -111,14 +140,31 @@ def naive_loop(backbone, paths: list[Path], trim: bool) -> float:
 def runner_rate(root: Path, store: Path, backbone: str, workers: int, batch: int, **kw) -> float:
     """Clips/s of the runner's processing loop (decode, embed, pool, write; the one-time manifest
     loading, model construction and table creation are excluded, as the naive loop's model is prebuilt)."""
-    cfg = EmbeddingsConfig(dataset=root, backbone=backbone, store=store, num_workers=workers, batch_size=batch,
-                           progress=False, overwrite=True, **kw)
+    cfg = EmbeddingsConfig(
+        dataset=root,
+        backbone=backbone,
+        store=store,
+        num_workers=workers,
+        batch_size=batch,
+        progress=False,
+        overwrite=True,
+        **kw,
+    )
     summary = run_embeddings(cfg)
     return summary.rows_processed / summary.seconds
 
 
-def bench_audio(name: str, backbone_cfg: BackboneConfig, root: Path, n: int, workers: int, batch: int,
-                runner_kw: dict, repeats: int = 2, device: str = "cpu") -> dict:
+def bench_audio(
+    name: str,
+    backbone_cfg: BackboneConfig,
+    root: Path,
+    n: int,
+    workers: int,
+    batch: int,
+    runner_kw: dict,
+    repeats: int = 2,
+    device: str = "cpu",
+) -> dict:
     """Best of ``repeats`` interleaved measurements of the runner and the two naive loops."""
     torch.manual_seed(0)
     backbone = build_backbone(backbone_cfg).eval().to(device)
@@ -127,24 +173,58 @@ def bench_audio(name: str, backbone_cfg: BackboneConfig, root: Path, n: int, wor
     load_audio(paths[0], backbone.spec.sample_rate)  # warm the cached resampler, like the runner's workers
     best = {"runner": 0.0, "runner_threads": 0.0, "runner_processes": 0.0, "naive": 0.0, "naive_trim": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
-        runner_rate(root, Path(tmp) / "warm.zarr", backbone_cfg.name, -1, batch, **runner_kw)  # warm-up (imports)
+        # warm-up (imports)
+        runner_rate(root, Path(tmp) / "warm.zarr", backbone_cfg.name, -1, batch, **runner_kw)
         for _ in range(repeats):
             # the runner's defaults (num_workers -1 = auto), then decode threads and worker processes
-            best["runner"] = max(best["runner"], runner_rate(root, Path(tmp) / "s.zarr", backbone_cfg.name, -1,
-                                                             batch, **runner_kw))
-            best["runner_threads"] = max(best["runner_threads"], runner_rate(
-                root, Path(tmp) / "s.zarr", backbone_cfg.name, workers, batch, loader="threads", **runner_kw))
-            best["runner_processes"] = max(best["runner_processes"], runner_rate(
-                root, Path(tmp) / "s.zarr", backbone_cfg.name, workers, batch, loader="processes", **runner_kw))
+            best["runner"] = max(
+                best["runner"],
+                runner_rate(root, Path(tmp) / "s.zarr", backbone_cfg.name, -1, batch, **runner_kw),
+            )
+            best["runner_threads"] = max(
+                best["runner_threads"],
+                runner_rate(
+                    root,
+                    Path(tmp) / "s.zarr",
+                    backbone_cfg.name,
+                    workers,
+                    batch,
+                    loader="threads",
+                    **runner_kw,
+                ),
+            )
+            best["runner_processes"] = max(
+                best["runner_processes"],
+                runner_rate(
+                    root,
+                    Path(tmp) / "s.zarr",
+                    backbone_cfg.name,
+                    workers,
+                    batch,
+                    loader="processes",
+                    **runner_kw,
+                ),
+            )
             best["naive"] = max(best["naive"], naive_loop(backbone, paths, trim=False))
             best["naive_trim"] = max(best["naive_trim"], naive_loop(backbone, paths, trim=True))
     auto_workers = 0 if device == "cpu" else 2
-    return {"backbone": name, "clips": n, "runner_clips_s": best["runner"], "runner_workers": auto_workers,
-            "runner_threads_clips_s": best["runner_threads"], "runner_processes_clips_s": best["runner_processes"],
-            "naive_clips_s": best["naive"], "naive_trim_clips_s": best["naive_trim"],
-            "ratio_vs_naive": best["runner"] / best["naive"], "ratio_vs_naive_trim": best["runner"] / best["naive_trim"],
-            "workers": workers, "batch": batch or "backbone default", "repeats": repeats, "device": device,
-            "runner_autocast": device.startswith("cuda")}
+    return {
+        "backbone": name,
+        "clips": n,
+        "runner_clips_s": best["runner"],
+        "runner_workers": auto_workers,
+        "runner_threads_clips_s": best["runner_threads"],
+        "runner_processes_clips_s": best["runner_processes"],
+        "naive_clips_s": best["naive"],
+        "naive_trim_clips_s": best["naive_trim"],
+        "ratio_vs_naive": best["runner"] / best["naive"],
+        "ratio_vs_naive_trim": best["runner"] / best["naive_trim"],
+        "workers": workers,
+        "batch": batch or "backbone default",
+        "repeats": repeats,
+        "device": device,
+        "runner_autocast": device.startswith("cuda"),
+    }
 
 
 # ------------------------------------------------------------------------------------------- text
@@ -157,7 +237,7 @@ def bench_minilm(n: int, tmp: Path, rng: np.random.Generator, runner_n: int = 20
     root = tmp / "text"
     write_bench_metadata(root, n, rng)
     m = load_manifest(root, require_audio=False)
-    texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description)]
+    texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description, strict=True)]
     res: dict = {"texts": n, "mean_chars": float(np.mean([len(t) for t in texts]))}
     ref = None
     for dtype in ("float32", "bfloat16"):
@@ -169,17 +249,31 @@ def bench_minilm(n: int, tmp: Path, rng: np.random.Generator, runner_n: int = 20
         res[dtype] = {"encode_s": dt, "encode_texts_s": n / dt}
         if ref is None:
             ref = emb
-            res["mean_tokens"] = float(np.mean([len(x) for x in enc.tokenizer(texts, truncation=True,
-                                                                               max_length=enc.max_length)["input_ids"]]))
+            res["mean_tokens"] = float(
+                np.mean(
+                    [
+                        len(x)
+                        for x in enc.tokenizer(texts, truncation=True, max_length=enc.max_length)["input_ids"]
+                    ]
+                )
+            )
         else:
             res[dtype]["min_cosine_to_float32"] = float((emb * ref).sum(1).min())
     res["encode_s"], res["encode_texts_s"] = res["float32"]["encode_s"], res["float32"]["encode_texts_s"]
     sub = tmp / "text_sub"  # the runner (same encoder, chunked writes) on the first runner_n strings
     write_bench_metadata(sub, min(n, runner_n), np.random.default_rng(2))
     t0 = time.perf_counter()
-    summary = run_embeddings(EmbeddingsConfig(dataset=sub, backbone="minilm", text_source="metadata",
-                                              chunk_rows=1024, store=tmp / "text.zarr", progress=False,
-                                              overwrite=True))
+    summary = run_embeddings(
+        EmbeddingsConfig(
+            dataset=sub,
+            backbone="minilm",
+            text_source="metadata",
+            chunk_rows=1024,
+            store=tmp / "text.zarr",
+            progress=False,
+            overwrite=True,
+        )
+    )
     t_run = time.perf_counter() - t0
     res.update({"runner_texts": summary.n_rows, "runner_s": t_run, "runner_texts_s": summary.n_rows / t_run})
     return res
@@ -204,8 +298,9 @@ def bench_store(rows: int, dim: int, tmp: Path) -> dict:
 
     store = Store(tmp / "bench.zarr")
     t0 = time.perf_counter()
-    w = store.create_rows("embeddings/bench@none", ids, {"audio": ((dim,), "float32")}, chunk_rows=1024,
-                          overwrite=True)
+    w = store.create_rows(
+        "embeddings/bench@none", ids, {"audio": ((dim,), "float32")}, chunk_rows=1024, overwrite=True
+    )
     status = np.ones(w.chunk_rows, np.uint8)
     for k in range(w.n_chunks):
         lo, hi = w.chunk_range(k)
@@ -222,56 +317,105 @@ def bench_store(rows: int, dim: int, tmp: Path) -> dict:
     t = Store(tmp / "bench.zarr", mode="r").read_table("embeddings/bench@none")
     z_table = time.perf_counter() - t0
     assert np.array_equal(X, t["audio"])
-    return {"rows": rows, "dim": dim, "MB": mb, "numpy_write_MB_s": mb / np_write, "numpy_read_MB_s": mb / np_read,
-            "zarr_write_MB_s": mb / z_write, "zarr_read_MB_s": mb / z_read, "zarr_read_table_MB_s": mb / z_table,
-            "zarr_read_vs_numpy": np_read / z_read, "zarr_read_table_vs_numpy": np_read / z_table}
+    return {
+        "rows": rows,
+        "dim": dim,
+        "MB": mb,
+        "numpy_write_MB_s": mb / np_write,
+        "numpy_read_MB_s": mb / np_read,
+        "zarr_write_MB_s": mb / z_write,
+        "zarr_read_MB_s": mb / z_read,
+        "zarr_read_table_MB_s": mb / z_table,
+        "zarr_read_vs_numpy": np_read / z_read,
+        "zarr_read_table_vs_numpy": np_read / z_table,
+    }
 
 
 # ------------------------------------------------------------------------------------------- main
 def audio_rows(name: str, r: dict, fmt: str, target: str) -> list[tuple[str, str]]:
     """Table rows of one ``bench_audio`` result: the runner's three loaders and the two naive loops."""
     naive = "" if r["device"] == "cpu" else ", fp32"
-    return [(f"{name} runner (defaults: {r['runner_workers']} decode workers)", f"{r['runner_clips_s']:{fmt}} clips/s"),
-            (f"{name} runner ({r['workers']} decode threads)", f"{r['runner_threads_clips_s']:{fmt}} clips/s"),
-            (f"{name} runner ({r['workers']} worker processes)", f"{r['runner_processes_clips_s']:{fmt}} clips/s"),
-            (f"{name} naive (full windows{naive})",
-             f"{r['naive_clips_s']:{fmt}} clips/s  -> runner {r['ratio_vs_naive']:.2f}x ({target})"),
-            (f"{name} naive+trim (embed_clips{naive})",
-             f"{r['naive_trim_clips_s']:{fmt}} clips/s  -> runner {r['ratio_vs_naive_trim']:.2f}x")]
+    return [
+        (
+            f"{name} runner (defaults: {r['runner_workers']} decode workers)",
+            f"{r['runner_clips_s']:{fmt}} clips/s",
+        ),
+        (f"{name} runner ({r['workers']} decode threads)", f"{r['runner_threads_clips_s']:{fmt}} clips/s"),
+        (
+            f"{name} runner ({r['workers']} worker processes)",
+            f"{r['runner_processes_clips_s']:{fmt}} clips/s",
+        ),
+        (
+            f"{name} naive (full windows{naive})",
+            f"{r['naive_clips_s']:{fmt}} clips/s  -> runner {r['ratio_vs_naive']:.2f}x ({target})",
+        ),
+        (
+            f"{name} naive+trim (embed_clips{naive})",
+            f"{r['naive_trim_clips_s']:{fmt}} clips/s  -> runner {r['ratio_vs_naive_trim']:.2f}x",
+        ),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clips", type=int, default=300, help="clips for the logmel comparison")
-    ap.add_argument("--passt-clips", type=int, default=12, help="clips (≤ 4 s) for the PaSST comparison (0: skip it)")
+    ap.add_argument(
+        "--passt-clips", type=int, default=12, help="clips (≤ 4 s) for the PaSST comparison (0: skip it)"
+    )
     ap.add_argument("--texts", type=int, default=10000)
     ap.add_argument("--rows", type=int, default=20000, help="rows of the (rows, 768) store matrix")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                    help="where the models run (auto = cuda if available)")
+    ap.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where the models run (auto = cuda if available)",
+    )
     ap.add_argument("--skip-minilm", action="store_true", help="leave out the MiniLM text part")
-    ap.add_argument("--passt-window-seconds", type=float, default=None,
-                    help="PaSST window length (default: 1 s on CPU, the full 10 s on GPU)")
-    ap.add_argument("--passt-max-seconds", type=float, default=None,
-                    help="longest PaSST benchmark clip (default: 4 s on CPU, 30 s on GPU)")
-    ap.add_argument("--passt-batch", type=int, default=16, help="PaSST windows per forward pass in the runner")
+    ap.add_argument(
+        "--passt-window-seconds",
+        type=float,
+        default=None,
+        help="PaSST window length (default: 1 s on CPU, the full 10 s on GPU)",
+    )
+    ap.add_argument(
+        "--passt-max-seconds",
+        type=float,
+        default=None,
+        help="longest PaSST benchmark clip (default: 4 s on CPU, 30 s on GPU)",
+    )
+    ap.add_argument(
+        "--passt-batch", type=int, default=16, help="PaSST windows per forward pass in the runner"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "extract_bench.json")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device available")
-    device = "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = (
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     gpu = torch.cuda.get_device_name(0) if device == "cuda" else None
     win = args.passt_window_seconds or (10.0 if device == "cuda" else 1.0)
     max_s = args.passt_max_seconds or (30.0 if device == "cuda" else 4.0)
     threads = torch.get_num_threads()
-    results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": threads,
-                                 "torch": torch.__version__, "device": device, "gpu": gpu}, "notes": []}
+    results: dict = {
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": threads,
+            "torch": torch.__version__,
+            "device": device,
+            "gpu": gpu,
+        },
+        "notes": [],
+    }
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         root, total = write_audio_dataset(tmp / "audio_ds", args.clips)
         results["audio_dataset"] = {"clips": args.clips, "seconds": total, "rate": 44100}
-        results["logmel"] = bench_audio("logmel", BackboneConfig("logmel"), root, args.clips, args.workers, 0, {},
-                                        device=device)
+        results["logmel"] = bench_audio(
+            "logmel", BackboneConfig("logmel"), root, args.clips, args.workers, 0, {}, device=device
+        )
         try:
             from extract.backbones import available_backbones
 
@@ -282,8 +426,15 @@ def main(argv: list[str] | None = None) -> int:
             proot, ptotal = write_audio_dataset(tmp / "passt_ds", args.passt_clips, seed=1, max_s=max_s)
             ov = {} if win == 10.0 else {"window_seconds": win}
             results["passt"] = bench_audio(
-                f"passt (random, {win:g} s windows)", BackboneConfig("passt", random_init=True, overrides=ov), proot,
-                args.passt_clips, args.workers, args.passt_batch, {"random_init": True, "arch": ov}, device=device)
+                f"passt (random, {win:g} s windows)",
+                BackboneConfig("passt", random_init=True, overrides=ov),
+                proot,
+                args.passt_clips,
+                args.workers,
+                args.passt_batch,
+                {"random_init": True, "arch": ov},
+                device=device,
+            )
             results["passt"]["seconds"] = ptotal
             results["passt"]["window_seconds"] = win
             results["passt"]["max_clip_seconds"] = max_s
@@ -300,21 +451,42 @@ def main(argv: list[str] | None = None) -> int:
     if "passt" in results:
         pa = results["passt"]
         amp = ", fp16 autocast" if pa["runner_autocast"] else ""
-        rows += audio_rows(f"passt (random, {pa['window_seconds']:g} s win{amp})", pa, ".2f", "reported, not targeted")
+        rows += audio_rows(
+            f"passt (random, {pa['window_seconds']:g} s win{amp})", pa, ".2f", "reported, not targeted"
+        )
     if mi:
         bf = mi["bfloat16"]
-        rows += [(f"minilm encode {mi['texts']} texts (float32)", f"{mi['encode_s']:.1f} s = {mi['encode_texts_s']:.0f} "
-                                                                  "texts/s (target <= 60 s)"),
-                 (f"minilm encode {mi['texts']} texts (bfloat16)", f"{bf['encode_s']:.1f} s = {bf['encode_texts_s']:.0f} "
-                                                                   f"texts/s (min cosine {bf['min_cosine_to_float32']:.4f})"),
-                 (f"minilm runner {mi['runner_texts']} texts",
-                  f"{mi['runner_s']:.1f} s = {mi['runner_texts_s']:.0f} texts/s")]
-    rows += [(f"store {st['MB']:.0f} MB numpy save/load", f"{st['numpy_write_MB_s']:.0f} / {st['numpy_read_MB_s']:.0f} MB/s"),
-             (f"store {st['MB']:.0f} MB zarr write / store read", f"{st['zarr_write_MB_s']:.0f} / {st['zarr_read_MB_s']:.0f} MB/s "
-                                                         f"(read = {100 * st['zarr_read_vs_numpy']:.0f}% of numpy; "
-                                                         "target >= 50%)"),
-             ("store zarr read_table (+status/error)", f"{st['zarr_read_table_MB_s']:.0f} MB/s "
-                                                       f"({100 * st['zarr_read_table_vs_numpy']:.0f}% of numpy)")]
+        rows += [
+            (
+                f"minilm encode {mi['texts']} texts (float32)",
+                f"{mi['encode_s']:.1f} s = {mi['encode_texts_s']:.0f} texts/s (target <= 60 s)",
+            ),
+            (
+                f"minilm encode {mi['texts']} texts (bfloat16)",
+                f"{bf['encode_s']:.1f} s = {bf['encode_texts_s']:.0f} "
+                f"texts/s (min cosine {bf['min_cosine_to_float32']:.4f})",
+            ),
+            (
+                f"minilm runner {mi['runner_texts']} texts",
+                f"{mi['runner_s']:.1f} s = {mi['runner_texts_s']:.0f} texts/s",
+            ),
+        ]
+    rows += [
+        (
+            f"store {st['MB']:.0f} MB numpy save/load",
+            f"{st['numpy_write_MB_s']:.0f} / {st['numpy_read_MB_s']:.0f} MB/s",
+        ),
+        (
+            f"store {st['MB']:.0f} MB zarr write / store read",
+            f"{st['zarr_write_MB_s']:.0f} / {st['zarr_read_MB_s']:.0f} MB/s "
+            f"(read = {100 * st['zarr_read_vs_numpy']:.0f}% of numpy; "
+            "target >= 50%)",
+        ),
+        (
+            "store zarr read_table (+status/error)",
+            f"{st['zarr_read_table_MB_s']:.0f} MB/s ({100 * st['zarr_read_table_vs_numpy']:.0f}% of numpy)",
+        ),
+    ]
     width = max(len(r[0]) for r in rows)
     where = f", GPU {gpu}" if gpu else ""
     print(f"extraction benchmark ({os.cpu_count()} CPUs, torch threads {threads}{where})")

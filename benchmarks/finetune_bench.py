@@ -1,8 +1,9 @@
-"""Fine-tune tier speed: ``finetune/run.py`` against a plain PyTorch loop of the same model, at a size
+r"""Fine-tune tier speed: ``finetune/run.py`` against a plain PyTorch loop of the same model, at a size
 where per-epoch costs are amortised, with a per-phase breakdown of run.py.
 
-    python benchmarks/finetune_bench.py                                   # CPU, tiny backbone (~3-5 min on 2 cores)
-    python benchmarks/finetune_bench.py --device cuda --mixed-precision bf16 --backbone passt --clip-seconds 10
+    python benchmarks/finetune_bench.py    # CPU, tiny backbone (~3-5 min on 2 cores)
+    python benchmarks/finetune_bench.py --device cuda --mixed-precision bf16 --backbone passt \
+        --clip-seconds 10
 
 Data: ``--clips`` synthetic clips (default 1,000; 23 classes, tones + noise, 16 kHz 16-bit WAV,
 durations uniform in [0.3, 1] × ``--clip-seconds``) written in the BSD layout into a temporary
@@ -28,6 +29,7 @@ backbone (``extract/backbones/tiny.py``) with ``--clip-seconds`` windows at 16 k
 ``FINETUNE_SYNC_TIMING=1`` is set for run.py on a GPU so its phases are attributed exactly.
 Prints a table and writes JSON (default ``benchmarks/results/finetune_bench.json``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,8 +74,20 @@ def make_clips(root: Path, n: int, seconds: float, seed: int = 0) -> Path:
         f0 = 110.0 * (1 + CLASSES.index(c) % 12) * (1 + (k % 3) / 7)
         x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.05 * rng.standard_normal(len(t))
         sf.write(root / "audio" / f"{cid}.wav", x.astype(np.float32), SAMPLE_RATE, subtype="PCM_16")
-        rows.append({"sound_id": cid, "class": c, "class_idx": "", "class_top": c.split("-")[0], "confidence": "4",
-                     "uploader": "bench", "license": "CC0", "title": f"{c} {cid}", "tags": c, "description": c})
+        rows.append(
+            {
+                "sound_id": cid,
+                "class": c,
+                "class_idx": "",
+                "class_top": c.split("-")[0],
+                "confidence": "4",
+                "uploader": "bench",
+                "license": "CC0",
+                "title": f"{c} {cid}",
+                "tags": c,
+                "description": c,
+            }
+        )
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=LABELLED_COLUMNS)
     w.writeheader()
@@ -103,7 +117,9 @@ def plain_loop(cfg, device: str, workers: int) -> dict:
     model.to(device).train()
     spec = model.backbone.spec
     t, bs, mp = cfg.train, cfg.train.batch_size, cfg.train.mixed_precision
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=t.lr, weight_decay=t.weight_decay
+    )
     spe = -(-len(data.train) // bs)
     sched = reference_schedule(opt, spe, t.epochs, t.warmup_epochs, t.decay_start_epoch, t.final_lr)
     amp = device.startswith("cuda") and mp in ("bf16", "fp16")
@@ -113,10 +129,16 @@ def plain_loop(cfg, device: str, workers: int) -> dict:
     pin = device.startswith("cuda")
 
     def loader(clips, shuffle):
-        return torch.utils.data.DataLoader(ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding),
-                                           batch_size=bs, shuffle=shuffle, num_workers=workers, pin_memory=pin,
-                                           collate_fn=Collate(clips), generator=torch.Generator().manual_seed(t.seed),
-                                           worker_init_fn=_one_thread if workers else None)
+        return torch.utils.data.DataLoader(
+            ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding),
+            batch_size=bs,
+            shuffle=shuffle,
+            num_workers=workers,
+            pin_memory=pin,
+            collate_fn=Collate(clips),
+            generator=torch.Generator().manual_seed(t.seed),
+            worker_init_fn=_one_thread if workers else None,
+        )
 
     train_dl, val_dl = loader(data.train, True), loader(data.val, False)
     best, epochs = -1.0, []
@@ -152,8 +174,13 @@ def plain_loop(cfg, device: str, workers: int) -> dict:
             torch.save(copy.deepcopy(model.state_dict()), Path(cfg.output.dir) / "best.pt")
         t3 = time.perf_counter()
         epochs.append({"train": t1 - t0, "eval": t2 - t1, "best_weights": t3 - t2})
-    return {"setup": setup, "epochs": epochs, "train_clips": len(data.train), "val_clips": len(data.val),
-            "best_val_hF": best}
+    return {
+        "setup": setup,
+        "epochs": epochs,
+        "train_clips": len(data.train),
+        "val_clips": len(data.val),
+        "best_val_hF": best,
+    }
 
 
 def finetune_run(overrides: list[str], env_extra: dict) -> dict:
@@ -162,15 +189,21 @@ def finetune_run(overrides: list[str], env_extra: dict) -> dict:
     pp = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": pp, **env_extra}
     t0 = time.perf_counter()
-    p = subprocess.run(run_command(set_options(overrides), 1), cwd=REPO, env=env, capture_output=True, text=True)
+    p = subprocess.run(
+        run_command(set_options(overrides), 1), cwd=REPO, env=env, capture_output=True, text=True
+    )
     wall = time.perf_counter() - t0
     if p.returncode != 0:
         raise RuntimeError(f"finetune/run.py failed:\n{p.stderr[-4000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
     result = json.loads((out / "result.json").read_text())
-    return {"wall": wall, "epochs": metrics["phase_seconds"], "run": result["phase_seconds"],
-            "train_clips": json.loads((out / "config.json").read_text())["facts"]["train_clips"],
-            "best_val_hF": metrics["best_val_hF"]}
+    return {
+        "wall": wall,
+        "epochs": metrics["phase_seconds"],
+        "run": result["phase_seconds"],
+        "train_clips": json.loads((out / "config.json").read_text())["facts"]["train_clips"],
+        "best_val_hF": metrics["best_val_hF"],
+    }
 
 
 def summarise_plain(r: dict) -> dict:
@@ -178,10 +211,19 @@ def summarise_plain(r: dict) -> dict:
     train = sum(e["train"] for e in ep)
     total = sum(e["train"] + e["eval"] + e["best_weights"] for e in ep)
     n = r["train_clips"] * len(ep)
-    return {"epochs_s": total, "train_s": train, "clips_per_s": n / total, "train_clips_per_s": n / train,
-            "phases": {"train_step+data": train, "eval": sum(e["eval"] for e in ep),
-                       "best_weights": sum(e["best_weights"] for e in ep)},
-            "setup_s": r["setup"], "best_val_hF": r["best_val_hF"]}
+    return {
+        "epochs_s": total,
+        "train_s": train,
+        "clips_per_s": n / total,
+        "train_clips_per_s": n / train,
+        "phases": {
+            "train_step+data": train,
+            "eval": sum(e["eval"] for e in ep),
+            "best_weights": sum(e["best_weights"] for e in ep),
+        },
+        "setup_s": r["setup"],
+        "best_val_hF": r["best_val_hF"],
+    }
 
 
 def summarise_run(r: dict) -> dict:
@@ -194,22 +236,36 @@ def summarise_run(r: dict) -> dict:
     total = r["run"]["epochs"]
     phases["other"] = total - sum(phases.values())
     n = r["train_clips"] * len(r["epochs"])
-    return {"epochs_s": total, "train_s": train, "clips_per_s": n / total, "train_clips_per_s": n / train,
-            "phases": phases, "setup_s": r["run"]["setup"], "finish_s": r["run"]["finish"], "wall_s": r["wall"],
-            "best_val_hF": r["best_val_hF"]}
+    return {
+        "epochs_s": total,
+        "train_s": train,
+        "clips_per_s": n / total,
+        "train_clips_per_s": n / train,
+        "phases": phases,
+        "setup_s": r["run"]["setup"],
+        "finish_s": r["run"]["finish"],
+        "wall_s": r["wall"],
+        "best_val_hF": r["best_val_hF"],
+    }
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--clips", type=int, default=1000, help="synthetic clips (train ≈ 64%%, validation 16%%)")
-    ap.add_argument("--clip-seconds", type=float, default=1.0,
-                    help="longest clip and the tiny backbone's window (s); 1.0 keeps a CPU run near 3-5 min")
+    ap.add_argument(
+        "--clip-seconds",
+        type=float,
+        default=1.0,
+        help="longest clip and the tiny backbone's window (s); 1.0 keeps a CPU run near 3-5 min",
+    )
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"))
     ap.add_argument("--backbone", default="tiny", help="tiny (CPU) or a real backbone with random init (GPU)")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers (both sides)")
-    ap.add_argument("--repeats", type=int, default=1, help="runs per side, interleaved; the fastest is reported")
+    ap.add_argument(
+        "--repeats", type=int, default=1, help="runs per side, interleaved; the fastest is reported"
+    )
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "finetune_bench.json"))
     args = ap.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
@@ -221,14 +277,25 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="ftbench-"))
     t0 = time.perf_counter()
     clean = make_clips(tmp / "clips", args.clips, args.clip_seconds)
-    print(f"{args.clips} synthetic clips (≤ {args.clip_seconds:g} s) in {clean} ({time.perf_counter() - t0:.1f} s)",
-          flush=True)
+    print(
+        f"{args.clips} synthetic clips (≤ {args.clip_seconds:g} s) in {clean} "
+        f"({time.perf_counter() - t0:.1f} s)",
+        flush=True,
+    )
     bb = [f"backbone.name={args.backbone}", "backbone.random_init=true"]
     if args.backbone == "tiny":
         bb.append(f"backbone.overrides={{sample_rate = {SAMPLE_RATE}, window_seconds = {args.clip_seconds}}}")
-    common = [f"data.clean={clean}", "head.preset=no-prior", f"train.epochs={args.epochs}", "train.lr=1e-3",
-              f"data.num_workers={args.workers}", "train.patience=100", "output.write_logits=false",
-              f"train.mixed_precision={args.mixed_precision}", *bb]
+    common = [
+        f"data.clean={clean}",
+        "head.preset=no-prior",
+        f"train.epochs={args.epochs}",
+        "train.lr=1e-3",
+        f"data.num_workers={args.workers}",
+        "train.patience=100",
+        "output.write_logits=false",
+        f"train.mixed_precision={args.mixed_precision}",
+        *bb,
+    ]
     cores = os.cpu_count() or 2
     env = {"OMP_NUM_THREADS": str(cores)}
     if args.device == "cpu":
@@ -251,24 +318,51 @@ def main(argv=None) -> int:
     train_ratio = ft["train_clips_per_s"] / plain["train_clips_per_s"]
 
     dev = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {cores} cores"
-    print(f"\nfine-tune benchmark: {args.backbone}, {args.clips} clips ≤ {args.clip_seconds:g} s, {args.epochs} epochs, "
-          f"{dev}, mixed precision {args.mixed_precision}, {args.workers} workers, best of {args.repeats}")
-    print(f"| side | epochs (s) | clips/s | train only clips/s | vs plain | vs plain, train only |")
+    print(
+        f"\nfine-tune benchmark: {args.backbone}, {args.clips} clips ≤ {args.clip_seconds:g} s, "
+        f"{args.epochs} epochs, {dev}, mixed precision {args.mixed_precision}, {args.workers} workers, "
+        f"best of {args.repeats}"
+    )
+    print("| side | epochs (s) | clips/s | train only clips/s | vs plain | vs plain, train only |")
     print("|---|---|---|---|---|---|")
-    print(f"| plain loop | {plain['epochs_s']:.1f} | {plain['clips_per_s']:.1f} | {plain['train_clips_per_s']:.1f} | — | — |")
-    print(f"| finetune/run.py | {ft['epochs_s']:.1f} | {ft['clips_per_s']:.1f} | {ft['train_clips_per_s']:.1f} | "
-          f"{ratio:.2f}× | {train_ratio:.2f}× |")
-    print("\nrun.py time per phase over the epochs (s): " + ", ".join(
-        f"{k} {ft['phases'].get(k, 0.0):.2f}" for k in (*PHASES, "other")))
+    print(
+        f"| plain loop | {plain['epochs_s']:.1f} | {plain['clips_per_s']:.1f} | "
+        f"{plain['train_clips_per_s']:.1f} | — | — |"
+    )
+    print(
+        f"| finetune/run.py | {ft['epochs_s']:.1f} | {ft['clips_per_s']:.1f} | "
+        f"{ft['train_clips_per_s']:.1f} | {ratio:.2f}× | {train_ratio:.2f}× |"
+    )
+    print(
+        "\nrun.py time per phase over the epochs (s): "
+        + ", ".join(f"{k} {ft['phases'].get(k, 0.0):.2f}" for k in (*PHASES, "other"))
+    )
     print("plain loop (s): " + ", ".join(f"{k} {v:.2f}" for k, v in plain["phases"].items()))
-    print(f"outside the epochs: run.py set-up {ft['setup_s']:.1f} s, final prediction {ft['finish_s']:.1f} s, "
-          f"process wall {ft['wall_s']:.1f} s; plain set-up {plain['setup_s']:.1f} s")
+    print(
+        f"outside the epochs: run.py set-up {ft['setup_s']:.1f} s, final prediction {ft['finish_s']:.1f} s, "
+        f"process wall {ft['wall_s']:.1f} s; plain set-up {plain['setup_s']:.1f} s"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "machine": {"cpu_count": cores, "platform": platform.platform(), "torch": torch.__version__, "device": dev},
-        "config": vars(args), "plain": plain, "run": ft, "vs_plain": ratio, "vs_plain_train_only": train_ratio,
-        "repeats": {"plain": plain_runs, "run": ft_runs}}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpu_count": cores,
+                    "platform": platform.platform(),
+                    "torch": torch.__version__,
+                    "device": dev,
+                },
+                "config": vars(args),
+                "plain": plain,
+                "run": ft,
+                "vs_plain": ratio,
+                "vs_plain_train_only": train_ratio,
+                "repeats": {"plain": plain_runs, "run": ft_runs},
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
     return 0
 

@@ -6,6 +6,7 @@ the table attribute ``every_chunk_stored``; a chunk file that is then missing is
 zeros. ``read_array`` reads plain (uncompressed) arrays straight from their chunk files;
 ``chunk_problem`` tells why one chunk is damaged (missing, wrong size, undecodable).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,7 +44,7 @@ def check_chunk_files(arr: zarr.Array, required: np.ndarray | None, where: str, 
     """Raise MissingChunkError naming the first chunk ``k`` with ``required[k]`` whose file is missing."""
     if required is None:
         return
-    for k in np.flatnonzero(np.asarray(required, dtype=bool)[:n_row_chunks(arr)]):
+    for k in np.flatnonzero(np.asarray(required, dtype=bool)[: n_row_chunks(arr)]):
         path = chunk_file(arr, int(k))
         if path is not None and not path.is_file():
             raise _missing(arr, int(k), path, where, hint)
@@ -51,8 +52,10 @@ def check_chunk_files(arr: zarr.Array, required: np.ndarray | None, where: str, 
 
 def _missing(arr: zarr.Array, k: int, path: Path, where: str, hint: str) -> MissingChunkError:
     lo, hi = _rows_of(arr, k)
-    return MissingChunkError(f"{where}: chunk {k} (rows {lo}-{hi - 1}) is missing ({path} does not exist)"
-                             + (f"; {hint}" if hint else ""))
+    return MissingChunkError(
+        f"{where}: chunk {k} (rows {lo}-{hi - 1}) is missing ({path} does not exist)"
+        + (f"; {hint}" if hint else "")
+    )
 
 
 def read_chunk(arr: zarr.Array, k: int, required: bool = True) -> tuple[str | None, np.ndarray | None]:
@@ -112,16 +115,27 @@ def _raw_layout(arr: zarr.Array) -> tuple[Path, int] | None:
     shape = tuple(meta.get("shape", ()))
     grid = meta.get("chunk_grid", {})
     chunks = tuple(grid.get("configuration", {}).get("chunk_shape", ()))
-    ok = (meta.get("zarr_format") == 3 and meta.get("node_type") == "array"
-          and _plain_bytes_codec(meta.get("codecs"), dt) and not meta.get("storage_transformers")
-          and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
-          and grid.get("name") == "regular" and len(shape) >= 1 and len(chunks) == len(shape)
-          and chunks[1:] == shape[1:] and chunks[0] >= 1
-          and dt.kind in "fiub" and dt.byteorder in "<=|" and shape == tuple(arr.shape))
+    ok = (
+        meta.get("zarr_format") == 3
+        and meta.get("node_type") == "array"
+        and _plain_bytes_codec(meta.get("codecs"), dt)
+        and not meta.get("storage_transformers")
+        and meta.get("chunk_key_encoding") == {"name": "default", "configuration": {"separator": "/"}}
+        and grid.get("name") == "regular"
+        and len(shape) >= 1
+        and len(chunks) == len(shape)
+        and chunks[1:] == shape[1:]
+        and chunks[0] >= 1
+        and dt.kind in "fiub"
+        and dt.byteorder in "<=|"
+        and shape == tuple(arr.shape)
+    )
     return (folder, int(chunks[0])) if ok else None
 
 
-def read_array(arr: zarr.Array, required: np.ndarray | None = None, where: str = "", hint: str = "") -> np.ndarray:
+def read_array(
+    arr: zarr.Array, required: np.ndarray | None = None, where: str = "", hint: str = ""
+) -> np.ndarray:
     """The whole of ``arr`` as a numpy array, read straight from its chunk files when it can be.
 
     Fast path: a local Zarr v3 array whose codecs are exactly ``bytes`` (little-endian, no
@@ -163,9 +177,9 @@ def read_array(arr: zarr.Array, required: np.ndarray | None = None, where: str =
             while got < len(view):
                 r = fh.readinto(view[got:])
                 if not r:
-                    raise SchemaError(f"chunk file {path} is truncated (shorter than {hi - lo} rows of {row_bytes} "
-                                      "bytes); the store is damaged: `python -m cache verify` lists the damage")
+                    raise SchemaError(
+                        f"chunk file {path} is truncated (shorter than {hi - lo} rows of {row_bytes} "
+                        "bytes); the store is damaged: `python -m cache verify` lists the damage"
+                    )
                 got += r
     return out
-
-

@@ -10,6 +10,7 @@ come back as the field's default).
 
 The tools' own configs (``heads``, ``finetune``, ``extract``, ``extract.llm``) build on these.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,9 +20,9 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePath
-from typing import Any, Iterable, TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -44,7 +45,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_value(text: str) -> Any:
-    """An override value: a TOML literal (``3``, ``1e-5``, ``true``, ``["a", "b"]``, ``{k = 1}``), else the text."""
+    """An override value: a TOML literal (``3``, ``1e-5``, ``true``, ``["a", "b"]``, ``{k = 1}``), else the
+    text."""
     try:
         parsed = tomllib.loads(f"v = {text}")
     except tomllib.TOMLDecodeError:
@@ -73,7 +75,8 @@ def strip_optional(tp) -> tuple[Any, bool]:
         args = typing.get_args(tp)
         rest = tuple(a for a in args if a is not type(None))
         if len(rest) < len(args):
-            return (rest[0] if len(rest) == 1 else typing.Union[rest]), True
+            # typing.Union built at run time from a tuple, not an annotation
+            return (rest[0] if len(rest) == 1 else typing.Union[rest]), True  # noqa: UP007
     return tp, False
 
 
@@ -118,7 +121,9 @@ def convert(tp, value, key: str = "", where: str = "config"):
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
                 _fail(where, key, f"expected {len(args)} items, got {value!r}")
-            items = [convert(a, v, f"{key}[{i}]", where) for i, (a, v) in enumerate(zip(args, value))]
+            items = [
+                convert(a, v, f"{key}[{i}]", where) for i, (a, v) in enumerate(zip(args, value, strict=True))
+            ]
         else:
             inner = args[0] if args else Any
             items = [convert(inner, v, f"{key}[{i}]", where) for i, v in enumerate(value)]
@@ -143,7 +148,9 @@ def convert(tp, value, key: str = "", where: str = "config"):
             return float(value)
         _fail(where, key, f"expected a number, got {value!r}")
     if tp is str:
-        if isinstance(value, (str, PurePath)) or (isinstance(value, (int, float)) and not isinstance(value, bool)):
+        if isinstance(value, (str, PurePath)) or (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+        ):
             return str(value)
         _fail(where, key, f"expected a string, got {value!r}")
     if isinstance(tp, type) and issubclass(tp, PurePath):
@@ -167,8 +174,10 @@ def from_dict(cls: type[T], data: Mapping, where: str = "config", prefix: str = 
     unknown = [k for k in data if k not in types_]
     if unknown:
         names = ", ".join(repr(f"{prefix}.{k}" if prefix else str(k)) for k in unknown)
-        raise ConfigError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {names}; "
-                          f"known keys{' in ' + prefix if prefix else ''}: {', '.join(types_)}")
+        raise ConfigError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {names}; "
+            f"known keys{' in ' + prefix if prefix else ''}: {', '.join(types_)}"
+        )
     kwargs = {k: convert(types_[k], v, f"{prefix}.{k}" if prefix else k, where) for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -203,8 +212,10 @@ def apply_overrides(data: dict, overrides: Iterable[str] | None, option: str = "
 
 
 def _all_defaults(cls) -> bool:
-    return all(f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
-               for f in dataclasses.fields(cls))
+    return all(
+        f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        for f in dataclasses.fields(cls)
+    )
 
 
 def _deep_merge(a: dict, b: Mapping) -> dict:
@@ -244,8 +255,13 @@ def _toml_value(v, key: str) -> str:
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_toml_value(x, f"{key}[{i}]") for i, x in enumerate(v)) + "]"
     if isinstance(v, Mapping):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x, f'{key}.{k}')}"
-                               for k, x in v.items() if x is not None) + "}"
+        return (
+            "{"
+            + ", ".join(
+                f"{_toml_key(k)} = {_toml_value(x, f'{key}.{k}')}" for k, x in v.items() if x is not None
+            )
+            + "}"
+        )
     if v is None:
         raise ConfigError(f"{key}: TOML cannot hold None inside a list")
     return json.dumps(str(v)).replace("\x7f", "\\u007f")

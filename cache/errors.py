@@ -1,4 +1,5 @@
 """Errors of the cache store (re-exported by ``cache.store``)."""
+
 from __future__ import annotations
 
 

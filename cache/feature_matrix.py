@@ -3,10 +3,11 @@
 :func:`read_features` reads them into memory, :func:`open_features` lazily (rows read when
 indexed). Table paths and the readers/writers of the other table kinds are in :mod:`cache.tables`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -33,8 +34,13 @@ def embedding_columns(store: Store, group: str) -> list[str]:
     return sorted(names, key=lambda n: (n != "audio", n != "text", n))
 
 
-def read_features(store: Store, groups: Sequence[str], ids: Sequence[str],
-                  columns: Sequence[str] | None = None, dtype=np.float32) -> Features:
+def read_features(
+    store: Store,
+    groups: Sequence[str],
+    ids: Sequence[str],
+    columns: Sequence[str] | None = None,
+    dtype=np.float32,
+) -> Features:
     """Concatenate the embedding columns of ``groups`` (in order) for ``ids`` (in order).
 
     ``columns`` restricts which columns are used (e.g. ``["audio"]``); ids missing from a
@@ -69,8 +75,14 @@ class LazyFeatures:
     :class:`Features` that ``read_features`` returns.
     """
 
-    def __init__(self, store: Store, groups: Sequence[str], ids: Sequence[str],
-                 columns: Sequence[str] | None = None, dtype=np.float32):
+    def __init__(
+        self,
+        store: Store,
+        groups: Sequence[str],
+        ids: Sequence[str],
+        columns: Sequence[str] | None = None,
+        dtype=np.float32,
+    ):
         self.ids = np.asarray([str(i) for i in ids], dtype=object)
         self.dtype = np.dtype(dtype)
         self.ok = np.ones(len(self.ids), dtype=bool)
@@ -86,13 +98,16 @@ class LazyFeatures:
             pos = Table(g, rows.ids, {}).index_of(self.ids)
             done = rows.done_mask()
             where = f"table '{g}' in {store.path}, array "
-            hint = f"run `python -m cache verify --store {store.path}`; re-running its producer recomputes them"
+            hint = (
+                f"run `python -m cache verify --store {store.path}`; re-running its producer recomputes them"
+            )
             status = rows.g["status"]
             check_chunk_files(status, rows.required("status", done), where + "'status'", hint)
             self.ok &= np.asarray(status[...])[pos] == OK
             for c in cols:
                 arr = rows.g[c]
-                check_chunk_files(arr, rows.required(c, done), where + f"'{c}'", hint)  # missing files read as zeros
+                # missing files read as zeros
+                check_chunk_files(arr, rows.required(c, done), where + f"'{c}'", hint)
                 self._arrays.append((arr, pos))
                 self.blocks.append((g, c, int(arr.shape[1])))
 
@@ -125,7 +140,12 @@ class LazyFeatures:
         return Features(self.ids, self[:], self.ok.copy(), list(self.blocks))
 
 
-def open_features(store: Store, groups: Sequence[str], ids: Sequence[str],
-                  columns: Sequence[str] | None = None, dtype=np.float32) -> LazyFeatures:
+def open_features(
+    store: Store,
+    groups: Sequence[str],
+    ids: Sequence[str],
+    columns: Sequence[str] | None = None,
+    dtype=np.float32,
+) -> LazyFeatures:
     """Like :func:`read_features` but lazy: rows are read from the store when indexed."""
     return LazyFeatures(store, groups, ids, columns=columns, dtype=dtype)

@@ -13,11 +13,13 @@ Incomplete tables are refused on export; importing a table that already exists i
 store is refused unless ``overwrite``. Row tables come back as complete row tables with the
 same ids, values, status, error, warning (when exported), chunking and attributes.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import h5py
 import numpy as np
@@ -63,8 +65,14 @@ def _is_complete(store: Store, table: str) -> tuple[bool, str]:
     return True, ""
 
 
-def _dataset(h: h5py.Group, name: str, shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int,
-             compression: str | None) -> h5py.Dataset:
+def _dataset(
+    h: h5py.Group,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    chunk_rows: int,
+    compression: str | None,
+) -> h5py.Dataset:
     is_str = dtype.kind in "OUST"
     kw: dict[str, Any] = {}
     if shape and shape[0] > 0:
@@ -76,12 +84,20 @@ def _dataset(h: h5py.Group, name: str, shape: tuple[int, ...], dtype: np.dtype, 
 
 def _put_strings(ds: h5py.Dataset, lo: int, hi: int, values: np.ndarray) -> None:
     if hi > lo:
-        ds[lo:hi] = np.asarray([str(v) for v in np.asarray(values).ravel()], dtype=object).reshape(np.shape(values))
+        ds[lo:hi] = np.asarray([str(v) for v in np.asarray(values).ravel()], dtype=object).reshape(
+            np.shape(values)
+        )
 
 
-def export_hdf5(store: Store, out: str | Path, groups: Iterable[str] | None = None, *,
-                skip_incomplete: bool = False, compression: str | None = None,
-                progress: bool = False) -> list[str]:
+def export_hdf5(
+    store: Store,
+    out: str | Path,
+    groups: Iterable[str] | None = None,
+    *,
+    skip_incomplete: bool = False,
+    compression: str | None = None,
+    progress: bool = False,
+) -> list[str]:
     """Write the complete tables named by ``groups`` (all by default) to a new HDF5 file ``out``.
 
     Raises :class:`ExportError` naming every incomplete table unless ``skip_incomplete``.
@@ -91,25 +107,38 @@ def export_hdf5(store: Store, out: str | Path, groups: Iterable[str] | None = No
     incomplete = [(t, why) for t in tables for ok, why in [_is_complete(store, t)] if not ok]
     if incomplete and not skip_incomplete:
         lines = "; ".join(f"'{t}' ({why})" for t, why in incomplete)
-        raise ExportError(f"refusing to export incomplete table(s) of {store.path}: {lines}. "
-                          "Finish them (re-run their producer) or pass --skip-incomplete / --group")
+        raise ExportError(
+            f"refusing to export incomplete table(s) of {store.path}: {lines}. "
+            "Finish them (re-run their producer) or pass --skip-incomplete / --group"
+        )
     skip = {t for t, _ in incomplete}
     tables = [t for t in tables if t not in skip]
     from .verify import missing_chunk_files  # a missing chunk file would be exported as zeros
 
     damaged = [(t, m) for t in tables for m in [missing_chunk_files(store, t)] if m]
     if damaged:
-        lines = "; ".join(f"'{t}' (missing {m[0]}" + (f" and {len(m) - 1} more" if len(m) > 1 else "") + ")"
-                          for t, m in damaged)
-        raise ExportError(f"refusing to export damaged table(s) of {store.path}: {lines}. "
-                          f"Run python -m cache verify --store {store.path} and re-run their producers")
+        lines = "; ".join(
+            f"'{t}' (missing {m[0]}" + (f" and {len(m) - 1} more" if len(m) > 1 else "") + ")"
+            for t, m in damaged
+        )
+        raise ExportError(
+            f"refusing to export damaged table(s) of {store.path}: {lines}. "
+            f"Run python -m cache verify --store {store.path} and re-run their producers"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".partial")
     try:
         with h5py.File(tmp, "w") as f:
-            f.attrs.update({"format": FORMAT, "cache_schema_version": SCHEMA_VERSION, "exported": now_iso(),
-                            "code_version": code_version(), "source_store": str(store.path)})
+            f.attrs.update(
+                {
+                    "format": FORMAT,
+                    "cache_schema_version": SCHEMA_VERSION,
+                    "exported": now_iso(),
+                    "code_version": code_version(),
+                    "source_store": str(store.path),
+                }
+            )
             it: Iterable[str] = tables
             if progress:
                 from .progress import progress as progress_bar
@@ -136,7 +165,9 @@ def _export_table(store: Store, table: str, h: h5py.Group, compression: str | No
         src = g[name]
         dt = np.dtype(object) if np.dtype(src.dtype).kind in "OUST" else np.dtype(src.dtype)
         ds = _dataset(h, name, tuple(src.shape), dt, chunk_rows, compression)
-        row_bytes = max(1, int(np.prod(src.shape[1:], dtype=np.int64)) * (64 if dt.kind == "O" else dt.itemsize))
+        row_bytes = max(
+            1, int(np.prod(src.shape[1:], dtype=np.int64)) * (64 if dt.kind == "O" else dt.itemsize)
+        )
         step = max(chunk_rows, (32 << 20) // row_bytes // chunk_rows * chunk_rows)
         for lo in range(0, n, step):
             hi = min(n, lo + step)
@@ -168,8 +199,10 @@ def read_export_info(h5: str | Path) -> dict[str, Any]:
         raise SchemaError(f"{h5} is not a cache export (format attribute {info.get('format')!r})")
     version = int(info.get("cache_schema_version", -1))
     if version != SCHEMA_VERSION:
-        raise SchemaError(f"{h5} holds cache schema v{version}; this code reads v{SCHEMA_VERSION}. "
-                          "Import it with a matching version of the code.")
+        raise SchemaError(
+            f"{h5} holds cache schema v{version}; this code reads v{SCHEMA_VERSION}. "
+            "Import it with a matching version of the code."
+        )
     return info
 
 
@@ -184,8 +217,14 @@ def _h5_tables(f: h5py.File) -> list[str]:
     return sorted(out)
 
 
-def import_hdf5(store: Store, h5: str | Path, groups: Iterable[str] | None = None, *,
-                overwrite: bool = False, progress: bool = False) -> list[str]:
+def import_hdf5(
+    store: Store,
+    h5: str | Path,
+    groups: Iterable[str] | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> list[str]:
     """Copy the tables named by ``groups`` (all by default) from an export file into ``store``.
 
     A table already in the store is refused unless ``overwrite``. Imported tables get an
@@ -196,10 +235,15 @@ def import_hdf5(store: Store, h5: str | Path, groups: Iterable[str] | None = Non
     tables = select_tables(info["tables"], groups)
     clash = [t for t in tables if t in store.root]
     if clash and not overwrite:
-        raise ExportError(f"store {store.path} already has table(s) {', '.join(clash)}; "
-                          "pass --overwrite to replace them or --group to choose others")
-    origin = {"file": str(Path(h5).resolve()), "exported": info.get("exported"),
-              "source_store": info.get("source_store")}
+        raise ExportError(
+            f"store {store.path} already has table(s) {', '.join(clash)}; "
+            "pass --overwrite to replace them or --group to choose others"
+        )
+    origin = {
+        "file": str(Path(h5).resolve()),
+        "exported": info.get("exported"),
+        "source_store": info.get("source_store"),
+    }
     with h5py.File(h5, "r") as f:
         it: Iterable[str] = tables
         if progress:
@@ -216,8 +260,11 @@ def import_hdf5(store: Store, h5: str | Path, groups: Iterable[str] | None = Non
                 _import_rows(store, t, h, attrs)
             else:
                 ids = _read_strings(h["ids"])
-                arrays = {n: (_read_strings(h[n]) if _is_str(h[n]) else np.asarray(h[n][...]))
-                          for n in h.keys() if n != "ids"}
+                arrays = {
+                    n: (_read_strings(h[n]) if _is_str(h[n]) else np.asarray(h[n][...]))
+                    for n in h.keys()
+                    if n != "ids"
+                }
                 store.write_table(t, ids, arrays, attrs)
     return tables
 
@@ -230,12 +277,23 @@ def _import_rows(store: Store, table: str, h: h5py.Group, attrs: dict[str, Any])
     ids = _read_strings(h["ids"])
     chunk_rows = int(attrs["chunk_rows"])
     fixed = {"schema_version", "kind", "n_rows", "chunk_rows", "columns", "ids_sha256", "complete"}
-    w = store.create_rows(table, ids, columns, chunk_rows=chunk_rows,
-                          attrs={k: v for k, v in attrs.items() if k not in fixed}, overwrite=True)
+    w = store.create_rows(
+        table,
+        ids,
+        columns,
+        chunk_rows=chunk_rows,
+        attrs={k: v for k, v in attrs.items() if k not in fixed},
+        overwrite=True,
+    )
     for k in range(w.n_chunks):
         lo, hi = w.chunk_range(k)
         values = {c: np.asarray(h[c][lo:hi]) for c in columns}
         warnings = list(_read_strings(h[WARNING], lo, hi)) if WARNING in h else None  # older exports lack it
-        w.write_chunk(k, values, np.asarray(h["status"][lo:hi], dtype=np.uint8), list(_read_strings(h["error"], lo, hi)),
-                      warnings=warnings)
+        w.write_chunk(
+            k,
+            values,
+            np.asarray(h["status"][lo:hi], dtype=np.uint8),
+            list(_read_strings(h["error"], lo, hi)),
+            warnings=warnings,
+        )
     w.finalize()

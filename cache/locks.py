@@ -18,6 +18,7 @@ process already holds succeeds and the lock is released with the last holder) an
 kept alive by forked children (loader workers). flock works on local file systems; on network
 file systems it depends on the mount.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -26,9 +27,10 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .provenance import now_iso
 
@@ -46,7 +48,9 @@ def describe_holder(holder: dict[str, Any]) -> str:
     if not holder:
         return "another process (its lock file records no holder yet)"
     cmd = holder.get("command") or "?"
-    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}: {cmd}"
+    return (
+        f"pid {holder.get('pid', '?')} on {holder.get('host', '?')} since {holder.get('since', '?')}: {cmd}"
+    )
 
 
 def read_holder(path: str | Path) -> dict[str, Any]:
@@ -129,13 +133,21 @@ def acquire(path: str | Path, what: str) -> Lease:
         except BlockingIOError:
             fh.close()
             holder = read_holder(path)
-            raise LockedError(f"{what} is being written by another process ({describe_holder(holder)}); "
-                              f"wait for it to finish or stop it (lock file {path})", holder) from None
+            raise LockedError(
+                f"{what} is being written by another process ({describe_holder(holder)}); "
+                f"wait for it to finish or stop it (lock file {path})",
+                holder,
+            ) from None
         except OSError as e:
             fh.close()
             raise LockedError(f"cannot lock {path} for {what}: {e}") from None
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso(),
-                  "command": " ".join(sys.argv), "what": what}
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": now_iso(),
+            "command": " ".join(sys.argv),
+            "what": what,
+        }
         fh.seek(0)
         fh.truncate()
         fh.write(json.dumps(record) + "\n")

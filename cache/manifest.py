@@ -13,6 +13,7 @@ A dataset that cannot be read completely (a CSV that stops parsing part-way) or 
 usable row raises :class:`ManifestError`. Audio may be symlinked (the ``audio`` folder or
 single files): paths are ``<root>/audio/<id>.wav`` as written, never resolved.
 """
+
 from __future__ import annotations
 
 import csv
@@ -20,9 +21,9 @@ import io
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -30,8 +31,18 @@ from .provenance import sha256_json
 from .taxonomy import CLASSES, LabelKind, UnknownClassError, parse_label
 
 #: columns every labelled metadata CSV must have
-LABELLED_COLUMNS = ("sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license",
-                    "title", "tags", "description")
+LABELLED_COLUMNS = (
+    "sound_id",
+    "class",
+    "class_idx",
+    "class_top",
+    "confidence",
+    "uploader",
+    "license",
+    "title",
+    "tags",
+    "description",
+)
 #: columns an unlabelled (evaluation) metadata CSV must have
 UNLABELLED_REQUIRED = ("anonymous_id", "title", "tags", "description")
 TEXT_FIELDS = ("title", "tags", "description")
@@ -84,7 +95,10 @@ class ValidationReport:
             lines.append("  " + str(p))
         if len(shown) > max_lines:
             by_msg = Counter(p.message.split(":")[0] for p in shown[max_lines:])
-            lines.append(f"  … {len(shown) - max_lines} more: " + ", ".join(f"{k} ×{v}" for k, v in by_msg.most_common()))
+            lines.append(
+                f"  … {len(shown) - max_lines} more: "
+                + ", ".join(f"{k} ×{v}" for k, v in by_msg.most_common())
+            )
         if not self.problems:
             lines.append("  no problems found")
         return "\n".join(lines)
@@ -123,27 +137,37 @@ class Manifest:
     def is_target(self) -> np.ndarray:
         return self.labels >= 0
 
-    def subset(self, mask_or_index: np.ndarray | Sequence[int]) -> "Manifest":
+    def subset(self, mask_or_index: np.ndarray | Sequence[int]) -> Manifest:
         idx = np.asarray(mask_or_index)
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
         return Manifest(
-            name=self.name, root=self.root, ids=self.ids[idx], labels=self.labels[idx],
-            label_kinds=self.label_kinds[idx], title=[self.title[i] for i in idx],
-            tags=[self.tags[i] for i in idx], description=[self.description[i] for i in idx],
-            confidence=self.confidence[idx], audio_paths=[self.audio_paths[i] for i in idx],
-            labelled=self.labelled, report=self.report, csv_path=self.csv_path,
+            name=self.name,
+            root=self.root,
+            ids=self.ids[idx],
+            labels=self.labels[idx],
+            label_kinds=self.label_kinds[idx],
+            title=[self.title[i] for i in idx],
+            tags=[self.tags[i] for i in idx],
+            description=[self.description[i] for i in idx],
+            confidence=self.confidence[idx],
+            audio_paths=[self.audio_paths[i] for i in idx],
+            labelled=self.labelled,
+            report=self.report,
+            csv_path=self.csv_path,
         )
 
-    def select_ids(self, ids: Sequence[str]) -> "Manifest":
+    def select_ids(self, ids: Sequence[str]) -> Manifest:
         """Rows for ``ids`` in that order; unknown ids raise naming them."""
         pos = {i: k for k, i in enumerate(self.ids)}
         missing = [i for i in ids if i not in pos]
         if missing:
-            raise KeyError(f"{len(missing)} id(s) not in dataset {self.name}: {', '.join(map(str, missing[:10]))}")
+            raise KeyError(
+                f"{len(missing)} id(s) not in dataset {self.name}: {', '.join(map(str, missing[:10]))}"
+            )
         return self.subset([pos[i] for i in ids])
 
-    def targets(self) -> "Manifest":
+    def targets(self) -> Manifest:
         """Only rows with a target label (drops top-level-only, -other, missing labels)."""
         return self.subset(self.labels >= 0)
 
@@ -153,14 +177,17 @@ class Manifest:
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels[self.labels >= 0], minlength=len(CLASSES))
-        return {c: int(n) for c, n in zip(CLASSES, counts)}
+        return {c: int(n) for c, n in zip(CLASSES, counts, strict=False)}
 
     def digest(self) -> str:
         """sha256 of ids, labels and metadata text: identifies the data a result was made from."""
-        return sha256_json({
-            "ids": self.ids.tolist(), "labels": self.labels.tolist(),
-            "text": [self.title, self.tags, self.description],
-        })
+        return sha256_json(
+            {
+                "ids": self.ids.tolist(),
+                "labels": self.labels.tolist(),
+                "text": [self.title, self.tags, self.description],
+            }
+        )
 
 
 def find_metadata_csv(root: Path) -> Path:
@@ -171,7 +198,9 @@ def find_metadata_csv(root: Path) -> Path:
     if not found:
         raise ManifestError(f"{meta}: no *_metadata.csv file")
     if len(found) > 1:
-        raise ManifestError(f"{meta}: several metadata files ({', '.join(p.name for p in found)}); pass one with csv_path")
+        raise ManifestError(
+            f"{meta}: several metadata files ({', '.join(p.name for p in found)}); pass one with csv_path"
+        )
     return found[0]
 
 
@@ -186,8 +215,13 @@ def _read_csv(path: Path, report: ValidationReport) -> tuple[list[str], list[dic
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError as e:
-                report.add(path.name, None, None,
-                           f"non-UTF-8 bytes on line {lineno + 1} (byte {e.start}); replaced with U+FFFD", "warning")
+                report.add(
+                    path.name,
+                    None,
+                    None,
+                    f"non-UTF-8 bytes on line {lineno + 1} (byte {e.start}); replaced with U+FFFD",
+                    "warning",
+                )
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows: list[dict[str, str]] = []
     header: list[str] = []
@@ -195,16 +229,31 @@ def _read_csv(path: Path, report: ValidationReport) -> tuple[list[str], list[dic
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
         for r in reader:
-            rows.append({k: (v if isinstance(v, str) else ("" if v is None else ",".join(v))) for k, v in r.items() if k is not None})
+            rows.append(
+                {
+                    k: (v if isinstance(v, str) else ("" if v is None else ",".join(v)))
+                    for k, v in r.items()
+                    if k is not None
+                }
+            )
             if None in r:
-                report.add(path.name, len(rows), None, f"{len(r[None])} more value(s) than header columns", "warning")
+                report.add(
+                    path.name, len(rows), None, f"{len(r[None])} more value(s) than header columns", "warning"
+                )
             elif any(v is None for v in r.values()):
                 short = sum(v is None for v in r.values())
-                report.add(path.name, len(rows), None, f"{short} value(s) fewer than header columns; treated as empty",
-                           "warning")
+                report.add(
+                    path.name,
+                    len(rows),
+                    None,
+                    f"{short} value(s) fewer than header columns; treated as empty",
+                    "warning",
+                )
     except csv.Error as e:  # the rest of the file would be lost: the dataset cannot be read
-        raise ManifestError(f"{path}: CSV cannot be parsed from line {reader.line_num} on (data row {len(rows) + 1}): "
-                            f"{e}; fix the file (rows after it would be lost)") from None
+        raise ManifestError(
+            f"{path}: CSV cannot be parsed from line {reader.line_num} on (data row {len(rows) + 1}): "
+            f"{e}; fix the file (rows after it would be lost)"
+        ) from None
     return header, rows
 
 
@@ -242,8 +291,14 @@ def load_manifest(
     missing_cols = [c for c in required if c not in header]
     fatal = [c for c in missing_cols if c in (id_col, "class")]
     for c in missing_cols:
-        report.add(fname, 0, c, "missing column" + (" (cannot read the dataset without it)" if c in fatal else "; treated as empty"),
-                   "error" if c in fatal else "warning")
+        report.add(
+            fname,
+            0,
+            c,
+            "missing column"
+            + (" (cannot read the dataset without it)" if c in fatal else "; treated as empty"),
+            "error" if c in fatal else "warning",
+        )
     if fatal:
         raise ManifestError(report.format())
 
@@ -269,20 +324,32 @@ def load_manifest(
         seen[cid] = rownum
         audio = audio_dir / f"{cid}{audio_ext}"  # not resolved: audio/ or the file may be a symlink
         if unsafe_id(cid):
-            report.add(fname, rownum, id_col, f"id {cid!r} is not a plain file name (path separator, '..' or "
-                                              "absolute): it makes an audio path outside the dataset root; row dropped")
+            report.add(
+                fname,
+                rownum,
+                id_col,
+                f"id {cid!r} is not a plain file name (path separator, '..' or "
+                "absolute): it makes an audio path outside the dataset root; row dropped",
+            )
             counts["dropped_bad_id"] += 1
             continue
         if labelled:
             try:
                 parsed = parse_label(r.get("class"), r.get("class_idx"), where=f"{fname} row {rownum}")
             except UnknownClassError:
-                report.add(fname, rownum, "class", f"unknown class {r.get('class')!r} (class_idx {r.get('class_idx')!r}); row dropped")
+                report.add(
+                    fname,
+                    rownum,
+                    "class",
+                    f"unknown class {r.get('class')!r} (class_idx {r.get('class_idx')!r}); row dropped",
+                )
                 counts["dropped_unknown_class"] += 1
                 continue
             kind = parsed.kind
             if kind is LabelKind.MISSING:
-                report.add(fname, rownum, "class", "empty class and class_idx; row treated as non-target", "warning")
+                report.add(
+                    fname, rownum, "class", "empty class and class_idx; row treated as non-target", "warning"
+                )
             if kind is not LabelKind.TARGET:
                 counts[f"non_target_{kind.value}"] += 1
                 if not keep_non_targets:
@@ -321,15 +388,28 @@ def load_manifest(
         out["paths"].append(audio)
     counts["usable"] = len(out["ids"])
     if not out["ids"]:
-        raise ManifestError(f"no usable rows in {csv_file}" + (
-            f" (the file has {len(rows)} row(s); every one was dropped)\n{report.format(max_lines=10)}" if rows
-            else " (it has a header but no data rows)"))
+        raise ManifestError(
+            f"no usable rows in {csv_file}"
+            + (
+                f" (the file has {len(rows)} row(s); every one was dropped)\n{report.format(max_lines=10)}"
+                if rows
+                else " (it has a header but no data rows)"
+            )
+        )
     return Manifest(
-        name=name, root=root, ids=np.array(out["ids"], dtype=object),
-        labels=np.array(out["labels"], dtype=np.int64), label_kinds=np.array(out["kinds"], dtype=object),
-        title=out["title"], tags=out["tags"], description=out["description"],
-        confidence=np.array(out["conf"], dtype=np.float64), audio_paths=out["paths"], labelled=labelled,
-        report=report, csv_path=csv_file,
+        name=name,
+        root=root,
+        ids=np.array(out["ids"], dtype=object),
+        labels=np.array(out["labels"], dtype=np.int64),
+        label_kinds=np.array(out["kinds"], dtype=object),
+        title=out["title"],
+        tags=out["tags"],
+        description=out["description"],
+        confidence=np.array(out["conf"], dtype=np.float64),
+        audio_paths=out["paths"],
+        labelled=labelled,
+        report=report,
+        csv_path=csv_file,
     )
 
 
@@ -355,8 +435,12 @@ def load_class_descriptions(root: str | Path) -> dict[str, ClassDescription] | N
     for r in rows:
         code = (r.get("class_key") or "").strip().lower()
         if code in CLASSES:
-            out[code] = ClassDescription(code, (r.get("second_level") or r.get("class_key_long") or "").strip(),
-                                         (r.get("description") or "").strip(), (r.get("examples") or "").strip())
+            out[code] = ClassDescription(
+                code,
+                (r.get("second_level") or r.get("class_key_long") or "").strip(),
+                (r.get("description") or "").strip(),
+                (r.get("examples") or "").strip(),
+            )
     return out
 
 

@@ -9,6 +9,7 @@ A class present in the truth but never predicted has an undefined hP_c:
   * ``"zero"`` (default, CP-JKU code): hP_c = 0, so hF_c = 0; the class stays in all means.
   * ``"drop"`` (official baseline code): the class is dropped from all three means.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,10 +38,17 @@ class HierarchicalScores:
     dropped_classes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"hP": self.hP, "hR": self.hR, "hF": self.hF, "accuracy": self.accuracy,
-                "top_accuracy": self.top_accuracy, "never_predicted": self.never_predicted,
-                "n_items": self.n_items, "dropped_classes": list(self.dropped_classes),
-                "per_class": self.per_class}
+        return {
+            "hP": self.hP,
+            "hR": self.hR,
+            "hF": self.hF,
+            "accuracy": self.accuracy,
+            "top_accuracy": self.top_accuracy,
+            "never_predicted": self.never_predicted,
+            "n_items": self.n_items,
+            "dropped_classes": list(self.dropped_classes),
+            "per_class": self.per_class,
+        }
 
 
 def _as_indices(y) -> np.ndarray:
@@ -99,14 +107,21 @@ def hierarchical_scores(y_true, y_pred, never_predicted: str = "zero") -> Hierar
     for c in np.flatnonzero(present):
         nan_p = bool(np.isnan(hP_c[c]))
         per_class[CLASSES[c]] = {
-            "hP": None if nan_p else float(hP_c[c]), "hR": float(hR_c[c]),
+            "hP": None if nan_p else float(hP_c[c]),
+            "hR": float(hR_c[c]),
             "hF": None if nan_p else float(hF_c[c]),
-            "support": int(support[c]), "n_predicted": int(n_pred[c]),
+            "support": int(support[c]),
+            "n_predicted": int(n_pred[c]),
         }
     return HierarchicalScores(
-        hP=hP, hR=hR, hF=hF, accuracy=float(np.mean(p == t)),
+        hP=hP,
+        hR=hR,
+        hF=hF,
+        accuracy=float(np.mean(p == t)),
         top_accuracy=float(np.mean(CLASS_TOP_INDEX[p] == CLASS_TOP_INDEX[t])),
-        never_predicted=never_predicted, n_items=int(len(t)), per_class=per_class,
+        never_predicted=never_predicted,
+        n_items=int(len(t)),
+        per_class=per_class,
         dropped_classes=[CLASSES[c] for c in np.flatnonzero(never)] if never_predicted == "drop" else [],
     )
 
@@ -114,10 +129,16 @@ def hierarchical_scores(y_true, y_pred, never_predicted: str = "zero") -> Hierar
 def format_table(scores: HierarchicalScores) -> str:
     """Per-class table as Markdown, naming the never-predicted convention."""
     f = lambda v: "—" if v is None else f"{v:.4f}"  # noqa: E731
-    lines = [f"hP {scores.hP:.4f} · hR {scores.hR:.4f} · hF {scores.hF:.4f} · acc {scores.accuracy:.4f} · "
-             f"top-acc {scores.top_accuracy:.4f} · n={scores.n_items} · never-predicted convention: "
-             f"'{scores.never_predicted}'", "",
-             "| class | hP | hR | hF | support | predicted |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"hP {scores.hP:.4f} · hR {scores.hR:.4f} · hF {scores.hF:.4f} · acc {scores.accuracy:.4f} · "
+        f"top-acc {scores.top_accuracy:.4f} · n={scores.n_items} · never-predicted convention: "
+        f"'{scores.never_predicted}'",
+        "",
+        "| class | hP | hR | hF | support | predicted |",
+        "|---|---|---|---|---|---|",
+    ]
     for code, r in scores.per_class.items():
-        lines.append(f"| {code} | {f(r['hP'])} | {f(r['hR'])} | {f(r['hF'])} | {r['support']} | {r['n_predicted']} |")
+        lines.append(
+            f"| {code} | {f(r['hP'])} | {f(r['hR'])} | {f(r['hF'])} | {r['support']} | {r['n_predicted']} |"
+        )
     return "\n".join(lines)

@@ -12,11 +12,13 @@ line at most every ``interval`` seconds (10 by default) and one summary line whe
 ``enable=False`` gives the same object that prints nothing. A stream that was closed under
 it (a pipe to ``head``) silences the reporter instead of failing the run.
 """
+
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, Iterable, TextIO
+from collections.abc import Callable, Iterable
+from typing import Any, TextIO
 
 DEFAULT_INTERVAL = 10.0
 
@@ -40,9 +42,17 @@ def _fmt_seconds(s: float) -> str:
 class LineProgress:
     """Plain-line progress for logs (see module docstring); also the disabled reporter."""
 
-    def __init__(self, iterable: Iterable | None = None, total: int | None = None, desc: str = "",
-                 unit: str = "it", enable: bool = True, file: TextIO | None = None,
-                 interval: float = DEFAULT_INTERVAL, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        total: int | None = None,
+        desc: str = "",
+        unit: str = "it",
+        enable: bool = True,
+        file: TextIO | None = None,
+        interval: float = DEFAULT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
@@ -108,16 +118,25 @@ class LineProgress:
         finally:
             self.close()
 
-    def __enter__(self) -> "LineProgress":
+    def __enter__(self) -> LineProgress:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "", unit: str = "it",
-             enable: bool = True, file: TextIO | None = None, interval: float = DEFAULT_INTERVAL,
-             clock: Callable[[], float] = time.monotonic, **tqdm_kwargs: Any):
+def progress(
+    iterable: Iterable | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    enable: bool = True,
+    file: TextIO | None = None,
+    interval: float = DEFAULT_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+    **tqdm_kwargs: Any,
+):
     """A progress reporter: tqdm on a terminal, :class:`LineProgress` lines off one (see module docstring).
 
     ``file`` defaults to stderr; ``tqdm_kwargs`` (e.g. ``leave``, ``initial``) go to tqdm only.

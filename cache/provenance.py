@@ -2,6 +2,7 @@
 
 Every store group, checkpoint and report carries a provenance dict built here.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -19,7 +20,11 @@ def code_version() -> str:
     try:
         out = subprocess.run(
             ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=_REPO_ROOT, capture_output=True, text=True, timeout=5, check=True,
+            cwd=_REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         )
         return out.stdout.strip()
     except Exception:
@@ -46,7 +51,7 @@ def sha256_json(obj: Any) -> str:
 
 
 def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def base_provenance(producer: str, **fields: Any) -> dict[str, Any]:

@@ -6,12 +6,13 @@ Two named presets: ``baseline`` (official baseline, both seeds 1821) and ``cpjku
 (566182 / 566193). Splits are saved as JSON next to every result and reloaded from there
 so all tools agree on the same fold.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -48,8 +49,11 @@ class Split:
         return set(self.val) | set(self.test)
 
     def describe(self) -> str:
-        return (f"{self.dataset} split '{self.preset}' fold {self.fold}/{self.n_folds} "
-                f"(seeds {self.fold_seed}/{self.val_seed}): train {len(self.train)}, val {len(self.val)}, test {len(self.test)}")
+        return (
+            f"{self.dataset} split '{self.preset}' fold {self.fold}/{self.n_folds} "
+            f"(seeds {self.fold_seed}/{self.val_seed}): train {len(self.train)}, val {len(self.val)}, "
+            f"test {len(self.test)}"
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -58,7 +62,7 @@ class Split:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Split":
+    def load(cls, path: str | Path) -> Split:
         data = json.loads(Path(path).read_text())
         return cls(**data)
 
@@ -95,7 +99,8 @@ def make_split(
     if not 0 <= fold < n_folds:
         raise ValueError(f"fold must be in 0..{n_folds - 1}, got {fold}")
     fold_seed, val_seed = resolve_seeds(preset, seed)
-    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit  # here: reading a split needs no sklearn
+    # imported here: reading a split needs no sklearn
+    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 
     skf = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=fold_seed)
     train_full, test = list(skf.split(np.zeros(len(labels)), labels))[fold]
@@ -105,12 +110,22 @@ def make_split(
     except ValueError as e:
         counts = np.bincount(labels, minlength=len(CLASSES))
         few = [f"{CLASSES[c]} ({counts[c]})" for c in np.flatnonzero((counts > 0) & (counts < n_folds))]
-        raise ValueError(f"cannot make a stratified split of {dataset or 'the dataset'}: {e}"
-                         + (f"; classes with fewer than {n_folds} clips: {', '.join(few)}" if few else "")) from None
+        raise ValueError(
+            f"cannot make a stratified split of {dataset or 'the dataset'}: {e}"
+            + (f"; classes with fewer than {n_folds} clips: {', '.join(few)}" if few else "")
+        ) from None
     return Split(
-        preset=preset, fold_seed=fold_seed, val_seed=val_seed, fold=fold, n_folds=n_folds, val_size=val_size,
-        dataset=dataset, ids_sha256=sha256_json(ids.tolist()),
-        train=ids[train_full[tr]].tolist(), val=ids[train_full[va]].tolist(), test=ids[test].tolist(),
+        preset=preset,
+        fold_seed=fold_seed,
+        val_seed=val_seed,
+        fold=fold,
+        n_folds=n_folds,
+        val_size=val_size,
+        dataset=dataset,
+        ids_sha256=sha256_json(ids.tolist()),
+        train=ids[train_full[tr]].tolist(),
+        val=ids[train_full[va]].tolist(),
+        test=ids[test].tolist(),
     )
 
 

@@ -17,13 +17,15 @@ at a time (an OS lock under ``<store>/.locks/``, see ``cache.locks``); a chunk t
 says was written but whose file is missing raises :class:`MissingChunkError` instead of
 reading as zeros.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import zarr
@@ -86,8 +88,11 @@ def _store_every_chunk():
 
 
 def _damage_hint(store_path: Path, rows: bool) -> str:
-    redo = ("re-running its producer recomputes the damaged chunks" if rows
-            else "re-run its producer (with --overwrite) to rewrite the table")
+    redo = (
+        "re-running its producer recomputes the damaged chunks"
+        if rows
+        else "re-run its producer (with --overwrite) to rewrite the table"
+    )
     return f"run `python -m cache verify --store {store_path}` to list the damage; {redo}"
 
 
@@ -108,12 +113,10 @@ class Table:
         pos = {str(i): k for k, i in enumerate(self.ids)}
         missing = [str(i) for i in ids if str(i) not in pos]
         if missing:
-            raise MissingIdsError(
-                f"{len(missing)} id(s) not in table '{self.group}': {_short(missing)}"
-            )
+            raise MissingIdsError(f"{len(missing)} id(s) not in table '{self.group}': {_short(missing)}")
         return np.fromiter((pos[str(i)] for i in ids), dtype=np.int64, count=len(ids))
 
-    def align(self, ids: Sequence[str]) -> "Table":
+    def align(self, ids: Sequence[str]) -> Table:
         """The same table with rows reordered/subset to ``ids``."""
         if len(ids) == len(self.ids) and np.array_equal(np.asarray(ids, dtype=object), self.ids):
             return Table(self.group, self.ids, dict(self.arrays), dict(self.attrs))  # same order: no copy
@@ -196,7 +199,9 @@ class Store:
         try:
             g = self.root[group]
         except KeyError:
-            raise KeyError(f"no table '{group}' in store {self.path}; it has: {_short(self.tables()) or 'none'}") from None
+            raise KeyError(
+                f"no table '{group}' in store {self.path}; it has: {_short(self.tables()) or 'none'}"
+            ) from None
         return g
 
     def delete(self, group: str) -> None:
@@ -214,7 +219,9 @@ class Store:
         folder = self.path / LOCKS_DIR
         if not (folder / "zarr.json").exists():  # a Zarr group, so that zarr's listings accept the folder
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))
+            (folder / "zarr.json").write_text(
+                json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}})
+            )
         try:
             return acquire(self.lock_file(group), f"table '{group}' in {self.path}")
         except LockedError as e:
@@ -255,8 +262,16 @@ class Store:
             for name, arr in arrays.items():
                 self._put(g, name, arr)
             meta = _with_provenance(attrs)
-            meta.update({"schema_version": SCHEMA_VERSION, "kind": "table", "n_rows": len(ids),
-                         "ids_sha256": ids_digest(ids), "complete": True, EVERY_CHUNK_STORED: True})
+            meta.update(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "kind": "table",
+                    "n_rows": len(ids),
+                    "ids_sha256": ids_digest(ids),
+                    "complete": True,
+                    EVERY_CHUNK_STORED: True,
+                }
+            )
             g.attrs.update(_jsonable(meta))
 
     @staticmethod
@@ -264,14 +279,18 @@ class Store:
         arr = np.asarray(values)
         if arr.dtype.kind in "OUS":
             arr = _to_str_array(arr.ravel()).reshape(arr.shape)
-            a = g.create_array(name, shape=arr.shape, dtype=str, chunks=(max(1, min(len(arr), 65536)),) + arr.shape[1:])
+            a = g.create_array(
+                name, shape=arr.shape, dtype=str, chunks=(max(1, min(len(arr), 65536)),) + arr.shape[1:]
+            )
         else:
             chunk0 = max(1, min(len(arr), max(1, (8 << 20) // max(1, arr[:1].nbytes))))
             a = g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=(chunk0,) + arr.shape[1:])
         if arr.size:
             a[...] = arr
 
-    def read_table(self, group: str, ids: Sequence[str] | None = None, names: Sequence[str] | None = None) -> Table:
+    def read_table(
+        self, group: str, ids: Sequence[str] | None = None, names: Sequence[str] | None = None
+    ) -> Table:
         """Read a complete table; with ``ids``, rows are aligned to them (missing ids raise)."""
         g = self._group(group)
         attrs = dict(g.attrs)
@@ -279,7 +298,10 @@ class Store:
         if attrs.get("kind") == "rows":
             return self.open_rows(group).read(ids=ids, names=names)
         if not attrs.get("complete"):
-            raise SchemaError(f"table '{group}' in {self.path} is incomplete (its write was interrupted); re-run its producer")
+            raise SchemaError(
+                f"table '{group}' in {self.path} is incomplete (its write was interrupted); "
+                "re-run its producer"
+            )
         hint = _damage_hint(self.path, rows=False)
 
         def required(a: zarr.Array) -> np.ndarray | None:
@@ -307,7 +329,7 @@ class Store:
         chunk_rows: int = 256,
         attrs: Mapping[str, Any] | None = None,
         overwrite: bool = False,
-    ) -> "RowWriter":
+    ) -> RowWriter:
         """Create a resumable row table, or reopen it if it exists with the same ids and columns.
 
         ``columns`` maps a name to (shape of one row, dtype), e.g. ``{"audio": ((768,), "float32")}``.
@@ -322,8 +344,12 @@ class Store:
             if group in self.root and not overwrite and not self.half_created(group):
                 g = self.root[group]
                 old = dict(g.attrs)
-                if old.get("kind") == "rows" and old.get("ids_sha256") == digest and old.get("columns") == spec \
-                        and int(old.get("chunk_rows", -1)) == chunk_rows:
+                if (
+                    old.get("kind") == "rows"
+                    and old.get("ids_sha256") == digest
+                    and old.get("columns") == spec
+                    and int(old.get("chunk_rows", -1)) == chunk_rows
+                ):
                     writer = RowWriter(self, group, lease=lease)
                     writer.repair_ids(ids)
                     return writer
@@ -338,8 +364,16 @@ class Store:
             lease.release()
             raise
 
-    def _create_rows(self, group: str, ids: np.ndarray, columns: Mapping[str, tuple[tuple[int, ...], str]],
-                     spec: dict, digest: str, chunk_rows: int, attrs: Mapping[str, Any] | None) -> None:
+    def _create_rows(
+        self,
+        group: str,
+        ids: np.ndarray,
+        columns: Mapping[str, tuple[tuple[int, ...], str]],
+        spec: dict,
+        digest: str,
+        chunk_rows: int,
+        attrs: Mapping[str, Any] | None,
+    ) -> None:
         self.delete(group)
         g = self.root.require_group(group)
         n = len(ids)
@@ -352,19 +386,33 @@ class Store:
             # float columns (embeddings, durations) hardly compress: store them raw so reads run at
             # file-copy speed (see read_array); other columns keep zarr's default codecs
             raw = {"compressors": None} if dt.kind == "f" else {}
-            g.create_array(name, shape=(n, *shape), dtype=dt, chunks=(chunk_rows, *shape), fill_value=0, **raw)
-        g.create_array("status", shape=(n,), dtype=np.uint8, chunks=(chunk_rows,), fill_value=PENDING,
-                       compressors=None)
+            g.create_array(
+                name, shape=(n, *shape), dtype=dt, chunks=(chunk_rows, *shape), fill_value=0, **raw
+            )
+        g.create_array(
+            "status", shape=(n,), dtype=np.uint8, chunks=(chunk_rows,), fill_value=PENDING, compressors=None
+        )
         g.create_array("error", shape=(n,), dtype=str, chunks=(chunk_rows,))
         g.create_array(WARNING, shape=(n,), dtype=str, chunks=(chunk_rows,))
-        g.create_array("chunk_done", shape=(n_chunks,), dtype=bool, chunks=(1,), fill_value=False,
-                       compressors=None)
+        g.create_array(
+            "chunk_done", shape=(n_chunks,), dtype=bool, chunks=(1,), fill_value=False, compressors=None
+        )
         meta = _with_provenance(attrs)
-        meta.update({"schema_version": SCHEMA_VERSION, "kind": "rows", "n_rows": n, "chunk_rows": chunk_rows,
-                     "columns": spec, "ids_sha256": digest, "complete": False, EVERY_CHUNK_STORED: True})
+        meta.update(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "rows",
+                "n_rows": n,
+                "chunk_rows": chunk_rows,
+                "columns": spec,
+                "ids_sha256": digest,
+                "complete": False,
+                EVERY_CHUNK_STORED: True,
+            }
+        )
         g.attrs.update(_jsonable(meta))  # the last write of the creation: "kind" marks it finished
 
-    def open_rows(self, group: str, lock: bool = False) -> "RowWriter":
+    def open_rows(self, group: str, lock: bool = False) -> RowWriter:
         """Open a row table to read it, or (``lock=True``) to write it under its writer lock, held until
         ``finalize()`` / ``close()``. The ranks of a multi-process run open without the lock: the
         process that created the table (rank 0) holds it for all of them."""
@@ -423,8 +471,10 @@ class RowWriter:
         a = self.attrs = dict(self.g.attrs)
         _check_table_version(store.path, group, a)
         if a.get("kind") != "rows":
-            raise SchemaError(f"'{group}' is not a row table" + (
-                " (its creation was interrupted; re-run its producer)" if "kind" not in a else ""))
+            raise SchemaError(
+                f"'{group}' is not a row table"
+                + (" (its creation was interrupted; re-run its producer)" if "kind" not in a else "")
+            )
         self.n_rows = int(a["n_rows"])
         self.chunk_rows = int(a["chunk_rows"])
         self.columns = {k: (tuple(v[0]), v[1]) for k, v in a["columns"].items()}
@@ -451,7 +501,7 @@ class RowWriter:
             self._lease.release()
             self._lease = None
 
-    def __enter__(self) -> "RowWriter":
+    def __enter__(self) -> RowWriter:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -462,8 +512,14 @@ class RowWriter:
         """Whether the table has the ``warning`` array (tables created before it was added do not)."""
         return WARNING in self.g
 
-    def write_chunk(self, k: int, values: Mapping[str, np.ndarray], status: np.ndarray, errors: Sequence[str],
-                    warnings: Sequence[str] | None = None) -> None:
+    def write_chunk(
+        self,
+        k: int,
+        values: Mapping[str, np.ndarray],
+        status: np.ndarray,
+        errors: Sequence[str],
+        warnings: Sequence[str] | None = None,
+    ) -> None:
         """Write all rows of chunk ``k``; the chunk is marked done only after every write returned.
 
         ``warnings`` (one string per row, "" for none) go to the ``warning`` array when the table has
@@ -477,8 +533,10 @@ class RowWriter:
             for name, (shape, dtype) in self.columns.items():
                 v = np.asarray(values[name], dtype=dtype)
                 if v.shape != (n, *shape):
-                    raise ValueError(f"chunk {k} of '{self.group}': column '{name}' has shape {v.shape}, "
-                                     f"expected {(n, *shape)}")
+                    raise ValueError(
+                        f"chunk {k} of '{self.group}': column '{name}' has shape {v.shape}, "
+                        f"expected {(n, *shape)}"
+                    )
                 self.g[name][lo:hi] = v
             self.g["error"][lo:hi] = _to_str_array(errors)
             if self.has_warnings:
@@ -522,7 +580,10 @@ class RowWriter:
             return problems
         st = np.asarray(values["status"])
         if np.any(st == PENDING):
-            return [f"chunk {k} (rows {lo}-{hi - 1}) is marked done but has {int((st == PENDING).sum())} pending row(s)"]
+            return [
+                f"chunk {k} (rows {lo}-{hi - 1}) is marked done but has "
+                f"{int((st == PENDING).sum())} pending row(s)"
+            ]
         ok = st == OK
         for name in self.columns:
             if ok.any() and not np.all(np.isfinite(np.asarray(values[name])[ok])):
@@ -585,7 +646,9 @@ class RowWriter:
         hint = _damage_hint(self.store.path, rows=True)
         wanted = list(self.columns) if names is None else list(names)
         arrays = {n: read_array(self.g[n], self.required(n, done), self._where(n), hint) for n in wanted}
-        arrays["status"] = read_array(self.g["status"], self.required("status", done), self._where("status"), hint)
+        arrays["status"] = read_array(
+            self.g["status"], self.required("status", done), self._where("status"), hint
+        )
         err, ids_arr = self.g["error"], self.g["ids"]
         check_chunk_files(err, self.required("error", done), self._where("error"), hint)
         check_chunk_files(ids_arr, self.required("ids", done), self._where("ids"), hint)
@@ -609,8 +672,10 @@ def _with_provenance(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
 def _check_table_version(path: Path, group: str, attrs: Mapping[str, Any]) -> None:
     version = attrs.get("schema_version", SCHEMA_VERSION)
     if int(version) != SCHEMA_VERSION:
-        raise SchemaError(f"table '{group}' in {path} was written with cache schema v{version}; "
-                          f"this code reads v{SCHEMA_VERSION}. Re-run its producer with this code.")
+        raise SchemaError(
+            f"table '{group}' in {path} was written with cache schema v{version}; "
+            f"this code reads v{SCHEMA_VERSION}. Re-run its producer with this code."
+        )
 
 
 def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:

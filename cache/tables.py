@@ -9,9 +9,11 @@ This module is the only place that builds table paths. Kinds and their columns (
 - ``logits/<run>``: ``logits`` (N, 23) float32;
 - ``pseudo_labels/<name>``: ``probs`` (N, 23) float32.
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -66,7 +68,7 @@ def name_of(path: str, kind: str) -> str:
     """The name part of a table path of ``kind`` (``logits/a/b`` → ``a/b``)."""
     if not path.startswith(kind + "/"):
         raise ValueError(f"{path!r} is not a {kind} table")
-    return path[len(kind) + 1:]
+    return path[len(kind) + 1 :]
 
 
 # ---------------------------------------------------------------------------------------- readers
@@ -100,34 +102,53 @@ def _class_matrix(values: np.ndarray, what: str) -> np.ndarray:
     return values
 
 
-def write_logits(store: Store, run: str, ids: Sequence[str], logits: np.ndarray,
-                 attrs: Mapping[str, Any] | None = None) -> str:
+def write_logits(
+    store: Store, run: str, ids: Sequence[str], logits: np.ndarray, attrs: Mapping[str, Any] | None = None
+) -> str:
     """Write ``logits/<run>`` (ids, logits (N, 23) float32); returns the table path."""
     path = logits_path(run)
     store.write_table(path, list(ids), {"logits": _class_matrix(logits, "logits")}, attrs=attrs)
     return path
 
 
-def write_pseudo_labels(store: Store, name: str, ids: Sequence[str], probs: np.ndarray,
-                        attrs: Mapping[str, Any] | None = None) -> str:
+def write_pseudo_labels(
+    store: Store, name: str, ids: Sequence[str], probs: np.ndarray, attrs: Mapping[str, Any] | None = None
+) -> str:
     """Write ``pseudo_labels/<name>`` (ids, probs (N, 23) float32); returns the table path."""
     path = pseudo_labels_path(name)
     store.write_table(path, list(ids), {"probs": _class_matrix(probs, "pseudo-labels")}, attrs=attrs)
     return path
 
 
-def write_priors(store: Store, name: str, ids: Sequence[str], prior: np.ndarray, missing: np.ndarray,
-                 extra: Mapping[str, Any] | None = None, attrs: Mapping[str, Any] | None = None) -> str:
+def write_priors(
+    store: Store,
+    name: str,
+    ids: Sequence[str],
+    prior: np.ndarray,
+    missing: np.ndarray,
+    extra: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> str:
     """Write ``llm/priors/<name>``: prior (N, 23) float32, missing (N,) bool and any ``extra`` columns."""
     path = priors_path(name)
-    arrays = {"prior": _class_matrix(np.asarray(prior).reshape(len(ids), NUM_CLASSES), "priors"),
-              "missing": np.asarray(missing, dtype=bool), **(extra or {})}
+    arrays = {
+        "prior": _class_matrix(np.asarray(prior).reshape(len(ids), NUM_CLASSES), "priors"),
+        "missing": np.asarray(missing, dtype=bool),
+        **(extra or {}),
+    }
     store.write_table(path, list(ids), arrays, attrs=attrs)
     return path
 
 
-def write_summaries(store: Store, name: str, ids: Sequence[str], texts: Sequence[str], missing: np.ndarray,
-                    extra: Mapping[str, Any] | None = None, attrs: Mapping[str, Any] | None = None) -> str:
+def write_summaries(
+    store: Store,
+    name: str,
+    ids: Sequence[str],
+    texts: Sequence[str],
+    missing: np.ndarray,
+    extra: Mapping[str, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+) -> str:
     """Write ``llm/summaries/<name>``: text (str), missing (N,) bool and any ``extra`` columns."""
     path = summaries_path(name)
     arrays = {"text": list(texts), "missing": np.asarray(missing, dtype=bool), **(extra or {})}

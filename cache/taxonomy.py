@@ -9,6 +9,7 @@ Labels that are not targets are recognised and counted, never fatal:
   * ``<top>-other`` labels (``"fx-other"``, or a ``class_idx`` ending in ``99``).
 A value that is none of these is an unknown class and raises :class:`UnknownClassError`.
 """
+
 from __future__ import annotations
 
 import enum

@@ -6,6 +6,7 @@ wrong size or cannot be decoded, done chunks of row tables with pending rows or 
 rows, and tables of another schema version. ``missing_chunk_files`` is the cheap part (file
 existence only) that ``python -m cache info`` runs on every table.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,22 @@ def broken_metadata(path: str | Path) -> list[tuple[Path, str]]:
         try:
             meta = json.loads(f.read_text())
         except (OSError, UnicodeDecodeError, ValueError) as e:
-            out.append((f, f"{f}: not valid JSON ({e}); the store is damaged: restore the file or re-create the table"))
+            out.append(
+                (
+                    f,
+                    f"{f}: not valid JSON ({e}); the store is damaged: "
+                    "restore the file or re-create the table",
+                )
+            )
             continue
-        if not isinstance(meta, dict) or meta.get("zarr_format") != 3 or meta.get("node_type") not in ("group", "array"):
-            out.append((f, f"{f}: not Zarr v3 metadata (zarr_format 3, node_type group|array); the store is damaged"))
+        if (
+            not isinstance(meta, dict)
+            or meta.get("zarr_format") != 3
+            or meta.get("node_type") not in ("group", "array")
+        ):
+            out.append(
+                (f, f"{f}: not Zarr v3 metadata (zarr_format 3, node_type group|array); the store is damaged")
+            )
     return out
 
 
@@ -92,7 +105,9 @@ def verify_table(store: Store, group: str, report: Report) -> None:
         report.problems.append(f"{group}: cannot be opened ({type(e).__name__}: {e})")
         return
     if "kind" not in attrs:
-        report.notes.append(f"{group}: creation was interrupted (no 'kind' attribute); its next write recreates it")
+        report.notes.append(
+            f"{group}: creation was interrupted (no 'kind' attribute); its next write recreates it"
+        )
         return
     try:
         if attrs.get("kind") == "rows":
@@ -126,8 +141,10 @@ def _verify_rows(store: Store, group: str, report: Report) -> None:
         report.chunks += len(arrays)
         report.problems += [f"{group}: {p}" for p in w.chunk_problems(int(k), arrays)]
     if not done.all():
-        report.notes.append(f"{group}: incomplete ({int((~done).sum())} of {w.n_chunks} chunks to do); "
-                            "re-run its producer to resume")
+        report.notes.append(
+            f"{group}: incomplete ({int((~done).sum())} of {w.n_chunks} chunks to do); "
+            "re-run its producer to resume"
+        )
 
 
 def _verify_whole(store: Store, group: str, g: zarr.Group, attrs: dict, report: Report) -> None:

@@ -1,4 +1,5 @@
 """``python -m demo --out DIR [--seed 0] ...``: generate the demo datasets (see ``demo.data``)."""
+
 import sys
 
 from .data import main

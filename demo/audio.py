@@ -10,9 +10,10 @@ the top level more easily than the class.
 Everything is float32 at 44.1 kHz and drawn from the ``numpy.random.Generator`` passed in,
 so the same generator state gives the same samples.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from scipy import fft as sfft
@@ -72,7 +73,7 @@ def noise(rng: Rng, n: int, shape: Callable[[np.ndarray], np.ndarray]) -> np.nda
     nf = _fast_len(max(n, 16))
     f = _freqs(nf)
     w = white(rng, 2 * f.size)
-    spec = w[: f.size] + 1j * w[f.size:]
+    spec = w[: f.size] + 1j * w[f.size :]
     x = sfft.irfft(spec * shape(f), nf)[:n].astype(np.float32)
     return _unit(x)
 
@@ -92,12 +93,13 @@ def harm_table(amps: np.ndarray, ratios: np.ndarray | None = None) -> np.ndarray
     return (amps[:, None] * np.sin(2 * np.pi * k[:, None] * ph[None, :])).sum(0).astype(np.float32)
 
 
-def rolloff_amps(f0_max: float, slope: float, geometric: float | None = None, odd_only: bool = False,
-                 max_h: int = 60) -> np.ndarray:
+def rolloff_amps(
+    f0_max: float, slope: float, geometric: float | None = None, odd_only: bool = False, max_h: int = 60
+) -> np.ndarray:
     """Harmonic amplitudes 1/k^slope (or geometric**k) below Nyquist for pitch up to ``f0_max``."""
     kmax = int(max(1, min(max_h, (SR / 2 - 500) // max(f0_max, 20.0))))
     k = np.arange(1, kmax + 1, dtype=np.float32)
-    a = geometric ** (k - 1) if geometric is not None else 1.0 / k ** slope
+    a = geometric ** (k - 1) if geometric is not None else 1.0 / k**slope
     if odd_only:
         a = np.where(k % 2 == 1, a, a * 0.1)
     return a.astype(np.float32)
@@ -133,7 +135,7 @@ def place(out: np.ndarray, ev: np.ndarray, pos: int, gain: float = 1.0) -> None:
     if pos >= out.size or pos + ev.size <= 0:
         return
     a, b = max(pos, 0), min(out.size, pos + ev.size)
-    out[a:b] += gain * ev[a - pos: b - pos]
+    out[a:b] += gain * ev[a - pos : b - pos]
 
 
 def onsets(rng: Rng, n: int, rate: float, regular: float = 0.0, max_events: int = 120) -> np.ndarray:
@@ -153,8 +155,16 @@ def onsets(rng: Rng, n: int, rate: float, regular: float = 0.0, max_events: int 
 
 
 # ---------------------------------------------------------------------------- event sounds
-def hit(rng: Rng, f0: float, decay: float, noise_mix: float, fc: float, drop: float = 0.0,
-        modal: bool = False, max_len: float = 1.5) -> np.ndarray:
+def hit(
+    rng: Rng,
+    f0: float,
+    decay: float,
+    noise_mix: float,
+    fc: float,
+    drop: float = 0.0,
+    modal: bool = False,
+    max_len: float = 1.5,
+) -> np.ndarray:
     """A percussive hit: (in)harmonic partials with a pitch drop plus band noise, exp decay."""
     n = int(SR * min(max_len, decay * 6 + 0.02))
     n = max(n, 256)
@@ -168,7 +178,9 @@ def hit(rng: Rng, f0: float, decay: float, noise_mix: float, fc: float, drop: fl
     return ((1 - noise_mix) * _unit(tone) + noise_mix * nz) * env
 
 
-def chirp(rng: Rng, f_start: float, f_end: float, dur: float, harmonics: int = 1, n: int | None = None) -> np.ndarray:
+def chirp(
+    rng: Rng, f_start: float, f_end: float, dur: float, harmonics: int = 1, n: int | None = None
+) -> np.ndarray:
     """A frequency sweep (exponential), Hann-windowed; ``harmonics`` > 1 adds overtones."""
     n = max(int(dur * SR), 64) if n is None else n
     f = f_start * (f_end / f_start) ** np.linspace(0, 1, n, dtype=np.float32)
@@ -183,25 +195,39 @@ def voice_source(rng: Rng, f0: np.ndarray, slope: float = 1.3) -> np.ndarray:
     return osc(tab, f0, f0.size)
 
 
-_VOWELS = np.array([[730, 1090, 2440], [270, 2290, 3010], [530, 1840, 2480], [570, 840, 2410],
-                    [300, 870, 2240], [660, 1720, 2410], [440, 1020, 2240]], dtype=np.float32)
+_VOWELS = np.array(
+    [
+        [730, 1090, 2440],
+        [270, 2290, 3010],
+        [530, 1840, 2480],
+        [570, 840, 2410],
+        [300, 870, 2240],
+        [660, 1720, 2410],
+        [440, 1020, 2240],
+    ],
+    dtype=np.float32,
+)
 
 
 def formant_shape(formants: np.ndarray, bw: float = 0.18) -> Callable[[np.ndarray], np.ndarray]:
     def shape(f: np.ndarray) -> np.ndarray:
         g = np.zeros_like(f)
         for i, fc in enumerate(formants):
-            g += (0.9 ** i) * np.exp(-0.5 * (np.log2(f / fc) / bw) ** 2)
+            g += (0.9**i) * np.exp(-0.5 * (np.log2(f / fc) / bw) ** 2)
         return g * np.minimum(1.0, f / 120.0) + 0.02
+
     return shape
 
 
-def speech(rng: Rng, n: int, f0_mean: float, rate: float, pitch_range: float = 0.15,
-           monotone: bool = False) -> np.ndarray:
+def speech(
+    rng: Rng, n: int, f0_mean: float, rate: float, pitch_range: float = 0.15, monotone: bool = False
+) -> np.ndarray:
     """Formant-like speech: voiced syllables with vowel formants, fricatives, pauses."""
     out = np.zeros(n, np.float32)
     wobble = 0.0 if monotone else pitch_range
-    f0 = f0_mean * (1 + smooth_walk(rng, n, 3.0, wobble) + (0 if monotone else smooth_walk(rng, n, 0.5, wobble)))
+    f0 = f0_mean * (
+        1 + smooth_walk(rng, n, 3.0, wobble) + (0 if monotone else smooth_walk(rng, n, 0.5, wobble))
+    )
     f0 = np.clip(f0, 60, 400)
     src = voice_source(rng, f0)
     pos = int(rng.uniform(0, 0.15) * SR)
@@ -218,7 +244,9 @@ def speech(rng: Rng, n: int, f0_mean: float, rate: float, pitch_range: float = 0
             out[pos:seg_end] += _unit(v)
             if rng.random() < 0.45:  # fricative / plosive burst at the syllable onset
                 fl = int(rng.uniform(0.02, 0.07) * SR)
-                fr = noise(rng, fl, lambda f: _band(f, rng.uniform(2500, 7000), 0.8)) * np.hanning(fl).astype(np.float32)
+                fr = noise(rng, fl, lambda f: _band(f, rng.uniform(2500, 7000), 0.8)) * np.hanning(fl).astype(
+                    np.float32
+                )
                 place(out, fr * rng.uniform(0.15, 0.5), pos - fl // 2)
         pos = seg_end
         syl_in_phrase += 1
@@ -235,7 +263,9 @@ _SCALES = (np.array([0, 2, 4, 5, 7, 9, 11]), np.array([0, 2, 3, 5, 7, 8, 10]), n
 def _drum_track(rng: Rng, n: int, beat: float, density: float) -> np.ndarray:
     out = np.zeros(n, np.float32)
     kick = hit(rng, rng.uniform(45, 70), rng.uniform(0.08, 0.2), 0.1, 150, drop=1.5)
-    snare = hit(rng, rng.uniform(160, 260), rng.uniform(0.07, 0.15), rng.uniform(0.5, 0.85), rng.uniform(1500, 4000))
+    snare = hit(
+        rng, rng.uniform(160, 260), rng.uniform(0.07, 0.15), rng.uniform(0.5, 0.85), rng.uniform(1500, 4000)
+    )
     hat = hit(rng, 6000, rng.uniform(0.02, 0.06), 0.95, rng.uniform(6000, 10000))
     tom = hit(rng, rng.uniform(90, 180), rng.uniform(0.1, 0.25), 0.3, 600, drop=0.5)
     step = beat / 2
@@ -253,8 +283,17 @@ def _drum_track(rng: Rng, n: int, beat: float, density: float) -> np.ndarray:
     return out
 
 
-def _voice_line(rng: Rng, n: int, beat: float, root_hz: float, legato: float, vibrato: float,
-                chord: tuple[int, ...] = (0,), bright: float = 0.7, note_beats=(0.5, 1, 1, 2)) -> np.ndarray:
+def _voice_line(
+    rng: Rng,
+    n: int,
+    beat: float,
+    root_hz: float,
+    legato: float,
+    vibrato: float,
+    chord: tuple[int, ...] = (0,),
+    bright: float = 0.7,
+    note_beats=(0.5, 1, 1, 2),
+) -> np.ndarray:
     """A melody (or block chords when ``chord`` has several intervals) as one vectorised pass."""
     scale = _SCALES[rng.integers(len(_SCALES))]
     durs, t = [], 0.0
@@ -281,8 +320,9 @@ def _voice_line(rng: Rng, n: int, beat: float, root_hz: float, legato: float, vi
     return out * env
 
 
-def gen_music(rng: Rng, n: int, p_drums: float, n_voices: tuple[int, int], chord_p: float,
-              pitched_perc_p: float = 0.0) -> np.ndarray:
+def gen_music(
+    rng: Rng, n: int, p_drums: float, n_voices: tuple[int, int], chord_p: float, pitched_perc_p: float = 0.0
+) -> np.ndarray:
     beat = 60.0 / rng.uniform(75, 165)
     out = np.zeros(n, np.float32)
     has_drums = rng.random() < p_drums
@@ -290,13 +330,22 @@ def gen_music(rng: Rng, n: int, p_drums: float, n_voices: tuple[int, int], chord
         out += 0.9 * _unit(_drum_track(rng, n, beat, rng.uniform(0, 1)))
     voices = int(rng.integers(n_voices[0], n_voices[1] + 1))
     if voices == 0 and rng.random() < pitched_perc_p:  # tuned percussion (marimba-like short notes)
-        out += 0.6 * _unit(_voice_line(rng, n, beat, rng.uniform(200, 500), 0.0, 0.0, bright=0.4,
-                                       note_beats=(0.5, 0.5, 1)))
+        out += 0.6 * _unit(
+            _voice_line(rng, n, beat, rng.uniform(200, 500), 0.0, 0.0, bright=0.4, note_beats=(0.5, 0.5, 1))
+        )
     for v in range(voices):
         chord = (0, 4, 7) if (v == 0 and rng.random() < chord_p) else (0,)
         root = rng.uniform(90, 500) / (2 if v == 1 else 1)
-        line = _voice_line(rng, n, beat, root, rng.uniform(0.1, 1.0), rng.uniform(0, 0.01), chord,
-                           bright=rng.uniform(0.4, 0.85))
+        line = _voice_line(
+            rng,
+            n,
+            beat,
+            root,
+            rng.uniform(0.1, 1.0),
+            rng.uniform(0, 0.01),
+            chord,
+            bright=rng.uniform(0.4, 0.85),
+        )
         out += _unit(line) * (1.0 if v == 0 else rng.uniform(0.4, 0.8))
     if not has_drums and voices == 0:
         out += _unit(_voice_line(rng, n, beat, rng.uniform(150, 400), 0.5, 0.005))
@@ -304,16 +353,32 @@ def gen_music(rng: Rng, n: int, p_drums: float, n_voices: tuple[int, int], chord
 
 
 # ---------------------------------------------------------------------------- instrument samples (is)
-def gen_note(rng: Rng, n: int, f0: float, attack: float, decay: float, sustain: float, bright: float,
-             odd: bool, inharm: float, noise_mix: float, noise_fc: float, drop: float = 0.0,
-             vibrato: float = 0.0, sweep: float = 0.0, chord: int = 1) -> np.ndarray:
+def gen_note(
+    rng: Rng,
+    n: int,
+    f0: float,
+    attack: float,
+    decay: float,
+    sustain: float,
+    bright: float,
+    odd: bool,
+    inharm: float,
+    noise_mix: float,
+    noise_fc: float,
+    drop: float = 0.0,
+    vibrato: float = 0.0,
+    sweep: float = 0.0,
+    chord: int = 1,
+) -> np.ndarray:
     """One instrument note (or a small chord) starting near 0, with silence after its decay."""
     start = int(rng.uniform(0.0, 0.04) * SR)
     t = np.arange(n, dtype=np.float32) / SR
     out = np.zeros(n, np.float32)
     for c in range(chord):
         fc0 = f0 * 2 ** ([0, 4, 7, 12][c] / 12)
-        freq = fc0 * (1 + drop * np.exp(-t / 0.04)) * (1 + vibrato * np.sin(2 * np.pi * rng.uniform(4, 7) * t))
+        freq = (
+            fc0 * (1 + drop * np.exp(-t / 0.04)) * (1 + vibrato * np.sin(2 * np.pi * rng.uniform(4, 7) * t))
+        )
         k = rolloff_amps(fc0 * (1 + drop), 1.0, geometric=bright, odd_only=odd, max_h=40)
         ratios = np.arange(1, k.size + 1) * np.sqrt(1 + inharm * np.arange(1, k.size + 1) ** 2)
         keep = ratios * fc0 * (1 + drop) < SR / 2 - 500
@@ -330,7 +395,9 @@ def gen_note(rng: Rng, n: int, f0: float, attack: float, decay: float, sustain: 
     env = (1 - sustain) * env_d + sustain * env_s * rel
     x = _unit(out) * env
     if noise_mix > 0:  # breath / bow / membrane noise following the note's envelope
-        nz_env = (1 - sustain) * decay_env(n, attack, max(decay * 0.5, 0.03), start) + sustain * 0.5 * env_s * rel
+        nz_env = (1 - sustain) * decay_env(
+            n, attack, max(decay * 0.5, 0.03), start
+        ) + sustain * 0.5 * env_s * rel
         nz = noise(rng, n, lambda f: _band(f, noise_fc, 1.0)) * nz_env
         x = (1 - noise_mix) * x + noise_mix * nz
     return x
@@ -340,14 +407,23 @@ def gen_note(rng: Rng, n: int, f0: float, attack: float, decay: float, sustain: 
 def fx_impact(rng: Rng, n: int) -> np.ndarray:
     out = np.zeros(n, np.float32)
     for p in onsets(rng, n, rng.uniform(0.5, 6), regular=rng.random() * 0.5, max_events=40):
-        ev = hit(rng, rng.uniform(300, 3000), rng.uniform(0.01, 0.25), rng.uniform(0.2, 0.8),
-                 rng.uniform(1000, 8000), modal=True, max_len=0.8)
+        ev = hit(
+            rng,
+            rng.uniform(300, 3000),
+            rng.uniform(0.01, 0.25),
+            rng.uniform(0.2, 0.8),
+            rng.uniform(1000, 8000),
+            modal=True,
+            max_len=0.8,
+        )
         place(out, ev, p, rng.uniform(0.3, 1.0))
     return out
 
 
 def fx_engine(rng: Rng, n: int) -> np.ndarray:
-    f0 = rng.uniform(25, 90) * (1 + smooth_walk(rng, n, 0.7, 0.12) + np.linspace(0, rng.uniform(-0.3, 0.6), n))
+    f0 = rng.uniform(25, 90) * (
+        1 + smooth_walk(rng, n, 0.7, 0.12) + np.linspace(0, rng.uniform(-0.3, 0.6), n)
+    )
     tab = harm_table(rolloff_amps(float(f0.max()), 0.8, max_h=40))
     hum = osc(tab, np.clip(f0, 15, 300), n)
     rumble = noise(rng, n, lambda f: _band(f, rng.uniform(80, 400), 1.5, tilt=1.0))
@@ -359,7 +435,9 @@ def fx_machine(rng: Rng, n: int) -> np.ndarray:
     f0 = rng.uniform(50, 420)
     hum = osc(harm_table(rolloff_amps(f0, 1.2, max_h=25)), f0 * (1 + smooth_walk(rng, n, 0.3, 0.01)), n)
     out = _unit(hum) * rng.uniform(0.3, 1.0)
-    tick = hit(rng, rng.uniform(800, 4000), rng.uniform(0.005, 0.03), 0.7, rng.uniform(2000, 8000), modal=True)
+    tick = hit(
+        rng, rng.uniform(800, 4000), rng.uniform(0.005, 0.03), 0.7, rng.uniform(2000, 8000), modal=True
+    )
     ticks = np.zeros(n, np.float32)
     for p in onsets(rng, n, rng.uniform(2, 18), regular=0.95, max_events=400):
         place(ticks, tick, p)
@@ -392,7 +470,13 @@ def fx_chirps(rng: Rng, n: int) -> np.ndarray:
     dur = rng.uniform(0.03, 0.2)
     for p in onsets(rng, n, rng.uniform(2, 12), regular=rng.random(), max_events=80):
         up = rng.random() < 0.5
-        ev = chirp(rng, lo if up else hi, hi if up else lo, dur * rng.uniform(0.7, 1.3), harmonics=int(rng.integers(1, 3)))
+        ev = chirp(
+            rng,
+            lo if up else hi,
+            hi if up else lo,
+            dur * rng.uniform(0.7, 1.3),
+            harmonics=int(rng.integers(1, 3)),
+        )
         place(out, ev, p, rng.uniform(0.3, 1.0))
     return out
 
@@ -404,7 +488,9 @@ def fx_call(rng: Rng, n: int) -> np.ndarray:
     for p in onsets(rng, n, rng.uniform(0.5, 3), regular=0.4, max_events=20):
         d = rng.uniform(0.08, 0.6)
         m = int(d * SR)
-        glide = f0 * (1 + rng.uniform(-0.4, 0.4) * np.linspace(0, 1, m, dtype=np.float32) + smooth_walk(rng, m, 8, 0.04))
+        glide = f0 * (
+            1 + rng.uniform(-0.4, 0.4) * np.linspace(0, 1, m, dtype=np.float32) + smooth_walk(rng, m, 8, 0.04)
+        )
         ev = voice_source(rng, np.clip(glide, 60, 2000), slope=1.0)
         ev = filt(ev, formant_shape(rng.uniform(500, 3500, 3)))
         ev += rng.uniform(0, 0.5) * noise(rng, m, lambda f: _band(f, 2000, 1.5))
@@ -434,7 +520,9 @@ def fx_boom(rng: Rng, n: int) -> np.ndarray:
     for p in onsets(rng, n, rng.uniform(0.1, 0.6), max_events=4):
         d = rng.uniform(0.5, 3.0)
         m = int(d * SR)
-        ev = noise(rng, m, lambda f: _band(f, rng.uniform(60, 300), 2.0, tilt=1.5)) * decay_env(m, 0.005, d / 4)
+        ev = noise(rng, m, lambda f: _band(f, rng.uniform(60, 300), 2.0, tilt=1.5)) * decay_env(
+            m, 0.005, d / 4
+        )
         place(out, ev, p)
     return out
 
@@ -446,7 +534,11 @@ def fx_granular(rng: Rng, n: int) -> np.ndarray:
     for p in onsets(rng, n, rng.uniform(5, 40), max_events=150):
         m = int(rng.uniform(0.01, 0.12) * SR)
         f = np.exp(rng.uniform(np.log(lo), np.log(hi + 1)))
-        g = osc(tab, min(f, 3000.0), m) if rng.random() < 0.6 else noise(rng, m, lambda fr: _band(fr, f, 0.5))
+        g = (
+            osc(tab, min(f, 3000.0), m)
+            if rng.random() < 0.6
+            else noise(rng, m, lambda fr, f=f: _band(fr, f, 0.5))
+        )
         place(out, g * np.hanning(m).astype(np.float32), p, rng.uniform(0.2, 1.0))
     if rng.random() < 0.4:  # reversed envelope: swell then abrupt stop
         out *= np.linspace(0, 1, n, dtype=np.float32) ** 2
@@ -465,21 +557,40 @@ def fx_sweep(rng: Rng, n: int) -> np.ndarray:
             ev = chirp(rng, rng.uniform(2000, 8000), rng.uniform(100, 600), rng.uniform(0.05, 0.3), 2)
         else:  # whoosh: noise through a rising/falling band
             m = int(rng.uniform(0.3, 1.2) * SR)
-            ev = noise(rng, m, lambda f: _band(f, rng.uniform(500, 4000), 1.0)) * np.hanning(m).astype(np.float32)
+            ev = noise(rng, m, lambda f: _band(f, rng.uniform(500, 4000), 1.0)) * np.hanning(m).astype(
+                np.float32
+            )
             ev += 0.5 * chirp(rng, rng.uniform(200, 800), rng.uniform(1000, 5000), m / SR, n=m)
         place(out, ev, p, rng.uniform(0.5, 1.0))
     return out
 
 
 FX_POOL: dict[str, Callable[[Rng, int], np.ndarray]] = {
-    "impact": fx_impact, "engine": fx_engine, "machine": fx_machine, "steps": fx_steps, "breath": fx_breath,
-    "chirps": fx_chirps, "call": fx_call, "texture": fx_texture, "boom": fx_boom, "granular": fx_granular,
+    "impact": fx_impact,
+    "engine": fx_engine,
+    "machine": fx_machine,
+    "steps": fx_steps,
+    "breath": fx_breath,
+    "chirps": fx_chirps,
+    "call": fx_call,
+    "texture": fx_texture,
+    "boom": fx_boom,
+    "granular": fx_granular,
     "sweep": fx_sweep,
 }
 
 #: each fx class = a mixture over the shared pool (probability of being the main generator)
 FX_MIX: dict[str, dict[str, float]] = {
-    "fx-o": {"impact": 0.55, "machine": 0.1, "steps": 0.1, "texture": 0.05, "boom": 0.05, "granular": 0.05, "sweep": 0.05, "engine": 0.05},
+    "fx-o": {
+        "impact": 0.55,
+        "machine": 0.1,
+        "steps": 0.1,
+        "texture": 0.05,
+        "boom": 0.05,
+        "granular": 0.05,
+        "sweep": 0.05,
+        "engine": 0.05,
+    },
     "fx-v": {"engine": 0.7, "boom": 0.05, "texture": 0.1, "machine": 0.1, "sweep": 0.05},
     "fx-m": {"machine": 0.6, "engine": 0.15, "impact": 0.15, "texture": 0.05, "granular": 0.05},
     "fx-h": {"steps": 0.4, "breath": 0.3, "call": 0.1, "impact": 0.15, "texture": 0.05},
@@ -524,7 +635,12 @@ def _drone(rng: Rng, n: int) -> np.ndarray:
     root = rng.uniform(40, 220)
     for iv in rng.choice([0, 7, 12, 15, 19, 24], size=int(rng.integers(2, 5)), replace=False):
         f = root * 2 ** (iv / 12) * (1 + smooth_walk(rng, n, 0.2, 0.004))
-        out += osc(harm_table(rolloff_amps(float(f.max()), 1.0, geometric=rng.uniform(0.3, 0.8), max_h=20)), f, n, rng.random())
+        out += osc(
+            harm_table(rolloff_amps(float(f.max()), 1.0, geometric=rng.uniform(0.3, 0.8), max_h=20)),
+            f,
+            n,
+            rng.random(),
+        )
     return out * (1 + 0.5 * smooth_walk(rng, n, 0.3, 1.0)).clip(0.2, 2)
 
 
@@ -539,7 +655,9 @@ def gen_scape(rng: Rng, n: int, code: str) -> np.ndarray:
             continue
         any_layer = True
         if name == "speech":
-            layer = filt(speech(rng, n, rng.uniform(100, 220), rng.uniform(3.5, 5.5)), lambda f: _band(f, 600, 1.5))
+            layer = filt(
+                speech(rng, n, rng.uniform(100, 220), rng.uniform(3.5, 5.5)), lambda f: _band(f, 600, 1.5)
+            )
         elif name == "drone":
             layer = _drone(rng, n)
         else:
@@ -562,23 +680,83 @@ def _gen_m(rng: Rng, n: int, code: str) -> np.ndarray:
 def _gen_is(rng: Rng, n: int, code: str) -> np.ndarray:
     u = rng.uniform
     if code == "is-p":
-        return gen_note(rng, n, u(50, 400), u(0.0005, 0.003), u(0.04, 0.4), 0.0, u(0.3, 0.7), False,
-                        u(0.05, 0.4), u(0.3, 0.9), u(300, 7000), drop=u(0.0, 1.0))
+        return gen_note(
+            rng,
+            n,
+            u(50, 400),
+            u(0.0005, 0.003),
+            u(0.04, 0.4),
+            0.0,
+            u(0.3, 0.7),
+            False,
+            u(0.05, 0.4),
+            u(0.3, 0.9),
+            u(300, 7000),
+            drop=u(0.0, 1.0),
+        )
     if code == "is-s":
         bowed = rng.random() < 0.35
-        return gen_note(rng, n, u(80, 800), u(0.05, 0.2) if bowed else u(0.001, 0.006), u(0.3, 2.0),
-                        u(0.6, 0.9) if bowed else 0.0, u(0.6, 0.9), False, u(0, 0.0008), u(0.02, 0.12), u(1500, 5000),
-                        vibrato=u(0.002, 0.008) if bowed else 0.0)
+        return gen_note(
+            rng,
+            n,
+            u(80, 800),
+            u(0.05, 0.2) if bowed else u(0.001, 0.006),
+            u(0.3, 2.0),
+            u(0.6, 0.9) if bowed else 0.0,
+            u(0.6, 0.9),
+            False,
+            u(0, 0.0008),
+            u(0.02, 0.12),
+            u(1500, 5000),
+            vibrato=u(0.002, 0.008) if bowed else 0.0,
+        )
     if code == "is-w":
-        return gen_note(rng, n, u(140, 1000), u(0.03, 0.15), u(0.5, 2.0), u(0.6, 1.0), u(0.3, 0.7),
-                        rng.random() < 0.5, 0.0, u(0.05, 0.3), u(1000, 4000), vibrato=u(0, 0.006))
+        return gen_note(
+            rng,
+            n,
+            u(140, 1000),
+            u(0.03, 0.15),
+            u(0.5, 2.0),
+            u(0.6, 1.0),
+            u(0.3, 0.7),
+            rng.random() < 0.5,
+            0.0,
+            u(0.05, 0.3),
+            u(1000, 4000),
+            vibrato=u(0, 0.006),
+        )
     if code == "is-k":
-        return gen_note(rng, n, u(50, 1000), u(0.001, 0.004), u(0.6, 3.0), u(0.0, 0.2), u(0.55, 0.8), False,
-                        u(0.0002, 0.002), u(0.0, 0.06), 3000, chord=int(rng.choice([1, 1, 2, 3])))
+        return gen_note(
+            rng,
+            n,
+            u(50, 1000),
+            u(0.001, 0.004),
+            u(0.6, 3.0),
+            u(0.0, 0.2),
+            u(0.55, 0.8),
+            False,
+            u(0.0002, 0.002),
+            u(0.0, 0.06),
+            3000,
+            chord=int(rng.choice([1, 1, 2, 3])),
+        )
     # is-e
-    return gen_note(rng, n, u(40, 800), u(0.001, 0.05), u(0.2, 2.0), u(0.3, 1.0), u(0.7, 0.95),
-                    rng.random() < 0.4, 0.0, u(0.0, 0.1), 5000, vibrato=u(0, 0.01),
-                    sweep=u(0.2, 6) if rng.random() < 0.6 else 0.0, chord=int(rng.choice([1, 1, 2])))
+    return gen_note(
+        rng,
+        n,
+        u(40, 800),
+        u(0.001, 0.05),
+        u(0.2, 2.0),
+        u(0.3, 1.0),
+        u(0.7, 0.95),
+        rng.random() < 0.4,
+        0.0,
+        u(0.0, 0.1),
+        5000,
+        vibrato=u(0, 0.01),
+        sweep=u(0.2, 6) if rng.random() < 0.6 else 0.0,
+        chord=int(rng.choice([1, 1, 2])),
+    )
 
 
 def _gen_sp(rng: Rng, n: int, code: str) -> np.ndarray:
@@ -600,12 +778,16 @@ def _gen_sp(rng: Rng, n: int, code: str) -> np.ndarray:
     if kind == 0:  # telephone band
         y = filt(x, lambda f: _band(f, 1100, 0.5 + 1.5 * (1 - strength)))
     elif kind == 1:  # ring modulation (robot)
-        y = x * (1 - strength + strength * np.sin(2 * np.pi * u(30, 120) * np.arange(n) / SR)).astype(np.float32)
+        y = x * (1 - strength + strength * np.sin(2 * np.pi * u(30, 120) * np.arange(n) / SR)).astype(
+            np.float32
+        )
     elif kind == 2:  # bit crush + clipping
         q = 2 ** int(3 + 6 * (1 - strength))
         y = np.tanh(np.round(_unit(x) * q) / q * (1 + 4 * strength))
     else:  # radio: band-limited + static
-        y = filt(x, lambda f: _band(f, 1500, 0.9)) + strength * 0.4 * noise(rng, n, lambda f: _band(f, 4000, 2.0))
+        y = filt(x, lambda f: _band(f, 1500, 0.9)) + strength * 0.4 * noise(
+            rng, n, lambda f: _band(f, 4000, 2.0)
+        )
     return y.astype(np.float32)
 
 

@@ -16,6 +16,7 @@ files. Labels are synthetic. See ``docs/demo_data.md``.
 
     python -m demo --out DIR [--seed 0] [--scale 1.0] [--max-duration 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,9 +30,10 @@ import sys
 import time
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -49,14 +51,25 @@ CLEAN, NOISY, EVAL = "BSD10k-demo", "BSD35k-CS-demo", "BSD2k-demo"
 DATASETS = (CLEAN, NOISY, EVAL)
 METADATA_COLUMNS = LABELLED_COLUMNS  # the columns the manifest reader requires, in its order
 EVAL_COLUMNS = UNLABELLED_REQUIRED
-BST_COLUMNS = ("class_idx", "class_key", "class_key_long", "top_level", "second_level", "description", "examples")
+BST_COLUMNS = (
+    "class_idx",
+    "class_key",
+    "class_key_long",
+    "top_level",
+    "second_level",
+    "description",
+    "examples",
+)
 EMBED_DIM = 512
-_TOP_DURATION = {"m": 1.4, "is": 0.55, "sp": 1.2, "fx": 0.75, "ss": 1.5}  # median duration factor per top level
-_LICENSES = (("http://creativecommons.org/publicdomain/zero/1.0/", 0.45),
-             ("https://creativecommons.org/licenses/by/4.0/", 0.3),
-             ("http://creativecommons.org/licenses/by/3.0/", 0.1),
-             ("http://creativecommons.org/licenses/by-nc/4.0/", 0.1),
-             ("http://creativecommons.org/licenses/sampling+/1.0/", 0.05))
+# median duration factor per top level
+_TOP_DURATION = {"m": 1.4, "is": 0.55, "sp": 1.2, "fx": 0.75, "ss": 1.5}
+_LICENSES = (
+    ("http://creativecommons.org/publicdomain/zero/1.0/", 0.45),
+    ("https://creativecommons.org/licenses/by/4.0/", 0.3),
+    ("http://creativecommons.org/licenses/by/3.0/", 0.1),
+    ("http://creativecommons.org/licenses/by-nc/4.0/", 0.1),
+    ("http://creativecommons.org/licenses/sampling+/1.0/", 0.05),
+)
 _CONFIDENCE_P = np.array([0.04, 0.08, 0.18, 0.30, 0.40])  # confidence 1..5 in the clean set
 
 
@@ -83,18 +96,23 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         checks = {
-            "scale": self.scale > 0, "max_duration": 0.2 <= self.max_duration <= 30.0,
-            "label_noise": 0 <= self.label_noise < 1, "informative": 0 <= self.informative <= 1,
+            "scale": self.scale > 0,
+            "max_duration": 0.2 <= self.max_duration <= 30.0,
+            "label_noise": 0 <= self.label_noise < 1,
+            "informative": 0 <= self.informative <= 1,
             "misleading": 0 <= self.misleading <= 1 - self.informative,
             "other_fraction": 0 <= self.other_fraction + self.top_only_fraction < 0.5,
-            "median_duration": self.median_duration > 0, "foreign": 0 <= self.foreign <= 1,
+            "median_duration": self.median_duration > 0,
+            "foreign": 0 <= self.foreign <= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError("invalid demo config value(s): " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad))
+            raise ValueError(
+                "invalid demo config value(s): " + ", ".join(f"{k}={getattr(self, k)!r}" for k in bad)
+            )
 
     @classmethod
-    def from_toml(cls, path: str | Path, **overrides: Any) -> "DemoConfig":
+    def from_toml(cls, path: str | Path, **overrides: Any) -> DemoConfig:
         """Read ``[demo_data]`` (or top-level keys) of a TOML file; ``overrides`` (not None) win."""
         data = read_toml(path)
         data = dict(data.get("demo_data", data))
@@ -116,14 +134,16 @@ class Clip:
     seed_key: tuple[int, ...]  # audio/metadata random streams
     label: str = ""  # class column ("" for the evaluation set)
     confidence: str = ""
-    source: "Clip | None" = None  # for shared ids: the clean clip whose files are reused
+    source: Clip | None = None  # for shared ids: the clean clip whose files are reused
     title: str = ""
     tags: str = ""
     description: str = ""
 
 
 # ---------------------------------------------------------------------------- planning
-def _counts(rng: np.random.Generator, per_class: float, scale: float, minimum: int, spread: float) -> np.ndarray:
+def _counts(
+    rng: np.random.Generator, per_class: float, scale: float, minimum: int, spread: float
+) -> np.ndarray:
     f = rng.uniform(1 - spread, 1 + spread, len(CLASSES))
     return np.maximum(minimum, np.round(per_class * scale * f)).astype(int)
 
@@ -144,7 +164,9 @@ def _durations(rng: np.random.Generator, classes: list[str], cfg: DemoConfig) ->
     can_be_long = np.flatnonzero([top_of(c) != "is" for c in classes])
     k = max(1, int(round(cfg.long_fraction * len(classes))))
     if can_be_long.size:
-        d[rng.choice(can_be_long, size=min(k, can_be_long.size), replace=False)] = rng.uniform(10, 30, min(k, can_be_long.size))
+        d[rng.choice(can_be_long, size=min(k, can_be_long.size), replace=False)] = rng.uniform(
+            10, 30, min(k, can_be_long.size)
+        )
     return np.round(np.clip(d, 0.2, min(30.0, cfg.max_duration)), 3)
 
 
@@ -153,7 +175,7 @@ def _modes(rng: np.random.Generator, n: int, cfg: DemoConfig) -> list[str]:
     modes = np.array(["generic"] * n, dtype=object)
     perm = rng.permutation(n)
     modes[perm[:n_inf]] = "informative"
-    modes[perm[n_inf:n_inf + n_mis]] = "misleading"
+    modes[perm[n_inf : n_inf + n_mis]] = "misleading"
     return modes.tolist()
 
 
@@ -171,7 +193,7 @@ def plan(cfg: DemoConfig) -> dict[str, list[Clip]]:
 
     out: dict[str, list[Clip]] = {}
     for set_no, (name, counts) in enumerate(((CLEAN, n_clean), (NOISY, n_noisy), (EVAL, n_eval))):
-        classes = [c for c, k in zip(CLASSES, counts) for _ in range(k)]
+        classes = [c for c, k in zip(CLASSES, counts, strict=True) for _ in range(k)]
         classes = [classes[i] for i in rng.permutation(len(classes))]
         n = len(classes)
         durs = _durations(rng, classes, cfg)
@@ -184,10 +206,20 @@ def plan(cfg: DemoConfig) -> dict[str, list[Clip]]:
                 key = str(uuid.UUID(bytes=rng.bytes(16), version=4))
             else:
                 key = str(sound_ids.pop())
-            clips.append(Clip(key=key, dataset=name, true_class=c, duration=float(durs[i]), mode=modes[i], lang=lang,
-                              wrong=wrong, uploader=users[int(rng.integers(len(users)))],
-                              license=_LICENSES[int(rng.choice(len(_LICENSES), p=lic_p))][0],
-                              seed_key=(cfg.seed, set_no, i)))
+            clips.append(
+                Clip(
+                    key=key,
+                    dataset=name,
+                    true_class=c,
+                    duration=float(durs[i]),
+                    mode=modes[i],
+                    lang=lang,
+                    wrong=wrong,
+                    uploader=users[int(rng.integers(len(users)))],
+                    license=_LICENSES[int(rng.choice(len(_LICENSES), p=lic_p))][0],
+                    seed_key=(cfg.seed, set_no, i),
+                )
+            )
         out[name] = clips
 
     # clean labels: the truth, with a confidence 1-5
@@ -197,19 +229,24 @@ def plan(cfg: DemoConfig) -> dict[str, list[Clip]]:
     # shared ids: the same Freesound clip (audio and metadata) appears in the noisy set too
     for src in [out[CLEAN][i] for i in np.sort(rng.choice(len(out[CLEAN]), size=n_shared, replace=False))]:
         out[NOISY].append(dataclasses.replace(src, dataset=NOISY, confidence="", label="", source=src))
-    # noisy labels: *-other and top-level-only rows, then ~label_noise of the rest moved to plausible wrong classes
+    # noisy labels: *-other and top-level-only rows, then ~label_noise of the rest moved to
+    # plausible wrong classes
     noisy = out[NOISY]
     perm = rng.permutation(len(noisy))
     n_other = int(round(cfg.other_fraction * len(noisy)))
     n_top = int(round(cfg.top_only_fraction * len(noisy)))
     for j in perm[:n_other]:
         noisy[j].label = top_of(noisy[j].true_class) + "-other"
-    for j in perm[n_other:n_other + n_top]:
+    for j in perm[n_other : n_other + n_top]:
         noisy[j].label = top_of(noisy[j].true_class)
-    targets = perm[n_other + n_top:]
+    targets = perm[n_other + n_top :]
     n_wrong = int(round(cfg.label_noise * len(targets)))
     for k, j in enumerate(targets):
-        noisy[j].label = demo_text.plausible_wrong(rng, noisy[j].true_class, CLASSES) if k < n_wrong else noisy[j].true_class
+        noisy[j].label = (
+            demo_text.plausible_wrong(rng, noisy[j].true_class, CLASSES)
+            if k < n_wrong
+            else noisy[j].true_class
+        )
     return out
 
 
@@ -261,16 +298,42 @@ def _bst_rows() -> list[dict[str, str]]:
     rows = []
     for top in TOP_DIGIT:
         long, desc, ex = demo_text.TOP_DESCRIPTIONS[top]
-        rows.append({"class_idx": f"{TOP_DIGIT[top]}00", "class_key": top, "class_key_long": long, "top_level": long,
-                     "second_level": "", "description": desc, "examples": ex})
+        rows.append(
+            {
+                "class_idx": f"{TOP_DIGIT[top]}00",
+                "class_key": top,
+                "class_key_long": long,
+                "top_level": long,
+                "second_level": "",
+                "description": desc,
+                "examples": ex,
+            }
+        )
         for c in (c for c in CLASSES if top_of(c) == top):
             name = CLASS_NAMES[c][:1].upper() + CLASS_NAMES[c][1:]
             desc, ex = demo_text.CLASS_DESCRIPTIONS[c]
-            rows.append({"class_idx": _class_idx(c), "class_key": c, "class_key_long": f"{long}-{name}",
-                         "top_level": long, "second_level": name, "description": desc, "examples": ex})
-        rows.append({"class_idx": f"{TOP_DIGIT[top]}99", "class_key": f"{top}-other", "class_key_long": f"{long}-Other",
-                     "top_level": long, "second_level": "Other",
-                     "description": f"{long} that fit none of the other {long.lower()} classes.", "examples": ""})
+            rows.append(
+                {
+                    "class_idx": _class_idx(c),
+                    "class_key": c,
+                    "class_key_long": f"{long}-{name}",
+                    "top_level": long,
+                    "second_level": name,
+                    "description": desc,
+                    "examples": ex,
+                }
+            )
+        rows.append(
+            {
+                "class_idx": f"{TOP_DIGIT[top]}99",
+                "class_key": f"{top}-other",
+                "class_key_long": f"{long}-Other",
+                "top_level": long,
+                "second_level": "Other",
+                "description": f"{long} that fit none of the other {long.lower()} classes.",
+                "examples": "",
+            }
+        )
     return rows
 
 
@@ -282,12 +345,16 @@ def _readme(cfg: DemoConfig, counts: dict[str, dict[str, int]]) -> str:
         "made up, and the labels are the generator's own classes. It exists to exercise the pipeline",
         "end to end; numbers measured on it say nothing about real data.",
         "",
-        f"Generated by `python -m demo` (generator v{GENERATOR_VERSION}, seed {cfg.seed}, scale {cfg.scale}).",
+        f"Generated by `python -m demo` (generator v{GENERATOR_VERSION}, seed {cfg.seed}, "
+        f"scale {cfg.scale}).",
         "",
-        f"{CLEAN}/     clean labelled set (stands in for BSD10k): {counts[CLEAN]['rows']} clips, confidence 1-5",
-        f"{NOISY}/  noisy crowd-sourced set (stands in for BSD35k-CS): {counts[NOISY]['rows']} rows, about "
+        f"{CLEAN}/     clean labelled set (stands in for BSD10k): {counts[CLEAN]['rows']} clips, "
+        "confidence 1-5",
+        f"{NOISY}/  noisy crowd-sourced set (stands in for BSD35k-CS): {counts[NOISY]['rows']} rows, "
+        "about "
         f"{int(round(cfg.label_noise * 100))}% wrong labels,",
-        f"                   {counts[NOISY]['other']} *-other and {counts[NOISY]['top_only']} top-level-only rows, "
+        f"                   {counts[NOISY]['other']} *-other and {counts[NOISY]['top_only']} "
+        "top-level-only rows, "
         f"{counts[NOISY]['shared']} sound_ids shared with {CLEAN}",
         f"{EVAL}/      unlabelled evaluation set keyed by anonymous_id: {counts[EVAL]['rows']} clips",
         f"{EVAL}-truth.csv      true classes of the evaluation set (id,class), to score a demo submission;",
@@ -311,8 +378,11 @@ def _is_up_to_date(out: Path, cfg: DemoConfig) -> bool:
         saved = json.loads(marker.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    if saved.get("config") != dataclasses.asdict(cfg) or saved.get("generator_version") != GENERATOR_VERSION \
-            or not saved.get("complete"):
+    if (
+        saved.get("config") != dataclasses.asdict(cfg)
+        or saved.get("generator_version") != GENERATOR_VERSION
+        or not saved.get("complete")
+    ):
         return False
     for name, info in saved.get("datasets", {}).items():
         root = out / name
@@ -330,16 +400,26 @@ def _prepare(out: Path, overwrite: bool) -> None:
         root = out / name
         present = [root / d for d in ("audio", "metadata", "features") if (root / d).exists()]
         if present and not (ours or overwrite):
-            raise FileExistsError(f"{root} already holds data not written by python -m demo "
-                                  f"({', '.join(p.name for p in present)}); pass --overwrite to replace it")
+            raise FileExistsError(
+                f"{root} already holds data not written by python -m demo "
+                f"({', '.join(p.name for p in present)}); pass --overwrite to replace it"
+            )
         for p in present:
             shutil.rmtree(p)
     (out / "demo_config.json").unlink(missing_ok=True)
 
 
-def generate_demo(out_dir: str | Path, seed: int = 0, scale: float = 1.0, *, config: DemoConfig | None = None,
-                  overwrite: bool = False, progress: bool = False, force: bool = False, **config_fields: Any
-                  ) -> dict[str, Any]:
+def generate_demo(
+    out_dir: str | Path,
+    seed: int = 0,
+    scale: float = 1.0,
+    *,
+    config: DemoConfig | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    force: bool = False,
+    **config_fields: Any,
+) -> dict[str, Any]:
     """Write the three demo datasets under ``out_dir``; return paths and counts.
 
     ``config`` (or ``seed``, ``scale`` and any other :class:`DemoConfig` field as keyword)
@@ -387,8 +467,9 @@ def generate_demo(out_dir: str | Path, seed: int = 0, scale: float = 1.0, *, con
             sf.write(buf, pcm, demo_audio.SR, subtype="PCM_16", format="WAV")
             wav.write_bytes(buf.getvalue())
             samples += pcm.size
-            c.title, c.tags, c.description = demo_text.make_metadata(rng_m, c.true_class, c.mode, c.lang, c.uploader,
-                                                                     c.wrong)
+            c.title, c.tags, c.description = demo_text.make_metadata(
+                rng_m, c.true_class, c.mode, c.lang, c.uploader, c.wrong
+            )
             np.save(fa, audio_embedding(pcm.astype(np.float32) / 32768.0, rng_a, cfg.feature_noise))
             np.save(ft, text_embedding(" ".join((c.title, c.tags, c.description)), rng_m, cfg.feature_noise))
         if bar is not None:
@@ -398,15 +479,32 @@ def generate_demo(out_dir: str | Path, seed: int = 0, scale: float = 1.0, *, con
 
     bst = _csv_text(BST_COLUMNS, _bst_rows())
     for name in (CLEAN, NOISY):
-        rows = [{"sound_id": c.key, "class": c.label, "class_idx": _class_idx(c.label), "class_top": top_of(c.label),
-                 "confidence": c.confidence, "uploader": c.uploader, "license": c.license, "title": c.title,
-                 "tags": c.tags, "description": c.description}
-                for c in sorted(clips[name], key=lambda c: int(c.key))]
-        (out / name / "metadata" / f"{name}_metadata.csv").write_text(_csv_text(METADATA_COLUMNS, rows), encoding="utf-8")
+        rows = [
+            {
+                "sound_id": c.key,
+                "class": c.label,
+                "class_idx": _class_idx(c.label),
+                "class_top": top_of(c.label),
+                "confidence": c.confidence,
+                "uploader": c.uploader,
+                "license": c.license,
+                "title": c.title,
+                "tags": c.tags,
+                "description": c.description,
+            }
+            for c in sorted(clips[name], key=lambda c: int(c.key))
+        ]
+        (out / name / "metadata" / f"{name}_metadata.csv").write_text(
+            _csv_text(METADATA_COLUMNS, rows), encoding="utf-8"
+        )
         (out / name / "metadata" / "BST_description.csv").write_text(bst, encoding="utf-8")
-    rows = [{"anonymous_id": c.key, "title": c.title, "tags": c.tags, "description": c.description}
-            for c in sorted(clips[EVAL], key=lambda c: c.key)]
-    (out / EVAL / "metadata" / f"{EVAL}_metadata.csv").write_text(_csv_text(EVAL_COLUMNS, rows), encoding="utf-8")
+    rows = [
+        {"anonymous_id": c.key, "title": c.title, "tags": c.tags, "description": c.description}
+        for c in sorted(clips[EVAL], key=lambda c: c.key)
+    ]
+    (out / EVAL / "metadata" / f"{EVAL}_metadata.csv").write_text(
+        _csv_text(EVAL_COLUMNS, rows), encoding="utf-8"
+    )
     for name in (EVAL, NOISY):
         truth = [{"id": c.key, "class": c.true_class} for c in sorted(clips[name], key=lambda c: c.key)]
         (out / f"{name}-truth.csv").write_text(_csv_text(("id", "class"), truth), encoding="utf-8")
@@ -421,9 +519,13 @@ def generate_demo(out_dir: str | Path, seed: int = 0, scale: float = 1.0, *, con
     counts = _counts_summary(clips)
     (out / "README.txt").write_text(_readme(cfg, counts), encoding="utf-8")
     marker = {
-        "generator_version": GENERATOR_VERSION, "config": dataclasses.asdict(cfg), "complete": True,
+        "generator_version": GENERATOR_VERSION,
+        "config": dataclasses.asdict(cfg),
+        "complete": True,
         "datasets": {n: {"rows": counts[n]["rows"], "audio_files": counts[n]["rows"]} for n in DATASETS},
-        "counts": counts, "stats": stats, "provenance": base_provenance("demo.data", seed=cfg.seed),
+        "counts": counts,
+        "stats": stats,
+        "provenance": base_provenance("demo.data", seed=cfg.seed),
     }
     (out / "demo_config.json").write_text(json.dumps(marker, indent=1, sort_keys=True), encoding="utf-8")
     return _result(out, clips, stats, skipped=False)
@@ -455,27 +557,42 @@ def _result(out: Path, clips: dict[str, list[Clip]], stats: dict[str, Any], skip
     for n in DATASETS:
         datasets[n] = {"root": out / n, "metadata": out / n / "metadata" / f"{n}_metadata.csv", **counts[n]}
     return {
-        "out": out, "datasets": datasets, "skipped": skipped,
+        "out": out,
+        "datasets": datasets,
+        "skipped": skipped,
         "truth": {EVAL: out / f"{EVAL}-truth.csv", NOISY: out / f"{NOISY}-truth.csv"},
         "shared_ids": sorted(c.key for c in clips[NOISY] if c.source is not None),
-        "readme": out / "README.txt", "config": out / "demo_config.json", **stats,
+        "readme": out / "README.txt",
+        "config": out / "demo_config.json",
+        **stats,
     }
 
 
 # ---------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m demo",
-                                description="Generate the synthetic demo datasets in the real BSD layout.")
+    p = argparse.ArgumentParser(
+        prog="python -m demo", description="Generate the synthetic demo datasets in the real BSD layout."
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--config", metavar="TOML", help="DemoConfig values ([demo_data] table or top-level keys)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--scale", type=float, default=None, help="multiplies all clip counts (default 1.0)")
     p.add_argument("--max-duration", type=float, default=None, help="longest clip in seconds (default 30)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any DemoConfig field, e.g. --set label_noise=0.3 (repeatable)")
-    p.add_argument("--force", action="store_true", help="regenerate even if OUT already holds this exact demo")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace dataset folders in OUT that were not written by python -m demo")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any DemoConfig field, e.g. --set label_noise=0.3 (repeatable)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="regenerate even if OUT already holds this exact demo"
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace dataset folders in OUT that were not written by python -m demo",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
@@ -496,27 +613,36 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        overrides = {"seed": args.seed, "scale": args.scale, "max_duration": args.max_duration,
-                     **_parse_sets(args.set)}
+        overrides = {
+            "seed": args.seed,
+            "scale": args.scale,
+            "max_duration": args.max_duration,
+            **_parse_sets(args.set),
+        }
         if args.config:
             cfg = DemoConfig.from_toml(args.config, **overrides)
         else:
             cfg = DemoConfig(**{k: v for k, v in overrides.items() if v is not None})
-        res = generate_demo(args.out, config=cfg, overwrite=args.overwrite, force=args.force,
-                            progress=not args.no_progress)
+        res = generate_demo(
+            args.out, config=cfg, overwrite=args.overwrite, force=args.force, progress=not args.no_progress
+        )
     except (ValueError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if res["skipped"]:
         print(f"{res['out']}: demo data already generated with this config (use --force to regenerate)")
     else:
-        print(f"wrote demo data to {res['out']} in {res['seconds']:.1f} s "
-              f"({res['audio_hours'] * 3600:.0f} s of audio, {res['audio_bytes'] / 1e6:.1f} MB of WAV)")
+        print(
+            f"wrote demo data to {res['out']} in {res['seconds']:.1f} s "
+            f"({res['audio_hours'] * 3600:.0f} s of audio, {res['audio_bytes'] / 1e6:.1f} MB of WAV)"
+        )
     for name, d in res["datasets"].items():
         extra = ""
         if name == NOISY:
-            extra = (f"; {d['wrong_labels']}/{d['targets']} target labels wrong, {d['other']} *-other, "
-                     f"{d['top_only']} top-level-only, {d['shared']} ids shared with {CLEAN}")
+            extra = (
+                f"; {d['wrong_labels']}/{d['targets']} target labels wrong, {d['other']} *-other, "
+                f"{d['top_only']} top-level-only, {d['shared']} ids shared with {CLEAN}"
+            )
         print(f"  {name}: {d['rows']} rows{extra}  ({d['metadata']})")
     print(f"  truth for scoring the demo: {res['truth'][EVAL]}")
     return 0

@@ -5,6 +5,7 @@ Commands:
   priors       LLM class priors (extract.llm.cli)
   summaries    LLM metadata summaries (extract.llm.cli)
 """
+
 from __future__ import annotations
 
 import sys
@@ -26,7 +27,10 @@ def main(argv: list[str] | None = None) -> int:
         from .llm.cli import main as llm_main  # imported lazily: the LLM tier needs openai
 
         return int(llm_main(argv) or 0)
-    print(f"unknown command {command!r}; expected one of: {', '.join(COMMANDS)}\n\n{__doc__.strip()}", file=sys.stderr)
+    print(
+        f"unknown command {command!r}; expected one of: {', '.join(COMMANDS)}\n\n{__doc__.strip()}",
+        file=sys.stderr,
+    )
     return 2
 
 

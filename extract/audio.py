@@ -6,6 +6,7 @@ naming the file and the reason, so callers can record it and go on. ``load_audio
 returns the same waveform plus warnings about audio that is usable but suspicious (a truncated
 file, a clip under :data:`MIN_SECONDS`, float samples beyond :data:`LOUD_FLOAT_PEAK`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -51,7 +52,7 @@ class SparseResample:
         last = self.taps - 1 - nonzero.flip(1).int().argmax(1)
         edges = np.linspace(0, self.new, max(1, min(groups, self.new)) + 1).round().astype(int)
         self.parts = []  # (first phase, end phase, first tap, (taps, phases) kernel slice)
-        for a, b in zip(edges[:-1], edges[1:]):
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
             if b > a:
                 lo, hi = int(first[a:b].min()), int(last[a:b].max()) + 1
                 self.parts.append((int(a), int(b), lo, kernel[a:b, lo:hi].T.contiguous()))
@@ -65,7 +66,7 @@ class SparseResample:
         blocks = padded.unfold(-1, self.taps, self.orig)[:, :n_blocks]  # (N, blocks, K) view
         out = x.new_empty(x.shape[0], n_blocks, self.new)
         for a, b, lo, k in self.parts:
-            out[:, :, a:b] = blocks[..., lo:lo + k.shape[0]] @ k
+            out[:, :, a:b] = blocks[..., lo : lo + k.shape[0]] @ k
         target = -(-self.new * length // self.orig)
         return out.reshape(x.shape[0], -1)[:, :target].reshape(*shape[:-1], -1)
 
@@ -87,8 +88,12 @@ def resample(wave: torch.Tensor, orig_rate: int, target_rate: int) -> torch.Tens
 #: integer PCM subtypes read as integers and scaled here: libsndfile's own int -> float conversion
 #: costs ~10x the read (a 10 s 44.1 kHz 16-bit WAV: 0.96 ms as float32, 0.1 ms as int16 + 0.06 ms
 #: to scale); the scale is libsndfile's (1/2^15 for int16, 1/2^31 for int32), so samples are equal
-_INT_READS = {"PCM_S8": ("int16", 2.0 ** -15), "PCM_U8": ("int16", 2.0 ** -15), "PCM_16": ("int16", 2.0 ** -15),
-              "PCM_24": ("int32", 2.0 ** -31)}
+_INT_READS = {
+    "PCM_S8": ("int16", 2.0**-15),
+    "PCM_U8": ("int16", 2.0**-15),
+    "PCM_16": ("int16", 2.0**-15),
+    "PCM_24": ("int32", 2.0**-31),
+}
 
 
 #: a float file whose peak |sample| exceeds this is flagged: a peak above +12 dBFS means a wrong scale
@@ -107,8 +112,10 @@ def _truncation(f: sf.SoundFile, n_read: int) -> list[str]:
         return [f"truncated: the header declares {f.frames} frames, only {n_read} could be read"]
     m = _SHORT_CHUNK.search(f.extra_info)
     if m:
-        return [f"truncated file: its header declares {m.group(2)} bytes of {m.group(1)}, the file holds "
-                f"{m.group(3)} ({n_read} frames read)"]
+        return [
+            f"truncated file: its header declares {m.group(2)} bytes of {m.group(1)}, the file holds "
+            f"{m.group(3)} ({n_read} frames read)"
+        ]
     return []
 
 
@@ -164,8 +171,10 @@ def load_audio_checked(path: str | Path, sample_rate: int) -> tuple[torch.Tensor
     if is_float:
         peak = float(x.abs().max())
         if peak > LOUD_FLOAT_PEAK:
-            warnings.append(f"float samples up to {peak:.4g} in magnitude (beyond ±{LOUD_FLOAT_PEAK:g}: wrong "
-                            "scale?); clipped to [-1, 1]")
+            warnings.append(
+                f"float samples up to {peak:.4g} in magnitude (beyond ±{LOUD_FLOAT_PEAK:g}: wrong "
+                "scale?); clipped to [-1, 1]"
+            )
     wave = (x.mean(dim=1) if x.shape[1] > 1 else x[:, 0]).contiguous()
     wave = resample(wave, rate, int(sample_rate))
     if wave.numel() == 0:

@@ -1,9 +1,11 @@
 """Strict, safe loading of local checkpoint files."""
+
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -17,7 +19,9 @@ def torch_load(path: str | Path, *, weights_only: bool = True) -> Any:
     """``torch.load`` on CPU with ``weights_only=True`` unless the caller knows the format needs pickles."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path} (weights are never downloaded; see README 'Checkpoints')")
+        raise CheckpointError(
+            f"checkpoint file not found: {path} (weights are never downloaded; see README 'Checkpoints')"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as e:  # noqa: BLE001
@@ -48,11 +52,13 @@ def load_state_dict_strict(
     unexpected = sorted(k for k in state_dict if k not in own)
     shape_bad = sorted(
         f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in own if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
+        for k in own
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(own[k].shape)
     )
     bad_missing = [k for k in missing if not _allowed(k, allow_missing)]
     bad_unexpected = [k for k in unexpected if not _allowed(k, allow_unexpected)]
     if bad_missing or bad_unexpected or shape_bad:
+
         def block(title: str, keys: list[str]) -> str:
             if not keys:
                 return ""
@@ -61,7 +67,8 @@ def load_state_dict_strict(
 
         raise CheckpointError(
             f"{source} does not match {type(model).__name__}:"
-            + block("missing keys", bad_missing) + block("unexpected keys", bad_unexpected)
+            + block("missing keys", bad_missing)
+            + block("unexpected keys", bad_unexpected)
             + block("shape mismatches", shape_bad)
             + "\n  (pass an explicit allow-list, e.g. --allow-missing 'pattern*', only if this is intended)"
         )

@@ -1,8 +1,10 @@
 """Chunk bookkeeping of the extraction runner: the rows of one chunk being filled, written once every
 row is decided (ok or failed), and the processing order of the rows of the pending chunks."""
+
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,8 +17,10 @@ class Chunk:
     def __init__(self, k: int, lo: int, hi: int, columns: dict[str, tuple[tuple[int, ...], str]]):
         self.k, self.lo, self.hi = k, lo, hi
         n = hi - lo
-        self.values = {c: np.zeros((n, *shape), dtype=np.float32 if c in ("audio", "text", "duration") else dtype)
-                       for c, (shape, dtype) in columns.items()}
+        self.values = {
+            c: np.zeros((n, *shape), dtype=np.float32 if c in ("audio", "text", "duration") else dtype)
+            for c, (shape, dtype) in columns.items()
+        }
         self.status = np.full(n, PENDING, dtype=np.uint8)
         self.errors = [""] * n
         self.warnings = [""] * n  # usable but suspicious input (e.g. a truncated file); "" when none

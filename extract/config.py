@@ -8,13 +8,15 @@ for ``--set`` of one key each (:data:`SHORTHANDS`). Precedence: defaults < file 
 shorthands. The resolved configuration is recorded in the table's attributes (``config``) and
 reads back with :func:`cache.config.load_config` after :func:`cache.config.dump_toml`.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from cache.config import dump_toml, load_config, split_override, to_dict
 
@@ -61,7 +63,7 @@ class EmbeddingsConfig:
     arch: dict[str, Any] = field(default_factory=dict)  # backbone architecture overrides ([arch] table)
     progress: bool = True  # tqdm progress bar
 
-    def validate(self) -> "EmbeddingsConfig":
+    def validate(self) -> EmbeddingsConfig:
         if self.dataset is None:
             raise ValueError("--dataset is required (a dataset root with metadata/ and audio/)")
         if not self.backbone:
@@ -71,7 +73,9 @@ class EmbeddingsConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
         if int(self.batch_size) < 0:
-            raise ValueError(f"batch_size must be >= 1 (or 0 = the backbone's default), got {self.batch_size}")
+            raise ValueError(
+                f"batch_size must be >= 1 (or 0 = the backbone's default), got {self.batch_size}"
+            )
         if int(self.chunk_rows) < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {self.chunk_rows}")
         if self.loader not in LOADERS:
@@ -98,30 +102,71 @@ SHORTHANDS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("--variant", "variant", dict(help="backbone variant (default: the backbone's default)")),
     ("--checkpoint", "checkpoint", dict(type=Path, help="local weights file (M2D: weights folder)")),
     ("--tokenizer", "tokenizer", dict(type=Path, help="local tokenizer folder for text towers")),
-    ("--text-source", "text_source", dict(choices=TEXT_SOURCES, help="text fed to a text tower: cached LLM "
-                                          "summaries, cleaned metadata, or the tags as keywords (required for "
-                                          "text towers)")),
-    ("--summaries", "summaries", dict(help="name of llm/summaries/<NAME> (default: the only one in the store)")),
+    (
+        "--text-source",
+        "text_source",
+        dict(
+            choices=TEXT_SOURCES,
+            help="text fed to a text tower: cached LLM "
+            "summaries, cleaned metadata, or the tags as keywords (required for "
+            "text towers)",
+        ),
+    ),
+    (
+        "--summaries",
+        "summaries",
+        dict(help="name of llm/summaries/<NAME> (default: the only one in the store)"),
+    ),
     ("--store", "store", dict(type=Path, help="cache store path (default: <dataset>/cache.zarr)")),
     ("--group", "group", dict(help="table path (default: embeddings/<backbone>@<hash8>[~<text-source>])")),
     ("--dtype", "dtype", dict(choices=DTYPES, help="stored embedding dtype (default float32)")),
-    ("--batch-size", "batch_size", dict(type=int, help="windows/texts per forward (0 = the backbone's default: "
-                                        "32; logmel on a CPU 2)")),
-    ("--num-workers", "num_workers", dict(type=int, help="decode workers (-1 = auto: 0 on a CPU, 2 on a GPU)")),
-    ("--loader", "loader", dict(choices=LOADERS, help="decode in DataLoader worker processes, in threads, or auto "
-                                "(default: threads; measured faster than worker processes on CPU and GPU hosts)")),
+    (
+        "--batch-size",
+        "batch_size",
+        dict(type=int, help="windows/texts per forward (0 = the backbone's default: 32; logmel on a CPU 2)"),
+    ),
+    (
+        "--num-workers",
+        "num_workers",
+        dict(type=int, help="decode workers (-1 = auto: 0 on a CPU, 2 on a GPU)"),
+    ),
+    (
+        "--loader",
+        "loader",
+        dict(
+            choices=LOADERS,
+            help="decode in DataLoader worker processes, in threads, or auto "
+            "(default: threads; measured faster than worker processes on CPU and GPU hosts)",
+        ),
+    ),
     ("--chunk-rows", "chunk_rows", dict(type=int, help="rows per resumable chunk (256)")),
-    ("--overwrite", "overwrite", dict(action="store_const", const=True,
-                                      help="replace an existing table made with other settings")),
+    (
+        "--overwrite",
+        "overwrite",
+        dict(action="store_const", const=True, help="replace an existing table made with other settings"),
+    ),
     ("--device", "device", dict(help="auto (default), cpu, cuda, cuda:1, …")),
     ("--no-autocast", "autocast", dict(action="store_const", const=False, help="run in float32 on GPU too")),
-    ("--random-init", "random_init", dict(action="store_const", const=True,
-                                          help="build the backbone with random weights (tests/benchmarks only)")),
+    (
+        "--random-init",
+        "random_init",
+        dict(
+            action="store_const",
+            const=True,
+            help="build the backbone with random weights (tests/benchmarks only)",
+        ),
+    ),
     ("--seed", "seed", dict(type=int, help="torch seed before building the backbone (0)")),
-    ("--allow-missing", "allow_missing", dict(action="append", metavar="GLOB",
-                                              help="checkpoint key allowed to be missing (repeatable)")),
-    ("--allow-unexpected", "allow_unexpected", dict(action="append", metavar="GLOB",
-                                                    help="unexpected checkpoint key to ignore (repeatable)")),
+    (
+        "--allow-missing",
+        "allow_missing",
+        dict(action="append", metavar="GLOB", help="checkpoint key allowed to be missing (repeatable)"),
+    ),
+    (
+        "--allow-unexpected",
+        "allow_unexpected",
+        dict(action="append", metavar="GLOB", help="unexpected checkpoint key to ignore (repeatable)"),
+    ),
     ("--no-progress", "progress", dict(action="store_const", const=False, help="no progress bar")),
 )
 
@@ -129,27 +174,45 @@ SHORTHANDS: tuple[tuple[str, str, dict[str, Any]], ...] = (
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m extract embeddings",
-        description="Extract embeddings of every clip of a dataset into its cache store (resumable, shardable "
-                    "with accelerate launch). Configuration: --config FILE.toml and --set KEY=VALUE; the other "
-                    "options are shorthands for --set of one key (they win over --set and the file).",
+        description="Extract embeddings of every clip of a dataset into its cache store (resumable, "
+        "shardable with accelerate launch). Configuration: --config FILE.toml and --set KEY=VALUE; the other "
+        "options are shorthands for --set of one key (they win over --set and the file).",
     )
     p.add_argument("--config", type=Path, default=None, help="TOML file: EmbeddingsConfig keys, [arch] table")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                   help="set a config key (repeatable; TOML value syntax), e.g. batch_size=64 or arch.depth=2")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a config key (repeatable; TOML value syntax), e.g. batch_size=64 or arch.depth=2",
+    )
     for flag, key, kw in SHORTHANDS:
         kw = dict(kw)
         kw["help"] = f"{kw['help']} [{key}]"
         p.add_argument(flag, dest=key, default=None, **kw)
-    p.add_argument("--arch", dest="arch", action="append", default=[], metavar="KEY=VALUE",
-                   help="backbone architecture override (repeatable; TOML value syntax) [arch.KEY]")
-    p.add_argument("--override", dest="deprecated_override", action="append", default=[], metavar="KEY=VALUE",
-                   help=argparse.SUPPRESS)  # deprecated alias of --arch
+    p.add_argument(
+        "--arch",
+        dest="arch",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backbone architecture override (repeatable; TOML value syntax) [arch.KEY]",
+    )
+    p.add_argument(  # deprecated alias of --arch
+        "--override",
+        dest="deprecated_override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=argparse.SUPPRESS,
+    )
     return p
 
 
 def _toml_literal(value: Any) -> str:
     """``value`` as a TOML literal (the text after ``=`` in a ``--set``), written by cache.config."""
-    return dump_toml({"v": value}).strip()[len("v = "):]
+    return dump_toml({"v": value}).strip()[len("v = ") :]
 
 
 def shorthand_sets(args: argparse.Namespace) -> list[str]:
@@ -170,8 +233,10 @@ def parse_config(argv: Sequence[str]) -> EmbeddingsConfig:
     """Defaults < TOML file (``--config``) < ``--set`` < dedicated flags; validated."""
     args = build_parser().parse_args(list(argv))
     if args.deprecated_override:
-        print("note: --override is deprecated; use --arch KEY=VALUE (backbone architecture overrides)",
-              file=sys.stderr)
+        print(
+            "note: --override is deprecated; use --arch KEY=VALUE (backbone architecture overrides)",
+            file=sys.stderr,
+        )
     for item in args.sets:
         split_override(item, "--set")  # a malformed item is named as the user wrote it
     return load_config(EmbeddingsConfig, args.config, [*args.sets, *shorthand_sets(args)]).validate()

@@ -1,10 +1,12 @@
 """Decoding clips ahead of the model: in the main process, in a thread pool, or in DataLoader worker
 processes. Items come back in the order of the rows given, as ``(row, value, error)``: a clip that
 cannot be read gives ``value = None`` and the reason (naming the file), never an exception."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +34,8 @@ class ClipSource(torch.utils.data.Dataset):
 
 
 class AudioLoader:
-    """Row -> ((T,) float32 mono waveform at ``sample_rate``, warning or "") (picklable for worker processes)."""
+    """Row -> ((T,) float32 mono waveform at ``sample_rate``, warning or "") (picklable for worker
+    processes)."""
 
     def __init__(self, paths: Sequence[Path], sample_rate: int):
         self.paths, self.sample_rate = list(paths), int(sample_rate)
@@ -59,7 +62,9 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-def _iterate_threads(source: ClipSource, num_workers: int, prefetch: int = 4) -> Iterator[tuple[int, Any, str]]:
+def _iterate_threads(
+    source: ClipSource, num_workers: int, prefetch: int = 4
+) -> Iterator[tuple[int, Any, str]]:
     """Items in order, loaded by a pool of threads (soundfile and torch release the GIL).
 
     Each decode thread runs torch single-threaded, as DataLoader workers do (torch's thread count is
@@ -70,10 +75,14 @@ def _iterate_threads(source: ClipSource, num_workers: int, prefetch: int = 4) ->
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(num_workers, thread_name_prefix="decode", initializer=torch.set_num_threads,
-                            initargs=(1,)) as pool:
+    with ThreadPoolExecutor(
+        num_workers, thread_name_prefix="decode", initializer=torch.set_num_threads, initargs=(1,)
+    ) as pool:
         todo = iter(range(len(source)))
-        queue = deque(pool.submit(source.__getitem__, i) for _, i in zip(range(num_workers * prefetch), todo))
+        queue = deque(
+            pool.submit(source.__getitem__, i)
+            for _, i in zip(range(num_workers * prefetch), todo, strict=False)
+        )
         while queue:
             item = queue.popleft().result()
             nxt = next(todo, None)
@@ -95,13 +104,23 @@ def resolve_loader(loader: str) -> str:
     return "threads"
 
 
-def iterate_clips(source: ClipSource, num_workers: int, loader: str = "processes") -> Iterator[tuple[int, Any, str]]:
+def iterate_clips(
+    source: ClipSource, num_workers: int, loader: str = "processes"
+) -> Iterator[tuple[int, Any, str]]:
     """Items of ``source`` in order: in this process (``num_workers`` 0), in threads, or in DataLoader
     worker processes (``loader`` as resolved by :func:`resolve_loader`)."""
     if num_workers == 0:
         return (source[i] for i in range(len(source)))
     if loader == "threads":
         return _iterate_threads(source, num_workers)
-    return iter(torch.utils.data.DataLoader(source, batch_size=None, shuffle=False, num_workers=num_workers,
-                                            collate_fn=_identity, worker_init_fn=_worker_init,
-                                            prefetch_factor=4))
+    return iter(
+        torch.utils.data.DataLoader(
+            source,
+            batch_size=None,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=_identity,
+            worker_init_fn=_worker_init,
+            prefetch_factor=4,
+        )
+    )

@@ -1,10 +1,12 @@
 """The embeddings table of one run: its name, columns and provenance attributes, and opening it
 (create, or reopen to resume when the recorded settings match)."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cache.manifest import Manifest
 from cache.provenance import base_provenance, sha256_file
@@ -16,8 +18,20 @@ from .ranks import Ranks
 
 PRODUCER = "extract.embeddings"
 #: attributes that must match to resume (reopen) an existing table instead of overwriting it
-RESUME_KEYS = ("backbone", "variant", "checkpoint_sha256", "random_init", "seed", "text_source", "summaries",
-               "manifest_digest", "dtype", "overrides", "window_samples", "padding")
+RESUME_KEYS = (
+    "backbone",
+    "variant",
+    "checkpoint_sha256",
+    "random_init",
+    "seed",
+    "text_source",
+    "summaries",
+    "manifest_digest",
+    "dtype",
+    "overrides",
+    "window_samples",
+    "padding",
+)
 
 
 def checkpoint_hash(checkpoint: Path | None, backbone: Backbone) -> str | None:
@@ -46,7 +60,8 @@ def group_name(backbone: str, sha: str | None, random_init: bool, text_source: s
 
 
 def table_columns(spec: BackboneSpec, kind: str, dtype: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Columns of a ``kind`` run ("audio", "text" or "precomputed"): embeddings in ``dtype`` (+ duration, n_windows)."""
+    """Columns of a ``kind`` run ("audio", "text" or "precomputed"): embeddings in ``dtype`` (+ duration,
+    n_windows)."""
     cols: dict[str, tuple[tuple[int, ...], str]] = {}
     if kind in ("audio", "precomputed"):
         cols["audio"] = ((spec.audio_dim,), dtype)
@@ -58,22 +73,47 @@ def table_columns(spec: BackboneSpec, kind: str, dtype: str) -> dict[str, tuple[
     return cols
 
 
-def table_attrs(cfg: EmbeddingsConfig, backbone: Backbone, manifest: Manifest, *, sha: str | None,
-                text_source: str | None, summaries: str | None, world_size: int) -> dict[str, Any]:
+def table_attrs(
+    cfg: EmbeddingsConfig,
+    backbone: Backbone,
+    manifest: Manifest,
+    *,
+    sha: str | None,
+    text_source: str | None,
+    summaries: str | None,
+    world_size: int,
+) -> dict[str, Any]:
     """The provenance attributes of the table (``cfg`` resolved: the auto settings filled in)."""
     spec = backbone.spec
     return base_provenance(
-        PRODUCER, backbone=spec.name, variant=spec.variant,
+        PRODUCER,
+        backbone=spec.name,
+        variant=spec.variant,
         checkpoint=str(Path(cfg.checkpoint).resolve()) if cfg.checkpoint else None,
-        checkpoint_sha256=sha, random_init=bool(cfg.random_init), seed=int(cfg.seed),
-        sample_rate=spec.sample_rate, window_seconds=spec.window_seconds, window_samples=spec.window_samples,
-        padding=spec.padding, pooling="mean over windows with real samples", front_end=spec.front_end,
-        audio_dim=spec.audio_dim, text_dim=spec.text_dim, text_source=text_source,
-        summaries=summaries, tokenizer=str(cfg.tokenizer) if cfg.tokenizer else None,
-        dataset=manifest.name, dataset_root=str(manifest.root),
-        manifest_digest=manifest.digest(), n_clips=len(manifest), dtype=cfg.dtype,
-        overrides=dict(cfg.arch), spec=spec.as_dict(), backbone_provenance=backbone.provenance(),
-        config=cfg.as_dict(), world_size=world_size,
+        checkpoint_sha256=sha,
+        random_init=bool(cfg.random_init),
+        seed=int(cfg.seed),
+        sample_rate=spec.sample_rate,
+        window_seconds=spec.window_seconds,
+        window_samples=spec.window_samples,
+        padding=spec.padding,
+        pooling="mean over windows with real samples",
+        front_end=spec.front_end,
+        audio_dim=spec.audio_dim,
+        text_dim=spec.text_dim,
+        text_source=text_source,
+        summaries=summaries,
+        tokenizer=str(cfg.tokenizer) if cfg.tokenizer else None,
+        dataset=manifest.name,
+        dataset_root=str(manifest.root),
+        manifest_digest=manifest.digest(),
+        n_clips=len(manifest),
+        dtype=cfg.dtype,
+        overrides=dict(cfg.arch),
+        spec=spec.as_dict(),
+        backbone_provenance=backbone.provenance(),
+        config=cfg.as_dict(),
+        world_size=world_size,
     )
 
 
@@ -90,19 +130,32 @@ def check_resumable(store: Store, group: str, attrs: dict[str, Any]) -> None:
         raise SchemaError(
             f"table '{group}' in {store.path} was made with other settings "
             f"({', '.join(f'{k}: {old.get(k)!r} -> {attrs.get(k)!r}' for k in diff)}); "
-            "pass --overwrite to replace it or --group to write elsewhere")
+            "pass --overwrite to replace it or --group to write elsewhere"
+        )
 
 
-def open_table(store: Store, group: str, ids: list[str], columns: dict[str, tuple[tuple[int, ...], str]],
-               attrs: dict[str, Any], *, chunk_rows: int, overwrite: bool, ranks: Ranks,
-               log: Callable[..., None]) -> tuple[RowWriter, int]:
-    """``(writer, chunks already done)``: rank 0 creates/reopens and verifies the table; every rank then opens it."""
+def open_table(
+    store: Store,
+    group: str,
+    ids: list[str],
+    columns: dict[str, tuple[tuple[int, ...], str]],
+    attrs: dict[str, Any],
+    *,
+    chunk_rows: int,
+    overwrite: bool,
+    ranks: Ranks,
+    log: Callable[..., None],
+) -> tuple[RowWriter, int]:
+    """``(writer, chunks already done)``: rank 0 creates/reopens and verifies the table; every rank then opens
+    it."""
     skipped = 0
     if store.has(group) and not overwrite:  # checked on every rank, so all of them stop
         check_resumable(store, group, attrs)
     ranks.barrier()  # every rank has checked before rank 0 touches the table
     if ranks.is_main:
-        writer = store.create_rows(group, ids, columns, chunk_rows=chunk_rows, attrs=attrs, overwrite=overwrite)
+        writer = store.create_rows(
+            group, ids, columns, chunk_rows=chunk_rows, attrs=attrs, overwrite=overwrite
+        )
         bad = writer.verify()
         if bad:
             log(f"{group}: {len(bad)} chunk(s) marked done failed verification and will be redone: {bad}")

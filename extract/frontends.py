@@ -1,4 +1,5 @@
 """Front-ends shared by several backbones."""
+
 from __future__ import annotations
 
 import torch
@@ -25,17 +26,27 @@ def kaldi_fbank(
         raise ValueError(f"kaldi_fbank expects (batch, samples), got shape {tuple(waves.shape)}")
     feats = [
         torchaudio.compliance.kaldi.fbank(
-            (w * scale).unsqueeze(0), num_mel_bins=num_mel_bins, sample_frequency=sample_rate,
-            frame_length=frame_length_ms, frame_shift=frame_shift_ms, htk_compat=False, dither=0.0,
-            window_type=window_type, use_energy=False,
+            (w * scale).unsqueeze(0),
+            num_mel_bins=num_mel_bins,
+            sample_frequency=sample_rate,
+            frame_length=frame_length_ms,
+            frame_shift=frame_shift_ms,
+            htk_compat=False,
+            dither=0.0,
+            window_type=window_type,
+            use_energy=False,
         )
         for w in waves
     ]
     return torch.stack(feats)
 
 
-def frames_for(n_samples: torch.Tensor | int, sample_rate: int, frame_length_ms: float = 25.0,
-               frame_shift_ms: float = 10.0) -> torch.Tensor:
+def frames_for(
+    n_samples: torch.Tensor | int,
+    sample_rate: int,
+    frame_length_ms: float = 25.0,
+    frame_shift_ms: float = 10.0,
+) -> torch.Tensor:
     """Number of Kaldi frames (snip_edges=True) that lie fully inside ``n_samples`` real samples."""
     n = torch.as_tensor(n_samples)
     win = int(sample_rate * frame_length_ms / 1000)

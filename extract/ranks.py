@@ -1,10 +1,11 @@
 """Rank, world size, device and barrier of an extraction run (accelerate's PartialState under
 ``accelerate launch``, a single rank otherwise)."""
+
 from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -17,8 +18,11 @@ class Ranks:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             from accelerate import PartialState
 
-            cpu = (os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-                   or device == "cpu" or not torch.cuda.is_available())
+            cpu = (
+                os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+                or device == "cpu"
+                or not torch.cuda.is_available()
+            )
             self.state = PartialState(cpu=cpu)
         self.rank = self.state.process_index if self.state else 0
         self.world = self.state.num_processes if self.state else 1

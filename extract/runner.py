@@ -17,15 +17,17 @@ is written and marked done only when all its rows are decided, so a killed run l
 chunks in flight and a re-run completes only the missing ones. Under ``accelerate launch`` every rank
 writes its own chunks (chunk k belongs to rank k % world_size) of the same store (``extract.ranks``).
 """
+
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +62,8 @@ class RunSummary:
     n_ok: int
     n_failed: int
     failures: list[tuple[str, str]] = field(default_factory=list)  # (clip id, reason), whole table
-    warnings: list[tuple[str, str]] = field(default_factory=list)  # (clip id, warning): embedded, input suspicious
+    # (clip id, warning): embedded, input suspicious
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     chunks_written: int = 0  # by this process in this run
     chunks_skipped: int = 0  # already done before this run (all ranks)
     rows_processed: int = 0  # by this process in this run
@@ -69,23 +72,29 @@ class RunSummary:
 
     def format(self, max_failures: int = 20) -> str:
         rate = self.rows_processed / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"{self.group} in {self.store}: {self.n_rows} rows, {self.n_ok} ok, {self.n_failed} failed, "
-                 f"{len(self.warnings)} with warnings; "
-                 f"this run{f' (rank 0 of {self.world_size})' if self.world_size > 1 else ''}: "
-                 f"{self.chunks_written} chunk(s) written, {self.chunks_skipped} already done, "
-                 f"{self.rows_processed} clips in {self.seconds:.1f} s ({rate:.1f} clips/s)"]
+        lines = [
+            f"{self.group} in {self.store}: {self.n_rows} rows, {self.n_ok} ok, {self.n_failed} failed, "
+            f"{len(self.warnings)} with warnings; "
+            f"this run{f' (rank 0 of {self.world_size})' if self.world_size > 1 else ''}: "
+            f"{self.chunks_written} chunk(s) written, {self.chunks_skipped} already done, "
+            f"{self.rows_processed} clips in {self.seconds:.1f} s ({rate:.1f} clips/s)"
+        ]
         if self.failures:
             lines.append(f"failed clips ({len(self.failures)}):")
             lines += [f"  {cid}: {reason}" for cid, reason in self.failures[:max_failures]]
             if len(self.failures) > max_failures:
-                lines.append(f"  … and {len(self.failures) - max_failures} more "
-                             "(all listed in the store: cache.store.Store.failures())")
+                lines.append(
+                    f"  … and {len(self.failures) - max_failures} more "
+                    "(all listed in the store: cache.store.Store.failures())"
+                )
         if self.warnings:
             lines.append(f"clips embedded with warnings ({len(self.warnings)}):")
             lines += [f"  {cid}: {text}" for cid, text in self.warnings[:max_failures]]
             if len(self.warnings) > max_failures:
-                lines.append(f"  … and {len(self.warnings) - max_failures} more "
-                             "(all listed by: python -m cache failures --store …)")
+                lines.append(
+                    f"  … and {len(self.warnings) - max_failures} more "
+                    "(all listed by: python -m cache failures --store …)"
+                )
         return "\n".join(lines)
 
 
@@ -106,7 +115,8 @@ class Prepared:
 
 
 def run_kind(backbone: Backbone) -> str:
-    """``precomputed`` (features read from files), ``audio`` (audio tower [+ text]) or ``text`` (text only)."""
+    """``precomputed`` (features read from files), ``audio`` (audio tower [+ text]) or ``text`` (text
+    only)."""
     if getattr(backbone, "precomputed", False):
         return "precomputed"
     return "audio" if backbone.spec.audio_dim is not None else "text"
@@ -134,24 +144,50 @@ def prepare(cfg: EmbeddingsConfig, ranks: Ranks, log: Callable[..., None]) -> Pr
     if manifest.report.errors:
         log(manifest.report.format(max_lines=10))
     torch.manual_seed(int(cfg.seed))  # random-init weights are reproducible (and equal on every rank)
-    backbone = build_backbone(BackboneConfig(
-        name=cfg.backbone, variant=cfg.variant, checkpoint=cfg.checkpoint, tokenizer=cfg.tokenizer,
-        allow_missing=tuple(cfg.allow_missing), allow_unexpected=tuple(cfg.allow_unexpected),
-        random_init=cfg.random_init, overrides=dict(cfg.arch)))
+    backbone = build_backbone(
+        BackboneConfig(
+            name=cfg.backbone,
+            variant=cfg.variant,
+            checkpoint=cfg.checkpoint,
+            tokenizer=cfg.tokenizer,
+            allow_missing=tuple(cfg.allow_missing),
+            allow_unexpected=tuple(cfg.allow_unexpected),
+            random_init=cfg.random_init,
+            overrides=dict(cfg.arch),
+        )
+    )
     backbone.eval().to(ranks.device)
     cfg = resolve_auto(cfg, backbone, ranks.device)
     spec, kind = backbone.spec, run_kind(backbone)
     has_text = spec.text_dim is not None and kind != "precomputed"
     check_text_source(spec.name, has_text, cfg.text_source)
     store = open_store(cfg.store_path, ranks)
-    texts, summaries = texts_for_run(manifest, store, cfg.text_source, cfg.summaries) if has_text else (None, None)
+    texts, summaries = (
+        texts_for_run(manifest, store, cfg.text_source, cfg.summaries) if has_text else (None, None)
+    )
     sha = checkpoint_hash(cfg.checkpoint, backbone)
     text_source = cfg.text_source if has_text else None
     group = cfg.group or group_name(spec.name, sha, cfg.random_init, text_source)
-    attrs = table_attrs(cfg, backbone, manifest, sha=sha, summaries=summaries, world_size=ranks.world,
-                        text_source=text_source or ("shipped" if kind == "precomputed" else None))
-    return Prepared(cfg=cfg, manifest=manifest, backbone=backbone, kind=kind, store=store, texts=texts,
-                    group=group, columns=table_columns(spec, kind, cfg.dtype), attrs=attrs)
+    attrs = table_attrs(
+        cfg,
+        backbone,
+        manifest,
+        sha=sha,
+        summaries=summaries,
+        world_size=ranks.world,
+        text_source=text_source or ("shipped" if kind == "precomputed" else None),
+    )
+    return Prepared(
+        cfg=cfg,
+        manifest=manifest,
+        backbone=backbone,
+        kind=kind,
+        store=store,
+        texts=texts,
+        group=group,
+        columns=table_columns(spec, kind, cfg.dtype),
+        attrs=attrs,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- processing
@@ -163,7 +199,8 @@ def autocast(device: torch.device, enabled: bool):
 
 
 def chunk_writer(writer: RowWriter, prep: Prepared, device: torch.device) -> WriteChunk:
-    """``write(chunk)``: embed the texts of its ok rows (text towers), fail rows the dtype cannot hold, write."""
+    """``write(chunk)``: embed the texts of its ok rows (text towers), fail rows the dtype cannot hold,
+    write."""
     cfg, backbone, texts = prep.cfg, prep.backbone, prep.texts
 
     def write(chunk: Chunk) -> None:
@@ -198,12 +235,23 @@ def _settle(chunks: dict[int, Chunk], k: int, write: WriteChunk) -> None:
         write(chunks.pop(k))
 
 
-def run_precomputed(writer: RowWriter, pending: Sequence[int], write: WriteChunk, bar, *, backbone: Backbone,
-                    manifest: Manifest, num_workers: int, loader: str) -> int:
+def run_precomputed(
+    writer: RowWriter,
+    pending: Sequence[int],
+    write: WriteChunk,
+    bar,
+    *,
+    backbone: Backbone,
+    manifest: Manifest,
+    num_workers: int,
+    loader: str,
+) -> int:
     """Precomputed features (``shipped``): each clip's vectors read by the decode loader."""
     chunks = open_chunks(writer, pending)
-    source = ClipSource(rows_in_order(writer, pending, None),
-                        PrecomputedLoader(backbone, manifest.root, manifest.ids.tolist()))
+    source = ClipSource(
+        rows_in_order(writer, pending, None),
+        PrecomputedLoader(backbone, manifest.root, manifest.ids.tolist()),
+    )
     n = 0
     for row, value, err in iterate_clips(source, num_workers, loader):
         k = row // writer.chunk_rows
@@ -217,22 +265,38 @@ def run_precomputed(writer: RowWriter, pending: Sequence[int], write: WriteChunk
     return n
 
 
-def run_audio(writer: RowWriter, pending: Sequence[int], write: WriteChunk, bar, *, backbone: Backbone,
-              manifest: Manifest, cfg: EmbeddingsConfig, device: torch.device) -> int:
+def run_audio(
+    writer: RowWriter,
+    pending: Sequence[int],
+    write: WriteChunk,
+    bar,
+    *,
+    backbone: Backbone,
+    manifest: Manifest,
+    cfg: EmbeddingsConfig,
+    device: torch.device,
+) -> int:
     """Audio backbones: decode (longest clips of a chunk first), window, batch, pool, write by chunk."""
     spec, paths = backbone.spec, manifest.audio_paths
     chunks = open_chunks(writer, pending)
-    source = ClipSource(rows_in_order(writer, pending, lambda i: duration_seconds(paths[i])),
-                        AudioLoader(paths, spec.sample_rate))
+    source = ClipSource(
+        rows_in_order(writer, pending, lambda i: duration_seconds(paths[i])),
+        AudioLoader(paths, spec.sample_rate),
+    )
 
     def forward(windows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), autocast(device, cfg.autocast):
             return forward_windows(backbone, windows, lengths).float().cpu()
 
-    batcher = WindowBatcher(forward, spec.window_samples, spec.padding, cfg.batch_size,
-                            trims_padding=bool(getattr(backbone, "trims_padding", False)),
-                            min_window_samples=int(getattr(backbone, "min_window_samples", 1)),
-                            pool=backbone.pool_windows)
+    batcher = WindowBatcher(
+        forward,
+        spec.window_samples,
+        spec.padding,
+        cfg.batch_size,
+        trims_padding=bool(getattr(backbone, "trims_padding", False)),
+        min_window_samples=int(getattr(backbone, "min_window_samples", 1)),
+        pool=backbone.pool_windows,
+    )
     n_done = 0
 
     def finish(done: list[tuple[int, np.ndarray]]) -> None:
@@ -266,20 +330,42 @@ def run_audio(writer: RowWriter, pending: Sequence[int], write: WriteChunk, bar,
 
 
 # ---------------------------------------------------------------------------------------------- entry point
-def summarize(writer: RowWriter, store: Store, group: str, *, chunks_written: int, chunks_skipped: int,
-              rows_processed: int, seconds: float, world_size: int) -> RunSummary:
-    """Rows ok / failed of the whole table (with every failure's reason and every warning) and this run's counts."""
+def summarize(
+    writer: RowWriter,
+    store: Store,
+    group: str,
+    *,
+    chunks_written: int,
+    chunks_skipped: int,
+    rows_processed: int,
+    seconds: float,
+    world_size: int,
+) -> RunSummary:
+    """Rows ok / failed of the whole table (with every failure's reason and every warning) and this run's
+    counts."""
     status = np.asarray(writer.g["status"][...])
     errors = np.asarray(writer.g["error"][...], dtype=object)
     ids = writer.ids
     failed = np.flatnonzero(status == FAILED)
-    warned = np.asarray(writer.g[WARNING][...], dtype=object) if writer.has_warnings else np.array([], dtype=object)
+    warned = (
+        np.asarray(writer.g[WARNING][...], dtype=object)
+        if writer.has_warnings
+        else np.array([], dtype=object)
+    )
     return RunSummary(
-        group=group, store=store.path, n_rows=writer.n_rows, n_ok=int((status == OK).sum()),
-        n_failed=len(failed), failures=[(str(ids[i]), str(errors[i])) for i in failed],
+        group=group,
+        store=store.path,
+        n_rows=writer.n_rows,
+        n_ok=int((status == OK).sum()),
+        n_failed=len(failed),
+        failures=[(str(ids[i]), str(errors[i])) for i in failed],
         warnings=[(str(ids[i]), str(w)) for i, w in enumerate(warned) if w],
-        chunks_written=chunks_written, chunks_skipped=chunks_skipped, rows_processed=rows_processed,
-        seconds=seconds, world_size=world_size)
+        chunks_written=chunks_written,
+        chunks_skipped=chunks_skipped,
+        rows_processed=rows_processed,
+        seconds=seconds,
+        world_size=world_size,
+    )
 
 
 def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSummary | None:
@@ -289,28 +375,63 @@ def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSumm
     log = ranks.logger()
     prep = prepare(cfg, ranks, log)
     cfg, group = prep.cfg, prep.group
-    writer, skipped = open_table(prep.store, group, prep.manifest.ids.tolist(), prep.columns, prep.attrs,
-                                 chunk_rows=cfg.chunk_rows, overwrite=cfg.overwrite, ranks=ranks, log=log)
+    writer, skipped = open_table(
+        prep.store,
+        group,
+        prep.manifest.ids.tolist(),
+        prep.columns,
+        prep.attrs,
+        chunk_rows=cfg.chunk_rows,
+        overwrite=cfg.overwrite,
+        ranks=ranks,
+        log=log,
+    )
     pending = writer.pending_chunks(ranks.rank, ranks.world)
     if pending and not writer.has_warnings and ranks.is_main and prep.kind == "audio":
-        log(f"note: {group} was created before the '{WARNING}' column; warnings about suspicious audio are not "
-            "recorded (--overwrite recreates the table with it)")
+        log(
+            f"note: {group} was created before the '{WARNING}' column; warnings about suspicious audio "
+            "are not recorded (--overwrite recreates the table with it)"
+        )
     n_rows = sum(writer.chunk_range(k)[1] - writer.chunk_range(k)[0] for k in pending)
-    log(f"{group}: {writer.n_rows} clips in {writer.n_chunks} chunk(s); "
-        f"{skipped} chunk(s) already done; rank {ranks.rank}/{ranks.world} on {ranks.device}")
+    log(
+        f"{group}: {writer.n_rows} clips in {writer.n_chunks} chunk(s); "
+        f"{skipped} chunk(s) already done; rank {ranks.rank}/{ranks.world} on {ranks.device}"
+    )
     from cache.progress import progress
 
-    bar = progress(total=n_rows, unit="clip", desc=group.removeprefix("embeddings/"),
-                   enable=bool(cfg.progress and ranks.is_main), file=sys.stderr, dynamic_ncols=True)
+    bar = progress(
+        total=n_rows,
+        unit="clip",
+        desc=group.removeprefix("embeddings/"),
+        enable=bool(cfg.progress and ranks.is_main),
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     write = chunk_writer(writer, prep, ranks.device)
     t1 = time.perf_counter()
     with bar:
         if prep.kind == "precomputed":
-            done = run_precomputed(writer, pending, write, bar, backbone=prep.backbone, manifest=prep.manifest,
-                                   num_workers=cfg.num_workers, loader=resolve_loader(cfg.loader))
+            done = run_precomputed(
+                writer,
+                pending,
+                write,
+                bar,
+                backbone=prep.backbone,
+                manifest=prep.manifest,
+                num_workers=cfg.num_workers,
+                loader=resolve_loader(cfg.loader),
+            )
         elif prep.kind == "audio":
-            done = run_audio(writer, pending, write, bar, backbone=prep.backbone, manifest=prep.manifest, cfg=cfg,
-                             device=ranks.device)
+            done = run_audio(
+                writer,
+                pending,
+                write,
+                bar,
+                backbone=prep.backbone,
+                manifest=prep.manifest,
+                cfg=cfg,
+                device=ranks.device,
+            )
         else:
             done = run_text_only(writer, pending, write, bar)
     seconds = time.perf_counter() - t1
@@ -321,8 +442,16 @@ def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSumm
     if bad:
         raise SchemaError(f"{group}: chunks {bad} failed verification after writing; re-run to redo them")
     writer.finalize({"finalized": now_iso(), "finalized_by": code_version(), "complete": True})
-    return summarize(writer, prep.store, group, chunks_written=len(pending), chunks_skipped=skipped,
-                     rows_processed=done, seconds=seconds, world_size=ranks.world)
+    return summarize(
+        writer,
+        prep.store,
+        group,
+        chunks_written=len(pending),
+        chunks_skipped=skipped,
+        rows_processed=done,
+        seconds=seconds,
+        world_size=ranks.world,
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -335,8 +464,16 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         summary = run_embeddings(parse_config(argv))
-    except (ExtractionError, SchemaError, LockedError, CheckpointError, ManifestError, FileNotFoundError, KeyError,
-            ValueError) as e:
+    except (
+        ExtractionError,
+        SchemaError,
+        LockedError,
+        CheckpointError,
+        ManifestError,
+        FileNotFoundError,
+        KeyError,
+        ValueError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # disk full, read-only dataset folder without --store, ...

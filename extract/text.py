@@ -1,4 +1,5 @@
 """Cleaning of Freesound metadata text (title, tags, description), and the keyword text of a tag string."""
+
 from __future__ import annotations
 
 import html

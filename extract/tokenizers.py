@@ -5,6 +5,7 @@ downloaded. ``from_pretrained`` on a folder without them (or on a hub name while
 silently returns a tokenizer with only the special tokens, so the vocabulary size is always
 checked after loading.
 """
+
 from __future__ import annotations
 
 import os

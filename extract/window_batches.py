@@ -7,9 +7,10 @@ queues: partial windows are pooled up to ``8 × batch_size`` and run in order of
 cut to its longest real length. A clip's embedding is the mean over its windows with real samples
 (:func:`extract.windowing.pool_windows`), so it does not depend on which clips share its batches.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -29,9 +30,16 @@ class WindowBatcher:
     real samples; a backbone passes its own ``pool_windows``).
     """
 
-    def __init__(self, forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], window_samples: int,
-                 padding: str, batch_size: int, trims_padding: bool = False, min_window_samples: int = 1,
-                 pool: Callable[..., torch.Tensor] = pool_windows):
+    def __init__(
+        self,
+        forward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        window_samples: int,
+        padding: str,
+        batch_size: int,
+        trims_padding: bool = False,
+        min_window_samples: int = 1,
+        pool: Callable[..., torch.Tensor] = pool_windows,
+    ):
         self.forward = forward
         self.pool = pool
         self.window_samples, self.padding, self.batch_size = int(window_samples), padding, int(batch_size)
@@ -44,7 +52,8 @@ class WindowBatcher:
         self.row_lengths: dict[int, torch.Tensor] = {}
 
     def add(self, row: int, wave: torch.Tensor) -> tuple[int, list[tuple[int, np.ndarray]]]:
-        """Queue the windows of clip ``row``; ``(its number of windows, clips finished by the batches run now)``."""
+        """Queue the windows of clip ``row``; ``(its number of windows, clips finished by the batches run
+        now)``."""
         ws = self.window_samples
         if self.trims:  # no padded copy: full windows are views of the wave, partial ones short copies
             W = n_windows(len(wave), ws)
@@ -59,9 +68,9 @@ class WindowBatcher:
             if not self.trims:
                 self.full.append((row, j, windows[j], n))
             elif n == ws:
-                self.full.append((row, j, wave[j * ws:(j + 1) * ws], n))
+                self.full.append((row, j, wave[j * ws : (j + 1) * ws], n))
             else:
-                self.partial.append((row, j, wave[j * ws:j * ws + n].clone(), n))
+                self.partial.append((row, j, wave[j * ws : j * ws + n].clone(), n))
         done: list[tuple[int, np.ndarray]] = []
         if len(self.full) >= self.batch_size:
             done += self._flush(self.full)
@@ -98,10 +107,10 @@ class WindowBatcher:
         else:  # zero-pad the short (trimmed) windows to the batch's longest
             windows = torch.zeros(len(batch), width)
             for i, b in enumerate(batch):
-                windows[i, :sizes[i]] = b[2]
+                windows[i, : sizes[i]] = b[2]
         lengths = torch.tensor([b[3] for b in batch], dtype=torch.long)
         emb = self.forward(windows, lengths)
-        for (row, j, _, _), e in zip(batch, emb):
+        for (row, j, _, _), e in zip(batch, emb, strict=True):
             self.row_embs[row][j] = e
         done = []
         for row in dict.fromkeys(b[0] for b in batch):

@@ -11,9 +11,10 @@ zero-padded window (exact frame masking, e.g. ``logmel``) may set the class attr
 their longest real length before the forward pass, which is much cheaper for short clips
 and gives the same embeddings.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -25,7 +26,9 @@ def n_windows(n_samples: int, window_samples: int) -> int:
     return max(1, -(-int(n_samples) // int(window_samples)))
 
 
-def split_windows(wave: torch.Tensor, window_samples: int, padding: str = "zero") -> tuple[torch.Tensor, torch.Tensor]:
+def split_windows(
+    wave: torch.Tensor, window_samples: int, padding: str = "zero"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Split a (T,) waveform into (W, window_samples) non-overlapping windows and (W,) real lengths.
 
     The last window is zero-padded (``padding="zero"``) or repeat-padded (``"repeat"``: its
@@ -46,14 +49,15 @@ def split_windows(wave: torch.Tensor, window_samples: int, padding: str = "zero"
     last = int(lengths[-1])
     if padding == "repeat" and 0 < last < ws:
         reps = ws // last
-        tail = wave[(W - 1) * ws:]
+        tail = wave[(W - 1) * ws :]
         windows = windows.clone()
-        windows[-1, :reps * last] = tail.repeat(reps)
+        windows[-1, : reps * last] = tail.repeat(reps)
     return windows, lengths
 
 
-def pool_windows(window_emb: torch.Tensor, clip_of_window: torch.Tensor, lengths: torch.Tensor,
-                 n_clips: int) -> torch.Tensor:
+def pool_windows(
+    window_emb: torch.Tensor, clip_of_window: torch.Tensor, lengths: torch.Tensor, n_clips: int
+) -> torch.Tensor:
     """Mean of each clip's window embeddings over windows with length > 0: (Wtot, D) -> (n_clips, D).
 
     A clip without any real window gets zeros (callers treat it as a failed clip).
@@ -105,7 +109,7 @@ def embed_clips(backbone, waves: Sequence[torch.Tensor], max_windows_per_batch: 
     order = torch.argsort(lengths, descending=True, stable=True)
     outs = []
     for s in range(0, len(order), max(1, int(max_windows_per_batch))):
-        idx = order[s:s + max_windows_per_batch]
+        idx = order[s : s + max_windows_per_batch]
         outs.append(forward_windows(backbone, windows[idx], lengths[idx]))
     emb = torch.cat(outs)
     inverse = torch.empty_like(order)

@@ -7,6 +7,7 @@ moment leaves at least one complete state; :meth:`StateFolders.complete` lists t
 first (a resume falls back to the next one when the newest cannot be loaded).
 The output folder must be visible to every process (shared filesystem on several nodes).
 """
+
 from __future__ import annotations
 
 import json

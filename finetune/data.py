@@ -14,20 +14,22 @@ decoded in DataLoader workers; distributed-correct batch plans.
 * Evaluation plan (:func:`eval_plan`): clips sorted by their number of windows and grouped
   into batches of at most ``max_windows`` windows; batch j goes to rank j % world.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import torch
 
 from cache.config import ConfigError
-from cache.tables import priors_path, pseudo_labels_path, read_priors, read_summaries, summaries_path
 from cache.manifest import Manifest
 from cache.store import Store
+from cache.tables import priors_path, pseudo_labels_path, read_priors, read_summaries, summaries_path
 from cache.taxonomy import NUM_CLASSES
 
 
@@ -48,18 +50,29 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, index: Sequence[int] | np.ndarray) -> "ClipSet":
+    def subset(self, index: Sequence[int] | np.ndarray) -> ClipSet:
         idx = np.asarray(index, dtype=np.int64)
         take = lambda a: None if a is None else a[idx]  # noqa: E731
-        return replace(self, ids=self.ids[idx], paths=[self.paths[i] for i in idx], labels=self.labels[idx],
-                       prior=take(self.prior), prior_missing=take(self.prior_missing), pseudo=take(self.pseudo),
-                       has_pseudo=take(self.has_pseudo), texts=None if self.texts is None else [self.texts[i] for i in idx])
+        return replace(
+            self,
+            ids=self.ids[idx],
+            paths=[self.paths[i] for i in idx],
+            labels=self.labels[idx],
+            prior=take(self.prior),
+            prior_missing=take(self.prior_missing),
+            pseudo=take(self.pseudo),
+            has_pseudo=take(self.has_pseudo),
+            texts=None if self.texts is None else [self.texts[i] for i in idx],
+        )
 
-    def select_ids(self, ids: Sequence[str]) -> "ClipSet":
+    def select_ids(self, ids: Sequence[str]) -> ClipSet:
         pos = {str(i): k for k, i in enumerate(self.ids)}
         missing = [i for i in ids if str(i) not in pos]
         if missing:
-            raise KeyError(f"{len(missing)} id(s) not among the clips of {self.dataset}: {', '.join(map(str, missing[:10]))}")
+            raise KeyError(
+                f"{len(missing)} id(s) not among the clips of {self.dataset}: "
+                f"{', '.join(map(str, missing[:10]))}"
+            )
         return self.subset([pos[str(i)] for i in ids])
 
 
@@ -77,23 +90,44 @@ def read_pseudo_partial(store: Store, name: str, ids: Sequence[str]) -> tuple[np
     return probs, has
 
 
-def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summary: str = "", text_source: str = "none",
-             pseudo_labels: str = "") -> ClipSet:
+def clip_set(
+    manifest: Manifest,
+    store: Store | None,
+    *,
+    prior: str = "",
+    summary: str = "",
+    text_source: str = "none",
+    pseudo_labels: str = "",
+) -> ClipSet:
     """All clips of a manifest with priors / text / pseudo-labels read from ``store`` by id."""
     from extract.text import clean_metadata, tags_text
 
     ids = [str(i) for i in manifest.ids]
-    out = ClipSet(dataset=manifest.name, ids=np.asarray(ids, dtype=object), paths=[str(p) for p in manifest.audio_paths],
-                  labels=np.asarray(manifest.labels, dtype=np.int64))
+    out = ClipSet(
+        dataset=manifest.name,
+        ids=np.asarray(ids, dtype=object),
+        paths=[str(p) for p in manifest.audio_paths],
+        labels=np.asarray(manifest.labels, dtype=np.int64),
+    )
     need_store = bool(prior) or bool(pseudo_labels) or text_source == "summary"
     if need_store and store is None:
-        raise ConfigError(f"dataset {manifest.name}: priors, summaries or pseudo-labels are configured but it has no "
-                          "cache store (set data.*_store, or write the tables first)")
-    for key, path, how in (("data.prior", priors_path(prior) if prior else "", "python -m extract priors"),
-                           ("data.summary", summaries_path(summary) if text_source == "summary" else "",
-                            "python -m extract summaries"),
-                           ("data.pseudo_labels", pseudo_labels_path(pseudo_labels) if pseudo_labels else "",
-                            "python -m heads pseudo-labels")):
+        raise ConfigError(
+            f"dataset {manifest.name}: priors, summaries or pseudo-labels are configured but it has no "
+            "cache store (set data.*_store, or write the tables first)"
+        )
+    for key, path, how in (
+        ("data.prior", priors_path(prior) if prior else "", "python -m extract priors"),
+        (
+            "data.summary",
+            summaries_path(summary) if text_source == "summary" else "",
+            "python -m extract summaries",
+        ),
+        (
+            "data.pseudo_labels",
+            pseudo_labels_path(pseudo_labels) if pseudo_labels else "",
+            "python -m heads pseudo-labels",
+        ),
+    ):
         if path and path not in store.tables(path):
             raise ConfigError(f"{key}: no table {path} in {store.path} (make it with `{how}`, or fix {key})")
     if prior:
@@ -108,13 +142,19 @@ def clip_set(manifest: Manifest, store: Store | None, *, prior: str = "", summar
         texts, missing = read_summaries(store, summary, ids)
         if missing.any():
             bad = [ids[i] for i in np.flatnonzero(missing)]
-            raise ValueError(f"dataset {manifest.name}: {len(bad)} clip(s) have no summary in {summaries_path(summary)}: "
-                             f"{', '.join(bad[:10])}{' …' if len(bad) > 10 else ''} (re-run the summary job, or use "
-                             "backbone.text_source = 'metadata')")
+            raise ValueError(
+                f"dataset {manifest.name}: {len(bad)} clip(s) have no summary in {summaries_path(summary)}: "
+                f"{', '.join(bad[:10])}{' …' if len(bad) > 10 else ''} (re-run the summary job, or use "
+                "backbone.text_source = 'metadata')"
+            )
         out.texts = texts
     elif text_source == "metadata":
-        out.texts = [clean_metadata(manifest.title[i], manifest.tags[i], manifest.description[i]) for i in range(len(ids))]
-    elif text_source == "tags":  # the tag string as keywords, as `python -m extract embeddings --text-source tags`
+        out.texts = [
+            clean_metadata(manifest.title[i], manifest.tags[i], manifest.description[i])
+            for i in range(len(ids))
+        ]
+    elif text_source == "tags":
+        # the tag string as keywords, as `python -m extract embeddings --text-source tags`
         out.texts = [tags_text(manifest.tags[i]) for i in range(len(ids))]
     return out
 
@@ -141,7 +181,12 @@ class ClipAudio(torch.utils.data.Dataset):
     """
 
     def __init__(self, clips: ClipSet, sample_rate: int, window_samples: int, padding: str):
-        self.clips, self.sample_rate, self.window_samples, self.padding = clips, sample_rate, window_samples, padding
+        self.clips, self.sample_rate, self.window_samples, self.padding = (
+            clips,
+            sample_rate,
+            window_samples,
+            padding,
+        )
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -181,8 +226,12 @@ class Collate:
             "prior_missing": torch.from_numpy(np.asarray(c.prior_missing[idx], dtype=bool)),
             "has_pseudo": torch.from_numpy(np.asarray(c.has_pseudo[idx], dtype=bool)),
         }
-        batch["prior"] = torch.from_numpy(c.prior[idx]) if c.prior is not None else torch.zeros(len(idx), NUM_CLASSES)
-        batch["pseudo"] = torch.from_numpy(c.pseudo[idx]) if c.pseudo is not None else torch.zeros(len(idx), NUM_CLASSES)
+        batch["prior"] = (
+            torch.from_numpy(c.prior[idx]) if c.prior is not None else torch.zeros(len(idx), NUM_CLASSES)
+        )
+        batch["pseudo"] = (
+            torch.from_numpy(c.pseudo[idx]) if c.pseudo is not None else torch.zeros(len(idx), NUM_CLASSES)
+        )
         batch["texts"] = [c.texts[i] for i in idx] if c.texts is not None else None
         return batch
 
@@ -205,18 +254,30 @@ class PlanBatches:
         return len(self.batches)
 
 
-def make_loader(dataset: ClipAudio, batches: list[list[Any]] | PlanBatches, num_workers: int, seed: int = 0,
-                pin_memory: bool | None = None, persistent: bool = False) -> torch.utils.data.DataLoader:
-    """A DataLoader over explicit batches (lists of indices or (index, valid) pairs, or a :class:`PlanBatches`).
+def make_loader(
+    dataset: ClipAudio,
+    batches: list[list[Any]] | PlanBatches,
+    num_workers: int,
+    seed: int = 0,
+    pin_memory: bool | None = None,
+    persistent: bool = False,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over explicit batches (lists of indices or (index, valid) pairs, or a
+    :class:`PlanBatches`).
 
     It has its own generator, so creating it never draws from torch's global RNG (resuming
     mid-epoch then reproduces the dropout masks of an uninterrupted run). ``persistent``
     keeps the worker processes between iterations (set new ``PlanBatches.batches`` before each).
     """
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=batches, num_workers=num_workers, collate_fn=Collate(dataset.clips),
-        worker_init_fn=_worker_init if num_workers else None, generator=torch.Generator().manual_seed(seed),
-        prefetch_factor=2 if num_workers else None, persistent_workers=bool(persistent and num_workers),
+        dataset,
+        batch_sampler=batches,
+        num_workers=num_workers,
+        collate_fn=Collate(dataset.clips),
+        worker_init_fn=_worker_init if num_workers else None,
+        generator=torch.Generator().manual_seed(seed),
+        prefetch_factor=2 if num_workers else None,
+        persistent_workers=bool(persistent and num_workers),
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
     )
 
@@ -225,7 +286,7 @@ def make_loader(dataset: ClipAudio, batches: list[list[Any]] | PlanBatches, num_
 def epoch_batches(n_items: int, global_batch: int, seed: int, epoch: int) -> list[np.ndarray]:
     """Global batches of one epoch: a permutation seeded by (seed, epoch) cut into ``global_batch`` items."""
     perm = np.random.default_rng([int(seed), int(epoch)]).permutation(n_items)
-    return [perm[s:s + global_batch] for s in range(0, n_items, global_batch)]
+    return [perm[s : s + global_batch] for s in range(0, n_items, global_batch)]
 
 
 def micro_batches(batch: np.ndarray, processes: int, accumulation: int, rank: int) -> list[np.ndarray]:
@@ -246,8 +307,16 @@ class MicroStep:
     global_items: np.ndarray  # all items of the global batch (for loss normalisers)
 
 
-def train_plan(n_items: int, global_batch: int, processes: int, accumulation: int, rank: int, seed: int, epoch: int,
-               start_batch: int = 0) -> list[MicroStep]:
+def train_plan(
+    n_items: int,
+    global_batch: int,
+    processes: int,
+    accumulation: int,
+    rank: int,
+    seed: int,
+    epoch: int,
+    start_batch: int = 0,
+) -> list[MicroStep]:
     """Every micro-step of this rank in an epoch, from global batch ``start_batch`` on."""
     out = []
     for b, gb in enumerate(epoch_batches(n_items, global_batch, seed, epoch)):

@@ -5,6 +5,7 @@ the unwrapped model; the per-clip logits are padded to a common count, gathered 
 ``accelerator.gather_for_metrics`` and put back in clip order, so every rank holds the same
 (N, 23) matrix as a single-process evaluation of the same weights.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from cache.taxonomy import NUM_CLASSES
 from cache.metric import HierarchicalScores, hierarchical_scores
+from cache.taxonomy import NUM_CLASSES
 
-from .data import ClipAudio, ClipSet, PlanBatches, eval_batches, estimate_windows, make_loader
+from .data import ClipAudio, ClipSet, PlanBatches, estimate_windows, eval_batches, make_loader
 
 
 def window_counts(clips: ClipSet, spec, accelerator=None) -> np.ndarray:
@@ -25,26 +26,47 @@ def window_counts(clips: ClipSet, spec, accelerator=None) -> np.ndarray:
         return estimate_windows(clips.paths, spec.sample_rate, spec.window_samples)
     from accelerate.utils import broadcast_object_list
 
-    box = [estimate_windows(clips.paths, spec.sample_rate, spec.window_samples) if accelerator.is_main_process else None]
+    box = [
+        estimate_windows(clips.paths, spec.sample_rate, spec.window_samples)
+        if accelerator.is_main_process
+        else None
+    ]
     broadcast_object_list(box, from_process=0)
     return box[0]
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+    return {
+        k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()
+    }
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    return {"windows": batch["windows"], "lengths": batch["lengths"], "clip_of_window": batch["clip_of_window"],
-            "n_clips": int(batch["index"].shape[0]), "prior": batch["prior"], "prior_missing": batch["prior_missing"],
-            "texts": batch["texts"]}
+    return {
+        "windows": batch["windows"],
+        "lengths": batch["lengths"],
+        "clip_of_window": batch["clip_of_window"],
+        "n_clips": int(batch["index"].shape[0]),
+        "prior": batch["prior"],
+        "prior_missing": batch["prior_missing"],
+        "texts": batch["texts"],
+    }
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, clips: ClipSet, *, accelerator=None, n_windows: np.ndarray | None = None,
-            max_windows: int = 64, num_workers: int = 0, device: torch.device | str | None = None,
-            desc: str = "predict", progress: bool = True,
-            loaders: dict[Any, Any] | None = None) -> tuple[np.ndarray, dict[str, str]]:
+def predict(
+    model: torch.nn.Module,
+    clips: ClipSet,
+    *,
+    accelerator=None,
+    n_windows: np.ndarray | None = None,
+    max_windows: int = 64,
+    num_workers: int = 0,
+    device: torch.device | str | None = None,
+    desc: str = "predict",
+    progress: bool = True,
+    loaders: dict[Any, Any] | None = None,
+) -> tuple[np.ndarray, dict[str, str]]:
     """Logits (N, 23) float32 of every clip in ``clips`` order, and {clip id: decode error}.
 
     ``model`` is the unwrapped :class:`finetune.model.FinetuneModel`; with an ``accelerator``
@@ -63,13 +85,22 @@ def predict(model: torch.nn.Module, clips: ClipSet, *, accelerator=None, n_windo
     per_rank = [sum(len(b) for b in batches[r::world]) for r in range(world)]
     plan = [b.tolist() for b in mine]
     if loaders is None:
-        loader = make_loader(ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding), plan, num_workers)
+        loader = make_loader(
+            ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding), plan, num_workers
+        )
     else:
         key = (id(clips), max_windows, num_workers)
         if key not in loaders:
             sampler = PlanBatches()
-            loaders[key] = (sampler, make_loader(ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding),
-                                                 sampler, num_workers, persistent=True))
+            loaders[key] = (
+                sampler,
+                make_loader(
+                    ClipAudio(clips, spec.sample_rate, spec.window_samples, spec.padding),
+                    sampler,
+                    num_workers,
+                    persistent=True,
+                ),
+            )
         sampler, loader = loaders[key]
         sampler.batches = plan
     was_training = model.training
@@ -81,11 +112,11 @@ def predict(model: torch.nn.Module, clips: ClipSet, *, accelerator=None, n_windo
 
         it = progress_bar(loader, desc=desc, unit="batch", leave=False, total=len(mine))
     for batch in it:
-        for i, e in zip(batch["index"].tolist(), batch["errors"]):
+        for i, e in zip(batch["index"].tolist(), batch["errors"], strict=True):
             if e:
                 errors[str(clips.ids[i])] = e
         batch = to_device(batch, device)
-        with (accelerator.autocast() if accelerator is not None else contextlib.nullcontext()):
+        with accelerator.autocast() if accelerator is not None else contextlib.nullcontext():
             logits = model(**model_inputs(batch))
         idx_parts.append(batch["index"].to(device))
         logit_parts.append(logits.float())
@@ -108,16 +139,26 @@ def predict(model: torch.nn.Module, clips: ClipSet, *, accelerator=None, n_windo
     covered = np.zeros(len(clips), dtype=bool)
     covered[idx[keep]] = True
     if keep.sum() != len(clips) or not covered.all():
-        raise RuntimeError(f"prediction of {clips.dataset} covered {int(covered.sum())} of {len(clips)} clips")
+        raise RuntimeError(
+            f"prediction of {clips.dataset} covered {int(covered.sum())} of {len(clips)} clips"
+        )
     return out, errors
 
 
 def score(logits: np.ndarray, labels: np.ndarray, never_predicted: str = "zero") -> HierarchicalScores:
     """Hierarchical scores of argmax predictions (labelled clips only)."""
     lab = np.asarray(labels) >= 0
-    return hierarchical_scores(np.asarray(labels)[lab], np.asarray(logits)[lab].argmax(1), never_predicted=never_predicted)
+    return hierarchical_scores(
+        np.asarray(labels)[lab], np.asarray(logits)[lab].argmax(1), never_predicted=never_predicted
+    )
 
 
 def summary(scores: HierarchicalScores) -> dict[str, float]:
-    return {"hP": scores.hP, "hR": scores.hR, "hF": scores.hF, "accuracy": scores.accuracy,
-            "top_accuracy": scores.top_accuracy, "n_items": scores.n_items}
+    return {
+        "hP": scores.hP,
+        "hR": scores.hR,
+        "hF": scores.hF,
+        "accuracy": scores.accuracy,
+        "top_accuracy": scores.top_accuracy,
+        "n_items": scores.n_items,
+    }

@@ -4,11 +4,12 @@ One process: plain ``python finetune/run.py``. Several: ``accelerate launch --mu
 CPU, set ``ACCELERATE_USE_CPU=true`` in the environment; plain ``--cpu --num_processes N``
 silently runs one process). Used by the sweep, its tests and the benchmark.
 """
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 RUN_SCRIPT = Path(__file__).resolve().parent / "run.py"
 
@@ -22,6 +23,19 @@ def run_command(args: list[str], processes: int = 1, mixed_precision: str = "no"
     """argv that runs ``finetune/run.py args`` in ``processes`` processes."""
     if processes == 1:
         return [sys.executable, str(RUN_SCRIPT), *args]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", mixed_precision, "--dynamo_backend", "no",
-            str(RUN_SCRIPT), *args]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        mixed_precision,
+        "--dynamo_backend",
+        "no",
+        str(RUN_SCRIPT),
+        *args,
+    ]

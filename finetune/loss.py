@@ -7,6 +7,7 @@ global batch's loss, so training with any number of processes and accumulation s
 optimises the same objective as one process with the whole batch (DDP averages gradients
 over ranks, hence the trainer multiplies by the number of processes).
 """
+
 from __future__ import annotations
 
 from torch import Tensor
@@ -21,9 +22,18 @@ def batch_normalisers(labels: Tensor, has_pseudo: Tensor, class_weights: Tensor)
     return ce, float(has_pseudo.sum())
 
 
-def partial_loss(logits: Tensor, labels: Tensor, valid: Tensor, pseudo: Tensor | None, has_pseudo: Tensor,
-                 class_weights: Tensor, ce_norm: float, soft_norm: float, lam: float,
-                 host_weights: Tensor | None = None) -> Tensor:
+def partial_loss(
+    logits: Tensor,
+    labels: Tensor,
+    valid: Tensor,
+    pseudo: Tensor | None,
+    has_pseudo: Tensor,
+    class_weights: Tensor,
+    ce_norm: float,
+    soft_norm: float,
+    lam: float,
+    host_weights: Tensor | None = None,
+) -> Tensor:
     """This micro-batch's share of its global batch's loss L = (1−λ)·CE + λ·softCE.
 
     ``valid`` marks real items (dummy items of an empty micro-batch contribute nothing but keep
@@ -51,5 +61,7 @@ def partial_loss(logits: Tensor, labels: Tensor, valid: Tensor, pseudo: Tensor |
         if bool(m.any()):
             rows_d = m.nonzero().squeeze(1).to(device, non_blocking=True)
             share = m.sum().to(logits.dtype) / soft_norm  # a host scalar, as the device computed it before
-            total = total + lam * soft_ce(logits[rows_d], pseudo[rows_d]) * share.to(device, non_blocking=True)
+            total = total + lam * soft_ce(logits[rows_d], pseudo[rows_d]) * share.to(
+                device, non_blocking=True
+            )
     return total

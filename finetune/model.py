@@ -10,6 +10,7 @@ audio path skips) and a frozen text tower are set to ``requires_grad=False`` *be
 wraps the model, so DDP never waits for gradients that cannot come (the "unused parameter"
 error) and no ``find_unused_parameters`` traversal is needed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -38,8 +39,14 @@ class FinetuneModel(nn.Module):
         self.use_text = use_text
         self.freeze_text = freeze_text
 
-    def clip_embeddings(self, windows: torch.Tensor, lengths: torch.Tensor, clip_of_window: torch.Tensor, n_clips: int,
-                        texts: list[str] | None = None) -> torch.Tensor:
+    def clip_embeddings(
+        self,
+        windows: torch.Tensor,
+        lengths: torch.Tensor,
+        clip_of_window: torch.Tensor,
+        n_clips: int,
+        texts: list[str] | None = None,
+    ) -> torch.Tensor:
         from extract.windowing import forward_windows
 
         emb = forward_windows(self.backbone, windows, lengths)  # trims padding where the backbone allows it
@@ -55,14 +62,24 @@ class FinetuneModel(nn.Module):
             h = torch.cat([h, t.to(h.dtype)], dim=1)
         return h
 
-    def forward(self, windows: torch.Tensor, lengths: torch.Tensor, clip_of_window: torch.Tensor, n_clips: int,
-                prior: torch.Tensor | None = None, prior_missing: torch.Tensor | None = None,
-                texts: list[str] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        windows: torch.Tensor,
+        lengths: torch.Tensor,
+        clip_of_window: torch.Tensor,
+        n_clips: int,
+        prior: torch.Tensor | None = None,
+        prior_missing: torch.Tensor | None = None,
+        texts: list[str] | None = None,
+    ) -> torch.Tensor:
         h = self.clip_embeddings(windows, lengths, clip_of_window, n_clips, texts)
-        return self.head(h, prior=prior if self.head.uses_prior else None,
-                         prior_missing=prior_missing if self.head.uses_prior else None)
+        return self.head(
+            h,
+            prior=prior if self.head.uses_prior else None,
+            prior_missing=prior_missing if self.head.uses_prior else None,
+        )
 
-    def train(self, mode: bool = True) -> "FinetuneModel":
+    def train(self, mode: bool = True) -> FinetuneModel:
         super().train(mode)
         if self.freeze_text:
             for m in _text_modules(self.backbone, self._text_params):
@@ -97,6 +114,7 @@ def probe_parameter_use(backbone: Backbone, use_text: bool) -> tuple[set[str], s
     state and the backbone's buffers (BatchNorm statistics) saved and restored, so the probe
     does not change a seeded run.
     """
+
     def grads_of(fn) -> set[str]:
         for p in backbone.parameters():
             p.grad = None
@@ -115,7 +133,11 @@ def probe_parameter_use(backbone: Backbone, use_text: bool) -> tuple[set[str], s
         g = torch.Generator().manual_seed(0)
         w = torch.randn(2, spec.window_samples, generator=g) * 0.01
         audio = grads_of(lambda: backbone.embed_windows(w, torch.full((2,), spec.window_samples)))
-        text = grads_of(lambda: backbone.embed_text(["a short probe sentence", "another one"])) if use_text else set()
+        text = (
+            grads_of(lambda: backbone.embed_text(["a short probe sentence", "another one"]))
+            if use_text
+            else set()
+        )
     with torch.no_grad():
         for n, b in backbone.named_buffers():
             b.copy_(buffers[n])
@@ -138,34 +160,52 @@ def configure_patchout(backbone: nn.Module, t: int, f: int) -> int:
 
 def backbone_config(cfg: FinetuneConfig) -> BackboneConfig:
     b = cfg.backbone
-    return BackboneConfig(name=b.name, variant=b.variant or None, checkpoint=Path(b.checkpoint) if b.checkpoint else None,
-                          tokenizer=Path(b.tokenizer) if b.tokenizer else None, allow_missing=tuple(b.allow_missing),
-                          allow_unexpected=tuple(b.allow_unexpected), random_init=b.random_init, overrides=dict(b.overrides))
+    return BackboneConfig(
+        name=b.name,
+        variant=b.variant or None,
+        checkpoint=Path(b.checkpoint) if b.checkpoint else None,
+        tokenizer=Path(b.tokenizer) if b.tokenizer else None,
+        allow_missing=tuple(b.allow_missing),
+        allow_unexpected=tuple(b.allow_unexpected),
+        random_init=b.random_init,
+        overrides=dict(b.overrides),
+    )
 
 
 def uses_text(cfg: FinetuneConfig, backbone: Backbone) -> bool:
     """Whether h includes the text embedding; audio–text backbones need an explicit text source."""
     if backbone.spec.text_dim is None:
         if cfg.backbone.text_source not in ("", "none"):
-            raise ValueError(f"backbone {backbone.spec.name!r} has no text tower; set backbone.text_source = 'none' or ''")
+            raise ValueError(
+                f"backbone {backbone.spec.name!r} has no text tower; set backbone.text_source = 'none' or ''"
+            )
         return False
     if cfg.backbone.text_source == "":
-        raise ValueError(f"backbone {backbone.spec.name!r} has a text tower: set backbone.text_source to 'summary' "
-                         "(cached LLM summaries), 'metadata' (cleaned title/tags/description), 'tags' (the tags as "
-                         "keywords) or 'none' (audio only)")
+        raise ValueError(
+            f"backbone {backbone.spec.name!r} has a text tower: set backbone.text_source to 'summary' "
+            "(cached LLM summaries), 'metadata' (cleaned title/tags/description), 'tags' (the tags as "
+            "keywords) or 'none' (audio only)"
+        )
     return cfg.backbone.text_source != "none"
 
 
 def build_model(cfg: FinetuneConfig, log=print) -> tuple[FinetuneModel, ParameterUse, dict[str, Any]]:
-    """Backbone (+ patchout) and a fresh head; parameters no path uses and a frozen text tower get requires_grad=False."""
+    """Backbone (+ patchout) and a fresh head; parameters no path uses and a frozen text tower get
+    requires_grad=False."""
     backbone = build_backbone(backbone_config(cfg))
     use_text = uses_text(cfg, backbone)
-    facts: dict[str, Any] = {"backbone_spec": backbone.spec.as_dict(), "backbone_provenance": backbone.provenance()}
+    facts: dict[str, Any] = {
+        "backbone_spec": backbone.spec.as_dict(),
+        "backbone_provenance": backbone.provenance(),
+    }
     if cfg.backbone.patchout_t or cfg.backbone.patchout_f:
         n = configure_patchout(backbone, cfg.backbone.patchout_t, cfg.backbone.patchout_f)
         facts["patchout"] = {"t": cfg.backbone.patchout_t, "f": cfg.backbone.patchout_f, "modules": n}
         if not n:
-            log(f"warning: backbone {backbone.spec.name!r} exposes no structured patchout; patchout settings ignored")
+            log(
+                f"warning: backbone {backbone.spec.name!r} exposes no structured patchout; "
+                "patchout settings ignored"
+            )
     audio, text = probe_parameter_use(backbone, use_text)
     names = {n for n, p in backbone.named_parameters() if p.requires_grad}
     use = ParameterUse(audio=audio & names, text=text & names)
@@ -176,17 +216,31 @@ def build_model(cfg: FinetuneConfig, log=print) -> tuple[FinetuneModel, Paramete
         if n in use.unused or n in use.frozen_text:
             p.requires_grad_(False)
     if use.unused:
-        log(f"{len(use.unused)} backbone parameter tensor(s) used by no forward path are frozen: "
-            + ", ".join(sorted(use.unused)[:8]) + (" …" if len(use.unused) > 8 else ""))
+        log(
+            f"{len(use.unused)} backbone parameter tensor(s) used by no forward path are frozen: "
+            + ", ".join(sorted(use.unused)[:8])
+            + (" …" if len(use.unused) > 8 else "")
+        )
     in_dim = backbone.spec.audio_dim + (backbone.spec.text_dim if use_text else 0)
-    head = FusionHead(in_dim, preset=cfg.head.preset, dropout=cfg.head.dropout, missing_prior=cfg.head.missing_prior,
-                      hidden=cfg.head.hidden or None)
+    head = FusionHead(
+        in_dim,
+        preset=cfg.head.preset,
+        dropout=cfg.head.dropout,
+        missing_prior=cfg.head.missing_prior,
+        hidden=cfg.head.hidden or None,
+    )
     model = FinetuneModel(backbone, head, use_text, freeze_text=bool(use.frozen_text))
     model._text_params = frozenset(use.frozen_text)
-    facts.update({"use_text": use_text, "head": head.config(), "unused_parameters": sorted(use.unused),
-                  "frozen_text_parameters": len(use.frozen_text),
-                  "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-                  "total_parameters": sum(p.numel() for p in model.parameters())})
+    facts.update(
+        {
+            "use_text": use_text,
+            "head": head.config(),
+            "unused_parameters": sorted(use.unused),
+            "frozen_text_parameters": len(use.frozen_text),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "total_parameters": sum(p.numel() for p in model.parameters()),
+        }
+    )
     return model, use, facts
 
 
@@ -196,10 +250,16 @@ def export_weights(model: FinetuneModel, path: str | Path, meta: dict[str, Any])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": WEIGHTS_FORMAT,
-                "backbone": {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()},
-                "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()},
-                "head_config": model.head.config(), "meta": meta}, tmp)
+    torch.save(
+        {
+            "format": WEIGHTS_FORMAT,
+            "backbone": {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()},
+            "head": {k: v.detach().cpu() for k, v in model.head.state_dict().items()},
+            "head_config": model.head.config(),
+            "meta": meta,
+        },
+        tmp,
+    )
     tmp.replace(path)
     return path
 

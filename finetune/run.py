@@ -1,4 +1,5 @@
-"""Fine-tune one stage end to end: ``accelerate launch finetune/run.py --config FILE.toml [--stage N] [--set K=V ...]``.
+"""Fine-tune one stage end to end:
+``accelerate launch finetune/run.py --config FILE.toml [--stage N] [--set K=V ...]``.
 
 One process: ``python finetune/run.py ...``. Overrides are ``--set section.key=value``
 (repeatable; TOML values, e.g. ``--set train.lr=3e-6``); ``--stage N`` picks the config file's
@@ -6,13 +7,14 @@ One process: ``python finetune/run.py ...``. Overrides are ``--set section.key=v
 docs/finetune.md. ``--resume`` continues from the newest training state in ``output.dir``
 (mid-epoch). Exit codes: 0 done, 2 invalid config, data or launch (one line, printed by rank 0).
 """
+
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 if __name__ == "__main__":  # run as a script: import the packages next to it, not another installed copy
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,14 +28,31 @@ from finetune.config import STAGES, ConfigError, load_config, to_toml  # noqa: E
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    p = argparse.ArgumentParser(prog="finetune/run.py", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="TOML config file (configs/finetune/<backbone>.toml, or a run's config.toml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (repeatable), e.g. --set train.lr=3e-6 --set data.clean=/data/BSD10k")
-    p.add_argument("--stage", type=int, choices=STAGES, help="training stage: the config's [stageN] section "
-                                                              "(shorthand for --set train.stage=N)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest training state in output.dir")
+    p = argparse.ArgumentParser(
+        prog="finetune/run.py",
+        description=" ".join(__doc__.split("\n\n")[0].split()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--config", help="TOML config file (configs/finetune/<backbone>.toml, or a run's config.toml)"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable), e.g. --set train.lr=3e-6 --set data.clean=/data/BSD10k",
+    )
+    p.add_argument(
+        "--stage",
+        type=int,
+        choices=STAGES,
+        help="training stage: the config's [stageN] section (shorthand for --set train.stage=N)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the newest training state in output.dir"
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     return p.parse_known_args(argv)
 
@@ -47,8 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parse_args(argv)
     try:
         if rest:
-            raise ConfigError(f"unrecognised argument(s) {' '.join(rest)}: overrides are --set section.key=value "
-                              "(e.g. --set train.lr=3e-6)")
+            raise ConfigError(
+                f"unrecognised argument(s) {' '.join(rest)}: overrides are --set section.key=value "
+                "(e.g. --set train.lr=3e-6)"
+            )
         cfg = load_config(args.config, args.overrides, args.stage)
         if args.print_config:
             print(to_toml(cfg))

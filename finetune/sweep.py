@@ -1,7 +1,8 @@
 """Random search over the search ranges of ``finetune.search_space``: write, list, run and collect trials.
 
-    python -m finetune.sweep write   --out DIR --config BACKBONE.toml --stage N [--backbone B] [--trials 20] [--seed 0]
-                                     [--init-from-sweep STAGE2_SWEEP_DIR] [--set section.key=value ...]
+    python -m finetune.sweep write   --out DIR --config BACKBONE.toml --stage N [--backbone B]
+                                     [--trials 20] [--seed 0] [--init-from-sweep STAGE2_SWEEP_DIR]
+                                     [--set section.key=value ...]
     python -m finetune.sweep list    --out DIR
     python -m finetune.sweep run     --out DIR [--launcher "accelerate launch --num_processes 8"] [--only 0,3]
     python -m finetune.sweep collect --out DIR
@@ -14,6 +15,7 @@ trials one after another in the current working directory, each writing into its
 (interrupted ones resume); ``collect`` writes ``results.md`` (the head tier's search table,
 sorted by validation hF), ``results.json`` and ``results.csv``. Exit 2: invalid config or arguments.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,9 +26,10 @@ import math
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,11 +51,12 @@ def sample_trials(rng_seed: int, space: SearchRange, n: int) -> list[dict[str, f
     rng = np.random.default_rng(rng_seed)
     lr = np.exp(rng.uniform(math.log(space.lr_min), math.log(space.lr_max), size=n))
     lam = rng.uniform(space.lam_min, space.lam_max, size=n) if space.lam_max > 0 else np.zeros(n)
-    return [{"lr": float(a), "lam": float(b)} for a, b in zip(lr, lam)]
+    return [{"lr": float(a), "lam": float(b)} for a, b in zip(lr, lam, strict=True)]
 
 
-def trial_configs(base: FinetuneConfig, out: Path, space: SearchRange, n: int, seed: int,
-                  keep: Sequence[str] = ()) -> list[FinetuneConfig]:
+def trial_configs(
+    base: FinetuneConfig, out: Path, space: SearchRange, n: int, seed: int, keep: Sequence[str] = ()
+) -> list[FinetuneConfig]:
     """``n`` trial configs: ``base`` with drawn lr/λ and the range's epochs, warm-up and decay start
     (except the train keys named in ``keep``, which keep ``base``'s value)."""
     prefix = base.output.run_name or f"ft-{base.backbone.name}-s{space.stage}-sweep{seed}"
@@ -83,9 +87,18 @@ def trial_folder(out: str | Path, trial: int) -> Path:
     return Path(out) / f"trial_{trial:02d}"
 
 
-def write_sweep(out: Path, base: FinetuneConfig, backbone: str, stage: int, trials: int, seed: int,
-                init_from_sweep: str = "", keep: Sequence[str] = ()) -> list[Path]:
-    """Write ``trial_XX/trial.toml`` and ``sweep.json``; ``keep``: train keys set explicitly (see :func:`trial_configs`)."""
+def write_sweep(
+    out: Path,
+    base: FinetuneConfig,
+    backbone: str,
+    stage: int,
+    trials: int,
+    seed: int,
+    init_from_sweep: str = "",
+    keep: Sequence[str] = (),
+) -> list[Path]:
+    """Write ``trial_XX/trial.toml`` and ``sweep.json``; ``keep``: train keys set explicitly (see
+    :func:`trial_configs`)."""
     try:
         space = search_range(backbone, stage)
     except KeyError as e:
@@ -100,11 +113,31 @@ def write_sweep(out: Path, base: FinetuneConfig, backbone: str, stage: int, tria
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "trial.toml").write_text(to_toml(cfg))
         paths.append(folder / "trial.toml")
-    (out / "sweep.json").write_text(json.dumps({
-        "backbone": backbone, "stage": stage, "trials": trials, "seed": seed, "range": space.__dict__,
-        "init_from": base.train.init_from, "kept": sorted(k for k in keep if k in RANGE_KEYS),
-        "configs": [{"trial": i, "config": str(p.relative_to(out)), "lr": c.train.lr, "lam": c.train.lam, "seed": c.train.seed,
-                     "run_name": c.output.run_name} for i, (p, c) in enumerate(zip(paths, cfgs))]}, indent=1))
+    (out / "sweep.json").write_text(
+        json.dumps(
+            {
+                "backbone": backbone,
+                "stage": stage,
+                "trials": trials,
+                "seed": seed,
+                "range": space.__dict__,
+                "init_from": base.train.init_from,
+                "kept": sorted(k for k in keep if k in RANGE_KEYS),
+                "configs": [
+                    {
+                        "trial": i,
+                        "config": str(p.relative_to(out)),
+                        "lr": c.train.lr,
+                        "lam": c.train.lam,
+                        "seed": c.train.seed,
+                        "run_name": c.output.run_name,
+                    }
+                    for i, (p, c) in enumerate(zip(paths, cfgs, strict=True))
+                ],
+            },
+            indent=1,
+        )
+    )
     return paths
 
 
@@ -113,13 +146,18 @@ def list_trials(out: Path) -> list[dict[str, Any]]:
     rows = []
     for t in meta["configs"]:
         folder = trial_folder(out, t["trial"])
-        status = "done" if (folder / "result.json").exists() else ("started" if (folder / "state").exists() else "pending")
+        status = (
+            "done"
+            if (folder / "result.json").exists()
+            else ("started" if (folder / "state").exists() else "pending")
+        )
         rows.append({**t, "status": status})
     return rows
 
 
 def run_trials(out: Path, launcher: Sequence[str], only: Sequence[int] | None = None) -> int:
-    """Run pending/unfinished trials in order with ``launcher`` (e.g. ``accelerate launch ...``); returns failures.
+    """Run pending/unfinished trials in order with ``launcher`` (e.g. ``accelerate launch ...``); returns
+    failures.
 
     Each trial runs in the current working directory (the config's relative data paths are
     read from there) and writes into its own trial folder, wherever the sweep folder is.
@@ -129,11 +167,20 @@ def run_trials(out: Path, launcher: Sequence[str], only: Sequence[int] | None = 
         if (only and t["trial"] not in only) or t["status"] == "done":
             continue
         folder = trial_folder(out, t["trial"]).resolve()
-        cmd = [*launcher, str(RUN_SCRIPT), "--config", str(folder / "trial.toml"),
-               "--set", f"output.dir={json.dumps(str(folder))}"]
+        cmd = [
+            *launcher,
+            str(RUN_SCRIPT),
+            "--config",
+            str(folder / "trial.toml"),
+            "--set",
+            f"output.dir={json.dumps(str(folder))}",
+        ]
         if t["status"] == "started":
             cmd.append("--resume")
-        print(f"[sweep] trial {t['trial']:02d}: lr {t['lr']:.3g}, λ {t['lam']:.3f}: {shlex.join(cmd)}", flush=True)
+        print(
+            f"[sweep] trial {t['trial']:02d}: lr {t['lr']:.3g}, λ {t['lam']:.3f}: {shlex.join(cmd)}",
+            flush=True,
+        )
         rc = subprocess.run(cmd).returncode
         if rc != 0:
             failures += 1
@@ -162,8 +209,15 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
     """The head tier's search table (``heads.search.results_table``) over fine-tuned trials."""
     from heads.search import results_table
 
-    runs = [SimpleNamespace(best_val=r["val"], best_epoch=r["best_epoch"], history=[None] * r["epochs_run"],
-                            config=SimpleNamespace(lr=r["lr"], lam=r["lam"], seed=r["seed"])) for r in rows]
+    runs = [
+        SimpleNamespace(
+            best_val=r["val"],
+            best_epoch=r["best_epoch"],
+            history=[None] * r["epochs_run"],
+            config=SimpleNamespace(lr=r["lr"], lam=r["lam"], seed=r["seed"]),
+        )
+        for r in rows
+    ]
     return results_table(runs, [r["run"] for r in rows])
 
 
@@ -173,12 +227,45 @@ def write_results(out: Path) -> list[dict[str, Any]]:
     (out / "results.md").write_text(results_markdown(rows) + "\n")
     with open(out / "results.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["rank", "run", "trial", "lr", "lam", "seed", "best_epoch", "epochs_run", "val_hP", "val_hR", "val_hF",
-                    "test_hP", "test_hR", "test_hF", "weights"])
+        w.writerow(
+            [
+                "rank",
+                "run",
+                "trial",
+                "lr",
+                "lam",
+                "seed",
+                "best_epoch",
+                "epochs_run",
+                "val_hP",
+                "val_hR",
+                "val_hF",
+                "test_hP",
+                "test_hR",
+                "test_hF",
+                "weights",
+            ]
+        )
         for k, r in enumerate(rows, start=1):
-            w.writerow([k, r["run"], r["trial"], r["lr"], r["lam"], r["seed"], r["best_epoch"], r["epochs_run"],
-                        r["val"]["hP"], r["val"]["hR"], r["val"]["hF"], r["test"]["hP"], r["test"]["hR"], r["test"]["hF"],
-                        r["weights"]])
+            w.writerow(
+                [
+                    k,
+                    r["run"],
+                    r["trial"],
+                    r["lr"],
+                    r["lam"],
+                    r["seed"],
+                    r["best_epoch"],
+                    r["epochs_run"],
+                    r["val"]["hP"],
+                    r["val"]["hR"],
+                    r["val"]["hF"],
+                    r["test"]["hP"],
+                    r["test"]["hR"],
+                    r["test"]["hF"],
+                    r["weights"],
+                ]
+            )
     return rows
 
 
@@ -187,14 +274,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("action", choices=("write", "list", "run", "collect"))
     p.add_argument("--out", required=True, help="sweep folder")
     p.add_argument("--config", help="base config (write), e.g. configs/finetune/passt.toml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a value of the base config (write; repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a value of the base config (write; repeatable)",
+    )
     p.add_argument("--backbone", help="search range of this backbone (default: the config's backbone.name)")
-    p.add_argument("--stage", type=int, choices=STAGES, help="stage: the config's [stageN] section and search range "
-                                                              "(default: the config's train.stage)")
+    p.add_argument(
+        "--stage",
+        type=int,
+        choices=STAGES,
+        help="stage: the config's [stageN] section and search range (default: the config's train.stage)",
+    )
     p.add_argument("--trials", type=int, default=TRIALS_PER_STAGE)
     p.add_argument("--seed", type=int, default=0, help="seed of the search's sampler")
-    p.add_argument("--init-from-sweep", default="", help="stage 3: start every trial from the best trial of this stage-2 sweep")
+    p.add_argument(
+        "--init-from-sweep",
+        default="",
+        help="stage 3: start every trial from the best trial of this stage-2 sweep",
+    )
     p.add_argument("--launcher", default=sys.executable, help="command that runs finetune/run.py (run)")
     p.add_argument("--only", default="", help="comma-separated trial numbers (run)")
     args, rest = p.parse_known_args(argv)
@@ -215,22 +316,36 @@ def _command(args: argparse.Namespace, rest: Sequence[str]) -> int:
     if rest:
         raise ConfigError(f"unrecognised argument(s) {' '.join(rest)}: overrides are --set section.key=value")
     if args.action != "write" and (args.overrides or args.config):
-        raise ConfigError("--config and --set apply to `write` only (a written trial.toml holds the whole config)")
+        raise ConfigError(
+            "--config and --set apply to `write` only (a written trial.toml holds the whole config)"
+        )
     out = Path(args.out)
     if args.action == "write":
         explicit = _set_train_keys(args.overrides)
         drawn = sorted(explicit & set(DRAWN_KEYS))
         if drawn:
-            raise ConfigError(f"the sweep draws {', '.join('train.' + k for k in drawn)} from the search range: "
-                              "drop that --set (use finetune/run.py for one fixed value)")
+            raise ConfigError(
+                f"the sweep draws {', '.join('train.' + k for k in drawn)} from the search range: "
+                "drop that --set (use finetune/run.py for one fixed value)"
+            )
         base = load_config(args.config, args.overrides, args.stage)
-        paths = write_sweep(out, base, args.backbone or base.backbone.name, base.train.stage, args.trials, args.seed,
-                            args.init_from_sweep, keep=sorted(explicit))
+        paths = write_sweep(
+            out,
+            base,
+            args.backbone or base.backbone.name,
+            base.train.stage,
+            args.trials,
+            args.seed,
+            args.init_from_sweep,
+            keep=sorted(explicit),
+        )
         print(f"wrote {len(paths)} trial configs under {out}")
     elif args.action == "list":
         for t in list_trials(out):
-            print(f"{t['trial']:02d}  {t['status']:8s} lr {t['lr']:.3g}  λ {t['lam']:.3f}  seed {t['seed']}  "
-                  f"{trial_folder(out, t['trial']) / 'trial.toml'}")
+            print(
+                f"{t['trial']:02d}  {t['status']:8s} lr {t['lr']:.3g}  λ {t['lam']:.3f}  seed {t['seed']}  "
+                f"{trial_folder(out, t['trial']) / 'trial.toml'}"
+            )
     elif args.action == "run":
         only = [int(x) for x in args.only.split(",") if x.strip()]
         return 1 if run_trials(out, shlex.split(args.launcher), only) else 0

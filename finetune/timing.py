@@ -7,13 +7,14 @@ without synchronisation a phase's time is the host's, and queued GPU work shows 
 next phase that waits for it. ``FINETUNE_SYNC_TIMING=1`` synchronises the device at every
 phase boundary (exact attribution, slightly slower runs; for benchmarks only).
 """
+
 from __future__ import annotations
 
 import contextlib
 import os
 import time
 from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

@@ -8,6 +8,7 @@ logits, then broadcast from rank 0), crash-safe training states, the best weight
 logits for every clip of every dataset written into the cache as ``logits/<run>``. Rank 0
 holds a lock on the output folder for the whole run, so a second run into it is refused.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,8 +35,17 @@ from heads.schedule import reference_schedule
 
 from .checkpointing import StateFolders, TrainState
 from .config import BatchPlan, ConfigError, FinetuneConfig, resolve_batch, save_config
-from .data import (ClipAudio, ClipSet, PlanBatches, clip_set, loader_batches, make_loader, steps_per_epoch, store_for,
-                   train_plan)
+from .data import (
+    ClipAudio,
+    ClipSet,
+    PlanBatches,
+    clip_set,
+    loader_batches,
+    make_loader,
+    steps_per_epoch,
+    store_for,
+    train_plan,
+)
 from .evaluate import model_inputs, predict, score, summary, to_device, window_counts
 from .loss import batch_normalisers, partial_loss
 from .model import build_model, export_weights, load_weights, weights_file
@@ -50,14 +60,19 @@ def make_accelerator(cfg: FinetuneConfig):
     from accelerate.utils import DistributedDataParallelKwargs
 
     mp = cfg.train.mixed_precision or None
-    on_cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes") or not torch.cuda.is_available()
+    on_cpu = (
+        os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+        or not torch.cuda.is_available()
+    )
     if on_cpu and mp == "fp16":
         print("warning: fp16 mixed precision needs a GPU; running in float32 on the CPU", flush=True)
         mp = "no"
     out = Path(cfg.output.dir)
     return Accelerator(
-        mixed_precision=mp, step_scheduler_with_optimizer=False,
-        log_with="tensorboard" if cfg.output.tensorboard else None, project_dir=str(out / "tb"),
+        mixed_precision=mp,
+        step_scheduler_with_optimizer=False,
+        log_with="tensorboard" if cfg.output.tensorboard else None,
+        project_dir=str(out / "tb"),
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)],
     )
 
@@ -86,27 +101,59 @@ def load_datasets(cfg: FinetuneConfig, log=print) -> Datasets:
     clean_m = load_manifest(d.clean)
     if not clean_m.labelled:
         raise ConfigError(f"data.clean = {d.clean} is not a labelled dataset")
-    split = Split.load(d.split_file) if d.split_file else split_manifest(
-        clean_m, preset=d.split_preset, fold=d.fold, seed=d.split_seed if d.split_preset == "custom" else None)
+    split = (
+        Split.load(d.split_file)
+        if d.split_file
+        else split_manifest(
+            clean_m,
+            preset=d.split_preset,
+            fold=d.fold,
+            seed=d.split_seed if d.split_preset == "custom" else None,
+        )
+    )
     clean_store, clean_path = _open_store(d.clean, d.clean_store)
-    clean_all = clip_set(clean_m, clean_store, prior=d.prior, summary=d.summary, text_source=text,
-                         pseudo_labels=pseudo if stage in (1, 3) else "")
+    clean_all = clip_set(
+        clean_m,
+        clean_store,
+        prior=d.prior,
+        summary=d.summary,
+        text_source=text,
+        pseudo_labels=pseudo if stage in (1, 3) else "",
+    )
     val, test = clean_all.select_ids(split.val), clean_all.select_ids(split.test)
     sets: dict[str, tuple[ClipSet, Path | None]] = {clean_m.name: (clean_all, clean_path)}
-    facts["clean"] = {"name": clean_m.name, "root": str(clean_m.root), "manifest_sha256": clean_m.digest(), "clips": len(clean_m)}
+    facts["clean"] = {
+        "name": clean_m.name,
+        "root": str(clean_m.root),
+        "manifest_sha256": clean_m.digest(),
+        "clips": len(clean_m),
+    }
     if d.noisy:
         noisy_m = load_manifest(d.noisy)
         noisy_store, noisy_path = _open_store(d.noisy, d.noisy_store)
-        noisy_all = clip_set(noisy_m, noisy_store, prior=d.prior, summary=d.summary, text_source=text,
-                             pseudo_labels=pseudo if stage == 2 else "")
+        noisy_all = clip_set(
+            noisy_m,
+            noisy_store,
+            prior=d.prior,
+            summary=d.summary,
+            text_source=text,
+            pseudo_labels=pseudo if stage == 2 else "",
+        )
         sets[noisy_m.name] = (noisy_all, noisy_path)
-        facts["noisy"] = {"name": noisy_m.name, "root": str(noisy_m.root), "manifest_sha256": noisy_m.digest(),
-                          "clips": len(noisy_m)}
+        facts["noisy"] = {
+            "name": noisy_m.name,
+            "root": str(noisy_m.root),
+            "manifest_sha256": noisy_m.digest(),
+            "clips": len(noisy_m),
+        }
     if stage == 2:
         held_out = split.evaluation_ids()
         keep = np.array([str(i) not in held_out for i in noisy_all.ids])
         facts["noisy"]["excluded_clean_val_test"] = int((~keep).sum())
-        log(f"stage 2: {int((~keep).sum())} noisy-set clip(s) are in the clean validation/test split and are excluded")
+        log(
+            f"stage 2: {int((~keep).sum())} noisy-set clip(s) are in the clean validation/test split "
+            "and are excluded"
+        )
         train = noisy_all.subset(np.flatnonzero(keep & (noisy_all.labels >= 0)))
     else:
         train = clean_all.select_ids(split.train)
@@ -119,10 +166,17 @@ def load_datasets(cfg: FinetuneConfig, log=print) -> Datasets:
     if cfg.train.lam > 0:
         facts["train_with_pseudo_label"] = int(train.has_pseudo.sum())
         if not train.has_pseudo.any():
-            raise ConfigError(f"λ = {cfg.train.lam} but no training clip has a pseudo-label in "
-                              f"{pseudo_labels_path(d.pseudo_labels)}")
-    facts["split"] = {"preset": split.preset, "fold": split.fold, "train": len(split.train), "val": len(split.val),
-                      "test": len(split.test)}
+            raise ConfigError(
+                f"λ = {cfg.train.lam} but no training clip has a pseudo-label in "
+                f"{pseudo_labels_path(d.pseudo_labels)}"
+            )
+    facts["split"] = {
+        "preset": split.preset,
+        "fold": split.fold,
+        "train": len(split.train),
+        "val": len(split.val),
+        "test": len(split.test),
+    }
     facts["train_clips"] = len(train)
     if train.prior_missing is not None and d.prior:
         facts["train_prior_missing"] = int(train.prior_missing.sum())
@@ -140,8 +194,10 @@ def _hold_output_lock(folder: Path):
     try:
         lease = acquire(folder / ".lock", f"fine-tune output folder {folder}")
     except LockedError as e:
-        raise ConfigError(f"{folder} is in use by another fine-tune run ({describe_holder(e.holder)}): wait for it "
-                          "to end, or choose another output.dir") from None
+        raise ConfigError(
+            f"{folder} is in use by another fine-tune run ({describe_holder(e.holder)}): wait for it "
+            "to end, or choose another output.dir"
+        ) from None
     try:
         yield
     finally:
@@ -192,15 +248,22 @@ class Trainer:
         self._phase_log: list[dict[str, Any]] = []
         folders = StateFolders(self.out / "state", acc)
         if folders.exists() and not resume:
-            raise ConfigError(f"{self.out} already holds a training state: pass --resume to continue it, "
-                              "or choose another output.dir")
+            raise ConfigError(
+                f"{self.out} already holds a training state: pass --resume to continue it, "
+                "or choose another output.dir"
+            )
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.log(f"{acc.num_processes} process(es) on {acc.device}, mixed precision {acc.mixed_precision}; global batch "
-                 f"{plan.global_batch} = {plan.per_device} per device × {plan.processes} × {plan.accumulation} accumulation")
+        self.log(
+            f"{acc.num_processes} process(es) on {acc.device}, mixed precision {acc.mixed_precision}; "
+            f"global batch {plan.global_batch} = {plan.per_device} per device × {plan.processes} × "
+            f"{plan.accumulation} accumulation"
+        )
         if cfg.train.init_from and not weights_file(cfg.train.init_from).is_file():
-            raise ConfigError(f"train.init_from: no weights file {weights_file(cfg.train.init_from)} "
-                              "(give a finished run folder, or its best/model.pt)")
+            raise ConfigError(
+                f"train.init_from: no weights file {weights_file(cfg.train.init_from)} "
+                "(give a finished run folder, or its best/model.pt)"
+            )
         data = load_datasets(cfg, self.log)
         self.data = data
         from accelerate.utils import set_seed
@@ -211,20 +274,38 @@ class Trainer:
         if cfg.train.init_from:
             whole = cfg.train.stage == 3
             init_meta = load_weights(model, cfg.train.init_from, head=whole)
-            self.log(f"initialised {'backbone and head' if whole else 'backbone'} from {weights_file(cfg.train.init_from)}")
-        self.facts = {**facts, **data.facts, "batch": plan.__dict__, "processes": acc.num_processes,
-                      "mixed_precision": acc.mixed_precision,
-                      "init_from": {"path": str(weights_file(cfg.train.init_from)),
-                                    "sha256": sha256_file(weights_file(cfg.train.init_from)), "meta": init_meta}
-                      if cfg.train.init_from else None}
+            self.log(
+                f"initialised {'backbone and head' if whole else 'backbone'} from "
+                f"{weights_file(cfg.train.init_from)}"
+            )
+        self.facts = {
+            **facts,
+            **data.facts,
+            "batch": plan.__dict__,
+            "processes": acc.num_processes,
+            "mixed_precision": acc.mixed_precision,
+            "init_from": {
+                "path": str(weights_file(cfg.train.init_from)),
+                "sha256": sha256_file(weights_file(cfg.train.init_from)),
+                "meta": init_meta,
+            }
+            if cfg.train.init_from
+            else None,
+        }
         if acc.is_main_process:
             save_config(cfg, self.out, {"facts": self.facts})
             data.split.save(self.out / "split.json")
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
         spe = steps_per_epoch(len(data.train), plan.global_batch)
-        scheduler = reference_schedule(optimizer, spe, cfg.train.epochs, cfg.train.warmup_epochs,
-                                       cfg.train.decay_start_epoch, cfg.train.final_lr)
+        scheduler = reference_schedule(
+            optimizer,
+            spe,
+            cfg.train.epochs,
+            cfg.train.warmup_epochs,
+            cfg.train.decay_start_epoch,
+            cfg.train.final_lr,
+        )
         model, optimizer = acc.prepare(model, optimizer)
         state = TrainState()
         acc.register_for_checkpointing(scheduler, state)
@@ -232,10 +313,25 @@ class Trainer:
         if resume:
             self._resume(folders, state)
         if cfg.output.tensorboard:
-            acc.init_trackers(cfg.run_name, config={"lr": cfg.train.lr, "lam": cfg.train.lam, "stage": cfg.train.stage,
-                                                    "epochs": cfg.train.epochs, "batch": plan.global_batch,
-                                                    "backbone": cfg.backbone.name, "seed": cfg.train.seed})
-        self.model, self.optimizer, self.scheduler, self.state, self.folders = model, optimizer, scheduler, state, folders
+            acc.init_trackers(
+                cfg.run_name,
+                config={
+                    "lr": cfg.train.lr,
+                    "lam": cfg.train.lam,
+                    "stage": cfg.train.stage,
+                    "epochs": cfg.train.epochs,
+                    "batch": plan.global_batch,
+                    "backbone": cfg.backbone.name,
+                    "seed": cfg.train.seed,
+                },
+            )
+        self.model, self.optimizer, self.scheduler, self.state, self.folders = (
+            model,
+            optimizer,
+            scheduler,
+            state,
+            folders,
+        )
         self.n_windows = {"val": window_counts(data.val, acc.unwrap_model(model).backbone.spec, acc)}
         early = EarlyStopping(cfg.train.patience, mode="max")
         if state.early:
@@ -249,7 +345,8 @@ class Trainer:
         while not state.finished and state.epoch < cfg.train.epochs:
             self._train_epoch(spe)
             self._end_epoch(early)
-        self._train_loader, self._train_sampler, self._ahead, self._eval_loaders = None, None, None, {}  # workers end
+        # workers end
+        self._train_loader, self._train_sampler, self._ahead, self._eval_loaders = None, None, None, {}
         run_seconds["epochs"] = time.perf_counter() - t_epochs
         t_finish = time.perf_counter()
         result = self._finish(run_seconds, t_finish)
@@ -265,7 +362,8 @@ class Trainer:
         return [e for e in old if isinstance(e, dict) and e.get("epoch", 0) <= epochs_done]
 
     def _resume(self, folders: StateFolders, state: TrainState) -> None:
-        """Load the newest training state that every rank can read; an unreadable one falls back to the one before."""
+        """Load the newest training state that every rank can read; an unreadable one falls back to the one
+        before."""
         acc = self.acc
         candidates = folders.complete()
         if not candidates:
@@ -279,14 +377,20 @@ class Trainer:
                 error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             failed = int(acc.reduce(torch.tensor(float(bool(error)), device=acc.device), reduction="sum"))
             if not failed:
-                self.log(f"resumed from {folder} (epoch {state.epoch}, batch {state.next_batch}, "
-                         f"update {state.global_step})")
+                self.log(
+                    f"resumed from {folder} (epoch {state.epoch}, batch {state.next_batch}, "
+                    f"update {state.global_step})"
+                )
                 return
             if k + 1 < len(candidates):
-                self.log(f"--resume: {folder} cannot be loaded ({error or 'on another process'}); "
-                         f"falling back to {candidates[k + 1]}")
-        raise ConfigError(f"--resume: no training state under {folders.root} can be loaded (last error: "
-                          f"{error or 'on another process'}); remove that folder to start from the beginning")
+                self.log(
+                    f"--resume: {folder} cannot be loaded ({error or 'on another process'}); "
+                    f"falling back to {candidates[k + 1]}"
+                )
+        raise ConfigError(
+            f"--resume: no training state under {folders.root} can be loaded (last error: "
+            f"{error or 'on another process'}); remove that folder to start from the beginning"
+        )
 
     # ------------------------------------------------------------------ one epoch
     def _epoch_batches(self, epoch: int, start_batch: int) -> tuple[list, Any]:
@@ -300,16 +404,35 @@ class Trainer:
         if self._train_loader is None:
             spec = self.acc.unwrap_model(self.model).backbone.spec
             self._train_sampler = PlanBatches()
-            self._train_loader = make_loader(ClipAudio(train, spec.sample_rate, spec.window_samples, spec.padding),
-                                             self._train_sampler, cfg.data.num_workers, seed=cfg.train.seed,
-                                             persistent=True)
-        steps = train_plan(len(train), plan.global_batch, plan.processes, plan.accumulation, self.acc.process_index,
-                           cfg.train.seed, epoch, start_batch=start_batch)
+            self._train_loader = make_loader(
+                ClipAudio(train, spec.sample_rate, spec.window_samples, spec.padding),
+                self._train_sampler,
+                cfg.data.num_workers,
+                seed=cfg.train.seed,
+                persistent=True,
+            )
+        steps = train_plan(
+            len(train),
+            plan.global_batch,
+            plan.processes,
+            plan.accumulation,
+            self.acc.process_index,
+            cfg.train.seed,
+            epoch,
+            start_batch=start_batch,
+        )
         self._train_sampler.batches = loader_batches(steps)
         return steps, iter(self._train_loader)
 
     def _train_epoch(self, spe: int) -> None:
-        cfg, acc, plan, state, model, timer = self.cfg, self.acc, self.plan, self.state, self.model, self.timer
+        cfg, acc, plan, state, model, timer = (
+            self.cfg,
+            self.acc,
+            self.plan,
+            self.state,
+            self.model,
+            self.timer,
+        )
         train = self.data.train
         ahead, self._ahead = self._ahead, None
         if ahead is not None and ahead[0] == (state.epoch, state.next_batch):
@@ -331,8 +454,13 @@ class Trainer:
         if acc.is_main_process:
             from cache.progress import progress
 
-            bar = progress(total=spe, initial=state.next_batch, desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
-                           unit="upd", leave=False)
+            bar = progress(
+                total=spe,
+                initial=state.next_batch,
+                desc=f"epoch {state.epoch + 1}/{cfg.train.epochs}",
+                unit="upd",
+                leave=False,
+            )
         for k, ms in enumerate(steps):
             with timer.phase("data_first" if k == 0 else "data_wait"):
                 batch = next(batches)
@@ -340,19 +468,36 @@ class Trainer:
                 last_micro = ms.step == plan.accumulation - 1
                 gi = torch.from_numpy(ms.global_items)
                 ce_norm, soft_norm = batch_normalisers(labels_all[gi], has_all[gi], cw_cpu)
-                for i, e in zip(batch["index"].tolist(), batch["errors"]):
+                for i, e in zip(batch["index"].tolist(), batch["errors"], strict=True):
                     if e:
-                        print(f"[finetune] rank {acc.process_index}: clip {train.ids[i]} failed to decode ({e}); "
-                              "trained as silence", flush=True)
+                        print(
+                            f"[finetune] rank {acc.process_index}: clip {train.ids[i]} failed to decode "
+                            f"({e}); trained as silence",
+                            flush=True,
+                        )
                 if cfg.output.log_seen_ids:
-                    seen.extend(str(train.ids[i]) for i, v in zip(batch["index"].tolist(), batch["valid"].tolist()) if v)
+                    seen.extend(
+                        str(train.ids[i])
+                        for i, v in zip(batch["index"].tolist(), batch["valid"].tolist(), strict=True)
+                        if v
+                    )
                 n_items += int(batch["valid"].sum())
                 b = to_device(batch, device)
                 sync = contextlib.nullcontext() if last_micro else acc.no_sync(model)
                 with sync:
                     logits = model(**model_inputs(b))
-                    loss = partial_loss(logits, batch["labels"], batch["valid"], b["pseudo"] if lam > 0 else None,
-                                        batch["has_pseudo"], cw, ce_norm, soft_norm, lam, host_weights=cw_cpu)
+                    loss = partial_loss(
+                        logits,
+                        batch["labels"],
+                        batch["valid"],
+                        b["pseudo"] if lam > 0 else None,
+                        batch["has_pseudo"],
+                        cw,
+                        ce_norm,
+                        soft_norm,
+                        lam,
+                        host_weights=cw_cpu,
+                    )
                     acc.backward(loss * world)
                 local_loss += loss.detach()
                 if last_micro:
@@ -368,11 +513,21 @@ class Trainer:
                         bar.update(1)
             if not last_micro:
                 continue
-            if cfg.train.checkpoint_every and state.global_step % cfg.train.checkpoint_every == 0 and state.next_batch < spe:
+            if (
+                cfg.train.checkpoint_every
+                and state.global_step % cfg.train.checkpoint_every == 0
+                and state.next_batch < spe
+            ):
                 with timer.phase("state_save"):
                     state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
                     local_loss.zero_()
-                    self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": state.next_batch})
+                    self.folders.save(
+                        {
+                            "global_step": state.global_step,
+                            "epoch": state.epoch,
+                            "next_batch": state.next_batch,
+                        }
+                    )
             if kill_at and state.global_step == kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
         if bar is not None:
@@ -382,21 +537,32 @@ class Trainer:
         if state.epoch + 1 < cfg.train.epochs:  # the next epoch's first batches decode during validation
             with timer.phase("data_first"):
                 self._ahead = ((state.epoch + 1, 0), *self._epoch_batches(state.epoch + 1, 0))
-        self._epoch_speed = {"seconds": time.time() - t0,
-                             "samples_per_s": float(acc.reduce(torch.tensor(float(n_items), device=device), "sum"))
-                             / max(1e-9, time.time() - t0)}
+        self._epoch_speed = {
+            "seconds": time.time() - t0,
+            "samples_per_s": float(acc.reduce(torch.tensor(float(n_items), device=device), "sum"))
+            / max(1e-9, time.time() - t0),
+        }
         if cfg.output.log_seen_ids:
             d = self.out / "seen"
             d.mkdir(parents=True, exist_ok=True)
-            (d / f"epoch{state.epoch}.rank{acc.process_index}.txt").write_text("\n".join(seen) + ("\n" if seen else ""))
+            (d / f"epoch{state.epoch}.rank{acc.process_index}.txt").write_text(
+                "\n".join(seen) + ("\n" if seen else "")
+            )
 
     def _end_epoch(self, early: EarlyStopping) -> None:
         cfg, acc, state, timer = self.cfg, self.acc, self.state, self.timer
         model = acc.unwrap_model(self.model)
         with timer.phase("eval"):
-            logits, _ = predict(model, self.data.val, accelerator=acc, n_windows=self.n_windows["val"],
-                                max_windows=cfg.data.eval_max_windows, num_workers=cfg.data.num_workers,
-                                desc="validate", loaders=self._eval_loaders)
+            logits, _ = predict(
+                model,
+                self.data.val,
+                accelerator=acc,
+                n_windows=self.n_windows["val"],
+                max_windows=cfg.data.eval_max_windows,
+                num_workers=cfg.data.num_workers,
+                desc="validate",
+                loaders=self._eval_loaders,
+            )
             val = summary(score(logits, self.data.val.labels, cfg.train.never_predicted))
             improved = early.step(val["hF"], state.epoch)
             from accelerate.utils import broadcast_object_list
@@ -407,19 +573,45 @@ class Trainer:
         epoch = state.epoch
         if improved and acc.is_main_process:
             with timer.phase("best_weights"):
-                export_weights(model, self.out / "best" / "model.pt",
-                               {"epoch": epoch, "val": val, "run": cfg.run_name, "stage": cfg.train.stage,
-                                "config": cfg.as_dict(), "backbone": cfg.backbone.name})
+                export_weights(
+                    model,
+                    self.out / "best" / "model.pt",
+                    {
+                        "epoch": epoch,
+                        "val": val,
+                        "run": cfg.run_name,
+                        "stage": cfg.train.stage,
+                        "config": cfg.as_dict(),
+                        "backbone": cfg.backbone.name,
+                    },
+                )
         with timer.phase("logging"):
-            entry = {"epoch": epoch + 1, "train_loss": state.loss_sum / max(1, state.loss_updates),
-                     "lr": float(self.scheduler.get_last_lr()[0]), "updates": state.global_step,
-                     "val": val, "best": bool(improved), **self._epoch_speed}
+            entry = {
+                "epoch": epoch + 1,
+                "train_loss": state.loss_sum / max(1, state.loss_updates),
+                "lr": float(self.scheduler.get_last_lr()[0]),
+                "updates": state.global_step,
+                "val": val,
+                "best": bool(improved),
+                **self._epoch_speed,
+            }
             state.history.append(entry)
-            self.log(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}, val hF {val['hF']:.4f}"
-                     f"{' (best)' if improved else ''}, {entry['samples_per_s']:.1f} clips/s")
+            self.log(
+                f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}, val hF {val['hF']:.4f}"
+                f"{' (best)' if improved else ''}, {entry['samples_per_s']:.1f} clips/s"
+            )
             if cfg.output.tensorboard:
-                acc.log({"train/loss": entry["train_loss"], "train/lr": entry["lr"], "val/hF": val["hF"],
-                         "val/hP": val["hP"], "val/hR": val["hR"], "val/accuracy": val["accuracy"]}, step=epoch + 1)
+                acc.log(
+                    {
+                        "train/loss": entry["train_loss"],
+                        "train/lr": entry["lr"],
+                        "val/hF": val["hF"],
+                        "val/hP": val["hP"],
+                        "val/hR": val["hR"],
+                        "val/accuracy": val["accuracy"],
+                    },
+                    step=epoch + 1,
+                )
             state.epoch += 1
             state.next_batch, state.loss_sum, state.loss_updates = 0, 0.0, 0
             state.early = early.state_dict()
@@ -432,14 +624,22 @@ class Trainer:
 
     def _write_metrics(self, early: EarlyStopping, stop: bool) -> None:
         """metrics.json: the per-epoch history, the best epoch, and the time per phase of every epoch."""
-        self._write_json("metrics.json", {"run": self.cfg.run_name, "history": self.state.history,
-                                          "best_epoch": None if early.best_epoch is None else early.best_epoch + 1,
-                                          "best_val_hF": early.best, "stopped_early": bool(stop),
-                                          "phase_seconds": self._phase_log})
+        self._write_json(
+            "metrics.json",
+            {
+                "run": self.cfg.run_name,
+                "history": self.state.history,
+                "best_epoch": None if early.best_epoch is None else early.best_epoch + 1,
+                "best_val_hF": early.best,
+                "stopped_early": bool(stop),
+                "phase_seconds": self._phase_log,
+            },
+        )
 
     # ------------------------------------------------------------------ after training
     def _finish(self, run_seconds: dict[str, float], t_finish: float) -> dict[str, Any]:
-        """Best weights → logits of every dataset, val/test scores, result.json (with the run's time per phase)."""
+        """Best weights → logits of every dataset, val/test scores, result.json (with the run's time per
+        phase)."""
         cfg, acc, state = self.cfg, self.acc, self.state
         model = acc.unwrap_model(self.model)
         best = self.out / "best" / "model.pt"
@@ -458,27 +658,50 @@ class Trainer:
         results = {}
         for part, clips in (("val", self.data.val), ("test", self.data.test)):
             rows = [pos[str(i)] for i in clips.ids]
-            results[part] = summary(score(all_logits[clean_name][rows], clips.labels, cfg.train.never_predicted))
+            results[part] = summary(
+                score(all_logits[clean_name][rows], clips.labels, cfg.train.never_predicted)
+            )
         weights_sha = sha256_file(best) if acc.is_main_process else ""
-        result = {"run": cfg.run_name, "stage": cfg.train.stage, "backbone": cfg.backbone.name,
-                  "variant": cfg.backbone.variant, "lr": cfg.train.lr, "lam": cfg.train.lam, "seed": cfg.train.seed,
-                  "epochs": cfg.train.epochs, "epochs_run": len(state.history), "best_epoch": meta.get("epoch", -1) + 1,
-                  "val": results["val"], "test": results["test"], "never_predicted": cfg.train.never_predicted,
-                  "output_dir": str(self.out.resolve()), "weights": str(best.resolve()), "weights_sha256": weights_sha,
-                  "processes": acc.num_processes, "global_batch": self.plan.global_batch,
-                  "decode_failures": {k: v for k, v in failures.items() if v}}
+        result = {
+            "run": cfg.run_name,
+            "stage": cfg.train.stage,
+            "backbone": cfg.backbone.name,
+            "variant": cfg.backbone.variant,
+            "lr": cfg.train.lr,
+            "lam": cfg.train.lam,
+            "seed": cfg.train.seed,
+            "epochs": cfg.train.epochs,
+            "epochs_run": len(state.history),
+            "best_epoch": meta.get("epoch", -1) + 1,
+            "val": results["val"],
+            "test": results["test"],
+            "never_predicted": cfg.train.never_predicted,
+            "output_dir": str(self.out.resolve()),
+            "weights": str(best.resolve()),
+            "weights_sha256": weights_sha,
+            "processes": acc.num_processes,
+            "global_batch": self.plan.global_batch,
+            "decode_failures": {k: v for k, v in failures.items() if v},
+        }
         if acc.is_main_process:
             run_seconds["finish"] = time.perf_counter() - t_finish  # without writing the logits tables
-            result["phase_seconds"] = {**{k: round(v, 3) for k, v in run_seconds.items()},
-                                       "per_phase": _sum_phases(self._phase_log)}
-            np.savez_compressed(self.out / "logits.npz", **{f"{k}__ids": self.data.all_sets[k][0].ids.astype(str)
-                                                            for k in all_logits},
-                                **{f"{k}__logits": v for k, v in all_logits.items()})
+            result["phase_seconds"] = {
+                **{k: round(v, 3) for k, v in run_seconds.items()},
+                "per_phase": _sum_phases(self._phase_log),
+            }
+            np.savez_compressed(
+                self.out / "logits.npz",
+                **{f"{k}__ids": self.data.all_sets[k][0].ids.astype(str) for k in all_logits},
+                **{f"{k}__logits": v for k, v in all_logits.items()},
+            )
             if cfg.output.write_logits:
                 self._write_logits(all_logits, result)
             self._write_json("result.json", result)
-            self.log(f"best epoch {result['best_epoch']}: val hF {results['val']['hF']:.4f}, test hF {results['test']['hF']:.4f}"
-                     f" (never-predicted convention '{cfg.train.never_predicted}')")
+            self.log(
+                f"best epoch {result['best_epoch']}: val hF {results['val']['hF']:.4f}, "
+                f"test hF {results['test']['hF']:.4f} "
+                f"(never-predicted convention '{cfg.train.never_predicted}')"
+            )
         acc.wait_for_everyone()
         return result
 
@@ -487,12 +710,22 @@ class Trainer:
         for name, logits in all_logits.items():
             clips, path = self.data.all_sets[name]
             prov = base_provenance(
-                "finetune", run=cfg.run_name, stage=cfg.train.stage, backbone=cfg.backbone.name,
-                variant=cfg.backbone.variant, backbone_provenance=self.facts.get("backbone_provenance"),
-                seed=cfg.train.seed, lr=cfg.train.lr, lam=cfg.train.lam, split={"preset": self.data.split.preset,
-                                                                                "fold": self.data.split.fold},
-                dataset=name, best_epoch=result["best_epoch"], val=result["val"], test=result["test"],
-                weights_sha256=result["weights_sha256"], config=cfg.as_dict(),
+                "finetune",
+                run=cfg.run_name,
+                stage=cfg.train.stage,
+                backbone=cfg.backbone.name,
+                variant=cfg.backbone.variant,
+                backbone_provenance=self.facts.get("backbone_provenance"),
+                seed=cfg.train.seed,
+                lr=cfg.train.lr,
+                lam=cfg.train.lam,
+                split={"preset": self.data.split.preset, "fold": self.data.split.fold},
+                dataset=name,
+                best_epoch=result["best_epoch"],
+                val=result["val"],
+                test=result["test"],
+                weights_sha256=result["weights_sha256"],
+                config=cfg.as_dict(),
                 decode_failures=sorted(result["decode_failures"].get(name, {})),
             )
             table = write_logits(Store(path, mode="a"), cfg.run_name, clips.ids, logits, attrs=prov)

@@ -4,11 +4,12 @@
 (``cache.manifest.LABELLED_COLUMNS`` / ``UNLABELLED_REQUIRED``) and ``<root>/audio/<id>.wav``
 (empty placeholders from :func:`write_dataset`, real PCM from :func:`write_wav`).
 """
+
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -16,26 +17,47 @@ import soundfile as sf
 from cache.manifest import LABELLED_COLUMNS, UNLABELLED_REQUIRED
 from cache.taxonomy import CLASSES
 
-__all__ = ["LABELLED_COLUMNS", "UNLABELLED_REQUIRED", "labelled_row", "unlabelled_row", "balanced_rows",
-           "write_metadata", "write_dataset", "write_wav"]
+__all__ = [
+    "LABELLED_COLUMNS",
+    "UNLABELLED_REQUIRED",
+    "labelled_row",
+    "unlabelled_row",
+    "balanced_rows",
+    "write_metadata",
+    "write_dataset",
+    "write_wav",
+]
 
 
 def labelled_row(sound_id: str, code: str, class_idx: str = "", **fields: str) -> dict[str, str]:
     """One labelled metadata row (columns in ``LABELLED_COLUMNS`` order) with plausible text;
     ``fields`` override any column."""
-    row = {"sound_id": str(sound_id), "class": code, "class_idx": class_idx, "class_top": code.split("-")[0],
-           "confidence": "4", "uploader": "someone", "license": "CC0",
-           "title": f"clip {sound_id}", "tags": "field-recording,test", "description": "A short clip."}
+    row = {
+        "sound_id": str(sound_id),
+        "class": code,
+        "class_idx": class_idx,
+        "class_top": code.split("-")[0],
+        "confidence": "4",
+        "uploader": "someone",
+        "license": "CC0",
+        "title": f"clip {sound_id}",
+        "tags": "field-recording,test",
+        "description": "A short clip.",
+    }
     row.update(fields)
     return row
 
 
-def unlabelled_row(anonymous_id: str, title: str = "", tags: str = "", description: str = "") -> dict[str, str]:
+def unlabelled_row(
+    anonymous_id: str, title: str = "", tags: str = "", description: str = ""
+) -> dict[str, str]:
     """One evaluation-set row (``UNLABELLED_REQUIRED`` columns)."""
-    return dict(zip(UNLABELLED_REQUIRED, (str(anonymous_id), title, tags, description)))
+    return dict(zip(UNLABELLED_REQUIRED, (str(anonymous_id), title, tags, description), strict=True))
 
 
-def balanced_rows(n_per_class: int, classes: Sequence[str] | None = None, start: int = 1000) -> list[dict[str, str]]:
+def balanced_rows(
+    n_per_class: int, classes: Sequence[str] | None = None, start: int = 1000
+) -> list[dict[str, str]]:
     """``n_per_class`` target rows for each class (all 23 by default), ids start, start+1, ..."""
     rows, k = [], start
     for code in classes or CLASSES:
@@ -45,8 +67,9 @@ def balanced_rows(n_per_class: int, classes: Sequence[str] | None = None, start:
     return rows
 
 
-def write_metadata(root: str | Path, rows: Sequence[dict[str, str]], name: str = "TEST",
-                   header: Sequence[str] | None = None) -> Path:
+def write_metadata(
+    root: str | Path, rows: Sequence[dict[str, str]], name: str = "TEST", header: Sequence[str] | None = None
+) -> Path:
     """Write ``<root>/metadata/<name>_metadata.csv``; return its path.
 
     ``header`` defaults to the first row's keys (``LABELLED_COLUMNS`` when there are no rows);
@@ -62,10 +85,17 @@ def write_metadata(root: str | Path, rows: Sequence[dict[str, str]], name: str =
     return path
 
 
-def write_dataset(root: str | Path, rows: Sequence[dict[str, str]], *, name: str = "TEST",
-                  header: Sequence[str] | None = None, audio_ids: Iterable[str] | None = None,
-                  id_col: str = "sound_id") -> Path:
-    """Write the metadata CSV (see :func:`write_metadata`) and empty ``audio/<id>.wav`` files; return ``root``.
+def write_dataset(
+    root: str | Path,
+    rows: Sequence[dict[str, str]],
+    *,
+    name: str = "TEST",
+    header: Sequence[str] | None = None,
+    audio_ids: Iterable[str] | None = None,
+    id_col: str = "sound_id",
+) -> Path:
+    """Write the metadata CSV (see :func:`write_metadata`) and empty ``audio/<id>.wav`` files; return
+    ``root``.
 
     ``audio_ids`` defaults to every id in ``rows`` (ids with '/' are skipped).
     """

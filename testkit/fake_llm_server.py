@@ -36,6 +36,7 @@ second class and 0.2 on ``other``; no such tag gets ``fx-o``. Markers ``[[name]]
 
 Run it by hand: ``python -m testkit.fake_llm_server --port 8000 --latency 0.2``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -123,8 +124,11 @@ def prior_answer(record: dict, marks: dict[str, str]) -> str:
     codes = [t for t in record.get("tags", []) if t in CLASSES]
     if codes:
         second = "is-p" if codes[0] != "is-p" else "m-m"
-        labels = [{"label": codes[0], "probability": 0.6}, {"label": second, "probability": 0.2},
-                  {"label": "other", "probability": 0.2}]
+        labels = [
+            {"label": codes[0], "probability": 0.6},
+            {"label": second, "probability": 0.2},
+            {"label": "other", "probability": 0.2},
+        ]
     wrap = (lambda x: x) if record.get("style") == "cpjku" else (lambda x: {"labels": x})
     good = json.dumps(wrap(labels))
     if "truncated" in marks:
@@ -132,8 +136,14 @@ def prior_answer(record: dict, marks: dict[str, str]) -> str:
     if "malformed" in marks:
         return '{"labels": [{"label": "fx-a", probability: 0.6}]}'
     if "unknown" in marks:
-        return json.dumps([{"label": "fx-zz", "probability": 0.5}, {"label": "Dogs", "probability": 0.2},
-                           {"label": "Animals", "probability": 0.2}, {"label": "other", "probability": 0.1}])
+        return json.dumps(
+            [
+                {"label": "fx-zz", "probability": 0.5},
+                {"label": "Dogs", "probability": 0.2},
+                {"label": "Animals", "probability": 0.2},
+                {"label": "other", "probability": 0.1},
+            ]
+        )
     if "unknownonly" in marks:
         return json.dumps([{"label": "fx-zz", "probability": 0.9}, {"label": "banana", "probability": 0.1}])
     if "other" in marks:
@@ -169,10 +179,18 @@ def summary_answer(record: dict, marks: dict[str, str]) -> str:
 class FakeOpenAIServer:
     """The server; use as a context manager or call start()/stop(). ``base_url`` ends in ``/v1``."""
 
-    def __init__(self, *, latency: float = 0.0, supports_json_schema: bool = True,
-                 reject_params: tuple[str, ...] = (), batch_steps: int = 2, hang_s: float = 30.0,
-                 fail_routes: dict[str, int | tuple[int, str]] | None = None,
-                 host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        *,
+        latency: float = 0.0,
+        supports_json_schema: bool = True,
+        reject_params: tuple[str, ...] = (),
+        batch_steps: int = 2,
+        hang_s: float = 30.0,
+        fail_routes: dict[str, int | tuple[int, str]] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
         self.latency = latency
         self.supports_json_schema = supports_json_schema
         self.reject_params = set(reject_params)
@@ -199,8 +217,10 @@ class FakeOpenAIServer:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "FakeOpenAIServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    def start(self) -> FakeOpenAIServer:
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -209,7 +229,7 @@ class FakeOpenAIServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> "FakeOpenAIServer":
+    def __enter__(self) -> FakeOpenAIServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -218,8 +238,11 @@ class FakeOpenAIServer:
     # ------------------------------------------------------------------ inspection
     def count(self, path: str | None = None, title_contains: str | None = None) -> int:
         with self._lock:
-            return sum(1 for h in self.hits if (path is None or h.path == path)
-                       and (title_contains is None or title_contains in h.title))
+            return sum(
+                1
+                for h in self.hits
+                if (path is None or h.path == path) and (title_contains is None or title_contains in h.title)
+            )
 
     def titles(self, path: str | None = None) -> list[str]:
         with self._lock:
@@ -235,14 +258,28 @@ class FakeOpenAIServer:
         spec = self.fail_routes.get(f"{method} {path}")
         if spec is None:
             return None
-        status, message = spec if isinstance(spec, tuple) else (spec, {
-            401: "Incorrect API key provided", 403: "Forbidden", 404: f"Not found: {path}"}.get(spec, "Server error"))
-        return status, {}, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+        status, message = (
+            spec
+            if isinstance(spec, tuple)
+            else (
+                spec,
+                {401: "Incorrect API key provided", 403: "Forbidden", 404: f"Not found: {path}"}.get(
+                    spec, "Server error"
+                ),
+            )
+        )
+        return (
+            status,
+            {},
+            json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode(),
+        )
 
     def _next_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self._ids):06d}"
 
-    def answer(self, path: str, body: dict, *, batch: bool = False) -> tuple[int, dict[str, str], bytes | None]:
+    def answer(
+        self, path: str, body: dict, *, batch: bool = False
+    ) -> tuple[int, dict[str, str], bytes | None]:
         """(status, headers, body bytes) for one model request; body None means hang."""
         system, user = _user_text(body)
         record = _record_of(user)
@@ -256,12 +293,18 @@ class FakeOpenAIServer:
             table[key] = attempt + 1
         status, headers, out = self._decide(path, body, kind, record, marks, attempt, batch)
         with self._lock:
-            self.hits.append(Hit(time.time(), ("batch:" if batch else "") + path, title, kind, attempt, status, body))
+            self.hits.append(
+                Hit(time.time(), ("batch:" if batch else "") + path, title, kind, attempt, status, body)
+            )
         return status, headers, out
 
     def _decide(self, path, body, kind, record, marks, attempt, batch):
         def err(status: int, message: str, headers: dict | None = None):
-            return status, headers or {}, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+            return (
+                status,
+                headers or {},
+                json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode(),
+            )
 
         failure = None if batch else self.route_failure("POST", path)
         if failure is not None:
@@ -269,9 +312,14 @@ class FakeOpenAIServer:
         if "429" in marks and attempt == 0 and not batch:  # rate limits come before any validation
             return err(429, "Rate limit reached", {"Retry-After": marks["429"] or "1"})
         if not self.supports_json_schema and (
-                (body.get("text") or {}).get("format", {}).get("type") == "json_schema"
-                or (body.get("response_format") or {}).get("type") == "json_schema"):
-            return err(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.")
+            (body.get("text") or {}).get("format", {}).get("type") == "json_schema"
+            or (body.get("response_format") or {}).get("type") == "json_schema"
+        ):
+            return err(
+                400,
+                "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
+                "with this model.",
+            )
         for p in sorted(self.reject_params):
             if p in body:
                 return err(400, f"Unsupported parameter: '{p}' is not supported with this model.")
@@ -296,20 +344,40 @@ class FakeOpenAIServer:
         n_in = sum(len(json.dumps(m)) for m in (body.get("input") or body.get("messages") or [])) // 4
         n_out = max(1, len(text) // 4)
         if path.endswith("/responses"):
-            payload = {"id": self._next_id("resp"), "object": "response", "created_at": int(time.time()),
-                       "model": body.get("model"), "status": "completed",
-                       "output": [{"type": "message", "id": self._next_id("msg"), "role": "assistant",
-                                   "status": "completed",
-                                   "content": [{"type": "output_text", "text": text, "annotations": []}]}],
-                       "usage": {"input_tokens": n_in, "output_tokens": n_out, "total_tokens": n_in + n_out,
-                                 "input_tokens_details": {"cached_tokens": 0},
-                                 "output_tokens_details": {"reasoning_tokens": 0}}}
+            payload = {
+                "id": self._next_id("resp"),
+                "object": "response",
+                "created_at": int(time.time()),
+                "model": body.get("model"),
+                "status": "completed",
+                "output": [
+                    {
+                        "type": "message",
+                        "id": self._next_id("msg"),
+                        "role": "assistant",
+                        "status": "completed",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}],
+                    }
+                ],
+                "usage": {
+                    "input_tokens": n_in,
+                    "output_tokens": n_out,
+                    "total_tokens": n_in + n_out,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                },
+            }
         else:
-            payload = {"id": self._next_id("chatcmpl"), "object": "chat.completion", "created": int(time.time()),
-                       "model": body.get("model"),
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": text}}],
-                       "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out}}
+            payload = {
+                "id": self._next_id("chatcmpl"),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                ],
+                "usage": {"prompt_tokens": n_in, "completion_tokens": n_out, "total_tokens": n_in + n_out},
+            }
         return 200, {}, json.dumps(payload).encode()
 
     # ------------------------------------------------------------------ batches
@@ -336,12 +404,22 @@ class FakeOpenAIServer:
             system, user = _user_text(req["body"])
             title = str(_record_of(user).get("title", ""))
             status, _, payload = self.answer(url, req["body"], batch=True)
-            if "batchlost" in title and self.batch_attempts.get(
-                    hashlib.sha256((url + system + user).encode()).hexdigest(), 0) == 1:
+            if (
+                "batchlost" in title
+                and self.batch_attempts.get(hashlib.sha256((url + system + user).encode()).hexdigest(), 0)
+                == 1
+            ):
                 continue
-            row = {"id": self._next_id("batch_req"), "custom_id": req["custom_id"],
-                   "response": {"status_code": status, "request_id": self._next_id("req"),
-                                "body": json.loads(payload) if payload else None}, "error": None}
+            row = {
+                "id": self._next_id("batch_req"),
+                "custom_id": req["custom_id"],
+                "response": {
+                    "status_code": status,
+                    "request_id": self._next_id("req"),
+                    "body": json.loads(payload) if payload else None,
+                },
+                "error": None,
+            }
             if status == 200:
                 out.append(row)
                 ok += 1
@@ -350,14 +428,28 @@ class FakeOpenAIServer:
                 failed += 1
         b["output_file_id"] = self._store_file("\n".join(json.dumps(r) for r in out).encode(), "batch_output")
         if errs:
-            b["error_file_id"] = self._store_file("\n".join(json.dumps(r) for r in errs).encode(), "batch_output")
+            b["error_file_id"] = self._store_file(
+                "\n".join(json.dumps(r) for r in errs).encode(), "batch_output"
+            )
         b["status"], b["completed_at"] = "completed", int(time.time())
-        b["request_counts"] = {"total": len([x for x in lines if x.strip()]), "completed": ok, "failed": failed}
+        b["request_counts"] = {
+            "total": len([x for x in lines if x.strip()]),
+            "completed": ok,
+            "failed": failed,
+        }
 
     def _store_file(self, content: bytes, purpose: str, filename: str = "data.jsonl") -> str:
         fid = self._next_id("file")
-        self.files[fid] = {"id": fid, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-                           "filename": filename, "purpose": purpose, "status": "processed", "content": content}
+        self.files[fid] = {
+            "id": fid,
+            "object": "file",
+            "bytes": len(content),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "content": content,
+        }
         return fid
 
     # ------------------------------------------------------------------ HTTP
@@ -370,8 +462,13 @@ class FakeOpenAIServer:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, payload: bytes, headers: dict | None = None,
-                      ctype: str = "application/json") -> None:
+            def _send(
+                self,
+                status: int,
+                payload: bytes,
+                headers: dict | None = None,
+                ctype: str = "application/json",
+            ) -> None:
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", ctype)
@@ -412,7 +509,7 @@ class FakeOpenAIServer:
                         body.pop("_auth", None)
                         if out is None:  # hang
                             server._stop.wait(server.hang_s)
-                    finally:  # counted out before the answer leaves, so a client's next request never overlaps
+                    finally:  # counted out before the answer leaves: a client's next request never overlaps
                         with server._lock:
                             server.inflight -= 1
                     if out is None:
@@ -421,7 +518,8 @@ class FakeOpenAIServer:
                 if path == "/v1/files":
                     ctype = self.headers.get("Content-Type", "")
                     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw)
+                        b"Content-Type: " + ctype.encode() + b"\r\n\r\n" + raw
+                    )
                     fields, content, filename = {}, b"", "upload.jsonl"
                     for part in msg.iter_parts():
                         name = part.get_param("name", header="content-disposition")
@@ -441,11 +539,20 @@ class FakeOpenAIServer:
                         return self._json(400, {"error": {"message": "unknown input_file_id"}})
                     with server._lock:
                         bid = server._next_id("batch")
-                        b = {"id": bid, "object": "batch", "endpoint": req.get("endpoint"),
-                             "input_file_id": req["input_file_id"], "completion_window": req.get("completion_window"),
-                             "status": "validating", "created_at": int(time.time()),
-                             "metadata": req.get("metadata") or {}, "output_file_id": None, "error_file_id": None,
-                             "request_counts": {"total": 0, "completed": 0, "failed": 0}, "_polls": 0}
+                        b = {
+                            "id": bid,
+                            "object": "batch",
+                            "endpoint": req.get("endpoint"),
+                            "input_file_id": req["input_file_id"],
+                            "completion_window": req.get("completion_window"),
+                            "status": "validating",
+                            "created_at": int(time.time()),
+                            "metadata": req.get("metadata") or {},
+                            "output_file_id": None,
+                            "error_file_id": None,
+                            "request_counts": {"total": 0, "completed": 0, "failed": 0},
+                            "_polls": 0,
+                        }
                         server.batches[bid] = b
                         server.hits.append(Hit(time.time(), "/v1/batches", "", "", 0, 200, req))
                         return self._json(200, server._batch_object(b))
@@ -487,9 +594,16 @@ class FakeOpenAIServer:
                             items = [b for b in items if b["id"] < after]
                         page = [server._batch_object(b) for b in items[:limit]]
                         more = len(items) > limit
-                    return self._json(200, {"object": "list", "data": page, "has_more": more,
-                                            "first_id": page[0]["id"] if page else None,
-                                            "last_id": page[-1]["id"] if page else None})
+                    return self._json(
+                        200,
+                        {
+                            "object": "list",
+                            "data": page,
+                            "has_more": more,
+                            "first_id": page[0]["id"] if page else None,
+                            "last_id": page[-1]["id"] if page else None,
+                        },
+                    )
                 return self._json(404, {"error": {"message": f"no route GET {path}"}})
 
         return Handler

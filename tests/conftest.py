@@ -1,8 +1,9 @@
 """Shared test fixtures: tiny datasets in the real on-disk layout (writers in ``testkit.bsd_dataset``)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import pytest
 

@@ -3,6 +3,7 @@
 cache imports no tier; extract and heads never import each other; no product package imports
 finetune (the top tier) or the scaffolding packages (demo, testkit).
 """
+
 import ast
 from pathlib import Path
 
@@ -46,6 +47,8 @@ def test_package_respects_layering(package):
 
 def test_scanner_finds_imports(tmp_path):
     mod = tmp_path / "m.py"
-    mod.write_text("import heads.model\nfrom extract.audio import x\nfrom . import y\n"
-                   "def f():\n    from finetune import run\n")
+    mod.write_text(
+        "import heads.model\nfrom extract.audio import x\nfrom . import y\n"
+        "def f():\n    from finetune import run\n"
+    )
     assert {n for n, _ in imported_packages(mod)} == {"heads", "extract", "finetune"}

@@ -1,4 +1,5 @@
 """The project stands alone: no tracked file points to files outside the repository."""
+
 import subprocess
 from pathlib import Path
 
@@ -7,11 +8,16 @@ OUTSIDE = ("TASK" + ".md", "../" + "shared", "tech-" + "report")  # split so thi
 
 
 def test_no_file_refers_to_files_outside_the_repository():
-    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     hits = []
     for name in tracked:
         path = ROOT / name
-        if path.suffix not in {".py", ".md", ".toml", ".sh", ".txt", ".cfg", ".yaml", ".yml", ""} or not path.is_file():
+        if (
+            path.suffix not in {".py", ".md", ".toml", ".sh", ".txt", ".cfg", ".yaml", ".yml", ""}
+            or not path.is_file()
+        ):
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         hits += [f"{name}: {word}" for word in OUTSIDE if word in text]

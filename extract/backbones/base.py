@@ -6,14 +6,16 @@ and pooling over windows live in ``extract.windowing`` and are shared by the ext
 runner and the fine-tune tier. Adding a backbone = one new file in this folder that calls
 ``register_backbone``; :func:`import_backbone_modules` imports every module here.
 """
+
 from __future__ import annotations
 
 import functools
 import importlib
 import pkgutil
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,12 +82,13 @@ class Backbone(nn.Module):
         out = np.zeros((len(texts), self.spec.text_dim), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
         for s in range(0, len(texts), batch_size):
-            idx = order[s:s + batch_size]
+            idx = order[s : s + batch_size]
             out[idx] = self.embed_text([texts[i] for i in idx]).float().cpu().numpy()
         return out
 
-    def pool_windows(self, window_emb: torch.Tensor, clip_of_window: torch.Tensor, lengths: torch.Tensor,
-                     n_clips: int) -> torch.Tensor:
+    def pool_windows(
+        self, window_emb: torch.Tensor, clip_of_window: torch.Tensor, lengths: torch.Tensor, n_clips: int
+    ) -> torch.Tensor:
         """Clip embeddings from window embeddings: (Wtot, D) → (n_clips, D).
 
         Default: the mean over each clip's windows that hold real samples

@@ -15,7 +15,8 @@ by all layers and a per-layer gate), ``encoder.layer_norm``.
 official code applies on top of the encoder; we use the encoder only, so those two keys are in
 the explicit allow-list :data:`UNUSED_KEYS` (any other unexpected or missing key fails).
 
-Front-end (docs/backbones_beats_m2d.md): Kaldi fbank of ``waveform * 2**15`` (128 bins, 25 ms / 10 ms, povey window;
+Front-end (docs/backbones_beats_m2d.md): Kaldi fbank of ``waveform * 2**15`` (128 bins, 25 ms / 10 ms, povey
+window;
 :func:`extract.frontends.kaldi_fbank`), then ``(x - 15.41663) / (2 * 6.55582)``; 16×16 patches
 (10 s → 998 frames → 62 time × 8 frequency patches); the final token features averaged → 768-d.
 With ``lengths``, patches made only of padding are zeroed before the positional convolution,
@@ -25,12 +26,14 @@ excluded as attention keys and left out of the average.
 checkpoint they update the default full configuration (tiny test configs); over a file's ``cfg``
 only the training-only rates (:data:`TRAINING_FIELDS`, e.g. dropout for fine-tuning) may change.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,9 +50,12 @@ FRAME_LENGTH = 400  # samples (25 ms)
 FBANK_MEAN = 15.41663
 FBANK_STD = 6.55582
 DEFAULT_VARIANT = "BEATs_iter3_plus_AS2M"
-UNUSED_KEYS = ("predictor.weight", "predictor.bias")  # AudioSet tagging head of the fine-tuned releases (allow-list)
-FRONT_END = ("Kaldi fbank (torchaudio.compliance.kaldi, povey window) of waveform*2**15, 128 bins, 25 ms / 10 ms, "
-             f"(x - {FBANK_MEAN}) / (2 * {FBANK_STD}); 16x16 patches; mean of the final token features")
+# AudioSet tagging head of the fine-tuned releases (allow-list)
+UNUSED_KEYS = ("predictor.weight", "predictor.bias")
+FRONT_END = (
+    "Kaldi fbank (torchaudio.compliance.kaldi, povey window) of waveform*2**15, 128 bins, 25 ms / 10 ms, "
+    f"(x - {FBANK_MEAN}) / (2 * {FBANK_STD}); 16x16 patches; mean of the final token features"
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,9 @@ class BEATsArch:
     predictor_class: int = 527
 
     @classmethod
-    def from_cfg(cls, cfg: Mapping[str, Any], source: str = "cfg") -> "BEATsArch":
-        """Read an official ``cfg`` dict; keys the architecture does not use are ignored (as the official code does)."""
+    def from_cfg(cls, cfg: Mapping[str, Any], source: str = "cfg") -> BEATsArch:
+        """Read an official ``cfg`` dict; keys the architecture does not use are ignored (as the official code
+        does)."""
         known = {f.name for f in fields(cls)}
         arch = cls(**{k: v for k, v in cfg.items() if k in known})
         problems = []
@@ -102,15 +109,34 @@ class BEATsArch:
 
 
 # The configuration stored in BEATs_iter3_plus_AS2M.pt, the default full-size architecture (the fields
-# that shape the weights are facts of the release; the training-only rates are read from the file when loading).
+# that shape the weights are facts of the release; the training-only rates are read from the file when
+# loading).
 BEATS_ITER3_PLUS_AS2M_CFG: dict[str, Any] = {
-    "input_patch_size": 16, "embed_dim": 512, "conv_bias": False, "encoder_layers": 12,
-    "encoder_embed_dim": 768, "encoder_ffn_embed_dim": 3072, "encoder_attention_heads": 12,
-    "activation_fn": "gelu", "layer_wise_gradient_decay_ratio": 0.6, "layer_norm_first": False,
-    "deep_norm": True, "dropout": 0.0, "attention_dropout": 0.0, "activation_dropout": 0.0,
-    "encoder_layerdrop": 0.0, "dropout_input": 0.0, "conv_pos": 128, "conv_pos_groups": 16,
-    "relative_position_embedding": True, "num_buckets": 320, "max_distance": 800, "gru_rel_pos": True,
-    "finetuned_model": False, "predictor_dropout": 0.0, "predictor_class": 527,
+    "input_patch_size": 16,
+    "embed_dim": 512,
+    "conv_bias": False,
+    "encoder_layers": 12,
+    "encoder_embed_dim": 768,
+    "encoder_ffn_embed_dim": 3072,
+    "encoder_attention_heads": 12,
+    "activation_fn": "gelu",
+    "layer_wise_gradient_decay_ratio": 0.6,
+    "layer_norm_first": False,
+    "deep_norm": True,
+    "dropout": 0.0,
+    "attention_dropout": 0.0,
+    "activation_dropout": 0.0,
+    "encoder_layerdrop": 0.0,
+    "dropout_input": 0.0,
+    "conv_pos": 128,
+    "conv_pos_groups": 16,
+    "relative_position_embedding": True,
+    "num_buckets": 320,
+    "max_distance": 800,
+    "gru_rel_pos": True,
+    "finetuned_model": False,
+    "predictor_dropout": 0.0,
+    "predictor_class": 527,
 }
 
 _ACTIVATIONS = {
@@ -168,7 +194,7 @@ class _TrimLast(nn.Module):
         self.remove = 1 if kernel_size % 2 == 0 else 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., :-self.remove] if self.remove else x
+        return x[..., : -self.remove] if self.remove else x
 
 
 def relative_position_buckets(relative: torch.Tensor, num_buckets: int, max_distance: int) -> torch.Tensor:
@@ -181,7 +207,9 @@ def relative_position_buckets(relative: torch.Tensor, num_buckets: int, max_dist
     buckets = (relative > 0).long() * half
     distance = relative.abs()
     exact = half // 2
-    log_part = torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact) * (half - exact)
+    log_part = (
+        torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact) * (half - exact)
+    )
     large = (exact + log_part.long()).clamp(max=half - 1)
     return buckets + torch.where(distance < exact, distance, large)
 
@@ -203,8 +231,9 @@ class _SelfAttention(nn.Module):
             self.grep_linear = nn.Linear(self.head_dim, 8)
             self.grep_a = nn.Parameter(torch.ones(1, self.heads, 1, 1))
 
-    def forward(self, x: torch.Tensor, position_bias: torch.Tensor | None,
-                key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, position_bias: torch.Tensor | None, key_padding_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         b, t, c = x.shape
         q = self.q_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)  # (B, H, T, hd)
         k = self.k_proj(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
@@ -222,8 +251,9 @@ class _SelfAttention(nn.Module):
             bias = pad if bias is None else bias + pad
         if bias is not None:
             bias = bias.to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias,
-                                             dropout_p=self.dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0
+        )
         return self.out_proj(out.transpose(1, 2).reshape(b, t, c))
 
 
@@ -245,11 +275,15 @@ class _EncoderLayer(nn.Module):
         x = F.dropout(self.activation(self.fc1(x)), self.activation_dropout, self.training)
         return F.dropout(self.fc2(x), self.dropout, self.training)
 
-    def forward(self, x: torch.Tensor, position_bias: torch.Tensor | None,
-                key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, position_bias: torch.Tensor | None, key_padding_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         if self.layer_norm_first:
-            x = x + F.dropout(self.self_attn(self.self_attn_layer_norm(x), position_bias, key_padding_mask),
-                              self.dropout, self.training)
+            x = x + F.dropout(
+                self.self_attn(self.self_attn_layer_norm(x), position_bias, key_padding_mask),
+                self.dropout,
+                self.training,
+            )
             return x + self._ffn(self.final_layer_norm(x))
         attn = F.dropout(self.self_attn(x, position_bias, key_padding_mask), self.dropout, self.training)
         x = self.self_attn_layer_norm(x * self.alpha + attn)
@@ -260,8 +294,9 @@ class _TransformerEncoder(nn.Module):
     def __init__(self, arch: BEATsArch):
         super().__init__()
         dim = arch.encoder_embed_dim
-        self.pos_conv = nn.Sequential(WeightNormConv1d(dim, arch.conv_pos, arch.conv_pos_groups),
-                                      _TrimLast(arch.conv_pos), nn.GELU())
+        self.pos_conv = nn.Sequential(
+            WeightNormConv1d(dim, arch.conv_pos, arch.conv_pos_groups), _TrimLast(arch.conv_pos), nn.GELU()
+        )
         self.layers = nn.ModuleList(_EncoderLayer(arch) for _ in range(arch.encoder_layers))
         self.layer_norm = nn.LayerNorm(dim)
         self.arch = arch
@@ -275,7 +310,9 @@ class _TransformerEncoder(nn.Module):
         if not self.arch.relative_position_embedding:
             return None
         pos = torch.arange(t, device=device)
-        buckets = relative_position_buckets(pos[None, :] - pos[:, None], self.arch.num_buckets, self.arch.max_distance)
+        buckets = relative_position_buckets(
+            pos[None, :] - pos[:, None], self.arch.num_buckets, self.arch.max_distance
+        )
         return self.layers[0].self_attn.relative_attention_bias(buckets).permute(2, 0, 1)  # (H, T, T)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -290,7 +327,11 @@ class _TransformerEncoder(nn.Module):
         for layer in self.layers:
             if decay != 1.0 and torch.is_grad_enabled():
                 x = _GradMultiply.apply(x, decay)
-            if self.training and self.arch.encoder_layerdrop > 0 and torch.rand(()) < self.arch.encoder_layerdrop:
+            if (
+                self.training
+                and self.arch.encoder_layerdrop > 0
+                and torch.rand(()) < self.arch.encoder_layerdrop
+            ):
                 continue
             x = layer(x, bias, padding_mask)
         if self.arch.layer_norm_first:
@@ -307,8 +348,11 @@ class BEATsModel(nn.Module):
         p = arch.input_patch_size
         self.patch_embedding = nn.Conv2d(1, arch.embed_dim, kernel_size=p, stride=p, bias=arch.conv_bias)
         self.layer_norm = nn.LayerNorm(arch.embed_dim)
-        self.post_extract_proj = (nn.Linear(arch.embed_dim, arch.encoder_embed_dim)
-                                  if arch.embed_dim != arch.encoder_embed_dim else None)
+        self.post_extract_proj = (
+            nn.Linear(arch.embed_dim, arch.encoder_embed_dim)
+            if arch.embed_dim != arch.encoder_embed_dim
+            else None
+        )
         self.encoder = _TransformerEncoder(arch)
 
     def forward(self, fbank: torch.Tensor, time_padding: torch.Tensor | None = None) -> torch.Tensor:
@@ -328,13 +372,15 @@ class BEATsModel(nn.Module):
 
 def normalised_fbank(waves: torch.Tensor) -> torch.Tensor:
     """(B, samples) at 16 kHz → (B, frames, 128): Kaldi fbank of waves·2^15, normalised as in the release."""
-    fbank = kaldi_fbank(waves, SAMPLE_RATE, NUM_MEL_BINS, scale=2 ** 15)
+    fbank = kaldi_fbank(waves, SAMPLE_RATE, NUM_MEL_BINS, scale=2**15)
     return (fbank - FBANK_MEAN) / (2 * FBANK_STD)
 
 
 def valid_time_patches(lengths: torch.Tensor, n_frames: int, patch: int) -> torch.Tensor:
     """Patch columns holding at least one frame that touches a real sample (≥ 1 per window)."""
-    frames = torch.div(lengths.clamp(min=0) + FRAME_SHIFT - 1, FRAME_SHIFT, rounding_mode="floor").clamp(max=n_frames)
+    frames = torch.div(lengths.clamp(min=0) + FRAME_SHIFT - 1, FRAME_SHIFT, rounding_mode="floor").clamp(
+        max=n_frames
+    )
     steps = torch.div(frames + patch - 1, patch, rounding_mode="floor")
     return steps.clamp(min=1, max=max(n_frames // patch, 1))
 
@@ -345,10 +391,20 @@ class BEATsBackbone(Backbone):
     def __init__(self, arch: BEATsArch, variant: str = DEFAULT_VARIANT):
         super().__init__()
         self.arch = arch
-        self.spec = BackboneSpec(name="beats", variant=variant, sample_rate=SAMPLE_RATE,
-                                 audio_dim=arch.encoder_embed_dim, padding="zero", front_end=FRONT_END)
+        self.spec = BackboneSpec(
+            name="beats",
+            variant=variant,
+            sample_rate=SAMPLE_RATE,
+            audio_dim=arch.encoder_embed_dim,
+            padding="zero",
+            front_end=FRONT_END,
+        )
         self.model = BEATsModel(arch)
-        self._provenance: dict[str, Any] = {"architecture": asdict(arch), "checkpoint": None, "random_init": True}
+        self._provenance: dict[str, Any] = {
+            "architecture": asdict(arch),
+            "checkpoint": None,
+            "random_init": True,
+        }
 
     def features(self, windows: torch.Tensor) -> torch.Tensor:
         """(B, samples) → (B, frames, 128) normalised fbank, computed in float32."""
@@ -357,15 +413,19 @@ class BEATsBackbone(Backbone):
         with torch.autocast(device_type=windows.device.type, enabled=False):
             return normalised_fbank(windows.float())
 
-    def embed_frames(self, windows: torch.Tensor, lengths: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    def embed_frames(
+        self, windows: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, samples) → tokens (B, N, D) and a (B, N) bool mask of the real (non-padding) tokens."""
         fbank = self.features(windows)
         p = self.arch.input_patch_size
         n_time = fbank.shape[1] // p
         if n_time < 1:
-            raise ValueError(f"beats needs at least {p} fbank frames (~{(FRAME_LENGTH + (p - 1) * FRAME_SHIFT) / SAMPLE_RATE:.2f} s) "
-                             f"per window, got {fbank.shape[1]}")
+            raise ValueError(
+                f"beats needs at least {p} fbank frames "
+                f"(~{(FRAME_LENGTH + (p - 1) * FRAME_SHIFT) / SAMPLE_RATE:.2f} s) "
+                f"per window, got {fbank.shape[1]}"
+            )
         time_padding = None
         if lengths is not None:
             valid = valid_time_patches(lengths.to(fbank.device), fbank.shape[1], p)
@@ -374,8 +434,11 @@ class BEATsBackbone(Backbone):
                 time_padding = None
         tokens = self.model(fbank, time_padding)
         freq = tokens.shape[1] // n_time
-        real = (torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device) if time_padding is None
-                else ~time_padding.repeat_interleave(freq, dim=1))
+        real = (
+            torch.ones(tokens.shape[:2], dtype=torch.bool, device=tokens.device)
+            if time_padding is None
+            else ~time_padding.repeat_interleave(freq, dim=1)
+        )
         return tokens, real
 
     def embed_windows(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -384,40 +447,63 @@ class BEATsBackbone(Backbone):
         return (tokens * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
-TRAINING_FIELDS = ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop", "dropout_input",
-                   "layer_wise_gradient_decay_ratio", "predictor_dropout")
+TRAINING_FIELDS = (
+    "dropout",
+    "attention_dropout",
+    "activation_dropout",
+    "encoder_layerdrop",
+    "dropout_input",
+    "layer_wise_gradient_decay_ratio",
+    "predictor_dropout",
+)
 
 
-def _apply_overrides(cfg: dict[str, Any], overrides: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
-    """``cfg`` updated with ``overrides``; over a checkpoint's cfg (``source``) only training-only fields may change."""
+def _apply_overrides(
+    cfg: dict[str, Any], overrides: Mapping[str, Any], source: str | None = None
+) -> dict[str, Any]:
+    """``cfg`` updated with ``overrides``; over a checkpoint's cfg (``source``) only training-only fields may
+    change."""
     known = {f.name for f in fields(BEATsArch)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"beats: unknown override(s) {unknown}; known: {sorted(known)}")
     if source is not None:
-        clash = {k: (v, cfg.get(k)) for k, v in overrides.items() if k not in TRAINING_FIELDS and cfg.get(k) != v}
+        clash = {
+            k: (v, cfg.get(k)) for k, v in overrides.items() if k not in TRAINING_FIELDS and cfg.get(k) != v
+        }
         if clash:
-            raise CheckpointError(f"{source}: overrides contradict the file's cfg (override, file): {clash}; only "
-                                  f"{', '.join(TRAINING_FIELDS)} may be overridden")
+            raise CheckpointError(
+                f"{source}: overrides contradict the file's cfg (override, file): {clash}; only "
+                f"{', '.join(TRAINING_FIELDS)} may be overridden"
+            )
     return {**cfg, **overrides}
 
 
 def read_beats_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The (cfg, model state dict) of an official BEATs file, loaded with ``weights_only=True``."""
     data = torch_load(path, weights_only=True)
-    if not isinstance(data, dict) or not isinstance(data.get("cfg"), Mapping) or not isinstance(data.get("model"), Mapping):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("cfg"), Mapping)
+        or not isinstance(data.get("model"), Mapping)
+    ):
         keys = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise CheckpointError(f"{path} is not a BEATs release file: expected a dict with 'cfg' (dict) and "
-                              f"'model' (state dict), found {keys}")
+        raise CheckpointError(
+            f"{path} is not a BEATs release file: expected a dict with 'cfg' (dict) and "
+            f"'model' (state dict), found {keys}"
+        )
     return dict(data["cfg"]), dict(data["model"])
 
 
 def load_beats(config: BackboneConfig) -> BEATsBackbone:
-    """Build from a config: the architecture from the file's ``cfg`` (+ overrides), weights loaded strictly."""
+    """Build from a config: the architecture from the file's ``cfg`` (+ overrides), weights loaded
+    strictly."""
     if config.checkpoint is None:
         if not config.random_init:
-            raise CheckpointError("beats needs --checkpoint (e.g. BEATs_iter3_plus_AS2M.pt; see docs/backbones_beats_m2d.md) "
-                                  "or random_init=True")
+            raise CheckpointError(
+                "beats needs --checkpoint (e.g. BEATs_iter3_plus_AS2M.pt; see docs/backbones_beats_m2d.md) "
+                "or random_init=True"
+            )
         cfg = _apply_overrides(dict(BEATS_ITER3_PLUS_AS2M_CFG), config.overrides)
         model = BEATsBackbone(BEATsArch.from_cfg(cfg, "default BEATs cfg"), config.variant or DEFAULT_VARIANT)
         model._provenance.update({"cfg": cfg, "overrides": dict(config.overrides)})
@@ -429,16 +515,26 @@ def load_beats(config: BackboneConfig) -> BEATsBackbone:
     model._provenance.update({"cfg": cfg, "overrides": dict(config.overrides), "checkpoint": str(path)})
     if config.random_init:
         return model
-    allowed = load_state_dict_strict(model.model, state, source=str(path), allow_missing=config.allow_missing,
-                                     allow_unexpected=tuple(UNUSED_KEYS) + tuple(config.allow_unexpected))
+    allowed = load_state_dict_strict(
+        model.model,
+        state,
+        source=str(path),
+        allow_missing=config.allow_missing,
+        allow_unexpected=tuple(UNUSED_KEYS) + tuple(config.allow_unexpected),
+    )
     from cache.provenance import sha256_file
 
-    model._provenance.update({"checkpoint_sha256": sha256_file(path), "random_init": False,
-                              "ignored_keys": allowed["unexpected"], "missing_allowed": allowed["missing"]})
+    model._provenance.update(
+        {
+            "checkpoint_sha256": sha256_file(path),
+            "random_init": False,
+            "ignored_keys": allowed["unexpected"],
+            "missing_allowed": allowed["missing"],
+        }
+    )
     return model
 
 
 @register_backbone("beats")
 def build(config: BackboneConfig) -> BEATsBackbone:
     return load_beats(config)
-

@@ -28,12 +28,14 @@ Key normalisation on load (recorded in provenance): ``_orig_mod.`` path parts th
 ``torch.compile`` adds are removed, and the ``embeddings.position_ids`` buffer that
 transformers < 4.31 saved is dropped.
 """
+
 from __future__ import annotations
 
 import os
 import string
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,13 +63,32 @@ PASST_ARCH = "passt_s_p16_s16_128_ap468"
 MAX_TEXT_TOKENS = 64
 DEFAULT_VARIANT = "passt-roberta-large"
 ROBERTA_LARGE: dict[str, Any] = dict(
-    vocab_size=ROBERTA_VOCAB_SIZE, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-    intermediate_size=4096, hidden_act="gelu", max_position_embeddings=514, type_vocab_size=1,
-    layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2,
-    hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2,
+    vocab_size=ROBERTA_VOCAB_SIZE,
+    hidden_size=1024,
+    num_hidden_layers=24,
+    num_attention_heads=16,
+    intermediate_size=4096,
+    hidden_act="gelu",
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
+    hidden_dropout_prob=0.2,
+    attention_probs_dropout_prob=0.2,
 )
-CPCLAP_OVERRIDES = ("depth", "window_seconds", "s_patchout_t", "s_patchout_f", "mel_augment", "text_config",
-                    "expected_vocab", "trust_pickle", "split_text")
+CPCLAP_OVERRIDES = (
+    "depth",
+    "window_seconds",
+    "s_patchout_t",
+    "s_patchout_f",
+    "mel_augment",
+    "text_config",
+    "expected_vocab",
+    "trust_pickle",
+    "split_text",
+)
 DROPPED_KEYS = ("text_embedding_model.embeddings.position_ids",)
 FRONT_END = FRONT_END_TEXT["hear21-mel"].replace("1000 frames", "1000 frames (input_tdim 1000)")
 
@@ -108,9 +129,15 @@ def roberta_config(text_config: Mapping[str, Any] | None = None):
     return RobertaConfig(**{**ROBERTA_LARGE, **dict(text_config or {})})
 
 
-def build_retrieval_layout(*, depth: int | None = None, text_config: Mapping[str, Any] | None = None,
-                           s_patchout_t: int = 15, s_patchout_f: int = 2, empty: bool = False,
-                           init: bool = True) -> RetrievalLayout:
+def build_retrieval_layout(
+    *,
+    depth: int | None = None,
+    text_config: Mapping[str, Any] | None = None,
+    s_patchout_t: int = 15,
+    s_patchout_f: int = 2,
+    empty: bool = False,
+    init: bool = True,
+) -> RetrievalLayout:
     """The CP-CLAP module tree, random init or (``empty``) on the meta device; no download.
 
     ``init=False`` leaves the parameters uninitialised (only when a strict load follows).
@@ -119,8 +146,16 @@ def build_retrieval_layout(*, depth: int | None = None, text_config: Mapping[str
     from accelerate import init_empty_weights
     from transformers import RobertaModel
 
-    passt = build_passt_net(PASST_ARCH, 16, input_tdim=1000, s_patchout_t=s_patchout_t, s_patchout_f=s_patchout_f,
-                            depth=depth, empty=empty, init=init)
+    passt = build_passt_net(
+        PASST_ARCH,
+        16,
+        input_tdim=1000,
+        s_patchout_t=s_patchout_t,
+        s_patchout_f=s_patchout_f,
+        depth=depth,
+        empty=empty,
+        init=init,
+    )
     config = roberta_config(text_config)
     if empty or not init:
         with init_empty_weights():
@@ -153,9 +188,16 @@ def clean_caption(text: str) -> str:
 class CPCLAPBackbone(Backbone):
     """CP-CLAP windows → 1024-d audio embeddings, strings → 1024-d text embeddings (pre-norm)."""
 
-    def __init__(self, checkpoint: str | Path | None = None, tokenizer: str | Path | None = None, *,
-                 random_init: bool = False, allow_missing: tuple[str, ...] = (),
-                 allow_unexpected: tuple[str, ...] = (), overrides: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        tokenizer: str | Path | None = None,
+        *,
+        random_init: bool = False,
+        allow_missing: tuple[str, ...] = (),
+        allow_unexpected: tuple[str, ...] = (),
+        overrides: Mapping[str, Any] | None = None,
+    ):
         super().__init__()
         ov = check_overrides("cpclap", overrides or {}, CPCLAP_OVERRIDES)
         checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
@@ -164,38 +206,60 @@ class CPCLAPBackbone(Backbone):
         self.tokenizer = load_roberta_tokenizer(tokenizer, expected_vocab=expected_vocab)
         self.mel_augment = bool(ov.get("mel_augment", True))
         self.split_text = bool(ov.get("split_text", False))
-        self.layout = build_retrieval_layout(depth=ov.get("depth"), text_config=ov.get("text_config"),
-                                             s_patchout_t=int(ov.get("s_patchout_t", 15)),
-                                             s_patchout_f=int(ov.get("s_patchout_f", 2)),
-                                             init=checkpoint is None or bool(allow_missing))
+        self.layout = build_retrieval_layout(
+            depth=ov.get("depth"),
+            text_config=ov.get("text_config"),
+            s_patchout_t=int(ov.get("s_patchout_t", 15)),
+            s_patchout_f=int(ov.get("s_patchout_f", 2)),
+            init=checkpoint is None or bool(allow_missing),
+        )
         vocab = self.layout.text_embedding_model.config.vocab_size
         if vocab != len(self.tokenizer):
             raise ValueError(f"cpclap: tokenizer has {len(self.tokenizer)} tokens but the text tower {vocab}")
         window_seconds = float(ov.get("window_seconds", 10.0))
         if not 0 < window_seconds <= 10.0:
             raise ValueError(f"cpclap: window_seconds must be in (0, 10], got {window_seconds}")
-        self.spec = BackboneSpec(name="cpclap", variant=DEFAULT_VARIANT, sample_rate=SAMPLE_RATE, audio_dim=PROJ_DIM,
-                                 text_dim=PROJ_DIM, window_seconds=window_seconds, padding="zero", front_end=FRONT_END)
+        self.spec = BackboneSpec(
+            name="cpclap",
+            variant=DEFAULT_VARIANT,
+            sample_rate=SAMPLE_RATE,
+            audio_dim=PROJ_DIM,
+            text_dim=PROJ_DIM,
+            window_seconds=window_seconds,
+            padding="zero",
+            front_end=FRONT_END,
+        )
         loaded: dict[str, Any] = {"missing": [], "unexpected": [], "dropped": [], "container": ""}
         if checkpoint is not None:
             sd, container = read_state_dict(checkpoint, trust_pickle=bool(ov.get("trust_pickle", False)))
             sd, dropped = normalise_keys(sd)
-            loaded = load_state_dict_strict(self.layout, sd, source=f"CP-CLAP checkpoint {checkpoint}",
-                                            allow_missing=allow_missing, allow_unexpected=allow_unexpected)
+            loaded = load_state_dict_strict(
+                self.layout,
+                sd,
+                source=f"CP-CLAP checkpoint {checkpoint}",
+                allow_missing=allow_missing,
+                allow_unexpected=allow_unexpected,
+            )
             loaded.update(dropped=dropped, container=container)
         self._provenance = {
-            **checkpoint_provenance(checkpoint, random_init), **tokenizer_provenance(tokenizer),
-            "passt_arch": PASST_ARCH, "text_model": "roberta-large (transformers RobertaModel, no pooler)",
+            **checkpoint_provenance(checkpoint, random_init),
+            **tokenizer_provenance(tokenizer),
+            "passt_arch": PASST_ARCH,
+            "text_model": "roberta-large (transformers RobertaModel, no pooler)",
             "audio_embedding": f"audio_projection({EMBEDDING_TEXT}), before L2 normalisation",
             "text_embedding": "text_projection(hidden state of the first token), before L2 normalisation; "
-                              f"lower-cased, punctuation removed, {MAX_TEXT_TOKENS} tokens",
-            "mel_augment": self.mel_augment, "split_text": self.split_text,
-            "overrides": ov, "allowed_missing": loaded["missing"], "allowed_unexpected": loaded["unexpected"],
-            "dropped_keys": loaded["dropped"], "container": loaded["container"],
+            f"lower-cased, punctuation removed, {MAX_TEXT_TOKENS} tokens",
+            "mel_augment": self.mel_augment,
+            "split_text": self.split_text,
+            "overrides": ov,
+            "allowed_missing": loaded["missing"],
+            "allowed_unexpected": loaded["unexpected"],
+            "dropped_keys": loaded["dropped"],
+            "container": loaded["container"],
         }
         self.eval()
 
-    def train(self, mode: bool = True) -> "CPCLAPBackbone":
+    def train(self, mode: bool = True) -> CPCLAPBackbone:
         super().train(mode)
         self.layout.audio_embedding_model.model.mel.train(mode and self.mel_augment)
         return self
@@ -216,11 +280,17 @@ class CPCLAPBackbone(Backbone):
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         device = self.layout.text_projection.weight.device
         texts = [split_and_join(t or "") if self.split_text else (t or "") for t in texts]
-        batch = self.tokenizer([clean_caption(t) for t in texts], add_special_tokens=True,
-                               padding="max_length", truncation=True, max_length=MAX_TEXT_TOKENS,
-                               return_tensors="pt")
-        hidden = self.layout.text_embedding_model(input_ids=batch["input_ids"].to(device),
-                                                  attention_mask=batch["attention_mask"].to(device))[0]
+        batch = self.tokenizer(
+            [clean_caption(t) for t in texts],
+            add_special_tokens=True,
+            padding="max_length",
+            truncation=True,
+            max_length=MAX_TEXT_TOKENS,
+            return_tensors="pt",
+        )
+        hidden = self.layout.text_embedding_model(
+            input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
+        )[0]
         return self.layout.text_projection(hidden[:, 0, :])
 
 
@@ -228,10 +298,21 @@ class CPCLAPBackbone(Backbone):
 def build(config: BackboneConfig) -> CPCLAPBackbone:
     if config.variant not in (None, DEFAULT_VARIANT):
         raise KeyError(f"unknown CP-CLAP variant {config.variant!r}; available: {DEFAULT_VARIANT}")
-    return CPCLAPBackbone(config.checkpoint, config.tokenizer, random_init=config.random_init,
-                          allow_missing=tuple(config.allow_missing), allow_unexpected=tuple(config.allow_unexpected),
-                          overrides=config.overrides)
+    return CPCLAPBackbone(
+        config.checkpoint,
+        config.tokenizer,
+        random_init=config.random_init,
+        allow_missing=tuple(config.allow_missing),
+        allow_unexpected=tuple(config.allow_unexpected),
+        overrides=config.overrides,
+    )
 
 
-__all__ = ["CPCLAPBackbone", "RetrievalLayout", "build_retrieval_layout", "clean_caption", "normalise_keys",
-           "roberta_config"]
+__all__ = [
+    "CPCLAPBackbone",
+    "RetrievalLayout",
+    "build_retrieval_layout",
+    "clean_caption",
+    "normalise_keys",
+    "roberta_config",
+]

@@ -34,6 +34,7 @@ The spectrogram (torchlibrosa ``spectrogram_extractor`` / ``logmel_extractor``),
 ``reshape_wav2img`` and the fusion variant's ``mel_fusion`` are computed in float32 outside
 autocast (``extract.backbones.precision``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,9 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,19 +71,36 @@ VARIANTS: dict[str, bool] = {  # variant -> enable_fusion
 }
 DEFAULT_VARIANT = "630k-audioset-best"
 ROBERTA_BASE: dict[str, Any] = dict(
-    vocab_size=ROBERTA_VOCAB_SIZE, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-    intermediate_size=3072, hidden_act="gelu", max_position_embeddings=514, type_vocab_size=1,
-    layer_norm_eps=1e-5, pad_token_id=1, bos_token_id=0, eos_token_id=2,
+    vocab_size=ROBERTA_VOCAB_SIZE,
+    hidden_size=768,
+    num_hidden_layers=12,
+    num_attention_heads=12,
+    intermediate_size=3072,
+    hidden_act="gelu",
+    max_position_embeddings=514,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+    pad_token_id=1,
+    bos_token_id=0,
+    eos_token_id=2,
 )
-LAION_OVERRIDES = ("text_config", "expected_vocab", "quantize", "trust_pickle", "padding", "eval_in_training",
-                   "bn0_trainable", "split_text")
+LAION_OVERRIDES = (
+    "text_config",
+    "expected_vocab",
+    "quantize",
+    "trust_pickle",
+    "padding",
+    "eval_in_training",
+    "bn0_trainable",
+    "split_text",
+)
 PADDINGS = ("zero", "repeat")
 DROPPED_KEYS = ("text_branch.embeddings.position_ids",)  # the package deletes it before loading, too
 FRONT_END = {
     False: "int16 quantisation, {padding} to 10 s; HTSAT log-mel inside the model (torchlibrosa, 64 bins, "
-           "n_fft 1024, hop 480, 50-14000 Hz), float32",
+    "n_fft 1024, hop 480, 50-14000 Hz), float32",
     True: "int16 quantisation, {padding} to 10 s; mel_fusion from laion_clap get_mel (torchaudio, 64 bins, "
-          "n_fft 1024, hop 480, 50-14000 Hz), float32",
+    "n_fft 1024, hop 480, 50-14000 Hz), float32",
 }
 PADDING_TEXT = {"zero": "zero-padding", "repeat": "repeatpad"}
 
@@ -95,7 +114,9 @@ class _Unavailable:
         self._what = what
 
     def _fail(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError(f"{self._what} was not loaded (no hub access); text goes through extract.tokenizers")
+        raise RuntimeError(
+            f"{self._what} was not loaded (no hub access); text goes through extract.tokenizers"
+        )
 
     __call__ = _fail
 
@@ -121,7 +142,7 @@ def _tokenizer_downloads_disabled():
             if own is None:
                 delattr(cls, "from_pretrained")
             else:
-                setattr(cls, "from_pretrained", own)
+                cls.from_pretrained = own
 
 
 def import_laion_clap() -> tuple[Any, Any]:
@@ -129,8 +150,11 @@ def import_laion_clap() -> tuple[Any, Any]:
     with _LOCK:
         if "laion_clap" not in sys.modules:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            with _tokenizer_downloads_disabled(), contextlib.redirect_stdout(io.StringIO()), \
-                    warnings.catch_warnings():
+            with (
+                _tokenizer_downloads_disabled(),
+                contextlib.redirect_stdout(io.StringIO()),
+                warnings.catch_warnings(),
+            ):
                 warnings.simplefilter("ignore", FutureWarning)  # timm.models.layers deprecation
                 importlib.import_module("laion_clap")
         # laion_clap puts its folder on sys.path and imports its model code as top-level `clap_module`
@@ -153,8 +177,9 @@ class _OfflineRoberta:
             return RobertaModel(RobertaConfig(**self.fields))
 
 
-def build_clap_model(variant: str = DEFAULT_VARIANT, *, text_config: Mapping[str, Any] | None = None,
-                     meta: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+def build_clap_model(
+    variant: str = DEFAULT_VARIANT, *, text_config: Mapping[str, Any] | None = None, meta: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
     """``laion_clap``'s ``create_model('HTSAT-tiny', 'roberta', ...)`` with random weights, offline.
 
     ``meta`` moves the model to the meta device (structure checks; the RoBERTa tower is built
@@ -173,8 +198,13 @@ def build_clap_model(variant: str = DEFAULT_VARIANT, *, text_config: Mapping[str
             with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="torch.meshgrid")
                 model, model_cfg = clap_module.create_model(
-                    AUDIO_MODEL, "roberta", precision="fp32", device=torch.device("meta" if meta else "cpu"),
-                    enable_fusion=fusion, fusion_type="aff_2d" if fusion else "None")
+                    AUDIO_MODEL,
+                    "roberta",
+                    precision="fp32",
+                    device=torch.device("meta" if meta else "cpu"),
+                    enable_fusion=fusion,
+                    fusion_type="aff_2d" if fusion else "None",
+                )
         finally:
             model_code.RobertaModel = original
     return model, model_cfg
@@ -190,30 +220,40 @@ def strip_module_prefix(state_dict: Mapping[str, torch.Tensor]) -> tuple[dict[st
     """Remove the DDP ``module.`` prefix when the file has it (as ``laion_clap`` does)."""
     keys = list(state_dict)
     if keys and keys[0].startswith("module."):
-        return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state_dict.items()}, True
+        return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state_dict.items()}, True
     return dict(state_dict), False
 
 
 class LaionCLAPBackbone(Backbone):
     """LAION-CLAP windows → 512-d audio embeddings, strings → 512-d text embeddings (pre-norm)."""
 
-    def __init__(self, variant: str = DEFAULT_VARIANT, checkpoint: str | Path | None = None,
-                 tokenizer: str | Path | None = None, *, random_init: bool = False,
-                 allow_missing: tuple[str, ...] = (), allow_unexpected: tuple[str, ...] = (),
-                 overrides: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        variant: str = DEFAULT_VARIANT,
+        checkpoint: str | Path | None = None,
+        tokenizer: str | Path | None = None,
+        *,
+        random_init: bool = False,
+        allow_missing: tuple[str, ...] = (),
+        allow_unexpected: tuple[str, ...] = (),
+        overrides: Mapping[str, Any] | None = None,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise KeyError(f"unknown LAION-CLAP variant {variant!r}; available: {', '.join(VARIANTS)}")
         ov = check_overrides("laion-clap", overrides or {}, LAION_OVERRIDES)
         checkpoint = Path(checkpoint).expanduser() if checkpoint is not None else None
         require_checkpoint("laion-clap", checkpoint, random_init, f"{variant}.pt")
-        self.tokenizer = load_roberta_tokenizer(tokenizer, expected_vocab=int(ov.get("expected_vocab",
-                                                                                     ROBERTA_VOCAB_SIZE)))
+        self.tokenizer = load_roberta_tokenizer(
+            tokenizer, expected_vocab=int(ov.get("expected_vocab", ROBERTA_VOCAB_SIZE))
+        )
         self.fusion = VARIANTS[variant]
         self.quantize = bool(ov.get("quantize", True))
         self.padding = str(ov.get("padding", "zero"))
         if self.padding not in PADDINGS:
-            raise ValueError(f"laion-clap: padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
+            raise ValueError(
+                f"laion-clap: padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}"
+            )
         self.eval_in_training = bool(ov.get("eval_in_training", True))
         self.split_text = bool(ov.get("split_text", True))
         self.clap, model_cfg = build_clap_model(variant, text_config=ov.get("text_config"))
@@ -225,45 +265,72 @@ class LaionCLAPBackbone(Backbone):
         _, self._data = import_laion_clap()
         vocab = self.clap.text_branch.config.vocab_size
         if vocab != len(self.tokenizer):
-            raise ValueError(f"laion-clap: tokenizer has {len(self.tokenizer)} tokens but the text tower {vocab}")
-        self.spec = BackboneSpec(name="laion-clap", variant=variant, sample_rate=SAMPLE_RATE, audio_dim=EMBED_DIM,
-                                 text_dim=EMBED_DIM, window_seconds=MAX_SAMPLES / SAMPLE_RATE, padding=self.padding,
-                                 front_end=FRONT_END[self.fusion].format(padding=PADDING_TEXT[self.padding]))
+            raise ValueError(
+                f"laion-clap: tokenizer has {len(self.tokenizer)} tokens but the text tower {vocab}"
+            )
+        self.spec = BackboneSpec(
+            name="laion-clap",
+            variant=variant,
+            sample_rate=SAMPLE_RATE,
+            audio_dim=EMBED_DIM,
+            text_dim=EMBED_DIM,
+            window_seconds=MAX_SAMPLES / SAMPLE_RATE,
+            padding=self.padding,
+            front_end=FRONT_END[self.fusion].format(padding=PADDING_TEXT[self.padding]),
+        )
         loaded: dict[str, Any] = {"missing": [], "unexpected": []}
         dropped, container, stripped = [], "", False
         if checkpoint is not None:
-            sd, container = read_state_dict(checkpoint, trust_pickle=bool(ov.get("trust_pickle", False)),
-                                            containers=("state_dict",))
+            sd, container = read_state_dict(
+                checkpoint, trust_pickle=bool(ov.get("trust_pickle", False)), containers=("state_dict",)
+            )
             sd, stripped = strip_module_prefix(sd)
             dropped = [k for k in DROPPED_KEYS if sd.pop(k, None) is not None]
-            loaded = load_state_dict_strict(self.clap, sd, source=f"LAION-CLAP checkpoint {checkpoint}",
-                                            allow_missing=allow_missing, allow_unexpected=allow_unexpected)
+            loaded = load_state_dict_strict(
+                self.clap,
+                sd,
+                source=f"LAION-CLAP checkpoint {checkpoint}",
+                allow_missing=allow_missing,
+                allow_unexpected=allow_unexpected,
+            )
         if not bool(ov.get("bn0_trainable", False)):
             branch.bn0.requires_grad_(False)
         self._provenance = {
-            **checkpoint_provenance(checkpoint, random_init), **tokenizer_provenance(tokenizer),
-            "laion_clap_model": f"{AUDIO_MODEL} + roberta", "enable_fusion": self.fusion,
+            **checkpoint_provenance(checkpoint, random_init),
+            **tokenizer_provenance(tokenizer),
+            "laion_clap_model": f"{AUDIO_MODEL} + roberta",
+            "enable_fusion": self.fusion,
             "audio_embedding": "audio_projection(HTSAT 'embedding'), before L2 normalisation",
             "text_embedding": f"text_projection(RoBERTa pooler output), before L2 normalisation; "
-                              f"{MAX_TEXT_TOKENS} tokens",
-            "padding": ("zero: the window zero-padded to 480000 samples before get_audio_features" if self.padding == "zero"
-                        else "repeatpad (laion_clap get_audio_features): real samples repeated floor(480000/n) times, "
-                             "then zero-filled"),
-            "eval_in_training": self.eval_in_training, "bn0_trainable": bool(ov.get("bn0_trainable", False)),
+            f"{MAX_TEXT_TOKENS} tokens",
+            "padding": (
+                "zero: the window zero-padded to 480000 samples before get_audio_features"
+                if self.padding == "zero"
+                else "repeatpad (laion_clap get_audio_features): real samples repeated floor(480000/n) "
+                "times, then zero-filled"
+            ),
+            "eval_in_training": self.eval_in_training,
+            "bn0_trainable": bool(ov.get("bn0_trainable", False)),
             "split_text": self.split_text,
-            "quantize_int16": self.quantize, "overrides": ov, "allowed_missing": loaded["missing"],
-            "allowed_unexpected": loaded["unexpected"], "dropped_keys": dropped, "container": container,
+            "quantize_int16": self.quantize,
+            "overrides": ov,
+            "allowed_missing": loaded["missing"],
+            "allowed_unexpected": loaded["unexpected"],
+            "dropped_keys": dropped,
+            "container": container,
             "module_prefix_stripped": stripped,
         }
         self.eval()
 
-    def train(self, mode: bool = True) -> "LaionCLAPBackbone":
+    def train(self, mode: bool = True) -> LaionCLAPBackbone:
         super().train(mode)
         if self.eval_in_training:
             self.clap.eval()
         return self
 
-    def audio_inputs(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def audio_inputs(
+        self, windows: torch.Tensor, lengths: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """The package's model input for each window, 10 s long, computed in float32 outside autocast.
 
         ``padding="zero"``: the window's real samples (``lengths``) followed by zeros up to 480000
@@ -271,48 +338,78 @@ class LaionCLAPBackbone(Backbone):
         themselves (whatever padding the window carries after them is ignored).
         """
         if windows.shape[-1] > MAX_SAMPLES:
-            raise ValueError(f"laion-clap windows hold at most {MAX_SAMPLES} samples, got {windows.shape[-1]}")
+            raise ValueError(
+                f"laion-clap windows hold at most {MAX_SAMPLES} samples, got {windows.shape[-1]}"
+            )
         n_real = [windows.shape[-1]] * len(windows) if lengths is None else [int(n) for n in lengths]
         windows = windows.float()
         if self.quantize:
             windows = quantize_int16(windows)
         items = []
         with float32_region(windows.device):
-            for i, (wave, n) in enumerate(zip(windows, n_real)):
+            for i, (wave, n) in enumerate(zip(windows, n_real, strict=True)):
                 if not 0 <= n <= windows.shape[-1]:
-                    raise ValueError(f"laion-clap: window {i} has {n} real samples (must be 0..{windows.shape[-1]})")
+                    raise ValueError(
+                        f"laion-clap: window {i} has {n} real samples (must be 0..{windows.shape[-1]})"
+                    )
                 if self.padding == "zero":
                     if n < wave.shape[-1]:  # whatever follows the real samples becomes zeros
                         wave = torch.cat([wave[:n], wave.new_zeros(wave.shape[-1] - n)])
                     audio, filling = wave, "pad"
                 else:  # a window without real samples (ignored by the pooling) is passed as it is
                     audio, filling = (wave[:n] if n > 0 else wave), "repeatpad"
-                items.append(self._data.get_audio_features(
-                    {}, audio, MAX_SAMPLES, data_truncating="fusion" if self.fusion else "rand_trunc",
-                    data_filling=filling, audio_cfg=self.audio_cfg, require_grad=torch.is_grad_enabled()))
+                items.append(
+                    self._data.get_audio_features(
+                        {},
+                        audio,
+                        MAX_SAMPLES,
+                        data_truncating="fusion" if self.fusion else "rand_trunc",
+                        data_filling=filling,
+                        audio_cfg=self.audio_cfg,
+                        require_grad=torch.is_grad_enabled(),
+                    )
+                )
         return {k: torch.cat([item[k].unsqueeze(0) for item in items]).to(windows.device) for k in items[0]}
 
     def embed_windows(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         param = self.clap.audio_projection[0].weight
         windows = windows.to(device=param.device, dtype=torch.float32)
-        features = self.clap.encode_audio(self.audio_inputs(windows, lengths), device=param.device)["embedding"]
+        features = self.clap.encode_audio(self.audio_inputs(windows, lengths), device=param.device)[
+            "embedding"
+        ]
         return self.clap.audio_projection(features)
 
     def embed_text(self, texts: list[str]) -> torch.Tensor:
         device = self.clap.audio_projection[0].weight.device
         texts = [split_and_join(t or "") if self.split_text else (t or "") for t in texts]
-        batch = self.tokenizer(texts, padding="max_length", truncation=True,
-                               max_length=MAX_TEXT_TOKENS, return_tensors="pt")
-        return self.clap.encode_text({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]},
-                                     device=device)
+        batch = self.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=MAX_TEXT_TOKENS, return_tensors="pt"
+        )
+        return self.clap.encode_text(
+            {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}, device=device
+        )
 
 
 @register_backbone("laion-clap")
 def build(config: BackboneConfig) -> LaionCLAPBackbone:
-    return LaionCLAPBackbone(config.variant or DEFAULT_VARIANT, config.checkpoint, config.tokenizer,
-                             random_init=config.random_init, allow_missing=tuple(config.allow_missing),
-                             allow_unexpected=tuple(config.allow_unexpected), overrides=config.overrides)
+    return LaionCLAPBackbone(
+        config.variant or DEFAULT_VARIANT,
+        config.checkpoint,
+        config.tokenizer,
+        random_init=config.random_init,
+        allow_missing=tuple(config.allow_missing),
+        allow_unexpected=tuple(config.allow_unexpected),
+        overrides=config.overrides,
+    )
 
 
-__all__ = ["LaionCLAPBackbone", "VARIANTS", "DEFAULT_VARIANT", "build_clap_model", "import_laion_clap",
-           "quantize_int16", "split_and_join", "strip_module_prefix"]
+__all__ = [
+    "LaionCLAPBackbone",
+    "VARIANTS",
+    "DEFAULT_VARIANT",
+    "build_clap_model",
+    "import_laion_clap",
+    "quantize_int16",
+    "split_and_join",
+    "strip_module_prefix",
+]

@@ -9,6 +9,7 @@ Override ``compute_dtype`` (``--arch compute_dtype=bfloat16``): ``float32`` (def
 on CPUs with native bf16 (AVX512-BF16/AMX); min cosine to float32 0.9999 over 10k metadata
 strings. On this project's 2-core CPU, 10k strings take 100 s in float32 and 55 s in bfloat16.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,8 +19,15 @@ import torch
 
 from .base import Backbone, BackboneConfig, BackboneSpec, check_overrides, register_backbone
 
-SPEC = BackboneSpec(name="minilm", variant="all-MiniLM-L6-v2", sample_rate=0, audio_dim=None, text_dim=384,
-                    front_end="wordpiece tokenizer, mean pooling, L2 norm", needs_checkpoint=False)
+SPEC = BackboneSpec(
+    name="minilm",
+    variant="all-MiniLM-L6-v2",
+    sample_rate=0,
+    audio_dim=None,
+    text_dim=384,
+    front_end="wordpiece tokenizer, mean pooling, L2 norm",
+    needs_checkpoint=False,
+)
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -37,11 +45,15 @@ class MiniLMEncoder(Backbone):
         from transformers import AutoModel, AutoTokenizer
 
         if compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"minilm: compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}")
+            raise ValueError(
+                f"minilm: compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {compute_dtype!r}"
+            )
         path = Path(path) if path else model_dir()
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         if len(self.tokenizer) < 30000:
-            raise RuntimeError(f"MiniLM tokenizer at {path} has only {len(self.tokenizer)} tokens; expected 30522")
+            raise RuntimeError(
+                f"MiniLM tokenizer at {path} has only {len(self.tokenizer)} tokens; expected 30522"
+            )
         # in bfloat16 the matmul attention ran 10% faster than PyTorch's CPU flash kernel (measured)
         attn = "eager" if compute_dtype == "bfloat16" else None
         self.model = _quiet_load(AutoModel, path, attn)
@@ -50,8 +62,13 @@ class MiniLMEncoder(Backbone):
         self.compute_dtype = compute_dtype
         sha = _file_hash(path / "model.safetensors")
         # the weights' hash names the store table (embeddings/minilm@<hash8>), like a checkpoint's
-        self._provenance = {"weights": str(path), "weights_sha256": sha, "checkpoint_sha256": sha,
-                            "compute_dtype": compute_dtype, "max_length": max_length}
+        self._provenance = {
+            "weights": str(path),
+            "weights_sha256": sha,
+            "checkpoint_sha256": sha,
+            "compute_dtype": compute_dtype,
+            "max_length": max_length,
+        }
 
     def _pooled(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         device = next(self.model.parameters()).device
@@ -62,8 +79,15 @@ class MiniLMEncoder(Backbone):
         return torch.nn.functional.normalize(pooled, dim=-1)
 
     def embed_text(self, texts: list[str]) -> torch.Tensor:
-        return self._pooled(self.tokenizer([t or "" for t in texts], padding=True, truncation=True,
-                                           max_length=self.max_length, return_tensors="pt"))
+        return self._pooled(
+            self.tokenizer(
+                [t or "" for t in texts],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            )
+        )
 
     def embed_texts(self, texts: list[str], batch_size: int = 32, progress: bool = False) -> np.ndarray:
         """(N, 384) float32, L2-normalised, in input order: tokenized once, batched by token count."""
@@ -77,9 +101,11 @@ class MiniLMEncoder(Backbone):
 
             starts = progress_bar(starts, desc="minilm", unit="batch")
         for s in starts:
-            idx = order[s:s + batch_size]
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx], "attention_mask": [att[i] for i in idx]},
-                                       return_tensors="pt")
+            idx = order[s : s + batch_size]
+            batch = self.tokenizer.pad(
+                {"input_ids": [ids[i] for i in idx], "attention_mask": [att[i] for i in idx]},
+                return_tensors="pt",
+            )
             out[idx] = self._pooled(batch).cpu().numpy()
         return out
 

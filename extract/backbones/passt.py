@@ -22,14 +22,16 @@ The network is built with ``hear21passt.models.passt.get_model(..., pretrained=F
 check. Structured patchout (``s_patchout_t``/``s_patchout_f``, default t=16, f=2) only acts in
 training mode (fine-tuning); it is exposed through ``BackboneConfig.overrides``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,21 +60,31 @@ class PasstVariant:
 
 VARIANTS: dict[str, PasstVariant] = {
     "cpjku": PasstVariant("passt_s_p16_s16_128_ap468", 16, "kaldi", "passt-s-f128-p16-s16-ap.468.pt"),
-    "hear21": PasstVariant("passt_s_swa_p16_128_ap476", 10, "hear21-mel", "passt-s-f128-p16-s10-ap.476-swa.pt"),
+    "hear21": PasstVariant(
+        "passt_s_swa_p16_128_ap476", 10, "hear21-mel", "passt-s-f128-p16-s10-ap.476-swa.pt"
+    ),
 }
 DEFAULT_VARIANT = "cpjku"
 RELEASE_URL = "https://github.com/kkoutini/PaSST/releases"
 
 FRONT_END_TEXT = {
     "kaldi": "Kaldi fbank (torchaudio.compliance.kaldi): 128 bins, 25 ms frames, 10 ms shift, povey window, "
-             "unnormalised; frames not fully inside the real samples set to 0; 998 frames per 10 s",
-    "hear21-mel": "hear21passt AugmentMelSTFT: pre-emphasis, STFT n_fft 1024 / win 800 / hop 320, 128 Kaldi mel "
-                  "bins 0-15000 Hz, (log(x + 1e-5) + 4.5) / 5; 1000 frames per 10 s",
+    "unnormalised; frames not fully inside the real samples set to 0; 998 frames per 10 s",
+    "hear21-mel": "hear21passt AugmentMelSTFT: pre-emphasis, STFT n_fft 1024 / win 800 / hop 320, "
+    "128 Kaldi mel bins 0-15000 Hz, (log(x + 1e-5) + 4.5) / 5; 1000 frames per 10 s",
 }
 EMBEDDING_TEXT = "mean of cls and dist tokens after the final LayerNorm (PaSST 'features', before the heads)"
 
-PASST_OVERRIDES = ("depth", "window_seconds", "s_patchout_t", "s_patchout_f", "u_patchout", "mel_augment",
-                   "trust_pickle")
+PASST_OVERRIDES = (
+    "depth",
+    "window_seconds",
+    "s_patchout_t",
+    "s_patchout_f",
+    "u_patchout",
+    "mel_augment",
+    "trust_pickle",
+)
+
 
 def build_passt_net(
     arch: str,
@@ -102,9 +114,19 @@ def build_passt_net(
     get_model = hear21passt_models.get_model
     with init_empty_weights(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        net = get_model(arch=arch, pretrained=False, n_classes=NUM_CLASSES, in_channels=1, fstride=stride,
-                        tstride=stride, input_fdim=N_MELS, input_tdim=input_tdim, u_patchout=u_patchout,
-                        s_patchout_t=s_patchout_t, s_patchout_f=s_patchout_f)
+        net = get_model(
+            arch=arch,
+            pretrained=False,
+            n_classes=NUM_CLASSES,
+            in_channels=1,
+            fstride=stride,
+            tstride=stride,
+            input_fdim=N_MELS,
+            input_tdim=input_tdim,
+            u_patchout=u_patchout,
+            s_patchout_t=s_patchout_t,
+            s_patchout_f=s_patchout_f,
+        )
     if depth is not None:
         if not 1 <= int(depth) <= len(net.blocks):
             raise ValueError(f"PaSST depth override must be in 1..{len(net.blocks)}, got {depth}")
@@ -125,8 +147,9 @@ def materialize_(module: nn.Module, device: str | torch.device = "cpu") -> nn.Mo
     for sub in module.modules():
         for name, param in list(sub._parameters.items()):
             if param is not None and param.is_meta:
-                sub._parameters[name] = nn.Parameter(torch.empty_like(param, device=device),
-                                                     requires_grad=param.requires_grad)
+                sub._parameters[name] = nn.Parameter(
+                    torch.empty_like(param, device=device), requires_grad=param.requires_grad
+                )
     return module
 
 
@@ -136,9 +159,21 @@ def hear21_mel(freqm: int = 48, timem: int = 192) -> nn.Module:
 
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return AugmentMelSTFT(n_mels=N_MELS, sr=SAMPLE_RATE, win_length=800, hopsize=320, n_fft=1024, freqm=freqm,
-                              timem=timem, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
-                              fmax_aug_range=2000)
+        return AugmentMelSTFT(
+            n_mels=N_MELS,
+            sr=SAMPLE_RATE,
+            win_length=800,
+            hopsize=320,
+            n_fft=1024,
+            freqm=freqm,
+            timem=timem,
+            htk=False,
+            fmin=0.0,
+            fmax=None,
+            norm=1,
+            fmin_aug_range=10,
+            fmax_aug_range=2000,
+        )
 
 
 def hear21_mel_forward(mel: nn.Module, windows: torch.Tensor) -> torch.Tensor:
@@ -158,8 +193,9 @@ def passt_features(net: nn.Module, spec: torch.Tensor) -> torch.Tensor:
     return features
 
 
-def read_state_dict(path: str | Path, *, trust_pickle: bool = False,
-                    containers: tuple[str, ...] = ("state_dict", "model")) -> tuple[dict[str, torch.Tensor], str]:
+def read_state_dict(
+    path: str | Path, *, trust_pickle: bool = False, containers: tuple[str, ...] = ("state_dict", "model")
+) -> tuple[dict[str, torch.Tensor], str]:
     """Read a checkpoint file into a flat ``{name: tensor}`` dict.
 
     Loads with ``torch.load(weights_only=True)`` unless ``trust_pickle`` (only for files from a
@@ -204,16 +240,25 @@ def require_checkpoint(name: str, checkpoint: Path | None, random_init: bool, ex
     if checkpoint is not None and random_init:
         raise ValueError(f"{name}: give either a checkpoint or random_init, not both")
     if checkpoint is None and not random_init:
-        raise CheckpointError(f"{name} needs a local checkpoint file (--checkpoint {expected}); weights are never "
-                              "downloaded (see docs/backbones_passt_clap.md)")
+        raise CheckpointError(
+            f"{name} needs a local checkpoint file (--checkpoint {expected}); weights are never "
+            "downloaded (see docs/backbones_passt_clap.md)"
+        )
 
 
 class PaSSTBackbone(Backbone):
     """PaSST windows → 768-d embeddings; see the module docstring for the variants."""
 
-    def __init__(self, variant: str = DEFAULT_VARIANT, checkpoint: str | Path | None = None, *,
-                 random_init: bool = False, allow_missing: tuple[str, ...] = (),
-                 allow_unexpected: tuple[str, ...] = (), overrides: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        variant: str = DEFAULT_VARIANT,
+        checkpoint: str | Path | None = None,
+        *,
+        random_init: bool = False,
+        allow_missing: tuple[str, ...] = (),
+        allow_unexpected: tuple[str, ...] = (),
+        overrides: Mapping[str, Any] | None = None,
+    ):
         super().__init__()
         if variant not in VARIANTS:
             raise KeyError(f"unknown PaSST variant {variant!r}; available: {', '.join(VARIANTS)}")
@@ -223,33 +268,56 @@ class PaSSTBackbone(Backbone):
         require_checkpoint("passt", checkpoint, random_init, v.checkpoint_file)
         self.variant = v
         self.mel_augment = bool(ov.get("mel_augment", False))
-        self.net = build_passt_net(v.arch, v.stride, input_tdim=v.input_tdim,
-                                   s_patchout_t=int(ov.get("s_patchout_t", 16)),
-                                   s_patchout_f=int(ov.get("s_patchout_f", 2)),
-                                   u_patchout=int(ov.get("u_patchout", 0)), depth=ov.get("depth"),
-                                   init=checkpoint is None or bool(allow_missing))
+        self.net = build_passt_net(
+            v.arch,
+            v.stride,
+            input_tdim=v.input_tdim,
+            s_patchout_t=int(ov.get("s_patchout_t", 16)),
+            s_patchout_f=int(ov.get("s_patchout_f", 2)),
+            u_patchout=int(ov.get("u_patchout", 0)),
+            depth=ov.get("depth"),
+            init=checkpoint is None or bool(allow_missing),
+        )
         self.mel = hear21_mel() if v.front_end == "hear21-mel" else None
         window_seconds = float(ov.get("window_seconds", 10.0))
         if not 0 < window_seconds <= 10.0:
             raise ValueError(f"passt: window_seconds must be in (0, 10], got {window_seconds}")
-        self.spec = BackboneSpec(name="passt", variant=variant, sample_rate=SAMPLE_RATE, audio_dim=EMBED_DIM,
-                                 window_seconds=window_seconds, padding="zero", front_end=FRONT_END_TEXT[v.front_end])
+        self.spec = BackboneSpec(
+            name="passt",
+            variant=variant,
+            sample_rate=SAMPLE_RATE,
+            audio_dim=EMBED_DIM,
+            window_seconds=window_seconds,
+            padding="zero",
+            front_end=FRONT_END_TEXT[v.front_end],
+        )
         loaded: dict[str, Any] = {}
         if checkpoint is not None:
             sd, container = read_state_dict(checkpoint, trust_pickle=bool(ov.get("trust_pickle", False)))
-            loaded = load_state_dict_strict(self.net, sd, source=f"PaSST checkpoint {checkpoint}",
-                                            allow_missing=allow_missing, allow_unexpected=allow_unexpected)
+            loaded = load_state_dict_strict(
+                self.net,
+                sd,
+                source=f"PaSST checkpoint {checkpoint}",
+                allow_missing=allow_missing,
+                allow_unexpected=allow_unexpected,
+            )
             loaded["container"] = container
         self._provenance = {
-            **checkpoint_provenance(checkpoint, random_init), "arch": v.arch, "fstride": v.stride,
-            "tstride": v.stride, "front_end": v.front_end, "embedding": EMBEDDING_TEXT,
-            "s_patchout_t": self.net.s_patchout_t, "s_patchout_f": self.net.s_patchout_f,
-            "overrides": ov, "allowed_missing": loaded.get("missing", []),
+            **checkpoint_provenance(checkpoint, random_init),
+            "arch": v.arch,
+            "fstride": v.stride,
+            "tstride": v.stride,
+            "front_end": v.front_end,
+            "embedding": EMBEDDING_TEXT,
+            "s_patchout_t": self.net.s_patchout_t,
+            "s_patchout_f": self.net.s_patchout_f,
+            "overrides": ov,
+            "allowed_missing": loaded.get("missing", []),
             "allowed_unexpected": loaded.get("unexpected", []),
         }
         self.eval()
 
-    def train(self, mode: bool = True) -> "PaSSTBackbone":
+    def train(self, mode: bool = True) -> PaSSTBackbone:
         super().train(mode)
         if self.mel is not None:  # mel augmentation (random fmin/fmax, masking) only when asked for
             self.mel.train(mode and self.mel_augment)
@@ -266,7 +334,9 @@ class PaSSTBackbone(Backbone):
         if lengths is not None:
             n_real = frames_for(lengths.to(torch.long).cpu(), SAMPLE_RATE).clamp(min=1).to(feats.device)
             keep = torch.arange(feats.shape[1], device=feats.device)[None, :] < n_real[:, None]
-            feats = torch.where(keep[..., None], feats, torch.zeros((), dtype=feats.dtype, device=feats.device))
+            feats = torch.where(
+                keep[..., None], feats, torch.zeros((), dtype=feats.dtype, device=feats.device)
+            )
         return feats.transpose(1, 2)
 
     def embed_windows(self, windows: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
@@ -277,10 +347,24 @@ class PaSSTBackbone(Backbone):
 
 @register_backbone("passt")
 def build(config: BackboneConfig) -> PaSSTBackbone:
-    return PaSSTBackbone(config.variant or DEFAULT_VARIANT, config.checkpoint, random_init=config.random_init,
-                         allow_missing=tuple(config.allow_missing), allow_unexpected=tuple(config.allow_unexpected),
-                         overrides=config.overrides)
+    return PaSSTBackbone(
+        config.variant or DEFAULT_VARIANT,
+        config.checkpoint,
+        random_init=config.random_init,
+        allow_missing=tuple(config.allow_missing),
+        allow_unexpected=tuple(config.allow_unexpected),
+        overrides=config.overrides,
+    )
 
 
-__all__ = ["PaSSTBackbone", "VARIANTS", "DEFAULT_VARIANT", "build_passt_net", "hear21_mel", "hear21_mel_forward", "passt_features",
-           "read_state_dict", "materialize_"]
+__all__ = [
+    "PaSSTBackbone",
+    "VARIANTS",
+    "DEFAULT_VARIANT",
+    "build_passt_net",
+    "hear21_mel",
+    "hear21_mel_forward",
+    "passt_features",
+    "read_state_dict",
+    "materialize_",
+]

@@ -7,6 +7,7 @@ input; the network after it still runs under the caller's autocast. Modules of t
 code (``laion_clap``'s HTSAT) get the same treatment through :func:`run_in_float32`, which
 keeps their state-dict names.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -7,6 +7,7 @@ text one from title + tags + description). This "backbone" runs no model: the ru
 so heads can be trained on the official features. A missing, unreadable, mis-shaped or
 non-finite file makes that clip a failure row naming the file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,9 +18,17 @@ from .base import Backbone, BackboneConfig, BackboneSpec, register_backbone
 
 DIM = 512
 FOLDERS = {"audio": "clap_audio_embeddings", "text": "clap_text_embeddings"}
-SPEC = BackboneSpec(name="shipped", variant="laion-clap-630k-audioset-fusion", sample_rate=0, audio_dim=DIM,
-                    text_dim=DIM, window_seconds=0.0, padding="zero", needs_checkpoint=False,
-                    front_end="none: imported from features/clap_{audio,text}_embeddings/<id>.npy")
+SPEC = BackboneSpec(
+    name="shipped",
+    variant="laion-clap-630k-audioset-fusion",
+    sample_rate=0,
+    audio_dim=DIM,
+    text_dim=DIM,
+    window_seconds=0.0,
+    padding="zero",
+    needs_checkpoint=False,
+    front_end="none: imported from features/clap_{audio,text}_embeddings/<id>.npy",
+)
 
 
 class ShippedFeatureError(ValueError):
@@ -52,9 +61,12 @@ class ShippedClap(Backbone):
 
     def __init__(self) -> None:
         super().__init__()
-        self._provenance = {"checkpoint": None, "checkpoint_sha256": None,
-                            "source": "dataset features/clap_audio_embeddings and features/clap_text_embeddings",
-                            "model": "LAION-CLAP 630k-audioset-fusion (as shipped by the dataset)"}
+        self._provenance = {
+            "checkpoint": None,
+            "checkpoint_sha256": None,
+            "source": "dataset features/clap_audio_embeddings and features/clap_text_embeddings",
+            "model": "LAION-CLAP 630k-audioset-fusion (as shipped by the dataset)",
+        }
 
     def read_clip(self, root: str | Path, clip_id: str) -> dict[str, np.ndarray]:
         """{"audio": (512,), "text": (512,)} for one clip of the dataset at ``root``."""

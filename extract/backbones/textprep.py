@@ -1,4 +1,5 @@
 """Text preparation shared by the audio–text backbones."""
+
 from __future__ import annotations
 
 

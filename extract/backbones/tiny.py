@@ -17,6 +17,7 @@ from torch's global RNG (seed it for reproducibility). :func:`save_tiny_checkpoi
 ``{"format", "config", "state_dict"}``; building with ``checkpoint=`` reads the
 architecture from the file and loads the weights strictly (``extract.checkpoints``).
 """
+
 from __future__ import annotations
 
 import re
@@ -62,7 +63,9 @@ def arch_for(variant: str | None, overrides: dict[str, Any] | None = None) -> tu
     fields = dict(VARIANTS[variant])
     unknown = sorted(set(overrides or {}) - set(TinyArch.__dataclass_fields__))
     if unknown:
-        raise ValueError(f"tiny backbone: unknown override(s) {unknown}; known: {sorted(TinyArch.__dataclass_fields__)}")
+        raise ValueError(
+            f"tiny backbone: unknown override(s) {unknown}; known: {sorted(TinyArch.__dataclass_fields__)}"
+        )
     fields.update(overrides or {})
     arch = TinyArch(**fields)
     if arch.padding not in ("zero", "repeat"):
@@ -82,24 +85,40 @@ class TinyBackbone(Backbone):
         super().__init__()
         self.arch = arch
         self.spec = BackboneSpec(
-            name="tiny", variant=variant, sample_rate=arch.sample_rate, audio_dim=arch.dim,
-            text_dim=arch.text_dim or None, window_seconds=arch.window_seconds, padding=arch.padding,
-            front_end=f"log-mel {arch.n_mels} bins, n_fft {N_FFT}, hop {HOP}", needs_checkpoint=False,
+            name="tiny",
+            variant=variant,
+            sample_rate=arch.sample_rate,
+            audio_dim=arch.dim,
+            text_dim=arch.text_dim or None,
+            window_seconds=arch.window_seconds,
+            padding=arch.padding,
+            front_end=f"log-mel {arch.n_mels} bins, n_fft {N_FFT}, hop {HOP}",
+            needs_checkpoint=False,
         )
         self.melspec = torchaudio.transforms.MelSpectrogram(
-            sample_rate=arch.sample_rate, n_fft=N_FFT, hop_length=HOP, n_mels=arch.n_mels)
+            sample_rate=arch.sample_rate, n_fft=N_FFT, hop_length=HOP, n_mels=arch.n_mels
+        )
         c = arch.channels
         self.conv = nn.Sequential(
-            nn.Conv2d(1, c, 3, stride=2, padding=1), nn.GELU(),
-            nn.Conv2d(c, c, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(1, c, 3, stride=2, padding=1),
+            nn.GELU(),
+            nn.Conv2d(c, c, 3, stride=2, padding=1),
+            nn.GELU(),
         )
         self.proj = nn.Linear(c, arch.dim)
-        self.text_tower = nn.EmbeddingBag(arch.text_buckets, arch.text_dim, mode="mean") if arch.text_dim else None
-        self._provenance: dict[str, Any] = {"architecture": asdict(arch), "checkpoint": None, "random_init": True}
+        self.text_tower = (
+            nn.EmbeddingBag(arch.text_buckets, arch.text_dim, mode="mean") if arch.text_dim else None
+        )
+        self._provenance: dict[str, Any] = {
+            "architecture": asdict(arch),
+            "checkpoint": None,
+            "random_init": True,
+        }
 
     def _valid_steps(self, lengths: torch.Tensor, n_steps: int) -> torch.Tensor:
         """Time steps after the two stride-2 convolutions that hold real samples."""
-        frames = 1 + torch.div(lengths, HOP, rounding_mode="floor")  # centred STFT frames touching real samples
+        # centred STFT frames touching real samples
+        frames = 1 + torch.div(lengths, HOP, rounding_mode="floor")
         frames = torch.where(lengths > 0, frames, torch.zeros_like(frames))
         steps = torch.div(torch.div(frames + 1, 2, rounding_mode="floor") + 1, 2, rounding_mode="floor")
         return steps.clamp(max=n_steps)
@@ -130,8 +149,10 @@ class TinyBackbone(Backbone):
         for t in texts:
             offsets.append(len(ids))
             ids.extend(hash_tokens(t, self.arch.text_buckets))
-        return self.text_tower(torch.tensor(ids, dtype=torch.long, device=device),
-                               torch.tensor(offsets, dtype=torch.long, device=device))
+        return self.text_tower(
+            torch.tensor(ids, dtype=torch.long, device=device),
+            torch.tensor(offsets, dtype=torch.long, device=device),
+        )
 
 
 def save_tiny_checkpoint(model: TinyBackbone, path: str | Path) -> Path:
@@ -139,8 +160,15 @@ def save_tiny_checkpoint(model: TinyBackbone, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save({"format": CHECKPOINT_FORMAT, "variant": model.spec.variant, "config": asdict(model.arch),
-                "state_dict": state}, path)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "variant": model.spec.variant,
+            "config": asdict(model.arch),
+            "state_dict": state,
+        },
+        path,
+    )
     return path
 
 
@@ -151,24 +179,43 @@ def load_tiny(config: BackboneConfig) -> TinyBackbone:
         return TinyBackbone(arch, variant)
     data = torch_load(config.checkpoint)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{config.checkpoint} is not a tiny backbone checkpoint (format {CHECKPOINT_FORMAT!r})")
+        raise CheckpointError(
+            f"{config.checkpoint} is not a tiny backbone checkpoint (format {CHECKPOINT_FORMAT!r})"
+        )
     variant = data.get("variant", "audio")
     if config.variant and config.variant != variant:
-        raise CheckpointError(f"{config.checkpoint} holds variant {variant!r}, config asks for {config.variant!r}")
+        raise CheckpointError(
+            f"{config.checkpoint} holds variant {variant!r}, config asks for {config.variant!r}"
+        )
     arch = TinyArch(**data["config"])
-    clash = {k: (v, getattr(arch, k)) for k, v in (config.overrides or {}).items()
-             if k in TinyArch.__dataclass_fields__ and getattr(arch, k) != v}
+    clash = {
+        k: (v, getattr(arch, k))
+        for k, v in (config.overrides or {}).items()
+        if k in TinyArch.__dataclass_fields__ and getattr(arch, k) != v
+    }
     if clash:
-        raise CheckpointError(f"{config.checkpoint}: overrides contradict the checkpoint's architecture "
-                              f"(override, checkpoint): {clash}")
+        raise CheckpointError(
+            f"{config.checkpoint}: overrides contradict the checkpoint's architecture "
+            f"(override, checkpoint): {clash}"
+        )
     model = TinyBackbone(arch, variant)
     if not config.random_init:
-        load_state_dict_strict(model, data["state_dict"], source=str(config.checkpoint),
-                               allow_missing=config.allow_missing, allow_unexpected=config.allow_unexpected)
+        load_state_dict_strict(
+            model,
+            data["state_dict"],
+            source=str(config.checkpoint),
+            allow_missing=config.allow_missing,
+            allow_unexpected=config.allow_unexpected,
+        )
         from cache.provenance import sha256_file
 
-        model._provenance.update({"checkpoint": str(config.checkpoint), "checkpoint_sha256": sha256_file(config.checkpoint),
-                                  "random_init": False})
+        model._provenance.update(
+            {
+                "checkpoint": str(config.checkpoint),
+                "checkpoint_sha256": sha256_file(config.checkpoint),
+                "random_init": False,
+            }
+        )
     return model
 
 

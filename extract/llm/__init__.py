@@ -7,6 +7,7 @@ Public API: :func:`run` (one run from a config), :class:`LLMConfig` (the ``[llm]
 :func:`parse_summary`, :class:`ResponseCache`, :func:`build_template`; the CLI is
 :func:`extract.llm.cli.main`.
 """
+
 from __future__ import annotations
 
 from .config import ConfigError, LLMConfig, LLMRunConfig, load_config
@@ -23,7 +24,27 @@ def run(config: LLMConfig):
     return Runner(config).run()
 
 
-__all__ = ["ConfigError", "LLMConfig", "LabelMapper", "PROMPT_VERSIONS", "PriorParse", "PromptTemplate",
-           "LLMRunConfig", "ResponseCache", "SummaryParse", "available_providers", "build_provider",
-           "build_template", "class_texts", "default_cache_dir", "load_class_texts", "load_config", "parse_prior",
-           "parse_summary", "redact", "register_provider", "request_key", "run"]
+__all__ = [
+    "ConfigError",
+    "LLMConfig",
+    "LabelMapper",
+    "PROMPT_VERSIONS",
+    "PriorParse",
+    "PromptTemplate",
+    "LLMRunConfig",
+    "ResponseCache",
+    "SummaryParse",
+    "available_providers",
+    "build_provider",
+    "build_template",
+    "class_texts",
+    "default_cache_dir",
+    "load_class_texts",
+    "load_config",
+    "parse_prior",
+    "parse_summary",
+    "redact",
+    "register_provider",
+    "request_key",
+    "run",
+]

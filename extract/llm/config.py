@@ -14,11 +14,13 @@ The resolved config is stored in every written table's attributes (``config``), 
 report and as TOML next to it (``llm_reports/<kind>-<name>.toml``), which
 :func:`load_config` reads back to an equal config.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from cache.config import ConfigError, dump_toml, read_toml, split_override, to_dict
 from cache.config import load_config as _load_config
@@ -85,7 +87,9 @@ class LLMConfig:
     split: str | None = None  # embedded-knn: split JSON (cache.splits.Split)
     split_preset: str | None = None  # or make the split: preset + fold
     fold: int = 0
-    truth: str | None = None  # optional CSV (id,class) to score the prior against (e.g. the demo's truth files)
+    truth: str | None = (
+        None  # optional CSV (id,class) to score the prior against (e.g. the demo's truth files)
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def table_name(self) -> str:
@@ -96,7 +100,7 @@ class LLMConfig:
 
         return llm_path(self.kind, self.table_name())
 
-    def validate(self) -> "LLMConfig":
+    def validate(self) -> LLMConfig:
         """Check values the types cannot; ConfigError names the key (``llm.<field>``)."""
         if self.kind not in ("priors", "summaries"):
             raise ConfigError(f"llm.kind must be 'priors' or 'summaries', not {self.kind!r}")
@@ -139,8 +143,10 @@ def _check_sections(path: str | Path | None, overrides: list[str]) -> None:
     if path is not None:
         misplaced = [k for k in read_toml(path) if k in _FIELDS]
         if misplaced:
-            raise ConfigError(f"{path}: key(s) {', '.join(map(repr, misplaced))} belong in the [llm] section: "
-                              "add a line [llm] above them")
+            raise ConfigError(
+                f"{path}: key(s) {', '.join(map(repr, misplaced))} belong in the [llm] section: "
+                "add a line [llm] above them"
+            )
     for item in overrides:
         key, _ = split_override(item, "--set")
         if key.split(".")[0] in _FIELDS:

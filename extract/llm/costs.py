@@ -6,6 +6,7 @@ at the time of writing; they change, so check https://openai.com/api/pricing and
 model with no known price reports its cost as unknown, never as 0). The Batch API costs
 half the list price (``batch_discount``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -41,13 +42,23 @@ class Prices:
         return self.input is not None and self.output is not None
 
 
-def prices_for(model: str, input_per_mtok: float | None = None, output_per_mtok: float | None = None,
-               cached_per_mtok: float | None = None) -> Prices:
+def prices_for(
+    model: str,
+    input_per_mtok: float | None = None,
+    output_per_mtok: float | None = None,
+    cached_per_mtok: float | None = None,
+) -> Prices:
     """Prices from the config when set, else from the table (longest matching model prefix)."""
     if input_per_mtok is not None and output_per_mtok is not None:
-        return Prices(input_per_mtok, cached_per_mtok if cached_per_mtok is not None else input_per_mtok,
-                      output_per_mtok, "config")
-    match = max((k for k in PRICES_PER_MTOK if model == k or model.startswith(k + "-")), key=len, default=None)
+        return Prices(
+            input_per_mtok,
+            cached_per_mtok if cached_per_mtok is not None else input_per_mtok,
+            output_per_mtok,
+            "config",
+        )
+    match = max(
+        (k for k in PRICES_PER_MTOK if model == k or model.startswith(k + "-")), key=len, default=None
+    )
     if match is None:
         return Prices(None, None, None, "unknown")
     i, c, o = PRICES_PER_MTOK[match]
@@ -80,26 +91,39 @@ class UsageTally:
         if not prices.known:
             return None
         uncached = self.input_tokens - self.cached_input_tokens
-        usd = (uncached * prices.input + self.cached_input_tokens * (prices.cached_input or prices.input)
-               + self.output_tokens * prices.output) / 1e6
+        usd = (
+            uncached * prices.input
+            + self.cached_input_tokens * (prices.cached_input or prices.input)
+            + self.output_tokens * prices.output
+        ) / 1e6
         return usd * discount
 
     def as_dict(self) -> dict:
-        return {"requests": self.requests, "input_tokens": self.input_tokens,
-                "cached_input_tokens": self.cached_input_tokens, "output_tokens": self.output_tokens,
-                "reasoning_tokens": self.reasoning_tokens, "retries": self.retries, "by_status": dict(self.by_status)}
+        return {
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "retries": self.retries,
+            "by_status": dict(self.by_status),
+        }
 
 
 def normalise_usage(raw: dict | None) -> dict[str, int]:
-    """Usage of a Responses or chat-completions body as {input_tokens, output_tokens, cached_input_tokens, reasoning_tokens}."""
+    """Usage of a Responses or chat-completions body as {input_tokens, output_tokens, cached_input_tokens,
+    reasoning_tokens}."""
     raw = raw or {}
     inp = int(raw.get("input_tokens") or raw.get("prompt_tokens") or 0)
     out = int(raw.get("output_tokens") or raw.get("completion_tokens") or 0)
     det_in = raw.get("input_tokens_details") or raw.get("prompt_tokens_details") or {}
     det_out = raw.get("output_tokens_details") or raw.get("completion_tokens_details") or {}
-    return {"input_tokens": inp, "output_tokens": out,
-            "cached_input_tokens": int((det_in or {}).get("cached_tokens") or 0),
-            "reasoning_tokens": int((det_out or {}).get("reasoning_tokens") or 0)}
+    return {
+        "input_tokens": inp,
+        "output_tokens": out,
+        "cached_input_tokens": int((det_in or {}).get("cached_tokens") or 0),
+        "reasoning_tokens": int((det_out or {}).get("reasoning_tokens") or 0),
+    }
 
 
 @dataclass
@@ -112,15 +136,21 @@ class DryRunEstimate:
     prices: Prices
 
     def format(self) -> str:
-        cost = f"${self.cost_usd:,.4f}" if self.cost_usd is not None else \
-            "unknown (set price_input_per_mtok / price_output_per_mtok)"
-        return (f"dry run: {self.requests} request(s) to send ({self.cached} answered from the cache); "
-                f"estimated {self.input_tokens:,} input + {self.output_tokens:,} output tokens; "
-                f"estimated cost {cost} [prices: {self.prices.source}]")
+        cost = (
+            f"${self.cost_usd:,.4f}"
+            if self.cost_usd is not None
+            else "unknown (set price_input_per_mtok / price_output_per_mtok)"
+        )
+        return (
+            f"dry run: {self.requests} request(s) to send ({self.cached} answered from the cache); "
+            f"estimated {self.input_tokens:,} input + {self.output_tokens:,} output tokens; "
+            f"estimated cost {cost} [prices: {self.prices.source}]"
+        )
 
 
-def estimate(inputs: list[str], cached: int, output_tokens_each: int, prices: Prices,
-             discount: float = 1.0) -> DryRunEstimate:
+def estimate(
+    inputs: list[str], cached: int, output_tokens_each: int, prices: Prices, discount: float = 1.0
+) -> DryRunEstimate:
     """Dry-run estimate for the request texts ``inputs`` (system + user of each request)."""
     tin = sum(estimate_tokens(t) for t in inputs)
     tout = output_tokens_each * len(inputs)

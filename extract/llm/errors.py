@@ -5,6 +5,7 @@
 * :class:`APIFailure`: the server failed in a way a later re-run may fix (server errors,
   network); the command exits 3 and a re-run continues where this one stopped.
 """
+
 from __future__ import annotations
 
 import re
@@ -12,8 +13,11 @@ from typing import Any
 
 from .response_cache import redact
 
-_MODEL_RE = re.compile(r"model\b.*\b(does not exist|not found|not exist|unknown|no such|not available"
-                       r"|do not have access)|(unknown|invalid) model|model_not_found", re.IGNORECASE)
+_MODEL_RE = re.compile(
+    r"model\b.*\b(does not exist|not found|not exist|unknown|no such|not available"
+    r"|do not have access)|(unknown|invalid) model|model_not_found",
+    re.IGNORECASE,
+)
 
 
 class UserError(ValueError):
@@ -42,13 +46,19 @@ def is_fatal_status(status: int | None, message: str, code: Any = None) -> str:
 def fatal_message(what: str, base_url: str, model: str, detail: str) -> str:
     """The one line for a rejected key or an unknown model."""
     if what == "key":
-        return (f"the server at {redact(base_url)} rejected the API key ({detail}): check OPENAI_API_KEY "
-                "(and --base-url); no further requests were sent")
+        return (
+            f"the server at {redact(base_url)} rejected the API key ({detail}): check OPENAI_API_KEY "
+            "(and --base-url); no further requests were sent"
+        )
     if what == "model":
-        return (f"the server at {redact(base_url)} does not serve model {model!r} ({detail}): check --model "
-                "(llm.model); no further requests were sent")
-    return (f"the server at {redact(base_url)} has no such endpoint ({detail}): check --base-url (it usually "
-            "ends in /v1) and --api; no further requests were sent")
+        return (
+            f"the server at {redact(base_url)} does not serve model {model!r} ({detail}): check --model "
+            "(llm.model); no further requests were sent"
+        )
+    return (
+        f"the server at {redact(base_url)} has no such endpoint ({detail}): check --base-url (it usually "
+        "ends in /v1) and --api; no further requests were sent"
+    )
 
 
 def describe_api_error(e: BaseException) -> str:

@@ -13,13 +13,15 @@
   under the LLM cache folder, keyed by the weights' hash and the texts, so a later run need
   not load the model at all.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -55,8 +57,13 @@ def encoder_provenance(minilm_path: str | None) -> dict[str, Any]:
     """What ``MiniLMEncoder.provenance()`` records, without loading the model."""
     path = weights_path(minilm_path)
     sha = weights_sha256(minilm_path)
-    return {"weights": str(path.parent), "weights_sha256": sha, "checkpoint_sha256": sha, "compute_dtype": "float32",
-            "max_length": MAX_LENGTH}
+    return {
+        "weights": str(path.parent),
+        "weights_sha256": sha,
+        "checkpoint_sha256": sha,
+        "compute_dtype": "float32",
+        "max_length": MAX_LENGTH,
+    }
 
 
 def table_mismatch(attrs: dict[str, Any], sha: str, digest: str) -> str:
@@ -75,8 +82,9 @@ def table_mismatch(attrs: dict[str, Any], sha: str, digest: str) -> str:
     return next((why for ok, why in checks if not ok), "")
 
 
-def store_vectors(store_path: Path, ids: list[str], minilm_path: str | None, digest: str
-                  ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def store_vectors(
+    store_path: Path, ids: list[str], minilm_path: str | None, digest: str
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(N, 384) vectors of ``ids`` from a matching MiniLM metadata table of the store, a mask of
     the rows found, and what was used (table name, rows, or why nothing was). ``digest`` is the
     ``Manifest.digest()`` of the dataset as loaded for extraction (all rows, non-targets kept)."""
@@ -111,8 +119,12 @@ def store_vectors(store_path: Path, ids: list[str], minilm_path: str | None, dig
     return out, found, {"reused": 0, "why_not": "; ".join(f"{g}: {r}" for g, r in why.items())}
 
 
-def cached_encode(texts: list[str], minilm_path: str | None, cache_dir: str | Path,
-                  encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+def cached_encode(
+    texts: list[str],
+    minilm_path: str | None,
+    cache_dir: str | Path,
+    encode: Callable[[list[str]], np.ndarray],
+) -> np.ndarray:
     """``encode(texts)``, kept in ``<cache_dir>/minilm/<key>.npy`` (key: weights hash, max_length and
     the texts) so that the next call reads the file instead."""
     key = hashlib.sha256(json.dumps([weights_sha256(minilm_path), MAX_LENGTH, texts]).encode()).hexdigest()

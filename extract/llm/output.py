@@ -1,4 +1,5 @@
 """Printing that survives a reader that went away (``python -m extract priors … | head``)."""
+
 from __future__ import annotations
 
 import io

@@ -9,24 +9,37 @@ probabilities are dropped (each drop recorded), and the rest is renormalised ove
 classes. An answer with nothing usable yields ``prior=None`` and a reason; it is never
 turned into zeros.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from cache.taxonomy import CLASS_INDEX, CLASS_NAMES, CLASSES, NUM_CLASSES, TOP_LEVEL_NAMES, TOP_LEVELS
+from cache.taxonomy import CLASS_INDEX, CLASS_NAMES, NUM_CLASSES, TOP_LEVEL_NAMES, TOP_LEVELS
 
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)
 _WS_RE = re.compile(r"\s+")
 LABEL_KEYS = ("label", "class", "code", "category", "name", "class_code")
 PROB_KEYS = ("probability", "prob", "p", "score", "confidence", "likelihood", "weight", "value")
-WRAPPER_KEYS = ("labels", "predictions", "probabilities", "classes", "prior", "priors", "scores", "result",
-                "results", "answer", "distribution")
+WRAPPER_KEYS = (
+    "labels",
+    "predictions",
+    "probabilities",
+    "classes",
+    "prior",
+    "priors",
+    "scores",
+    "result",
+    "results",
+    "answer",
+    "distribution",
+)
 
 
 # ---------------------------------------------------------------------------- label mapping
@@ -270,7 +283,9 @@ def parse_summary(text: str | None, max_chars: int = 1000) -> SummaryParse:
         except AnswerError as e:
             return SummaryParse(None, str(e))
     if isinstance(value, Mapping):
-        key = next((k for k in value if str(k).lower() in ("summary", "description", "text", "caption")), None)
+        key = next(
+            (k for k in value if str(k).lower() in ("summary", "description", "text", "caption")), None
+        )
         if key is None:
             return SummaryParse(None, "JSON answer without a 'summary' field")
         value = value[key]

@@ -17,6 +17,7 @@ Prior rules (the reference's training-time reading):
 One deliberate difference: a non-finite probability (``NaN``/``Infinity``, which Python's
 JSON reader accepts) is dropped instead of poisoning the whole prior.
 """
+
 from __future__ import annotations
 
 import json

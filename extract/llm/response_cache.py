@@ -9,6 +9,7 @@ file is treated as a miss and replaced. The cache is shared across runs and data
 (same metadata + same prompt = same key) and never holds API keys: requests carry no
 headers and every stored string is passed through :func:`redact`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -60,14 +61,32 @@ def redact_obj(obj: Any) -> Any:
     return redact(str(obj))
 
 
-_HEADS: dict[str, "hashlib._Hash"] = {}
+_HEADS: dict[str, hashlib._Hash] = {}
 
 
-def request_key(*, provider: str, model: str, api: str, prompt_version: str, system_sha256: str,
-                user: str, options: dict[str, Any]) -> str:
+def request_key(
+    *,
+    provider: str,
+    model: str,
+    api: str,
+    prompt_version: str,
+    system_sha256: str,
+    user: str,
+    options: dict[str, Any],
+) -> str:
     """The content address of one request (hex sha256)."""
-    head = json.dumps({"provider": provider, "model": model, "api": api, "prompt_version": prompt_version,
-                       "system_sha256": system_sha256, "options": options}, sort_keys=True, default=str)
+    head = json.dumps(
+        {
+            "provider": provider,
+            "model": model,
+            "api": api,
+            "prompt_version": prompt_version,
+            "system_sha256": system_sha256,
+            "options": options,
+        },
+        sort_keys=True,
+        default=str,
+    )
     base = _HEADS.get(head)
     if base is None:
         if len(_HEADS) > 64:
@@ -112,7 +131,9 @@ class ResponseCache:
         try:
             with open(self._path(key), "rb") as fh:
                 data = json.loads(fh.read())
-            resp = CachedResponse(key, str(data["text"]), dict(data.get("usage") or {}), dict(data.get("meta") or {}))
+            resp = CachedResponse(
+                key, str(data["text"]), dict(data.get("usage") or {}), dict(data.get("meta") or {})
+            )
         except FileNotFoundError:
             self.misses += 1
             return None
@@ -126,12 +147,19 @@ class ResponseCache:
     def __contains__(self, key: str) -> bool:
         return self.path(key).exists()
 
-    def put(self, key: str, text: str, usage: dict[str, int] | None = None, meta: dict[str, Any] | None = None) -> Path:
+    def put(
+        self, key: str, text: str, usage: dict[str, int] | None = None, meta: dict[str, Any] | None = None
+    ) -> Path:
         """Store one response atomically (temp file in the same folder, then rename)."""
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
-        record = {"key": key, "created": now_iso(), "text": redact(text) if text else "",
-                  "usage": usage or {}, "meta": redact_obj(meta or {})}
+        record = {
+            "key": key,
+            "created": now_iso(),
+            "text": redact(text) if text else "",
+            "usage": usage or {},
+            "meta": redact_obj(meta or {}),
+        }
         fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -1,11 +1,12 @@
 """Retry policy: exponential backoff with jitter, honouring ``Retry-After``."""
+
 from __future__ import annotations
 
 import email.utils
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 #: HTTP statuses worth retrying (rate limit, timeouts, conflicts, server errors)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
@@ -49,7 +50,9 @@ class RetryPolicy:
     maximum: float = 60.0
     max_retry_after: float = 300.0
 
-    def delay(self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float | None:
+    def delay(
+        self, attempt: int, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float | None:
         """Seconds to wait before retry number ``attempt`` (0-based), or None to give up.
 
         With ``retry_after``: that long plus up to 10 % jitter (never less); without it:
@@ -62,4 +65,4 @@ class RetryPolicy:
             if retry_after > self.max_retry_after:
                 return None
             return retry_after * (1.0 + 0.1 * r.random())
-        return min(self.maximum, self.base * (2 ** attempt)) * (0.5 + 0.5 * r.random())
+        return min(self.maximum, self.base * (2**attempt)) * (0.5 + 0.5 * r.random())

@@ -17,6 +17,7 @@ that failed after their retries end the run with exit 3 (the answers received ar
 so the same command resumes); such a run never replaces good rows of an existing table
 (the table is then kept as it is), and a table with no usable row is never written.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,10 +31,9 @@ from typing import Any
 
 import numpy as np
 
+from cache.progress import progress
 from cache.provenance import base_provenance
 from cache.taxonomy import NUM_CLASSES
-
-from cache.progress import progress
 
 from .config import LLMConfig, LLMRunConfig
 from .costs import estimate, prices_for
@@ -92,32 +92,54 @@ class RunReport:
         if self.dry_run:
             lines.append("  " + self.dry_run)
             return "\n".join(lines)
-        lines.append(f"  clips {self.n_clips} · answered {self.answered} · missing {self.missing}"
-                     + (f" · requests {self.n_requests} (cached {self.cached}, sent {self.sent})" if self.n_requests else ""))
+        lines.append(
+            f"  clips {self.n_clips} · answered {self.answered} · missing {self.missing}"
+            + (
+                f" · requests {self.n_requests} (cached {self.cached}, sent {self.sent})"
+                if self.n_requests
+                else ""
+            )
+        )
         if self.failed_by_reason:
-            lines.append("  failed/rejected by reason: " + ", ".join(f"{k} ×{v}" for k, v in
-                                                                     sorted(self.failed_by_reason.items(), key=lambda x: -x[1])))
+            lines.append(
+                "  failed/rejected by reason: "
+                + ", ".join(
+                    f"{k} ×{v}" for k, v in sorted(self.failed_by_reason.items(), key=lambda x: -x[1])
+                )
+            )
         if self.dropped_labels:
-            lines.append("  dropped label entries: " + ", ".join(f"{k} ×{v}" for k, v in sorted(self.dropped_labels.items())))
+            lines.append(
+                "  dropped label entries: "
+                + ", ".join(f"{k} ×{v}" for k, v in sorted(self.dropped_labels.items()))
+            )
         if self.usage:
             u = self.usage
             cost = f"${self.cost_usd:.4f}" if self.cost_usd is not None else f"unknown ({self.cost_note})"
-            lines.append(f"  tokens: {u.get('input_tokens', 0):,} in ({u.get('cached_input_tokens', 0):,} cached) + "
-                         f"{u.get('output_tokens', 0):,} out · HTTP attempts {u.get('requests', 0)} · retries "
-                         f"{u.get('retries', 0)} · cost {cost}")
+            lines.append(
+                f"  tokens: {u.get('input_tokens', 0):,} in ({u.get('cached_input_tokens', 0):,} cached) + "
+                f"{u.get('output_tokens', 0):,} out · HTTP attempts {u.get('requests', 0)} · retries "
+                f"{u.get('retries', 0)} · cost {cost}"
+            )
         if self.cache:
             lines.append("  response cache: " + ", ".join(f"{k} {v}" for k, v in self.cache.items()))
         for part, s in self.evaluation.items():
             if "accuracy" in s:
-                lines.append(f"  prior alone on {part}: top-1 acc {s['accuracy']:.4f} · hF {s['hF']:.4f} · "
-                             f"top-level acc {s['top_accuracy']:.4f} · n={s['n_scored']} (coverage {s['coverage']:.3f})")
+                lines.append(
+                    f"  prior alone on {part}: top-1 acc {s['accuracy']:.4f} · hF {s['hF']:.4f} · "
+                    f"top-level acc {s['top_accuracy']:.4f} · n={s['n_scored']} "
+                    f"(coverage {s['coverage']:.3f})"
+                )
         for k, v in self.provider_report.items():
             lines.append(f"  {k}: {v}")
         if self.pending:
-            lines.append(f"  {self.pending} request(s) pending in open batches: nothing written; re-run later")
+            lines.append(
+                f"  {self.pending} request(s) pending in open batches: nothing written; re-run later"
+            )
         if self.failed_requests:
-            lines.append(f"  FAILED: {self.failed_requests} of {self.n_requests} request(s) got no answer after their "
-                         "retries; the answers received are cached: re-run the same command to retry only those")
+            lines.append(
+                f"  FAILED: {self.failed_requests} of {self.n_requests} request(s) got no answer after their "
+                "retries; the answers received are cached: re-run the same command to retry only those"
+            )
         if self.not_written:
             lines.append(f"  NOT WRITTEN: {self.not_written}")
         elif self.written and self.failed_requests:
@@ -155,11 +177,16 @@ def _store_path(cfg: LLMConfig) -> Path:
 
 
 def _report_path(cfg: LLMConfig, store: Path) -> Path:
-    return Path(cfg.report) if cfg.report else store.parent / "llm_reports" / f"{cfg.kind}-{cfg.table_name()}.json"
+    return (
+        Path(cfg.report)
+        if cfg.report
+        else store.parent / "llm_reports" / f"{cfg.kind}-{cfg.table_name()}.json"
+    )
 
 
-def _eval_parts(cfg: LLMConfig, ids: list[str], explicit: dict[str, list[str]], dataset_name: str
-                ) -> dict[str, list[str]]:
+def _eval_parts(
+    cfg: LLMConfig, ids: list[str], explicit: dict[str, list[str]], dataset_name: str
+) -> dict[str, list[str]]:
     """Which rows to score the prior on: the provider's parts, else the split's parts when the
     split was made from this dataset, else all rows."""
     if explicit:
@@ -194,8 +221,9 @@ def read_truth(path: str | Path) -> dict[str, int]:
     return out
 
 
-def build_requests(provider: ChatProvider, template, manifest, durations: list[float | None] | None = None
-                   ) -> tuple[list[str], dict[str, ChatRequest]]:
+def build_requests(
+    provider: ChatProvider, template, manifest, durations: list[float | None] | None = None
+) -> tuple[list[str], dict[str, ChatRequest]]:
     """The cache key of every clip (in manifest order) and the unique requests by key."""
     durations = durations or [None] * len(manifest)
     options = provider.request_options(template.kind)
@@ -203,13 +231,25 @@ def build_requests(provider: ChatProvider, template, manifest, durations: list[f
     keys: list[str] = []
     requests: dict[str, ChatRequest] = {}
     for i in range(len(manifest)):
-        user = template.user_message(manifest.title[i], manifest.tags[i], manifest.description[i], durations[i])
-        key = request_key(provider=provider.name, model=provider.model, api=provider.api,
-                          prompt_version=template.version, system_sha256=system_sha, user=user, options=options)
+        user = template.user_message(
+            manifest.title[i], manifest.tags[i], manifest.description[i], durations[i]
+        )
+        key = request_key(
+            provider=provider.name,
+            model=provider.model,
+            api=provider.api,
+            prompt_version=template.version,
+            system_sha256=system_sha,
+            user=user,
+            options=options,
+        )
         keys.append(key)
         if key not in requests:
-            requests[key] = ChatRequest(key, [{"role": "system", "content": template.system},
-                                              {"role": "user", "content": user}], template.kind)
+            requests[key] = ChatRequest(
+                key,
+                [{"role": "system", "content": template.system}, {"role": "user", "content": user}],
+                template.kind,
+            )
     return keys, requests
 
 
@@ -238,8 +278,9 @@ class Runner:
             cfg.batch_state = str(store_path.parent / "llm_batches" / f"{cfg.kind}-{cfg.table_name()}.json")
         provider = build_provider(cfg)
         manifest = load_manifest(self.root, require_audio=False, keep_non_targets=True)
-        report = RunReport(cfg.kind, provider.name, provider.model, cfg.group(), str(store_path),
-                           n_clips=len(manifest))
+        report = RunReport(
+            cfg.kind, provider.name, provider.model, cfg.group(), str(store_path), n_clips=len(manifest)
+        )
         classes, class_source = load_class_texts(self.root)
         ids = manifest.ids.tolist()
         extra_attrs: dict[str, Any] = {}
@@ -247,7 +288,9 @@ class Runner:
         eval_ids: dict[str, list[str]] = {}
 
         if isinstance(provider, ChatProvider):
-            template = build_template(cfg.kind, classes, class_source, cfg.max_metadata_chars, name=cfg.prompt)
+            template = build_template(
+                cfg.kind, classes, class_source, cfg.max_metadata_chars, name=cfg.prompt
+            )
             result = self._run_chat(provider, template, manifest, report)
             if result is None:  # dry run or pending batches
                 report.seconds = time.time() - t0
@@ -257,14 +300,25 @@ class Runner:
             extra_attrs.update(template.provenance())
             extra_attrs["request_options"] = provider.request_options(cfg.kind)
         elif cfg.dry_run:
-            report.dry_run = (f"dry run: local provider '{provider.name}' makes {len(ids)} {cfg.kind} offline: "
-                              "no requests, no cost; nothing written")
+            report.dry_run = (
+                f"dry run: local provider '{provider.name}' makes {len(ids)} {cfg.kind} offline: "
+                "no requests, no cost; nothing written"
+            )
             report.seconds = time.time() - t0
             self._finish(report, None, cfg)
             return report.exit_code, report
         else:
-            task = LocalTask(cfg, self.root, ids, manifest.title, manifest.tags, manifest.description, classes,
-                             class_source, manifest=manifest)
+            task = LocalTask(
+                cfg,
+                self.root,
+                ids,
+                manifest.title,
+                manifest.tags,
+                manifest.description,
+                classes,
+                class_source,
+                manifest=manifest,
+            )
             out = provider.priors(task) if cfg.kind == "priors" else provider.summaries(task)
             values = out.prior if cfg.kind == "priors" else out.text
             missing, reasons, answers = out.missing, out.reason, out.answer or [""] * len(ids)
@@ -272,11 +326,11 @@ class Runner:
             extra_attrs.update(out.attrs)
             eval_ids = out.evaluation_ids
             report.answered = int((~missing).sum())
-            fails = Counter(r for r, m in zip(reasons, missing) if m)
+            fails = Counter(r for r, m in zip(reasons, missing, strict=True) if m)
             report.failed_by_reason = dict(fails)
 
         report.missing = int(np.asarray(missing).sum())
-        for i, (m, r, a) in enumerate(zip(missing, reasons, answers)):
+        for i, (m, r, a) in enumerate(zip(missing, reasons, answers, strict=True)):
             if m:
                 rejects.append({"id": ids[i], "reason": r, "answer": a})
         if cfg.kind == "priors" and manifest.labelled:
@@ -284,12 +338,16 @@ class Runner:
             for part, part_ids in _eval_parts(cfg, ids, eval_ids, manifest.name).items():
                 rows = [pos[i] for i in part_ids if i in pos]
                 if rows:
-                    report.evaluation[part] = score_prior(values[rows], np.asarray(missing)[rows], manifest.labels[rows])
+                    report.evaluation[part] = score_prior(
+                        values[rows], np.asarray(missing)[rows], manifest.labels[rows]
+                    )
         if cfg.kind == "priors" and cfg.truth:
             truth = read_truth(cfg.truth)
             labels = np.array([truth.get(i, -1) for i in ids], dtype=np.int64)
             if (labels >= 0).any():
-                report.evaluation[f"truth file {Path(cfg.truth).name}"] = score_prior(values, np.asarray(missing), labels)
+                report.evaluation[f"truth file {Path(cfg.truth).name}"] = score_prior(
+                    values, np.asarray(missing), labels
+                )
 
         missing = np.asarray(missing, dtype=bool)
         report.not_written = self._why_not_write(store_path, cfg.group(), ids, missing, reasons)
@@ -301,21 +359,39 @@ class Runner:
         from cache.store import Store
 
         store = Store(store_path)
-        attrs = base_provenance("extract.llm", dataset=str(self.root.resolve()), manifest_digest=manifest.digest(),
-                                llm_output=cfg.kind)  # "kind" itself is the store's (table/rows)
+        attrs = base_provenance(  # "kind" itself is the store's (table/rows)
+            "extract.llm",
+            dataset=str(self.root.resolve()),
+            manifest_digest=manifest.digest(),
+            llm_output=cfg.kind,
+        )
         attrs.update(provider.provenance())
         attrs.update(extra_attrs)
-        attrs["counts"] = {"clips": report.n_clips, "answered": report.answered, "missing": report.missing,
-                           "requests": report.n_requests, "cached": report.cached, "sent": report.sent,
-                           "failed_by_reason": report.failed_by_reason, "dropped_labels": report.dropped_labels}
+        attrs["counts"] = {
+            "clips": report.n_clips,
+            "answered": report.answered,
+            "missing": report.missing,
+            "requests": report.n_requests,
+            "cached": report.cached,
+            "sent": report.sent,
+            "failed_by_reason": report.failed_by_reason,
+            "dropped_labels": report.dropped_labels,
+        }
         attrs["evaluation"] = report.evaluation
         attrs["config"] = cfg.as_dict()
         if cfg.kind == "priors":
-            arrays = {"prior": np.asarray(values, dtype=np.float32).reshape(len(ids), NUM_CLASSES), "missing": missing,
-                      "reason": list(reasons), "answer": [redact(a) for a in answers]}
+            arrays = {
+                "prior": np.asarray(values, dtype=np.float32).reshape(len(ids), NUM_CLASSES),
+                "missing": missing,
+                "reason": list(reasons),
+                "answer": [redact(a) for a in answers],
+            }
         else:
-            arrays = {"text": [t if not m else "" for t, m in zip(values, missing)], "missing": missing,
-                      "reason": list(reasons)}
+            arrays = {
+                "text": [t if not m else "" for t, m in zip(values, missing, strict=True)],
+                "missing": missing,
+                "reason": list(reasons),
+            }
         store.write_table(cfg.group(), ids, arrays, attrs)
         report.written = True
         report.seconds = time.time() - t0
@@ -323,12 +399,16 @@ class Runner:
         return report.exit_code, report
 
     @staticmethod
-    def _why_not_write(store_path: Path, group: str, ids: list[str], missing: np.ndarray, reasons: list[str]) -> str:
+    def _why_not_write(
+        store_path: Path, group: str, ids: list[str], missing: np.ndarray, reasons: list[str]
+    ) -> str:
         """Why the new table must not be written ('' = write it): no usable row, or good rows of
         the existing table that this run's failed requests would replace with missing ones."""
         if len(ids) and missing.all():
             return f"no row has a usable answer; {group} is left as it was (the reasons are in the report)"
-        failed = [i for i, m, r in zip(ids, missing, reasons) if m and r.startswith("request failed")]
+        failed = [
+            i for i, m, r in zip(ids, missing, reasons, strict=True) if m and r.startswith("request failed")
+        ]
         if not failed or not store_path.exists():
             return ""
         from cache.store import Store
@@ -340,11 +420,13 @@ class Runner:
             old = store.read_table(group, names=["missing"])
         except Exception:  # an unreadable or incomplete old table holds no good rows to protect
             return ""
-        good = {str(i) for i, m in zip(old.ids, old["missing"]) if not m}
+        good = {str(i) for i, m in zip(old.ids, old["missing"], strict=True) if not m}
         lost = sum(1 for i in failed if i in good)
         if lost:
-            return (f"{lost} row(s) that the existing {group} answers failed in this run; the existing table is "
-                    "kept unchanged")
+            return (
+                f"{lost} row(s) that the existing {group} answers failed in this run; the existing table is "
+                "kept unchanged"
+            )
         return ""
 
     def _finish(self, report: RunReport, rejects: list | None, cfg: LLMConfig) -> None:
@@ -380,24 +462,47 @@ class Runner:
             else:
                 texts[key] = hit.text
         report.cached = len(texts)
-        prices = prices_for(provider.model, cfg.price_input_per_mtok, cfg.price_output_per_mtok,
-                            cfg.price_cached_input_per_mtok)
+        prices = prices_for(
+            provider.model,
+            cfg.price_input_per_mtok,
+            cfg.price_output_per_mtok,
+            cfg.price_cached_input_per_mtok,
+        )
         discount = provider.price_discount
         if cfg.dry_run:
-            est = estimate([r.messages[0]["content"] + r.messages[1]["content"] for r in to_send], len(texts),
-                           getattr(cfg, f"est_output_tokens_{cfg.kind}"), prices, discount)
+            est = estimate(
+                [r.messages[0]["content"] + r.messages[1]["content"] for r in to_send],
+                len(texts),
+                getattr(cfg, f"est_output_tokens_{cfg.kind}"),
+                prices,
+                discount,
+            )
             report.dry_run = est.format()
             report.cache = cache.counts()
             return None
 
-        bar = progress(total=len(to_send), desc=f"{provider.name} {cfg.kind}", unit="req",
-                       enable=cfg.progress and bool(to_send))
+        bar = progress(
+            total=len(to_send),
+            desc=f"{provider.name} {cfg.kind}",
+            unit="req",
+            enable=cfg.progress and bool(to_send),
+        )
 
         def on_result(res: ChatResult) -> None:
             if res.ok:
-                cache.put(res.key, res.text, res.usage, {"provider": provider.name, "model": provider.model,
-                                                          "api": provider.api, "prompt_version": template.version,
-                                                          "options": options, **res.meta})
+                cache.put(
+                    res.key,
+                    res.text,
+                    res.usage,
+                    {
+                        "provider": provider.name,
+                        "model": provider.model,
+                        "api": provider.api,
+                        "prompt_version": template.version,
+                        "options": options,
+                        **res.meta,
+                    },
+                )
                 texts[res.key] = res.text
                 failures.pop(res.key, None)
             else:

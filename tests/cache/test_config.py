@@ -1,4 +1,5 @@
 """The shared typed-config machinery (cache.config), through its public functions."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,18 @@ from typing import Any
 
 import pytest
 
-from cache.config import (ConfigError, apply_overrides, convert, dump_toml, from_dict, load_config, parse_value,
-                          read_toml, split_override, to_dict)
+from cache.config import (
+    ConfigError,
+    apply_overrides,
+    convert,
+    dump_toml,
+    from_dict,
+    load_config,
+    parse_value,
+    read_toml,
+    split_override,
+    to_dict,
+)
 
 
 @dataclass
@@ -43,10 +54,18 @@ class Outer:
 
 
 def _rich() -> Outer:
-    return Outer(title='a "quoted" title\twith tab', out=Path("/data/out dir"), flag=False, seed=7, sizes=(3, 4, 5),
-                 pair=(9, "z"), extra={"window seconds": 1.5, "nested": {"n": [1, 2]}, "on": True},
-                 scales={"a": 0.5, "b": math.inf}, stage1=Inner(k=8, lr=3e-6, name="ü"),
-                 models=[Model("m1", ["embeddings/a@*", "embeddings/b"], 32), Model("m2")])
+    return Outer(
+        title='a "quoted" title\twith tab',
+        out=Path("/data/out dir"),
+        flag=False,
+        seed=7,
+        sizes=(3, 4, 5),
+        pair=(9, "z"),
+        extra={"window seconds": 1.5, "nested": {"n": [1, 2]}, "on": True},
+        scales={"a": 0.5, "b": math.inf},
+        stage1=Inner(k=8, lr=3e-6, name="ü"),
+        models=[Model("m1", ["embeddings/a@*", "embeddings/b"], 32), Model("m2")],
+    )
 
 
 def test_round_trip_dataclass_dict_toml_dataclass():
@@ -66,8 +85,20 @@ def test_round_trip_dataclass_dict_toml_dataclass():
 def test_load_config_file_defaults_and_overrides(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('title = "t"\n[stage1]\nk = 4\n[[models]]\nname = "a"\ngroups = ["g1"]\n')
-    cfg = load_config(Outer, f, ["stage1.k=3", "stage2.lr=0.5", "models.0.hidden=16", "title=hello world",
-                                 "sizes=[7, 8]", "models.0.groups=g2", "extra.x={a = 1}", "out=/o"])
+    cfg = load_config(
+        Outer,
+        f,
+        [
+            "stage1.k=3",
+            "stage2.lr=0.5",
+            "models.0.hidden=16",
+            "title=hello world",
+            "sizes=[7, 8]",
+            "models.0.groups=g2",
+            "extra.x={a = 1}",
+            "out=/o",
+        ],
+    )
     assert cfg.stage1 == Inner(k=3) and cfg.stage2 == Inner(k=5, lr=0.5, name="second")  # defaults kept
     assert cfg.title == "hello world"  # not a TOML literal: the plain string
     assert cfg.sizes == (7, 8) and cfg.models == [Model("a", ["g2"], 16)]  # one string = one-item list
@@ -79,7 +110,11 @@ def test_load_config_file_defaults_and_overrides(tmp_path):
 def test_parse_value_and_split_override():
     assert parse_value("3") == 3 and parse_value("1e-5") == 1e-5 and parse_value("true") is True
     assert parse_value('["a", "b"]') == ["a", "b"] and parse_value("{k = 1}") == {"k": 1}
-    assert parse_value("/data/x") == "/data/x" and parse_value("") == "" and parse_value("1\nw = 2") == "1\nw = 2"
+    assert (
+        parse_value("/data/x") == "/data/x"
+        and parse_value("") == ""
+        and parse_value("1\nw = 2") == "1\nw = 2"
+    )
     assert split_override(" a.b = 3 ") == ("a.b", "3") and split_override("x==y") == ("x", "=y")
     with pytest.raises(ConfigError, match="--set expects KEY=VALUE, got 'novalue'"):
         split_override("novalue", "--set")
@@ -90,24 +125,30 @@ def test_parse_value_and_split_override():
     with pytest.raises(ConfigError, match="title.x"):
         apply_overrides({"title": "t"}, ["title.x=1"])
     data = {"a": {"b": 1}, "l": [{"k": 1}]}
-    assert apply_overrides(data, ["a.b=3", "a.c=x", "l.0.k=[1, 2]"]) == {"a": {"b": 3, "c": "x"}, "l": [{"k": [1, 2]}]}
+    assert apply_overrides(data, ["a.b=3", "a.c=x", "l.0.k=[1, 2]"]) == {
+        "a": {"b": 3, "c": "x"},
+        "l": [{"k": [1, 2]}],
+    }
     assert data == {"a": {"b": 1}, "l": [{"k": 1}]}  # the input is not changed
 
 
-@pytest.mark.parametrize("override, needle", [
-    ('stage1.k="many"', "stage1.k: expected an integer, got 'many'"),
-    ("stage1.k=2.5", "stage1.k: expected an integer, got 2.5"),
-    ("stage2.lr=fast", "stage2.lr: expected a number, got 'fast'"),
-    ("flag=1", "flag: expected true or false, got 1"),
-    ("title=true", "title: expected a string, got True"),
-    ("models=[{hidden = 1.5}]", r"models\[0\].hidden: expected an integer"),
-    ("sizes=[1, \"x\"]", r"sizes\[1\]: expected an integer"),
-    ("pair=[1]", "pair: expected 2 items"),
-    ("extra=3", "extra: expected a table"),
-    ("scales={a = \"big\"}", "scales.a: expected a number"),
-    ("stage1=4", "stage1: expected a table, got 4"),
-    ("out=3", "out: expected a path"),
-])
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ('stage1.k="many"', "stage1.k: expected an integer, got 'many'"),
+        ("stage1.k=2.5", "stage1.k: expected an integer, got 2.5"),
+        ("stage2.lr=fast", "stage2.lr: expected a number, got 'fast'"),
+        ("flag=1", "flag: expected true or false, got 1"),
+        ("title=true", "title: expected a string, got True"),
+        ("models=[{hidden = 1.5}]", r"models\[0\].hidden: expected an integer"),
+        ('sizes=[1, "x"]', r"sizes\[1\]: expected an integer"),
+        ("pair=[1]", "pair: expected 2 items"),
+        ("extra=3", "extra: expected a table"),
+        ('scales={a = "big"}', "scales.a: expected a number"),
+        ("stage1=4", "stage1: expected a table, got 4"),
+        ("out=3", "out: expected a path"),
+    ],
+)
 def test_type_errors_name_the_key(tmp_path, override, needle):
     f = tmp_path / "c.toml"
     f.write_text("[stage1]\nk = 1\n")
@@ -156,8 +197,16 @@ def test_missing_file_and_bad_toml_name_the_file(tmp_path):
 
 
 def test_dump_toml_layout():
-    text = dump_toml({"a": 1, "t": {"x": "s", "sub": {"y": [1.5, float("nan")]}}, "arr": [{"k": 1}, {"k": 2}],
-                      "none": None, "mixed": [1, {"z": 2}], "we.ird": {"key with space": "\x7f"}})
+    text = dump_toml(
+        {
+            "a": 1,
+            "t": {"x": "s", "sub": {"y": [1.5, float("nan")]}},
+            "arr": [{"k": 1}, {"k": 2}],
+            "none": None,
+            "mixed": [1, {"z": 2}],
+            "we.ird": {"key with space": "\x7f"},
+        }
+    )
     assert text.splitlines()[:2] == ["a = 1", "mixed = [1, {z = 2}]"]
     assert "[t.sub]" in text and text.count("[[arr]]") == 2 and "none" not in text and '["we.ird"]' in text
     parsed = tomllib.loads(text)

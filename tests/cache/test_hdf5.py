@@ -12,20 +12,40 @@ def _fill(store: Store) -> dict:
     rng = np.random.default_rng(1)
     audio = rng.standard_normal((5, 6)).astype(np.float16)
     text = rng.standard_normal((5, 3)).astype(np.float32)
-    w = store.create_rows("embeddings/toy@none~title", IDS, {"audio": ((6,), "float16"), "text": ((3,), "float32"),
-                          "n_windows": ((), "int32")}, chunk_rows=2, attrs={"producer": "test", "seed": 3})
+    w = store.create_rows(
+        "embeddings/toy@none~title",
+        IDS,
+        {"audio": ((6,), "float16"), "text": ((3,), "float32"), "n_windows": ((), "int32")},
+        chunk_rows=2,
+        attrs={"producer": "test", "seed": 3},
+    )
     status = np.array([OK, FAILED, OK, OK, OK], np.uint8)
     errors = ["", "soundfile: bad header (ünïcode)", "", "", ""]
     for k in w.pending_chunks():
         lo, hi = w.chunk_range(k)
-        w.write_chunk(k, {"audio": audio[lo:hi], "text": text[lo:hi], "n_windows": np.arange(lo, hi)},
-                      status[lo:hi], errors[lo:hi])
+        w.write_chunk(
+            k,
+            {"audio": audio[lo:hi], "text": text[lo:hi], "n_windows": np.arange(lo, hi)},
+            status[lo:hi],
+            errors[lo:hi],
+        )
     w.finalize({"finished": True})
     prior = rng.random((5, 23)).astype(np.float32)
-    store.write_table("llm/priors/gpt", IDS, {"prior": prior, "missing": np.array([0, 0, 1, 0, 0], bool)},
-                      {"producer": "llm", "config": {"model": "m", "effort": "medium"}})
-    store.write_table("llm/summaries/gpt", IDS, {"text": ["a dog barks", "", "Regen auf dem Dach", "☂", "x"],
-                                                 "missing": np.array([0, 1, 0, 0, 0], bool)}, {"prompt_version": 1})
+    store.write_table(
+        "llm/priors/gpt",
+        IDS,
+        {"prior": prior, "missing": np.array([0, 0, 1, 0, 0], bool)},
+        {"producer": "llm", "config": {"model": "m", "effort": "medium"}},
+    )
+    store.write_table(
+        "llm/summaries/gpt",
+        IDS,
+        {
+            "text": ["a dog barks", "", "Regen auf dem Dach", "☂", "x"],
+            "missing": np.array([0, 1, 0, 0, 0], bool),
+        },
+        {"prompt_version": 1},
+    )
     return {"audio": audio, "text": text, "status": status, "errors": errors, "prior": prior}
 
 
@@ -53,7 +73,13 @@ def test_round_trip_all_tables(tmp_path):
     np.testing.assert_array_equal(e["audio"], ref["audio"])
     np.testing.assert_array_equal(e["status"], ref["status"])
     assert e["error"].tolist() == ref["errors"] and e["n_windows"].dtype == np.int32
-    assert dst.read_table("llm/summaries/gpt")["text"].tolist() == ["a dog barks", "", "Regen auf dem Dach", "☂", "x"]
+    assert dst.read_table("llm/summaries/gpt")["text"].tolist() == [
+        "a dog barks",
+        "",
+        "Regen auf dem Dach",
+        "☂",
+        "x",
+    ]
     assert dst.read_table("llm/priors/gpt").attrs["config"] == {"model": "m", "effort": "medium"}
     # the imported row table is a complete, resumable row table like the original
     w = dst.open_rows("embeddings/toy@none~title")
@@ -79,7 +105,9 @@ def test_incomplete_tables_are_refused(tmp_path):
     _fill(s)
     w = s.create_rows("embeddings/half@none", IDS, {"audio": ((2,), "float32")}, chunk_rows=2)
     w.write_chunk(0, {"audio": np.zeros((2, 2))}, [OK, OK], ["", ""])
-    with pytest.raises(ExportError, match=r"incomplete table\(s\).*'embeddings/half@none' \(2 of 3 chunks not written\)"):
+    with pytest.raises(
+        ExportError, match=r"incomplete table\(s\).*'embeddings/half@none' \(2 of 3 chunks not written\)"
+    ):
         export_hdf5(s, tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "x.h5.partial").exists()
     assert "embeddings/half@none" not in export_hdf5(s, tmp_path / "x.h5", skip_incomplete=True)

@@ -1,4 +1,5 @@
 """cache.locks: one writer at a time, across processes; the holder is named; a dead holder frees the lock."""
+
 import json
 import os
 import signal
@@ -22,8 +23,13 @@ with hold_lock(sys.argv[1], "test output"):
 
 
 def _holder(path: Path) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(path)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -34,8 +40,11 @@ def test_second_process_is_refused_naming_the_holder_and_gets_it_after_release(t
     try:
         rec = read_holder(lock)
         assert rec["pid"] == proc.pid and rec["what"] == "test output" and str(lock) in rec["command"]
-        with pytest.raises(LockedError, match=rf"my folder is being written by another process \(pid {proc.pid} on "
-                                              rf".*\(lock file {lock}\)") as e:
+        with pytest.raises(
+            LockedError,
+            match=rf"my folder is being written by another process \(pid {proc.pid} on "
+            rf".*\(lock file {lock}\)",
+        ) as e:
             with hold_lock(lock, "my folder"):
                 pass
         assert e.value.holder["pid"] == proc.pid
@@ -63,8 +72,14 @@ def test_reentrant_within_one_process(tmp_path):
     with hold_lock(lock, "inner"):
         pass
     assert read_holder(lock)["what"] == "outer"  # still held by the outer lease
-    proc = subprocess.run([sys.executable, "-c", HOLDER, str(lock)], cwd=REPO, input="", capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", HOLDER, str(lock)],
+        cwd=REPO,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "LockedError" in proc.stderr
     outer.release()
     outer.release()  # idempotent
@@ -83,8 +98,14 @@ def test_a_forked_child_does_not_keep_the_lock(tmp_path):
     os.close(r)
     try:
         lease.release()
-        other = subprocess.run([sys.executable, "-c", HOLDER, str(lock)], cwd=REPO, input="", capture_output=True,
-                               text=True, timeout=60)
+        other = subprocess.run(
+            [sys.executable, "-c", HOLDER, str(lock)],
+            cwd=REPO,
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert other.returncode == 0, other.stderr
     finally:
         os.write(w, b"x")

@@ -1,11 +1,18 @@
 """Manifest validation tried as a new user would: broken datasets built in tmp dirs."""
+
 import csv
 
 import numpy as np
 import pytest
 
-from cache.manifest import (LABELLED_COLUMNS, UNLABELLED, ManifestError, load_class_descriptions, load_manifest,
-                            shared_ids)
+from cache.manifest import (
+    LABELLED_COLUMNS,
+    UNLABELLED,
+    ManifestError,
+    load_class_descriptions,
+    load_manifest,
+    shared_ids,
+)
 from cache.taxonomy import CLASS_INDEX
 
 
@@ -30,18 +37,18 @@ def test_clean_dataset(make_dataset, row):
 
 def test_broken_dataset_report_names_each_problem_and_row(make_dataset, row):
     rows = [
-        row("10", "fx-a"),                          # row 1 ok
-        row("10", "m-sp"),                          # row 2 duplicate id
-        row("11", "fx-zz", "4xx"),                  # row 3 unknown class
-        row("12", "is-p"),                          # row 4 audio missing
-        row("../../etc/x", "fx-a"),                 # row 5 escapes the root
-        row("13", "fx-other", "499"),               # row 6 non-target (other)
-        row("14", "fx", "400"),                     # row 7 non-target (top-level only)
-        row("15", "", "500"),                       # row 8 empty class, class_idx ...00
-        row("16", "", "299"),                       # row 9 empty class, class_idx ...99
+        row("10", "fx-a"),  # row 1 ok
+        row("10", "m-sp"),  # row 2 duplicate id
+        row("11", "fx-zz", "4xx"),  # row 3 unknown class
+        row("12", "is-p"),  # row 4 audio missing
+        row("../../etc/x", "fx-a"),  # row 5 escapes the root
+        row("13", "fx-other", "499"),  # row 6 non-target (other)
+        row("14", "fx", "400"),  # row 7 non-target (top-level only)
+        row("15", "", "500"),  # row 8 empty class, class_idx ...00
+        row("16", "", "299"),  # row 9 empty class, class_idx ...99
         row("17", "ss-n", title="", tags="", description=""),  # row 10 all text empty
-        row("", "fx-a"),                            # row 11 empty id
-        row("18", "", ""),                          # row 12 no label at all
+        row("", "fx-a"),  # row 11 empty id
+        row("18", "", ""),  # row 12 no label at all
     ]
     root = make_dataset(rows, audio_ids=["10", "11", "13", "14", "15", "16", "17", "18"])
     m = load_manifest(root)
@@ -57,7 +64,12 @@ def test_broken_dataset_report_names_each_problem_and_row(make_dataset, row):
     assert problems_at(rep, 6) == problems_at(rep, 7) == problems_at(rep, 8) == problems_at(rep, 9) == []
     c = rep.counts
     assert (c["non_target_other"], c["non_target_top-level-only"], c["non_target_missing"]) == (2, 2, 1)
-    assert (c["dropped_duplicate"], c["dropped_unknown_class"], c["dropped_missing_audio"], c["dropped_bad_id"]) == (1, 1, 1, 2)
+    assert (
+        c["dropped_duplicate"],
+        c["dropped_unknown_class"],
+        c["dropped_missing_audio"],
+        c["dropped_bad_id"],
+    ) == (1, 1, 1, 2)
     assert c["rows"] == 12 and c["usable"] == 2 and c["empty_title"] == 1
     text = rep.format()
     for needle in ("row 2", "row 3", "row 4", "row 5", "row 11", "TEST_metadata.csv"):
@@ -120,15 +132,19 @@ def test_non_utf8_bytes(make_dataset, row):
 
 
 def test_multiline_quoted_description_keeps_rows(make_dataset, row):
-    root = make_dataset([row("1", "fx-a", description="line one\nline <b>two</b>, with comma"), row("2", "is-k")])
+    root = make_dataset(
+        [row("1", "fx-a", description="line one\nline <b>two</b>, with comma"), row("2", "is-k")]
+    )
     m = load_manifest(root)
     assert m.ids.tolist() == ["1", "2"] and m.description[0].startswith("line one\nline")
 
 
 def test_unlabelled_evaluation_layout(make_dataset):
-    rows = [{"anonymous_id": "0b7c-aa", "title": "t", "tags": "a,b", "description": "d"},
-            {"anonymous_id": "9f00-bb", "title": "", "tags": "", "description": ""},
-            {"anonymous_id": "0b7c-aa", "title": "again", "tags": "", "description": ""}]
+    rows = [
+        {"anonymous_id": "0b7c-aa", "title": "t", "tags": "a,b", "description": "d"},
+        {"anonymous_id": "9f00-bb", "title": "", "tags": "", "description": ""},
+        {"anonymous_id": "0b7c-aa", "title": "again", "tags": "", "description": ""},
+    ]
     root = make_dataset(rows, name="BSD2k", id_col="anonymous_id")
     m = load_manifest(root)
     assert not m.labelled and m.name == "BSD2k"
@@ -139,9 +155,14 @@ def test_unlabelled_evaluation_layout(make_dataset):
 
 
 def test_shared_ids_between_datasets(make_dataset, row):
-    a = load_manifest(make_dataset([row("1", "fx-a"), row("2", "m-sp"), row("3", "ss-u")], sub="a", name="BSD10k"))
-    b = load_manifest(make_dataset([row("3", "ss-n"), row("2", "fx-a"), row("9", "fx-other", "499")], sub="b",
-                                   name="BSD35k-CS"))
+    a = load_manifest(
+        make_dataset([row("1", "fx-a"), row("2", "m-sp"), row("3", "ss-u")], sub="a", name="BSD10k")
+    )
+    b = load_manifest(
+        make_dataset(
+            [row("3", "ss-n"), row("2", "fx-a"), row("9", "fx-other", "499")], sub="b", name="BSD35k-CS"
+        )
+    )
     assert shared_ids(a, b) == ["2", "3"]
 
 
@@ -149,7 +170,17 @@ def test_class_descriptions(make_dataset, row):
     root = make_dataset([row("1", "fx-a")])
     with open(root / "metadata" / "BST_description.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["class_idx", "class_key", "class_key_long", "top_level", "second_level", "description", "examples"])
+        w.writerow(
+            [
+                "class_idx",
+                "class_key",
+                "class_key_long",
+                "top_level",
+                "second_level",
+                "description",
+                "examples",
+            ]
+        )
         w.writerow(["415", "fx-a", "fx-animals", "Sound effects", "Animals", "Animal sounds.", "dog bark"])
         w.writerow(["400", "fx", "fx", "Sound effects", "", "Top only.", ""])
     d = load_class_descriptions(root)
@@ -170,7 +201,9 @@ def test_csv_that_stops_parsing_part_way_is_an_error_naming_file_and_row(make_da
     root = make_dataset([row("1", "fx-a"), row("2", "fx-a", description="x" * 5000), row("3", "fx-a")])
     old = csv.field_size_limit(1000)  # any parse error that would drop the rest of the file
     try:
-        with pytest.raises(ManifestError, match=r"TEST_metadata.csv: CSV cannot be parsed .*data row 2.*field larger"):
+        with pytest.raises(
+            ManifestError, match=r"TEST_metadata.csv: CSV cannot be parsed .*data row 2.*field larger"
+        ):
             load_manifest(root)
     finally:
         csv.field_size_limit(old)
@@ -182,14 +215,18 @@ def test_symlinked_audio_folder_and_files_are_kept(make_dataset, row, tmp_path):
     for i in ("1", "2", "3"):
         (pool / f"{i}.wav").write_bytes(b"RIFF")
     # the whole audio folder is a link to a pool outside the dataset
-    root = make_dataset([row("1", "fx-a"), row("2", "m-sp"), row("3", "ss-u")], sub="linked_dir", audio_ids=[])
+    root = make_dataset(
+        [row("1", "fx-a"), row("2", "m-sp"), row("3", "ss-u")], sub="linked_dir", audio_ids=[]
+    )
     (root / "audio").rmdir()
     (root / "audio").symlink_to(pool)
     m = load_manifest(root)
     assert m.ids.tolist() == ["1", "2", "3"] and m.report.errors == []
     assert m.audio_paths[0] == root.resolve() / "audio" / "1.wav"  # the dataset's path, not the link's target
     # per-file links, one of them dangling: the dangling one is kept (its decode fails later, per clip)
-    root = make_dataset([row("1", "fx-a"), row("2", "m-sp"), row("3", "ss-u")], sub="linked_files", audio_ids=[])
+    root = make_dataset(
+        [row("1", "fx-a"), row("2", "m-sp"), row("3", "ss-u")], sub="linked_files", audio_ids=[]
+    )
     for i in ("1", "2"):
         (root / "audio" / f"{i}.wav").symlink_to(pool / f"{i}.wav")
     (root / "audio" / "3.wav").symlink_to(tmp_path / "nowhere" / "3.wav")
@@ -207,9 +244,14 @@ def test_ids_that_are_not_plain_file_names_are_dropped(make_dataset, row, bad):
 
 def test_no_usable_rows_is_an_error_naming_the_csv(make_dataset, row):
     root = make_dataset([], header=list(row("1", "fx-a")))  # header only
-    with pytest.raises(ManifestError, match=r"no usable rows in .*TEST_metadata.csv \(it has a header but no data"):
+    with pytest.raises(
+        ManifestError, match=r"no usable rows in .*TEST_metadata.csv \(it has a header but no data"
+    ):
         load_manifest(root)
     root = make_dataset([row("1", "fx-a"), row("2", "m-sp")], sub="noaudio", audio_ids=[])
-    with pytest.raises(ManifestError, match=r"(?s)no usable rows in .*TEST_metadata.csv \(the file has 2 row\(s\).*"
-                                            r"audio file missing"):
+    with pytest.raises(
+        ManifestError,
+        match=r"(?s)no usable rows in .*TEST_metadata.csv \(the file has 2 row\(s\).*"
+        r"audio file missing",
+    ):
         load_manifest(root)

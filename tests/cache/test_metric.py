@@ -1,4 +1,5 @@
 """Macro hierarchical hP/hR/hF (docs/task.md §4): worked examples, hand-computed rules, properties."""
+
 import numpy as np
 import pytest
 
@@ -10,7 +11,9 @@ TOL = 1e-9
 
 @pytest.mark.parametrize("conv", ["zero", "drop"])
 def test_worked_example_1(conv):
-    s = hierarchical_scores(["m-sp", "m-si", "m-si", "fx-a"], ["m-sp", "m-m", "m-si", "fx-a"], never_predicted=conv)
+    s = hierarchical_scores(
+        ["m-sp", "m-si", "m-si", "fx-a"], ["m-sp", "m-m", "m-si", "fx-a"], never_predicted=conv
+    )
     assert s.per_class["m-sp"]["hP"] == 1 and s.per_class["m-sp"]["hR"] == 1
     assert s.per_class["m-si"]["hP"] == 1
     assert s.per_class["m-si"]["hR"] == pytest.approx((0.375 + 1) / 2, abs=TOL)
@@ -113,7 +116,10 @@ def test_invariant_to_row_order():
 def test_only_top_level_correct_gives_0375_everywhere():
     # every prediction is a sibling of its truth (same top, different sub-class)
     truth = np.arange(23).repeat(3)
-    sibling = {c: next(k for k in range(23) if k != c and CLASS_TOP_INDEX[k] == CLASS_TOP_INDEX[c]) for c in range(23)}
+    sibling = {
+        c: next(k for k in range(23) if k != c and CLASS_TOP_INDEX[k] == CLASS_TOP_INDEX[c])
+        for c in range(23)
+    }
     pred = np.array([sibling[c] for c in truth])
     np.testing.assert_array_equal(item_credit(truth, pred), np.full(len(truth), 0.375))
     s = hierarchical_scores(truth, pred)
@@ -155,5 +161,7 @@ def test_bad_input():
 def test_format_table_names_convention():
     text = format_table(hierarchical_scores(["m-sp", "fx-a"], ["m-sp", "m-si"], "drop"))
     assert "never-predicted convention: 'drop'" in text
-    assert "| fx-a | — | 0.0000 | — | 1 | 0 |" in text and "| m-sp | 1.0000 | 1.0000 | 1.0000 | 1 | 1 |" in text
+    assert (
+        "| fx-a | — | 0.0000 | — | 1 | 0 |" in text and "| m-sp | 1.0000 | 1.0000 | 1.0000 | 1 | 1 |" in text
+    )
     assert CLASS_INDEX["m-sp"] == 0

@@ -1,4 +1,5 @@
 """cache.progress: a tqdm bar on a terminal, a few plain lines (and a summary) in logs."""
+
 from __future__ import annotations
 
 import io

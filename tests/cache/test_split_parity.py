@@ -6,6 +6,7 @@ the same ids because the code -> class_idx map is one-to-one and increasing in o
 order (scikit-learn's splitters depend on the labels only through their partition and sort
 order). This is checked here by running the reference procedure independently.
 """
+
 import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
@@ -24,7 +25,9 @@ def class_idx_of(code: str) -> int:
 def reference_split(ids, class_idx, fold, fold_seed, val_seed):
     """The reference's procedure, written from its description: folds and validation on class_idx."""
     y = np.asarray(class_idx)
-    trval, test = list(StratifiedKFold(5, shuffle=True, random_state=fold_seed).split(np.zeros(len(y)), y))[fold]
+    trval, test = list(StratifiedKFold(5, shuffle=True, random_state=fold_seed).split(np.zeros(len(y)), y))[
+        fold
+    ]
     sss = StratifiedShuffleSplit(n_splits=1, test_size=0.2, random_state=val_seed)
     tr, va = next(sss.split(np.zeros(len(trval)), y[trval]))
     ids = np.asarray(ids, dtype=object)

@@ -28,7 +28,7 @@ def test_disjoint_covering_and_sizes(data):
 
 def test_stratified(data):
     ids, labels = data
-    label = dict(zip(ids, labels))
+    label = dict(zip(ids, labels, strict=True))
     sp = make_split(ids, labels, preset="baseline", fold=3)
     for part, expected in (("test", 4), ("val", 3.2), ("train", 12.8)):
         counts = np.bincount([label[i] for i in sp.part(part)], minlength=23)
@@ -60,7 +60,13 @@ def test_fixed_split_regression(data):
     ids, labels = data
     sp = make_split(ids, labels, preset="cpjku", fold=0)
     assert sorted(sp.test)[:5] == ["s0001", "s0003", "s0004", "s0008", "s0010"]
-    assert sorted(make_split(ids, labels, preset="baseline", fold=0).val)[:5] == ["s0000", "s0001", "s0004", "s0020", "s0021"]
+    assert sorted(make_split(ids, labels, preset="baseline", fold=0).val)[:5] == [
+        "s0000",
+        "s0001",
+        "s0004",
+        "s0020",
+        "s0021",
+    ]
 
 
 def test_save_load_round_trip(data, tmp_path):
@@ -68,7 +74,12 @@ def test_save_load_round_trip(data, tmp_path):
     sp = make_split(ids, labels, preset="custom", seed=3, fold=4, dataset="toy")
     path = sp.save(tmp_path / "sub" / "split.json")
     back = Split.load(path)
-    assert back == sp and back.dataset == "toy" and back.fold == 4 and back.describe().startswith("toy split 'custom'")
+    assert (
+        back == sp
+        and back.dataset == "toy"
+        and back.fold == 4
+        and back.describe().startswith("toy split 'custom'")
+    )
 
 
 def test_bad_arguments(data):
@@ -97,4 +108,7 @@ def test_split_manifest_uses_targets_only(make_dataset, balanced, row):
     m = load_manifest(make_dataset(rows, name="BSD10k"))
     sp = split_manifest(m, preset="baseline", fold=0)
     assert sp.dataset == "BSD10k"
-    assert set(sp.train) | set(sp.val) | set(sp.test) == set(m.ids.tolist()) and "x1" not in sp.train + sp.val + sp.test
+    assert (
+        set(sp.train) | set(sp.val) | set(sp.test) == set(m.ids.tolist())
+        and "x1" not in sp.train + sp.val + sp.test
+    )

@@ -2,23 +2,41 @@ import numpy as np
 import pytest
 import zarr
 
-from cache.store import FAILED, OK, PENDING, SCHEMA_VERSION, MissingIdsError, SchemaError, Store, default_store_path
+from cache.store import (
+    FAILED,
+    OK,
+    PENDING,
+    SCHEMA_VERSION,
+    MissingIdsError,
+    SchemaError,
+    Store,
+    default_store_path,
+)
 
 
 def test_whole_table_round_trip_and_join(tmp_path):
     s = Store(tmp_path / "s.zarr")
     prior = np.random.default_rng(0).random((3, 23)).astype(np.float32)
-    s.write_table("llm/priors/p1", ["a", "b", "c"], {"prior": prior, "missing": np.array([False, True, False])},
-                  {"producer": "test", "prompt_version": 2})
+    s.write_table(
+        "llm/priors/p1",
+        ["a", "b", "c"],
+        {"prior": prior, "missing": np.array([False, True, False])},
+        {"producer": "test", "prompt_version": 2},
+    )
     t = s.read_table("llm/priors/p1", ids=["c", "a"])
     assert t.ids.tolist() == ["c", "a"]
     np.testing.assert_array_equal(t["prior"], prior[[2, 0]])
     assert t["missing"].tolist() == [False, False]
-    assert t.attrs["producer"] == "test" and t.attrs["complete"] and t.attrs["schema_version"] == SCHEMA_VERSION
-    assert t.attrs["prompt_version"] == 2 and t.attrs["code_version"] and t.attrs["created"]  # provenance filled in
+    assert (
+        t.attrs["producer"] == "test" and t.attrs["complete"] and t.attrs["schema_version"] == SCHEMA_VERSION
+    )
+    # provenance filled in
+    assert t.attrs["prompt_version"] == 2 and t.attrs["code_version"] and t.attrs["created"]
     with pytest.raises(MissingIdsError, match="1 id\\(s\\) not in table 'llm/priors/p1': zz"):
         s.read_table("llm/priors/p1", ids=["a", "zz"])
-    assert s.tables() == ["llm/priors/p1"] and s.tables("llm") == ["llm/priors/p1"] and s.tables("logits") == []
+    assert (
+        s.tables() == ["llm/priors/p1"] and s.tables("llm") == ["llm/priors/p1"] and s.tables("logits") == []
+    )
     assert s.tables("llm/priors/p1") == ["llm/priors/p1"] and s.has("llm/priors/p1") and not s.has("llm")
 
 
@@ -39,9 +57,13 @@ def test_interrupted_whole_table_is_refused(tmp_path):
 
 
 def _rows(s, n=5, chunk_rows=2):
-    return s.create_rows("embeddings/toy@none", [f"id{i}" for i in range(n)],
-                         {"audio": ((4,), "float16"), "duration": ((), "float32")}, chunk_rows=chunk_rows,
-                         attrs={"producer": "test", "backbone": "toy"})
+    return s.create_rows(
+        "embeddings/toy@none",
+        [f"id{i}" for i in range(n)],
+        {"audio": ((4,), "float16"), "duration": ((), "float32")},
+        chunk_rows=chunk_rows,
+        attrs={"producer": "test", "backbone": "toy"},
+    )
 
 
 def _chunk(w, k, fail_first=False):
@@ -51,8 +73,9 @@ def _chunk(w, k, fail_first=False):
     err = [""] * n
     if fail_first:
         st[0], err[0] = FAILED, "decode error: truncated file"
-    w.write_chunk(k, {"audio": np.arange(lo, hi)[:, None] * np.ones((1, 4)), "duration": np.arange(lo, hi) / 2},
-                  st, err)
+    w.write_chunk(
+        k, {"audio": np.arange(lo, hi)[:, None] * np.ones((1, 4)), "duration": np.arange(lo, hi) / 2}, st, err
+    )
 
 
 def test_row_table_resume_and_failures(tmp_path):
@@ -64,8 +87,12 @@ def test_row_table_resume_and_failures(tmp_path):
     with pytest.raises(SchemaError, match="incomplete \\(2 of 3 chunks missing\\)"):
         s.read_table("embeddings/toy@none")
     # a "new process" reopens the same table and only sees what is left
-    w2 = Store(tmp_path / "s.zarr").create_rows("embeddings/toy@none", [f"id{i}" for i in range(5)],
-                                                {"audio": ((4,), "float16"), "duration": ((), "float32")}, chunk_rows=2)
+    w2 = Store(tmp_path / "s.zarr").create_rows(
+        "embeddings/toy@none",
+        [f"id{i}" for i in range(5)],
+        {"audio": ((4,), "float16"), "duration": ((), "float32")},
+        chunk_rows=2,
+    )
     assert w2.pending_chunks() == [1, 2]
     _chunk(w2, 1, fail_first=True)
     _chunk(w2, 2)
@@ -155,16 +182,23 @@ def test_row_table_warnings_column(tmp_path):
     s = Store(tmp_path / "s.zarr")
     w = s.create_rows("embeddings/x@none", ["a", "b", "c"], {"audio": ((2,), "float32")}, chunk_rows=2)
     assert w.has_warnings
-    w.write_chunk(0, {"audio": np.ones((2, 2))}, [OK, FAILED], ["", "bad file"], warnings=["a.wav: truncated", ""])
+    w.write_chunk(
+        0, {"audio": np.ones((2, 2))}, [OK, FAILED], ["", "bad file"], warnings=["a.wav: truncated", ""]
+    )
     w.write_chunk(1, {"audio": np.ones((1, 2))}, [OK], [""])  # no warnings given: none recorded
     w.finalize()
     t = s.read_table("embeddings/x@none")
-    assert t["warning"].tolist() == ["a.wav: truncated", "", ""] and t["error"].tolist() == ["", "bad file", ""]
+    assert t["warning"].tolist() == ["a.wav: truncated", "", ""] and t["error"].tolist() == [
+        "",
+        "bad file",
+        "",
+    ]
     assert s.warnings() == [("embeddings/x@none", "a", "a.wav: truncated")]
     assert s.failures() == [("embeddings/x@none", "b", "bad file")]
     with pytest.raises(ValueError, match="needs 1 warnings"):
-        s.open_rows("embeddings/x@none", lock=True).write_chunk(1, {"audio": np.ones((1, 2))}, [OK], [""],
-                                                                warnings=["x", "y"])
+        s.open_rows("embeddings/x@none", lock=True).write_chunk(
+            1, {"audio": np.ones((1, 2))}, [OK], [""], warnings=["x", "y"]
+        )
     # a table made before the column: readers and writers do without it
     del s.root["embeddings/x@none"]["warning"]
     w = s.open_rows("embeddings/x@none", lock=True)

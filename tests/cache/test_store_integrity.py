@@ -1,5 +1,6 @@
 """Store integrity: written chunks are always files, a missing one is an error (never zeros), verify
 finds missing/corrupt chunks, half-created tables are recreated, one writer per table."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +10,16 @@ import pytest
 import zarr
 
 from cache.feature_matrix import open_features, read_features
-from cache.store import (EVERY_CHUNK_STORED, FAILED, OK, MissingChunkError, SchemaError, Store, TableLockedError,
-                         read_array)
+from cache.store import (
+    EVERY_CHUNK_STORED,
+    FAILED,
+    OK,
+    MissingChunkError,
+    SchemaError,
+    Store,
+    TableLockedError,
+    read_array,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 G = "embeddings/t@none"
@@ -20,12 +29,18 @@ X = np.arange(30, dtype=np.float32).reshape(10, 3) + 1
 
 def _rows(store: Store, group: str = G, chunk_rows: int = 4, all_failed_chunk: int | None = 1):
     """A complete row table of IDS; chunk ``all_failed_chunk`` has only FAILED rows (all-zero values)."""
-    w = store.create_rows(group, IDS, {"audio": ((3,), "float32"), "n_windows": ((), "int32")}, chunk_rows=chunk_rows)
+    w = store.create_rows(
+        group, IDS, {"audio": ((3,), "float32"), "n_windows": ((), "int32")}, chunk_rows=chunk_rows
+    )
     for k in range(w.n_chunks):
         lo, hi = w.chunk_range(k)
         bad = k == all_failed_chunk
-        w.write_chunk(k, {"audio": np.zeros((hi - lo, 3)) if bad else X[lo:hi], "n_windows": np.ones(hi - lo)},
-                      np.full(hi - lo, FAILED if bad else OK, np.uint8), ["decode failed" if bad else ""] * (hi - lo))
+        w.write_chunk(
+            k,
+            {"audio": np.zeros((hi - lo, 3)) if bad else X[lo:hi], "n_windows": np.ones(hi - lo)},
+            np.full(hi - lo, FAILED if bad else OK, np.uint8),
+            ["decode failed" if bad else ""] * (hi - lo),
+        )
     w.finalize()
     return w
 
@@ -39,10 +54,20 @@ def test_every_chunk_is_a_file_even_all_fill_ones(tmp_path):
     s = Store(tmp_path / "s.zarr")
     _rows(s)
     assert s.attrs(G)[EVERY_CHUNK_STORED] is True
-    for name in ("audio", "n_windows", "error", "status", "ids"):  # chunk 1: zeros, "" errors would be skipped by zarr
+    for name in (
+        "audio",
+        "n_windows",
+        "error",
+        "status",
+        "ids",
+    ):  # chunk 1: zeros, "" errors would be skipped by zarr
         assert all(_chunk(s, G, name, k).is_file() for k in range(3)), name
-    s.write_table("llm/priors/p", IDS, {"prior": np.zeros((10, 23), np.float32), "missing": np.zeros(10, bool)})
-    assert _chunk(s, "llm/priors/p", "missing", 0).is_file() and _chunk(s, "llm/priors/p", "prior", 0).is_file()
+    s.write_table(
+        "llm/priors/p", IDS, {"prior": np.zeros((10, 23), np.float32), "missing": np.zeros(10, bool)}
+    )
+    assert (
+        _chunk(s, "llm/priors/p", "missing", 0).is_file() and _chunk(s, "llm/priors/p", "prior", 0).is_file()
+    )
 
 
 @pytest.mark.parametrize("name", ["audio", "status", "error", "ids", "n_windows"])
@@ -51,7 +76,9 @@ def test_missing_chunk_of_a_row_table_is_an_error_naming_table_array_and_chunk(t
     _rows(s)
     _chunk(s, G, name, 2).unlink()
     r = Store(tmp_path / "s.zarr", mode="r")
-    with pytest.raises(MissingChunkError, match=rf"table '{G}' .*array '{name}': chunk 2 \(rows 8-9\) is missing"):
+    with pytest.raises(
+        MissingChunkError, match=rf"table '{G}' .*array '{name}': chunk 2 \(rows 8-9\) is missing"
+    ):
         r.read_table(G)
     if name in ("audio", "status"):
         with pytest.raises(MissingChunkError, match=f"array '{name}': chunk 2"):
@@ -62,14 +89,19 @@ def test_missing_chunk_of_a_row_table_is_an_error_naming_table_array_and_chunk(t
 
 def test_missing_chunk_of_a_whole_table_is_an_error(tmp_path):
     s = Store(tmp_path / "s.zarr")
-    s.write_table("llm/priors/p", IDS, {"prior": np.ones((10, 23), np.float32), "missing": np.zeros(10, bool)})
+    s.write_table(
+        "llm/priors/p", IDS, {"prior": np.ones((10, 23), np.float32), "missing": np.zeros(10, bool)}
+    )
     _chunk(s, "llm/priors/p", "prior", 0).unlink()
-    with pytest.raises(MissingChunkError, match=r"table 'llm/priors/p' .*array 'prior': chunk 0 .*--overwrite"):
+    with pytest.raises(
+        MissingChunkError, match=r"table 'llm/priors/p' .*array 'prior': chunk 0 .*--overwrite"
+    ):
         s.read_table("llm/priors/p")
 
 
 def test_tables_without_the_mark_still_read_missing_chunks_as_fill(tmp_path):
-    """Tables written before every_chunk_stored: zarr skipped all-fill chunks, so a missing file is no damage."""
+    """Tables written before every_chunk_stored: zarr skipped all-fill chunks, so a missing file is no
+    damage."""
     s = Store(tmp_path / "s.zarr")
     _rows(s)
     g = s.root[G]
@@ -99,9 +131,9 @@ def test_read_array_fast_path_raises_only_for_required_chunks(tmp_path):
 def test_verify_unmarks_missing_and_corrupt_chunks_so_they_are_redone(tmp_path):
     s = Store(tmp_path / "s.zarr")
     _rows(s)
-    _chunk(s, G, "audio", 0).unlink()                                # missing
-    _chunk(s, G, "status", 1).write_bytes(b"\x01")                   # raw chunk of the wrong size
-    _chunk(s, G, "error", 2).write_bytes(b"not zstd at all")         # undecodable compressed chunk
+    _chunk(s, G, "audio", 0).unlink()  # missing
+    _chunk(s, G, "status", 1).write_bytes(b"\x01")  # raw chunk of the wrong size
+    _chunk(s, G, "error", 2).write_bytes(b"not zstd at all")  # undecodable compressed chunk
     w = s.create_rows(G, IDS, {"audio": ((3,), "float32"), "n_windows": ((), "int32")}, chunk_rows=4)
     problems = {k: w.chunk_problems(k) for k in range(3)}
     assert "array 'audio': chunk 0 (rows 0-3) is missing" in problems[0][0]
@@ -151,8 +183,13 @@ sys.stdin.read()
 def test_a_second_writer_of_a_table_is_refused_naming_the_holder(tmp_path):
     path = tmp_path / "s.zarr"
     s = Store(path)
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_TABLE, str(path), G], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_TABLE, str(path), G],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout.readline().strip() == "held"
         msg = rf"table '{G}' in {path} is being written by another process \(pid {proc.pid} on "
@@ -174,11 +211,23 @@ def test_row_writer_holds_the_lock_until_finalize(tmp_path):
     s = Store(path)
     w = s.create_rows(G, IDS, {"audio": ((3,), "float32")}, chunk_rows=10)
     assert s.lock_file(G) == path / ".locks" / "embeddings__t@none.lock"
-    other = subprocess.run([sys.executable, "-c", HOLD_TABLE, str(path), G], cwd=REPO, input="", capture_output=True,
-                           text=True, timeout=60)
+    other = subprocess.run(
+        [sys.executable, "-c", HOLD_TABLE, str(path), G],
+        cwd=REPO,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert other.returncode == 1 and "TableLockedError" in other.stderr
     w.write_chunk(0, {"audio": X}, np.full(10, OK, np.uint8), [""] * 10)
     w.finalize()
-    other = subprocess.run([sys.executable, "-c", HOLD_TABLE, str(path), G], cwd=REPO, input="", capture_output=True,
-                           text=True, timeout=60)
+    other = subprocess.run(
+        [sys.executable, "-c", HOLD_TABLE, str(path), G],
+        cwd=REPO,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert other.returncode == 0, other.stderr

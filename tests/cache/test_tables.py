@@ -1,4 +1,5 @@
 """cache.tables: the one owner of table paths, with each kind's reader and writer."""
+
 import numpy as np
 import pytest
 

@@ -1,8 +1,20 @@
 import numpy as np
 import pytest
 
-from cache.taxonomy import (CLASS_INDEX, CLASS_TOP_INDEX, CLASSES, NUM_CLASSES, TOP_LEVELS, LabelKind,
-                            UnknownClassError, code_to_index, credit_matrix, index_to_code, parse_label, top_of)
+from cache.taxonomy import (
+    CLASS_INDEX,
+    CLASS_TOP_INDEX,
+    CLASSES,
+    NUM_CLASSES,
+    TOP_LEVELS,
+    LabelKind,
+    UnknownClassError,
+    code_to_index,
+    credit_matrix,
+    index_to_code,
+    parse_label,
+    top_of,
+)
 
 
 def test_fixed_order_and_tops():
@@ -14,15 +26,18 @@ def test_fixed_order_and_tops():
     assert top_of("fx-ex") == "fx" and code_to_index(" FX-EX ") == CLASS_INDEX["fx-ex"]
 
 
-@pytest.mark.parametrize("code,idx,kind,top", [
-    ("fx-a", "415", LabelKind.TARGET, "fx"),
-    ("fx", "400", LabelKind.TOP_ONLY, "fx"),
-    ("fx-other", "499", LabelKind.OTHER, "fx"),
-    ("", "400", LabelKind.TOP_ONLY, "fx"),
-    ("", "399", LabelKind.OTHER, "sp"),
-    ("", "100.0", LabelKind.TOP_ONLY, "m"),
-    (None, None, LabelKind.MISSING, None),
-])
+@pytest.mark.parametrize(
+    "code,idx,kind,top",
+    [
+        ("fx-a", "415", LabelKind.TARGET, "fx"),
+        ("fx", "400", LabelKind.TOP_ONLY, "fx"),
+        ("fx-other", "499", LabelKind.OTHER, "fx"),
+        ("", "400", LabelKind.TOP_ONLY, "fx"),
+        ("", "399", LabelKind.OTHER, "sp"),
+        ("", "100.0", LabelKind.TOP_ONLY, "m"),
+        (None, None, LabelKind.MISSING, None),
+    ],
+)
 def test_parse_label_kinds(code, idx, kind, top):
     p = parse_label(code, idx)
     assert p.kind is kind and p.top == top

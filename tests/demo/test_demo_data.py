@@ -1,4 +1,5 @@
 """Demo dataset generator: determinism, real layout, manifests, WAV format, metadata rules, label noise."""
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,18 @@ from demo.data import CLEAN, EVAL, NOISY, DemoConfig, generate_demo, plan
 from demo.text import CONFUSABLE, VOCAB_EN, VOCAB_FOREIGN
 
 SCALE, MAX_DUR = 0.12, 1.0  # small and short: the whole module runs in a few seconds
-LABELLED = ["sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license", "title", "tags",
-            "description"]
+LABELLED = [
+    "sound_id",
+    "class",
+    "class_idx",
+    "class_top",
+    "confidence",
+    "uploader",
+    "license",
+    "title",
+    "tags",
+    "description",
+]
 BST = ["class_idx", "class_key", "class_key_long", "top_level", "second_level", "description", "examples"]
 
 
@@ -39,8 +50,11 @@ def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
 
 
 def _tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and p.name != "demo_config.json"}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "demo_config.json"
+    }
 
 
 def test_same_seed_gives_identical_bytes_and_other_seed_differs(demo, tmp_path):
@@ -64,11 +78,15 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(demo, tmp_path):
 def test_layout_and_columns_match_the_real_datasets(demo):
     out, res = demo
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [CLEAN, NOISY, EVAL, f"{EVAL}-truth.csv", f"{NOISY}-truth.csv", "README.txt", "demo_config.json"])
+        [CLEAN, NOISY, EVAL, f"{EVAL}-truth.csv", f"{NOISY}-truth.csv", "README.txt", "demo_config.json"]
+    )
     for name in (CLEAN, NOISY, EVAL):
         root = out / name
         assert sorted(p.name for p in root.iterdir()) == ["audio", "features", "metadata"]
-        assert sorted(p.name for p in (root / "features").iterdir()) == ["clap_audio_embeddings", "clap_text_embeddings"]
+        assert sorted(p.name for p in (root / "features").iterdir()) == [
+            "clap_audio_embeddings",
+            "clap_text_embeddings",
+        ]
         meta = sorted(p.name for p in (root / "metadata").iterdir())
         header, rows = _rows(root / "metadata" / f"{name}_metadata.csv")
         id_col = "anonymous_id" if name == EVAL else "sound_id"
@@ -118,8 +136,14 @@ def test_manifests_load_with_expected_counts(demo):
     assert np.isnan(noisy.confidence).all()
     assert d[NOISY]["rows"] >= 1.6 * d[CLEAN]["rows"]
     assert not ev.labelled and (ev.labels == -1).all() and len(ev) == d[EVAL]["rows"]
-    assert min(np.bincount([CLASSES.index(r["class"]) for r in _rows(out / f"{EVAL}-truth.csv")[1]],
-                           minlength=23)) >= 1
+    assert (
+        min(
+            np.bincount(
+                [CLASSES.index(r["class"]) for r in _rows(out / f"{EVAL}-truth.csv")[1]], minlength=23
+            )
+        )
+        >= 1
+    )
     # the shared ids: same audio bytes and metadata in both sets
     shared = res["shared_ids"]
     assert len(shared) == round(10 * SCALE)
@@ -128,8 +152,12 @@ def test_manifests_load_with_expected_counts(demo):
     crow = {r["sound_id"]: r for r in _rows(out / CLEAN / "metadata" / f"{CLEAN}_metadata.csv")[1]}
     nrow = {r["sound_id"]: r for r in _rows(out / NOISY / "metadata" / f"{NOISY}_metadata.csv")[1]}
     for i in shared:
-        assert (out / CLEAN / "audio" / f"{i}.wav").read_bytes() == (out / NOISY / "audio" / f"{i}.wav").read_bytes()
-        assert [crow[i][k] for k in ("title", "tags", "description")] == [nrow[i][k] for k in ("title", "tags", "description")]
+        assert (out / CLEAN / "audio" / f"{i}.wav").read_bytes() == (
+            out / NOISY / "audio" / f"{i}.wav"
+        ).read_bytes()
+        assert [crow[i][k] for k in ("title", "tags", "description")] == [
+            nrow[i][k] for k in ("title", "tags", "description")
+        ]
     descr = load_class_descriptions(out / CLEAN)
     assert sorted(descr) == sorted(CLASSES) and all(v.description and v.examples for v in descr.values())
 
@@ -193,8 +221,11 @@ def test_metadata_is_informative_for_most_clips_and_misleading_for_some(demo):
     out, _ = demo
     truth = {r["id"]: r["class"] for r in _rows(out / f"{NOISY}-truth.csv")[1]}
     truth.update({r["id"]: r["class"] for r in _rows(out / f"{EVAL}-truth.csv")[1]})
-    rows = [(r.get("sound_id") or r["anonymous_id"], r) for n in (NOISY, EVAL)
-            for r in _rows(out / n / "metadata" / f"{n}_metadata.csv")[1]]
+    rows = [
+        (r.get("sound_id") or r["anonymous_id"], r)
+        for n in (NOISY, EVAL)
+        for r in _rows(out / n / "metadata" / f"{n}_metadata.csv")[1]
+    ]
     kw = {c: _keywords(c) for c in CLASSES}
     own = other_only = html = foreign = 0
     for cid, r in rows:
@@ -203,7 +234,9 @@ def test_metadata_is_informative_for_most_clips_and_misleading_for_some(demo):
         has_other = any(p.search(text) for c in CLASSES if c != truth[cid] for p in kw[c])
         own += has_own
         other_only += has_other and not has_own
-        html += ("<a href" in r["description"]) or ("<b>" in r["description"]) or ("&amp;" in r["description"])
+        html += (
+            ("<a href" in r["description"]) or ("<b>" in r["description"]) or ("&amp;" in r["description"])
+        )
         foreign += bool(re.search(r"grabado|aufgenommen|enregistré|[äöüéíóñ]", text))
     n = len(rows)
     assert 0.55 <= own / n <= 0.75, own / n  # informative clips (~60%) plus a few chance hits
@@ -219,8 +252,12 @@ def test_noisy_label_fraction_and_plausible_confusions(demo):
     wrong = [r for r in targets if r["class"] != truth[r["sound_id"]]]
     assert abs(len(wrong) / len(targets) - 0.4) <= 0.02
     assert len(wrong) == res["datasets"][NOISY]["wrong_labels"]
-    plausible = [r for r in wrong if top_of(r["class"]) == top_of(truth[r["sound_id"]])
-                 or r["class"] in CONFUSABLE[truth[r["sound_id"]]]]
+    plausible = [
+        r
+        for r in wrong
+        if top_of(r["class"]) == top_of(truth[r["sound_id"]])
+        or r["class"] in CONFUSABLE[truth[r["sound_id"]]]
+    ]
     assert len(plausible) >= 0.85 * len(wrong)
     sibling = [r for r in wrong if top_of(r["class"]) == top_of(truth[r["sound_id"]])]
     assert len(sibling) >= 0.4 * len(wrong)
@@ -235,7 +272,9 @@ def test_shipped_feature_stand_ins_are_deterministic_functions_of_the_clip():
     x = np.sin(np.arange(44100, dtype=np.float32) * 0.05) * 0.3
     a1, a2 = demo_data.audio_embedding(x, rng(), 0.1), demo_data.audio_embedding(x, rng(), 0.1)
     assert np.array_equal(a1, a2) and a1.shape == (512,) and a1.dtype == np.float32
-    b = demo_data.audio_embedding(np.random.default_rng(0).standard_normal(44100).astype(np.float32) * 0.3, rng(), 0.1)
+    b = demo_data.audio_embedding(
+        np.random.default_rng(0).standard_normal(44100).astype(np.float32) * 0.3, rng(), 0.1
+    )
     assert np.linalg.norm(a1 - b) > 5 * 0.1 * np.sqrt(512)  # differs by much more than the noise
     t1 = demo_data.text_embedding("dog bark, birdsong", rng(), 0.0)
     t2 = demo_data.text_embedding("Dog  BARK birdsong", rng(), 0.0)  # same bag of words
@@ -287,8 +326,10 @@ def test_config_from_toml_and_validation(tmp_path):
         DemoConfig.from_toml(p)
 
 
-@pytest.mark.parametrize("item,message", [("scale=abc", "scale: expected a number"), ("bogus=1", "unknown key 'bogus'"),
-                                          ("scale", "KEY=VALUE")])
+@pytest.mark.parametrize(
+    "item,message",
+    [("scale=abc", "scale: expected a number"), ("bogus=1", "unknown key 'bogus'"), ("scale", "KEY=VALUE")],
+)
 def test_cli_set_values_are_checked(tmp_path, capsys, item, message):
     from demo.data import main
 
@@ -299,11 +340,32 @@ def test_cli_set_values_are_checked(tmp_path, capsys, item, message):
 def test_module_entry_point(tmp_path):
     """``python -m demo`` runs the generator (PYTHONPATH: the checkout, whatever is installed)."""
     root = Path(__file__).resolve().parents[2]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+    }
     out = tmp_path / "d"
-    r = subprocess.run([sys.executable, "-m", "demo", "--out", str(out), "--seed", "3", "--scale", "0.04",
-                        "--max-duration", "0.3", "--no-progress"], capture_output=True, text=True, timeout=300,
-                       env=env, cwd=tmp_path)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "demo",
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--scale",
+            "0.04",
+            "--max-duration",
+            "0.3",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     assert f"{CLEAN}: " in r.stdout
     assert load_manifest(out / CLEAN).labelled and "`python -m demo`" in (out / "README.txt").read_text()

@@ -5,11 +5,13 @@ and the shipped ``features/clap_{audio,text}_embeddings/<id>.npy``; each clip is
 ``id`` and either ``seconds`` (a deterministic tone + noise, 44.1 kHz 16-bit unless ``rate`` /
 ``channels`` say otherwise) or ``bad`` = "empty" | "corrupt" | "nan" | "zero" | "missing".
 """
+
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -40,8 +42,16 @@ def write_audio_dataset(root: Path, clips: Sequence[dict[str, Any]], *, shipped:
         cid = str(c["id"])
         code = c.get("code", CODES[i % len(CODES)])
         desc = c.get("description", f"<b>Recorded</b> at place {i}. https://example.org/{i}")
-        rows.append(labelled_row(cid, code, uploader="u", title=c.get("title", f"Clip {cid}"),
-                                 tags=c.get("tags", f"tag{i},field-recording"), description=desc))
+        rows.append(
+            labelled_row(
+                cid,
+                code,
+                uploader="u",
+                title=c.get("title", f"Clip {cid}"),
+                tags=c.get("tags", f"tag{i},field-recording"),
+                description=desc,
+            )
+        )
         path = root / "audio" / f"{cid}.wav"
         bad = c.get("bad")
         rate = int(c.get("rate", 44100))
@@ -58,12 +68,22 @@ def write_audio_dataset(root: Path, clips: Sequence[dict[str, Any]], *, shipped:
         elif bad == "missing":
             pass
         else:
-            sf.write(path, signal(cid, float(c["seconds"]), rate, int(c.get("channels", 1))), rate,
-                     subtype=c.get("subtype", "PCM_16"))
+            sf.write(
+                path,
+                signal(cid, float(c["seconds"]), rate, int(c.get("channels", 1))),
+                rate,
+                subtype=c.get("subtype", "PCM_16"),
+            )
         if shipped and c.get("shipped", True):
             rng = np.random.default_rng(zlib.crc32(cid.encode()) + 7)
-            np.save(root / "features/clap_audio_embeddings" / f"{cid}.npy", rng.standard_normal(512).astype(np.float32))
-            np.save(root / "features/clap_text_embeddings" / f"{cid}.npy", rng.standard_normal(512).astype(np.float32))
+            np.save(
+                root / "features/clap_audio_embeddings" / f"{cid}.npy",
+                rng.standard_normal(512).astype(np.float32),
+            )
+            np.save(
+                root / "features/clap_text_embeddings" / f"{cid}.npy",
+                rng.standard_normal(512).astype(np.float32),
+            )
     write_metadata(root, rows, "TINY")
     return root
 
@@ -111,8 +131,13 @@ def mixed_dataset(tmp_path_factory) -> Path:
 
 #: vocabulary size of the tiny RoBERTa-format tokenizer below (tests pass it as expected_vocab)
 TINY_ROBERTA_VOCAB = 300
-_SENTENCES = ["a dog barks loudly in the park", "rain falls on a tin roof", "the engine of a car idles",
-              "birds sing at dawn near the river", "footsteps on gravel and a door slams"]
+_SENTENCES = [
+    "a dog barks loudly in the park",
+    "rain falls on a tin roof",
+    "the engine of a car idles",
+    "birds sing at dawn near the river",
+    "footsteps on gravel and a door slams",
+]
 
 
 @pytest.fixture(scope="session")
@@ -125,8 +150,12 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     from tokenizers import ByteLevelBPETokenizer
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_SENTENCES, vocab_size=TINY_ROBERTA_VOCAB, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        _SENTENCES,
+        vocab_size=TINY_ROBERTA_VOCAB,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
     folder = tmp_path_factory.mktemp("roberta_tok")
     bpe.save_model(str(folder))
     assert len(bpe.get_vocab()) == TINY_ROBERTA_VOCAB

@@ -1,4 +1,5 @@
 """load_audio: decode, downmix, resampling, and every kind of unusable file."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,15 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from extract.audio import (LOUD_FLOAT_PEAK, AudioDecodeError, decode, duration_seconds, load_audio,
-                          load_audio_checked, resampler)
+from extract.audio import (
+    LOUD_FLOAT_PEAK,
+    AudioDecodeError,
+    decode,
+    duration_seconds,
+    load_audio,
+    load_audio_checked,
+    resampler,
+)
 
 
 def _tone(freq: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:
@@ -35,8 +43,16 @@ def test_pcm16_is_scaled_to_unit_range(tmp_path):
     np.testing.assert_array_equal(load_audio(p, 8000).numpy(), x[:, 0])
 
 
-@pytest.mark.parametrize("fmt,subtype,channels", [("WAV", "PCM_16", 1), ("WAV", "PCM_24", 2), ("WAV", "PCM_U8", 1),
-                                                   ("FLAC", "PCM_16", 2), ("FLAC", "PCM_24", 1)])
+@pytest.mark.parametrize(
+    "fmt,subtype,channels",
+    [
+        ("WAV", "PCM_16", 1),
+        ("WAV", "PCM_24", 2),
+        ("WAV", "PCM_U8", 1),
+        ("FLAC", "PCM_16", 2),
+        ("FLAC", "PCM_24", 1),
+    ],
+)
 def test_integer_pcm_read_as_integers_equals_libsndfile_float_decoding(tmp_path, fmt, subtype, channels):
     rng = np.random.default_rng(0)
     x = np.clip(0.3 * rng.standard_normal((4000, channels)), -1, 1).astype(np.float32)
@@ -72,14 +88,17 @@ def test_float_samples_beyond_unit_range_are_clipped(tmp_path):
     assert load_audio(p, 16000).tolist() == [1.0, -1.0, 0.25]
 
 
-@pytest.mark.parametrize("kind,reason", [
-    ("empty", "empty file"),
-    ("corrupt", "corrupt or unreadable"),
-    ("zero", "zero-length"),
-    ("nan", "non-finite"),
-    ("inf", "non-finite"),
-    ("missing", "file not found"),
-])
+@pytest.mark.parametrize(
+    "kind,reason",
+    [
+        ("empty", "empty file"),
+        ("corrupt", "corrupt or unreadable"),
+        ("zero", "zero-length"),
+        ("nan", "non-finite"),
+        ("inf", "non-finite"),
+        ("missing", "file not found"),
+    ],
+)
 def test_unusable_files_raise_naming_file_and_reason(tmp_path, kind, reason):
     p = tmp_path / f"{kind}.wav"
     if kind == "empty":
@@ -108,7 +127,7 @@ def test_duration_from_header(tmp_path):
 def _cut(path, keep: float) -> None:
     """Keep the first ``keep`` fraction of the file's bytes (its header still declares every frame)."""
     data = path.read_bytes()
-    path.write_bytes(data[:int(len(data) * keep)])
+    path.write_bytes(data[: int(len(data) * keep)])
 
 
 @pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT", "PCM_24"])
@@ -137,7 +156,9 @@ def test_float_samples_far_beyond_unit_range_are_clipped_with_a_warning(tmp_path
     sf.write(p, np.array([[1000.0], [-2.0], [0.25]] * 20, dtype=np.float32), 16000, subtype="FLOAT")
     wave, warning = load_audio_checked(p, 16000)
     assert wave[:3].tolist() == [1.0, -1.0, 0.25]
-    assert warning == f"{p}: float samples up to 1000 in magnitude (beyond ±4: wrong scale?); clipped to [-1, 1]"
+    assert (
+        warning == f"{p}: float samples up to 1000 in magnitude (beyond ±4: wrong scale?); clipped to [-1, 1]"
+    )
     assert LOUD_FLOAT_PEAK == 4.0
 
 

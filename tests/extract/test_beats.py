@@ -1,4 +1,5 @@
 """BEATs backbone: official key layout, release file format, front-end facts, masking, gradients."""
+
 from __future__ import annotations
 
 import json
@@ -9,22 +10,41 @@ import pytest
 import torch
 
 from extract.backbones import BackboneConfig, build_backbone
-from extract.backbones.beats import (BEATS_ITER3_PLUS_AS2M_CFG, FBANK_MEAN, FBANK_STD, UNUSED_KEYS, BEATsArch,
-                                     BEATsModel, WeightNormConv1d, relative_position_buckets)
+from extract.backbones.beats import (
+    BEATS_ITER3_PLUS_AS2M_CFG,
+    FBANK_MEAN,
+    FBANK_STD,
+    UNUSED_KEYS,
+    BEATsArch,
+    BEATsModel,
+    WeightNormConv1d,
+    relative_position_buckets,
+)
 from extract.checkpoints import CheckpointError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "beats_iter3_plus_AS2M_keys.json"
-TINY_CFG = dict(BEATS_ITER3_PLUS_AS2M_CFG, embed_dim=16, encoder_embed_dim=24, encoder_ffn_embed_dim=32,
-                encoder_attention_heads=3, encoder_layers=2, conv_pos=16, conv_pos_groups=4, num_buckets=32,
-                max_distance=64, predictor_class=5)
+TINY_CFG = dict(
+    BEATS_ITER3_PLUS_AS2M_CFG,
+    embed_dim=16,
+    encoder_embed_dim=24,
+    encoder_ffn_embed_dim=32,
+    encoder_attention_heads=3,
+    encoder_layers=2,
+    conv_pos=16,
+    conv_pos_groups=4,
+    num_buckets=32,
+    max_distance=64,
+    predictor_class=5,
+)
 LOG_EPS = math.log(torch.finfo(torch.float32).eps)  # Kaldi fbank floors energies at float eps
 
 
 pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
-def write_release_file(path: Path, cfg: dict, seed: int = 0, finetuned: bool = False, extra: dict | None = None,
-                       drop: tuple = ()) -> Path:
+def write_release_file(
+    path: Path, cfg: dict, seed: int = 0, finetuned: bool = False, extra: dict | None = None, drop: tuple = ()
+) -> Path:
     """A random state dict in the official file layout: {'cfg', 'model'}; fine-tuned releases add the
     AudioSet head ``predictor.*`` to 'model' and a 'label_dict'."""
     torch.manual_seed(seed)
@@ -59,7 +79,8 @@ def test_full_size_model_matches_official_key_layout():
     assert ours == fixture["encoder_keys"]
     assert sum(math.prod(s) for s in ours.values()) > 90_000_000  # the ~90M-parameter base model
     assert "predictor.weight" not in ours  # BEATs_iter3_plus_AS2M.pt is the self-supervised model: no head
-    assert set(UNUSED_KEYS) == set(fixture["unused_keys_finetuned_releases"])  # allow-list = the fine-tuned head
+    # allow-list = the fine-tuned head
+    assert set(UNUSED_KEYS) == set(fixture["unused_keys_finetuned_releases"])
 
 
 def test_relative_position_buckets_hand_computed():
@@ -94,7 +115,10 @@ def test_release_file_loads_and_embeds(tiny_file: Path):
     saved = torch.load(tiny_file, weights_only=True)["model"]
     torch.testing.assert_close(bb.model.encoder.pos_conv[0].weight_v, saved["encoder.pos_conv.0.weight_v"])
     # one relative-position table shared by all layers, loaded from the file
-    assert bb.model.encoder.layers[1].self_attn.relative_attention_bias is bb.model.encoder.layers[0].self_attn.relative_attention_bias
+    assert (
+        bb.model.encoder.layers[1].self_attn.relative_attention_bias
+        is bb.model.encoder.layers[0].self_attn.relative_attention_bias
+    )
     torch.manual_seed(1)
     waves = torch.randn(3, 16000) * 0.1  # 1 s: 98 frames -> 6 x 8 patches
     with torch.inference_mode():
@@ -139,15 +163,35 @@ def test_unexpected_and_missing_keys_are_named(tmp_path: Path):
         build_backbone(BackboneConfig("beats", random_init=True, overrides={"layers": 2}))
     with pytest.raises(CheckpointError, match="max_distance"):
         build_backbone(BackboneConfig("beats", checkpoint=extra, overrides={"max_distance": 100}))
-    bb = build_backbone(BackboneConfig("beats", checkpoint=extra, allow_unexpected=("encoder.extra_*",),
-                                       overrides={"dropout": 0.2}))
+    bb = build_backbone(
+        BackboneConfig(
+            "beats", checkpoint=extra, allow_unexpected=("encoder.extra_*",), overrides={"dropout": 0.2}
+        )
+    )
     assert bb.arch.dropout == 0.2 and bb.provenance()["cfg"]["dropout"] == 0.2
 
 
 def test_frontend_frames_and_normalisation_constants():
-    bb = build_backbone(BackboneConfig("beats", random_init=True, overrides={k: TINY_CFG[k] for k in (
-        "embed_dim", "encoder_embed_dim", "encoder_ffn_embed_dim", "encoder_attention_heads", "encoder_layers",
-        "conv_pos", "conv_pos_groups", "num_buckets", "max_distance")}))
+    bb = build_backbone(
+        BackboneConfig(
+            "beats",
+            random_init=True,
+            overrides={
+                k: TINY_CFG[k]
+                for k in (
+                    "embed_dim",
+                    "encoder_embed_dim",
+                    "encoder_ffn_embed_dim",
+                    "encoder_attention_heads",
+                    "encoder_layers",
+                    "conv_pos",
+                    "conv_pos_groups",
+                    "num_buckets",
+                    "max_distance",
+                )
+            },
+        )
+    )
     assert bb.provenance()["random_init"] and bb.spec.variant == "BEATs_iter3_plus_AS2M"
     # a constant signal has no energy after Kaldi's per-frame DC removal: every bin is log(eps), normalised
     feats = bb.features(torch.full((2, 160000), 0.25))
@@ -175,12 +219,14 @@ def test_masking_full_lengths_changes_nothing_and_hides_padding(tiny_file: Path)
         tokens, real = bb.embed_frames(waves, lengths)
         # content beyond the last real patch column's frames cannot reach the masked embedding
         noisy = waves.clone()
-        noisy[:, real_len + 240:] = torch.randn(2, n - real_len - 240)
+        noisy[:, real_len + 240 :] = torch.randn(2, n - real_len - 240)
         masked_noisy = bb.embed_windows(noisy, lengths)
         plain_noisy = bb.embed_windows(noisy)
         # a window alone and inside a batch with a full-length neighbour: same embedding
         alone = bb.embed_windows(waves[:1], lengths[:1])
-        batched = bb.embed_windows(torch.cat([waves[:1], torch.randn(1, n) * 0.1]), torch.tensor([real_len, n]))
+        batched = bb.embed_windows(
+            torch.cat([waves[:1], torch.randn(1, n) * 0.1]), torch.tensor([real_len, n])
+        )
     torch.testing.assert_close(batched[:1], alone, rtol=1e-5, atol=1e-5)
     assert real.shape == (2, 12 * 8) and real.sum(1).tolist() == [6 * 8, 6 * 8]
     torch.testing.assert_close(masked, (tokens * real[..., None]).sum(1) / real.sum(1, keepdim=True))

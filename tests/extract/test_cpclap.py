@@ -1,4 +1,5 @@
 """CP-CLAP backbone and the RoBERTa tokenizer-folder loader."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,9 @@ from extract.tokenizers import TokenizerError, load_roberta_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY_VOCAB = 300  # the size of conftest's tokenizer_dir
-TINY_TEXT = dict(vocab_size=TINY_VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                 intermediate_size=64)
+TINY_TEXT = dict(
+    vocab_size=TINY_VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+)
 TINY = {"depth": 1, "window_seconds": 1.0, "text_config": TINY_TEXT, "expected_vocab": TINY_VOCAB}
 
 
@@ -24,17 +26,27 @@ TINY = {"depth": 1, "window_seconds": 1.0, "text_config": TINY_TEXT, "expected_v
 def tiny(tokenizer_dir, tmp_path_factory) -> tuple[CPCLAPBackbone, Path]:
     """A random tiny CP-CLAP and its weights saved as a compiled-model Lightning checkpoint."""
     torch.manual_seed(0)
-    model = build_backbone(BackboneConfig("cpclap", tokenizer=tokenizer_dir, random_init=True, overrides=TINY))
+    model = build_backbone(
+        BackboneConfig("cpclap", tokenizer=tokenizer_dir, random_init=True, overrides=TINY)
+    )
     state = {}
     for key, value in model.layout.state_dict().items():  # the names torch.compile gives
         for compiled in ("text_embedding_model.", "audio_embedding_model.model.model."):
             if key.startswith(compiled):
-                key = compiled + "_orig_mod." + key[len(compiled):]
+                key = compiled + "_orig_mod." + key[len(compiled) :]
         state[key] = value
     state["text_embedding_model._orig_mod.embeddings.position_ids"] = torch.arange(514)[None]
     path = tmp_path_factory.mktemp("cpclap") / "passt_roberta.ckpt"
-    torch.save({"epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.5.0", "state_dict": state,
-                "hyper_parameters": {"s_patchout_t": 15, "s_patchout_f": 2, "roberta_base": False}}, path)
+    torch.save(
+        {
+            "epoch": 3,
+            "global_step": 120,
+            "pytorch-lightning_version": "2.5.0",
+            "state_dict": state,
+            "hyper_parameters": {"s_patchout_t": 15, "s_patchout_f": 2, "roberta_base": False},
+        },
+        path,
+    )
     return model, path
 
 
@@ -43,6 +55,7 @@ def waves(n: int, samples: int, seed: int = 0) -> torch.Tensor:
 
 
 # --- tokenizer folder --------------------------------------------------------------------------
+
 
 def test_tokenizer_loads_through_from_pretrained_and_checks_size(tokenizer_dir):
     tok = load_roberta_tokenizer(tokenizer_dir, expected_vocab=TINY_VOCAB)
@@ -69,6 +82,7 @@ def test_tokenizer_folder_errors_are_clear(tmp_path):
 
 # --- structure and loading ---------------------------------------------------------------------
 
+
 def test_full_size_structure_matches_official_checkpoint_keys():
     layout = build_retrieval_layout(empty=True)
     state = layout.state_dict()
@@ -81,7 +95,13 @@ def test_release_format_checkpoint_loads_and_embeds(tiny, tokenizer_dir):
     original, path = tiny
     model = build_backbone(BackboneConfig("cpclap", checkpoint=path, tokenizer=tokenizer_dir, overrides=TINY))
     s = model.spec
-    assert (s.name, s.sample_rate, s.audio_dim, s.text_dim, s.padding) == ("cpclap", 32000, 1024, 1024, "zero")
+    assert (s.name, s.sample_rate, s.audio_dim, s.text_dim, s.padding) == (
+        "cpclap",
+        32000,
+        1024,
+        1024,
+        "zero",
+    )
     x = waves(2, s.window_samples)
     texts = ["A dog barks!", "Rain falls on a tin roof."]
     with torch.inference_mode():
@@ -116,11 +136,16 @@ def test_needs_checkpoint_and_matching_tokenizer(tokenizer_dir):
     with pytest.raises(TokenizerError, match="--tokenizer"):
         CPCLAPBackbone(None, None, random_init=True, overrides=TINY)
     with pytest.raises(ValueError, match="tokenizer has 300 tokens but the text tower 310"):
-        CPCLAPBackbone(None, tokenizer_dir, random_init=True,
-                       overrides={**TINY, "text_config": {**TINY_TEXT, "vocab_size": 310}})
+        CPCLAPBackbone(
+            None,
+            tokenizer_dir,
+            random_init=True,
+            overrides={**TINY, "text_config": {**TINY_TEXT, "vocab_size": 310}},
+        )
 
 
 # --- embeddings ----------------------------------------------------------------------------------
+
 
 def test_text_embedding_is_projected_first_token_before_normalisation(tiny):
     model, _ = tiny
@@ -154,18 +179,24 @@ def test_audio_embedding_is_projected_passt_features(tiny):
 
 def test_embeddings_are_differentiable(tokenizer_dir):
     torch.manual_seed(1)
-    model = CPCLAPBackbone(None, tokenizer_dir, random_init=True,
-                           overrides={**TINY, "s_patchout_t": 1, "s_patchout_f": 1}).train()
+    model = CPCLAPBackbone(
+        None, tokenizer_dir, random_init=True, overrides={**TINY, "s_patchout_t": 1, "s_patchout_f": 1}
+    ).train()
     loss = model.embed_windows(waves(2, model.spec.window_samples, seed=2)).pow(2).mean()
     loss = loss + model.embed_text(["a dog barks", "rain"]).pow(2).mean()
     loss.backward()
     layout = model.layout
-    for p in (layout.audio_projection.weight, model.passt.blocks[0].attn.qkv.weight, layout.text_projection.weight,
-              layout.text_embedding_model.encoder.layer[0].attention.self.query.weight):
+    for p in (
+        layout.audio_projection.weight,
+        model.passt.blocks[0].attn.qkv.weight,
+        layout.text_projection.weight,
+        layout.text_embedding_model.encoder.layer[0].attention.self.query.weight,
+    ):
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0
 
 
 # --- reference-parity defaults (docs/parity.md) -------------------------------------------------
+
 
 def test_patchout_and_mel_augmentation_defaults_follow_the_reference(tiny, tokenizer_dir):
     model, _ = tiny
@@ -185,7 +216,9 @@ def test_patchout_and_mel_augmentation_defaults_follow_the_reference(tiny, token
             model.eval()
         torch.testing.assert_close(model.spectrogram(x), evaluated, rtol=0, atol=0)  # no jitter in eval mode
     assert any(not torch.equal(j, evaluated) for j in jittered)
-    off = CPCLAPBackbone(None, tokenizer_dir, random_init=True, overrides={**TINY, "mel_augment": False}).train()
+    off = CPCLAPBackbone(
+        None, tokenizer_dir, random_init=True, overrides={**TINY, "mel_augment": False}
+    ).train()
     assert not off.layout.audio_embedding_model.model.mel.training
 
 

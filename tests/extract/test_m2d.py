@@ -1,4 +1,6 @@
-"""M2D backbone: official key layout, weight-folder naming, release file format, front-end, masking, gradients."""
+"""M2D backbone: official key layout, weight-folder naming, release file format, front-end, masking,
+gradients."""
+
 from __future__ import annotations
 
 import fnmatch
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 from extract.backbones import BackboneConfig, build_backbone
-from extract.backbones.m2d import (DEFAULT_FOLDER, EVAR_PREFIX, UNUSED_KEY_PATTERNS, M2DEncoder, arch_from_name)
+from extract.backbones.m2d import DEFAULT_FOLDER, EVAR_PREFIX, UNUSED_KEY_PATTERNS, M2DEncoder, arch_from_name
 from extract.checkpoints import CheckpointError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "m2d_clap_vit_base_80x1001p16x16_keys.json"
@@ -22,9 +24,17 @@ LOG_EPS = math.log(torch.finfo(torch.float32).eps)
 pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
-def write_weights(folder: Path, *, evar: bool = True, seed: int = 0, extra: dict | None = None, drop: tuple = (),
-                  norm_stats=NORM_STATS) -> Path:
-    """A random tiny state dict in the released layout: EVAR prefix, norm_stats, CLAP projections, EVAR head."""
+def write_weights(
+    folder: Path,
+    *,
+    evar: bool = True,
+    seed: int = 0,
+    extra: dict | None = None,
+    drop: tuple = (),
+    norm_stats=NORM_STATS,
+) -> Path:
+    """A random tiny state dict in the released layout: EVAR prefix, norm_stats, CLAP projections, EVAR
+    head."""
     torch.manual_seed(seed)
     arch = arch_from_name(folder.name)
     from dataclasses import replace
@@ -33,16 +43,28 @@ def write_weights(folder: Path, *, evar: bool = True, seed: int = 0, extra: dict
     state = {k: torch.randn_like(v) * 0.05 for k, v in enc.state_dict().items()}
     state["norm_stats"] = torch.tensor(norm_stats)
     d = TINY["embed_dim"]
-    state.update({"audio_proj.0.weight": torch.randn(d, d), "audio_proj.0.bias": torch.zeros(d),
-                  "audio_proj.2.weight": torch.randn(d, d), "audio_proj.2.bias": torch.zeros(d)})
+    state.update(
+        {
+            "audio_proj.0.weight": torch.randn(d, d),
+            "audio_proj.0.bias": torch.zeros(d),
+            "audio_proj.2.weight": torch.randn(d, d),
+            "audio_proj.2.bias": torch.zeros(d),
+        }
+    )
     for k in drop:
         state.pop(k)
     prefix = EVAR_PREFIX if evar else ""
     state = {prefix + k: v for k, v in state.items()}
     if evar:
-        state.update({"module.head.norm.running_mean": torch.zeros(d), "module.head.norm.running_var": torch.ones(d),
-                      "module.head.norm.num_batches_tracked": torch.tensor(7),
-                      "module.head.mlp.mlp.0.weight": torch.randn(527, d), "module.head.mlp.mlp.0.bias": torch.zeros(527)})
+        state.update(
+            {
+                "module.head.norm.running_mean": torch.zeros(d),
+                "module.head.norm.running_var": torch.ones(d),
+                "module.head.norm.num_batches_tracked": torch.tensor(7),
+                "module.head.mlp.mlp.0.weight": torch.randn(527, d),
+                "module.head.mlp.mlp.0.bias": torch.zeros(527),
+            }
+        )
     state.update(extra or {})
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "weights_ep1it1-0.00000.pth"
@@ -59,8 +81,17 @@ def test_full_size_model_matches_official_key_layout():
     fixture = json.loads(FIXTURE.read_text())
     arch = arch_from_name(Path(fixture["checkpoint"]).parent.name)
     a = fixture["architecture"]
-    assert (list(arch.input_size), list(arch.patch_size), list(arch.grid)) == (a["input_size"], a["patch_size"], a["grid"])
-    assert (arch.embed_dim, arch.depth, arch.num_heads, arch.audio_dim) == (a["embed_dim"], a["depth"], a["num_heads"], a["audio_dim"])
+    assert (list(arch.input_size), list(arch.patch_size), list(arch.grid)) == (
+        a["input_size"],
+        a["patch_size"],
+        a["grid"],
+    )
+    assert (arch.embed_dim, arch.depth, arch.num_heads, arch.audio_dim) == (
+        a["embed_dim"],
+        a["depth"],
+        a["num_heads"],
+        a["audio_dim"],
+    )
     with torch.device("meta"):
         enc = M2DEncoder(arch)
     ours = {k: list(v.shape) for k, v in enc.state_dict().items()}
@@ -74,7 +105,13 @@ def test_full_size_model_matches_official_key_layout():
 
 def test_architecture_from_folder_name():
     a = arch_from_name("m2d_vit_base-80x608p16x16-221006-mr7")
-    assert (a.input_size, a.patch_size, a.rate, a.grid, a.audio_dim) == ((80, 608), (16, 16), "16k", (5, 38), 3840)
+    assert (a.input_size, a.patch_size, a.rate, a.grid, a.audio_dim) == (
+        (80, 608),
+        (16, 16),
+        "16k",
+        (5, 38),
+        3840,
+    )
     big = arch_from_name("m2d_as_vit_large-80x1001p16x16p16k-240213")
     assert (big.embed_dim, big.depth, big.num_heads, big.audio_dim) == (1024, 24, 16, 5120)
     with pytest.raises(CheckpointError, match="folder name 'weights'"):
@@ -85,14 +122,28 @@ def test_architecture_from_folder_name():
 
 def test_release_file_loads_and_embeds(tiny_file: Path):
     bb = build_backbone(BackboneConfig("m2d", checkpoint=tiny_file, overrides=TINY)).eval()
-    assert (bb.spec.sample_rate, bb.spec.audio_dim, bb.spec.padding, bb.spec.window_samples) == (16000, 5 * 32, "zero", 160000)
+    assert (bb.spec.sample_rate, bb.spec.audio_dim, bb.spec.padding, bb.spec.window_samples) == (
+        16000,
+        5 * 32,
+        "zero",
+        160000,
+    )
     assert bb.spec.variant == DEFAULT_FOLDER
     prov = bb.provenance()
     assert prov["norm_stats"] == pytest.approx(NORM_STATS) and len(prov["checkpoint_sha256"]) == 64
     assert sorted(prov["ignored_keys"]) == sorted(
-        ["audio_proj.0.weight", "audio_proj.0.bias", "audio_proj.2.weight", "audio_proj.2.bias",
-         "module.head.norm.running_mean", "module.head.norm.running_var", "module.head.norm.num_batches_tracked",
-         "module.head.mlp.mlp.0.weight", "module.head.mlp.mlp.0.bias"])
+        [
+            "audio_proj.0.weight",
+            "audio_proj.0.bias",
+            "audio_proj.2.weight",
+            "audio_proj.2.bias",
+            "module.head.norm.running_mean",
+            "module.head.norm.running_var",
+            "module.head.norm.num_batches_tracked",
+            "module.head.mlp.mlp.0.weight",
+            "module.head.mlp.mlp.0.bias",
+        ]
+    )
     saved = torch.load(tiny_file, weights_only=True)
     torch.testing.assert_close(bb.encoder.pos_embed, saved[EVAR_PREFIX + "pos_embed"])
     torch.manual_seed(1)
@@ -116,18 +167,26 @@ def test_unexpected_and_missing_keys_are_named(tmp_path: Path):
     extra = write_weights(folder, extra={"logit_scale": torch.tensor(1.0)})
     with pytest.raises(CheckpointError, match=r"unexpected keys \(1\):\s+logit_scale"):
         build_backbone(BackboneConfig("m2d", checkpoint=extra, overrides=TINY))
-    bb = build_backbone(BackboneConfig("m2d", checkpoint=extra, overrides=TINY, allow_unexpected=("logit_scale",)))
+    bb = build_backbone(
+        BackboneConfig("m2d", checkpoint=extra, overrides=TINY, allow_unexpected=("logit_scale",))
+    )
     assert "logit_scale" in bb.provenance()["ignored_keys"]
 
     no_stats = write_weights(tmp_path / "y" / DEFAULT_FOLDER, drop=("norm_stats",))
     with pytest.raises(CheckpointError, match=r"missing keys \(1\):\s+norm_stats"):
         build_backbone(BackboneConfig("m2d", checkpoint=no_stats, overrides=TINY))
-    bb = build_backbone(BackboneConfig("m2d", checkpoint=no_stats, overrides=TINY, allow_missing=("norm_stats",)))
+    bb = build_backbone(
+        BackboneConfig("m2d", checkpoint=no_stats, overrides=TINY, allow_missing=("norm_stats",))
+    )
     assert bb.provenance()["norm_stats"] == pytest.approx([-7.1, 4.2])  # the official fallback
 
     wrong_width = write_weights(tmp_path / "z" / DEFAULT_FOLDER)
     with pytest.raises(CheckpointError, match="shape mismatches"):
-        build_backbone(BackboneConfig("m2d", checkpoint=wrong_width, overrides={"embed_dim": 64, "num_heads": 2, "depth": 2}))
+        build_backbone(
+            BackboneConfig(
+                "m2d", checkpoint=wrong_width, overrides={"embed_dim": 64, "num_heads": 2, "depth": 2}
+            )
+        )
     bad_folder = write_weights(tmp_path / "m2d_vit_base-80x1001p16x16")
     renamed = tmp_path / "weights.pth"
     bad_folder.rename(renamed)
@@ -169,7 +228,9 @@ def test_masking_full_lengths_changes_nothing_and_hides_padding(tiny_file: Path)
         masked_noisy = bb.embed_windows(noisy, lengths)
         plain_noisy = bb.embed_windows(noisy)
         alone = bb.embed_windows(waves[:1], lengths[:1])
-        batched = bb.embed_windows(torch.cat([waves[:1], torch.randn(1, n) * 0.1]), torch.tensor([real_len, n]))
+        batched = bb.embed_windows(
+            torch.cat([waves[:1], torch.randn(1, n) * 0.1]), torch.tensor([real_len, n])
+        )
     torch.testing.assert_close(batched[:1], alone, rtol=1e-5, atol=1e-5)
     assert real.sum(1).tolist() == [7, 7]
     torch.testing.assert_close(masked, frames[:, :7].mean(1))
@@ -202,10 +263,15 @@ def test_full_size_random_model_embeds_a_10s_window():
 
 # --- pooling modes (docs/parity.md) ---------------------------------------------------------------
 
+
 def test_reference_pooling_attends_to_padding_and_weights_windows_by_real_steps(tiny_file: Path):
     masked = build_backbone(BackboneConfig("m2d", checkpoint=tiny_file, overrides=TINY)).eval()
-    ref = build_backbone(BackboneConfig("m2d", checkpoint=tiny_file, overrides={**TINY, "pooling": "reference"})).eval()
-    assert (masked.pooling, ref.pooling) == ("masked", "reference") and ref.provenance()["pooling"] == "reference"
+    ref = build_backbone(
+        BackboneConfig("m2d", checkpoint=tiny_file, overrides={**TINY, "pooling": "reference"})
+    ).eval()
+    assert (masked.pooling, ref.pooling) == ("masked", "reference") and ref.provenance()[
+        "pooling"
+    ] == "reference"
     torch.manual_seed(3)
     ws = ref.spec.window_samples  # 10 s: 1001 frames, 62 time steps
     windows = torch.randn(3, ws) * 0.1
@@ -228,7 +294,8 @@ def test_reference_pooling_attends_to_padding_and_weights_windows_by_real_steps(
     assert masked.window_weights(lengths).tolist() == [1.0, 1.0, 1.0]
     torch.testing.assert_close(masked_pooled[0], masked_emb[:2].mean(0))  # default: mean of the window means
     assert not torch.allclose(masked_emb[1], emb[1])  # the attention mask matters for the short window
-    torch.testing.assert_close(masked_emb[0], emb[0], rtol=1e-5, atol=1e-6)  # full windows: same in both modes
+    # full windows: same in both modes
+    torch.testing.assert_close(masked_emb[0], emb[0], rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_pooling_fails_clearly(tiny_file: Path):

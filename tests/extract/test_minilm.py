@@ -1,4 +1,5 @@
 """MiniLM text encoder: batching by token count, input order, bfloat16 compute option."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +8,15 @@ import torch
 
 from extract.backbones import BackboneConfig, build_backbone
 
-TEXTS = ["dog barking in the park", "", "rain on a tin roof, recorded at night with a stereo pair of microphones",
-         "laser", "kick drum sample 120 bpm, dry", "thunder rumble far away " * 80, "piano chord C major"]
+TEXTS = [
+    "dog barking in the park",
+    "",
+    "rain on a tin roof, recorded at night with a stereo pair of microphones",
+    "laser",
+    "kick drum sample 120 bpm, dry",
+    "thunder rumble far away " * 80,
+    "piano chord C major",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +37,9 @@ def test_batches_by_token_count_keep_input_order_and_equal_single_texts(minilm):
 
 def test_bfloat16_compute_is_close_to_float32_and_recorded(minilm):
     bf = build_backbone(BackboneConfig("minilm", overrides={"compute_dtype": "bfloat16"}))
-    assert bf.provenance()["compute_dtype"] == "bfloat16" and minilm.provenance()["compute_dtype"] == "float32"
+    assert (
+        bf.provenance()["compute_dtype"] == "bfloat16" and minilm.provenance()["compute_dtype"] == "float32"
+    )
     a, b = minilm.encode(TEXTS), bf.encode(TEXTS)
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert cos.min() > 0.99 and not np.array_equal(a, b)

@@ -15,6 +15,7 @@ are about twice that. Before the front-ends ran in float32, fp16 gave NaN embedd
 (both variants), CP-CLAP and LAION-CLAP on the tone (LAION-CLAP on near-silence too), and bf16
 errors of 0.19 (PaSST hear21) and 0.22 (CP-CLAP).
 """
+
 from __future__ import annotations
 
 import math
@@ -26,19 +27,36 @@ from extract.backbones import BackboneConfig, build_backbone
 
 pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
-TINY_TEXT = dict(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                 intermediate_size=64)
+TINY_TEXT = dict(
+    vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+)
 LAION_TEXT = {"vocab_size": 300, "num_hidden_layers": 1, "intermediate_size": 64}
 TOLERANCE = {torch.float16: 3e-3, torch.bfloat16: 2e-2}
 #: name, variant, overrides, needs a tokenizer
 CASES = {
     "passt-cpjku": ("passt", "cpjku", {"depth": 1, "window_seconds": 1.0}, False),
     "passt-hear21": ("passt", "hear21", {"depth": 1, "window_seconds": 1.0}, False),
-    "cpclap": ("cpclap", None,
-               {"depth": 1, "window_seconds": 1.0, "text_config": TINY_TEXT, "expected_vocab": 300}, True),
-    "beats": ("beats", None, dict(encoder_embed_dim=24, encoder_ffn_embed_dim=32, encoder_attention_heads=3,
-                                  encoder_layers=2, conv_pos=16, conv_pos_groups=4, num_buckets=32,
-                                  max_distance=64), False),
+    "cpclap": (
+        "cpclap",
+        None,
+        {"depth": 1, "window_seconds": 1.0, "text_config": TINY_TEXT, "expected_vocab": 300},
+        True,
+    ),
+    "beats": (
+        "beats",
+        None,
+        dict(
+            encoder_embed_dim=24,
+            encoder_ffn_embed_dim=32,
+            encoder_attention_heads=3,
+            encoder_layers=2,
+            conv_pos=16,
+            conv_pos_groups=4,
+            num_buckets=32,
+            max_distance=64,
+        ),
+        False,
+    ),
     "m2d": ("m2d", None, {"embed_dim": 32, "depth": 2, "num_heads": 2}, False),
     "logmel": ("logmel", None, {}, False),
     "tiny": ("tiny", None, {}, False),
@@ -50,8 +68,10 @@ SLOW = {"laion-clap"}  # full HTSAT-tiny on 10 s windows at 48 kHz
 def signals(sample_rate: int, n: int) -> dict[str, torch.Tensor]:
     t = torch.arange(n, dtype=torch.float64) / sample_rate
     g = torch.Generator().manual_seed(0)
-    return {"full-scale tone": torch.sin(2 * math.pi * (sample_rate / 4 + 3.0) * t).float(),
-            "near-silence": 1e-5 * torch.randn(n, generator=g)}
+    return {
+        "full-scale tone": torch.sin(2 * math.pi * (sample_rate / 4 + 3.0) * t).float(),
+        "near-silence": 1e-5 * torch.randn(n, generator=g),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +82,13 @@ def backbones(tokenizer_dir):
         if case not in built:
             name, variant, overrides, tok = CASES[case]
             torch.manual_seed(0)
-            config = BackboneConfig(name, variant=variant, random_init=True, overrides=overrides,
-                                    tokenizer=tokenizer_dir if tok else None)
+            config = BackboneConfig(
+                name,
+                variant=variant,
+                random_init=True,
+                overrides=overrides,
+                tokenizer=tokenizer_dir if tok else None,
+            )
             built[case] = build_backbone(config).eval()
         return built[case]
 
@@ -80,7 +105,7 @@ def test_autocast_embeddings_are_finite_and_close_to_float32(case, backbones):
     ws = model.spec.window_samples
     for label, wave in signals(model.spec.sample_rate, ws).items():
         windows = torch.stack([wave, wave * 0.5])
-        windows[1, ws // 2:] = 0.0  # the second window is half padding
+        windows[1, ws // 2 :] = 0.0  # the second window is half padding
         lengths = torch.tensor([ws, ws // 2])
         with torch.inference_mode():
             ref = model.embed_windows(windows, lengths)

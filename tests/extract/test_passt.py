@@ -1,4 +1,5 @@
 """PaSST backbone: official key layout, release-format loading, front-ends, pooling, gradients."""
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,14 @@ def test_spec_and_registry():
     model = build_backbone(BackboneConfig("passt", random_init=True, overrides={"depth": 1}))
     assert isinstance(model, PaSSTBackbone)
     s = model.spec
-    assert (s.name, s.variant, s.sample_rate, s.audio_dim, s.text_dim, s.padding) == ("passt", "cpjku", 32000, 768,
-                                                                                      None, "zero")
+    assert (s.name, s.variant, s.sample_rate, s.audio_dim, s.text_dim, s.padding) == (
+        "passt",
+        "cpjku",
+        32000,
+        768,
+        None,
+        "zero",
+    )
     assert s.window_samples == 320_000
     assert model.provenance()["arch"] == "passt_s_p16_s16_128_ap468"
     assert model.provenance()["checkpoint_sha256"] is None and model.provenance()["random_init"] is True
@@ -97,8 +104,14 @@ def test_kaldi_front_end_frames_and_zeroed_padding():
     spec = model.spectrogram(x, torch.tensor([320_000, 16_000]))
     assert spec.shape == (2, 128, 998)  # 1 + (320000 - 800) // 320
     # the real frames equal torchaudio's Kaldi fbank of the real samples (unnormalised) ...
-    ref = torchaudio.compliance.kaldi.fbank(x[1:2, :16_000], num_mel_bins=128, sample_frequency=32000,
-                                            frame_length=25.0, frame_shift=10.0, dither=0.0)
+    ref = torchaudio.compliance.kaldi.fbank(
+        x[1:2, :16_000],
+        num_mel_bins=128,
+        sample_frequency=32000,
+        frame_length=25.0,
+        frame_shift=10.0,
+        dither=0.0,
+    )
     assert ref.shape == (48, 128)
     torch.testing.assert_close(spec[1, :, :48], ref.T, rtol=1e-5, atol=1e-5)
     # ... and every frame not fully inside them is zero, as in the reference
@@ -114,7 +127,9 @@ def test_cpjku_ignores_samples_after_the_window_length(tiny_files):
     noisy[:, 12_000:] = 0.5 * torch.randn(1, model.spec.window_samples - 12_000)
     n = torch.tensor([12_000])
     with torch.inference_mode():
-        torch.testing.assert_close(model.embed_windows(clean, n), model.embed_windows(noisy, n), rtol=0, atol=0)
+        torch.testing.assert_close(
+            model.embed_windows(clean, n), model.embed_windows(noisy, n), rtol=0, atol=0
+        )
 
 
 def test_hear21_front_end_is_hear21passt_mel():
@@ -124,8 +139,21 @@ def test_hear21_front_end_is_hear21passt_mel():
     assert spec.shape == (1, 128, 1000)
     from hear21passt.models.preprocess import AugmentMelSTFT
 
-    mel = AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=48, timem=192,
-                         htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000).eval()
+    mel = AugmentMelSTFT(
+        n_mels=128,
+        sr=32000,
+        win_length=800,
+        hopsize=320,
+        n_fft=1024,
+        freqm=48,
+        timem=192,
+        htk=False,
+        fmin=0.0,
+        fmax=None,
+        norm=1,
+        fmin_aug_range=10,
+        fmax_aug_range=2000,
+    ).eval()
     torch.testing.assert_close(spec, mel(x))
     model.train()  # mel augmentation stays off unless asked for
     assert not model.mel.training and model.net.training
@@ -147,8 +175,9 @@ def test_strict_loading_names_keys_and_honours_allow_lists(tiny_files, tmp_path)
     assert "time_new_pos_embed: checkpoint (1, 768, 1, 99) vs model (1, 768, 1, 62)" in msg
     sd["time_new_pos_embed"] = torch.zeros(1, 768, 1, 62)
     torch.save({"model": sd}, bad)
-    model = PaSSTBackbone("cpjku", bad, allow_missing=("blocks.0.attn.qkv.*",), allow_unexpected=("head.2.*",),
-                          overrides=TINY)
+    model = PaSSTBackbone(
+        "cpjku", bad, allow_missing=("blocks.0.attn.qkv.*",), allow_unexpected=("head.2.*",), overrides=TINY
+    )
     assert model.provenance()["allowed_missing"] == ["blocks.0.attn.qkv.weight"]
     assert model.provenance()["allowed_unexpected"] == ["head.2.weight"]
 
@@ -177,15 +206,23 @@ def test_bad_configurations_fail_clearly(tmp_path):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_embed_windows_is_differentiable_with_structured_patchout(variant):
     torch.manual_seed(0)
-    model = PaSSTBackbone(variant, random_init=True,
-                          overrides={**TINY, "s_patchout_t": 2, "s_patchout_f": 1}).train()
+    model = PaSSTBackbone(
+        variant, random_init=True, overrides={**TINY, "s_patchout_t": 2, "s_patchout_f": 1}
+    ).train()
     assert (model.net.s_patchout_t, model.net.s_patchout_f) == (2, 1)
     x = waves(2, model.spec.window_samples, seed=5)
     emb = model.embed_windows(x, torch.tensor([32000, 20000]))
     emb.pow(2).mean().backward()
     grads = {k: p.grad for k, p in model.net.named_parameters()}
     no_grad = sorted(k for k, g in grads.items() if g is None)
-    assert no_grad == ["head.0.bias", "head.0.weight", "head.1.bias", "head.1.weight", "head_dist.bias",
-                       "head_dist.weight"]  # the classification heads come after the embedding
+    # the classification heads come after the embedding
+    assert no_grad == [
+        "head.0.bias",
+        "head.0.weight",
+        "head.1.bias",
+        "head.1.weight",
+        "head_dist.bias",
+        "head_dist.weight",
+    ]
     assert all(torch.isfinite(g).all() for g in grads.values() if g is not None)
     assert model.net.blocks[0].attn.qkv.weight.grad.abs().sum() > 0

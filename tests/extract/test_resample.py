@@ -1,4 +1,5 @@
 """SparseResample: torchaudio's default sinc resampler without its zero taps gives its results."""
+
 import pytest
 import torch
 import torchaudio
@@ -6,7 +7,9 @@ import torchaudio
 from extract.audio import SparseResample, resample
 
 
-@pytest.mark.parametrize("orig,new", [(44100, 16000), (48000, 16000), (22050, 32000), (16000, 44100), (8000, 16000)])
+@pytest.mark.parametrize(
+    "orig,new", [(44100, 16000), (48000, 16000), (22050, 32000), (16000, 44100), (8000, 16000)]
+)
 @pytest.mark.parametrize("length", [1, 7, 440, 441, 4411, 30000])
 def test_matches_torchaudio_resample(orig, new, length):
     x = torch.randn(length, generator=torch.Generator().manual_seed(length))

@@ -1,4 +1,5 @@
 """The embeddings runner in-process on a tiny generated dataset (logmel, minilm, tiny CLAP)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,10 +49,15 @@ def test_logmel_rows_values_and_failures(ds, logmel_run):
     assert t["n_windows"].tolist() == N_WINDOWS
     np.testing.assert_allclose(t["duration"], SECONDS, atol=1e-4)
     assert dict(summary.failures).keys() == {"105", "108"}
-    assert "corrupt or unreadable" in dict(summary.failures)["105"] and "105.wav" in dict(summary.failures)["105"]
+    assert (
+        "corrupt or unreadable" in dict(summary.failures)["105"]
+        and "105.wav" in dict(summary.failures)["105"]
+    )
     assert "empty file" in dict(summary.failures)["108"]
     assert "105: " in summary.format() and "empty file" in summary.format()
-    assert sorted((i, r) for _, i, r in Store(ds / "cache.zarr").failures() if _ == GROUP) == sorted(summary.failures)
+    assert sorted((i, r) for _, i, r in Store(ds / "cache.zarr").failures() if _ == GROUP) == sorted(
+        summary.failures
+    )
     # every ok row equals the plain per-clip path: load_audio + embed_clips
     bb = build_backbone("logmel")
     paths = {i: ds / "audio" / f"{i}.wav" for i in IDS}
@@ -83,7 +89,11 @@ def test_provenance_attrs(ds, logmel_run):
     assert a["manifest_digest"] == m.digest() and a["n_clips"] == 10
     assert a["config"]["chunk_rows"] == 3 and a["config"]["dataset"] == str(ds)
     assert a["code_version"] and a["created"] and a["finalized"]
-    assert a["columns"] == {"audio": [[256], "float32"], "duration": [[], "float32"], "n_windows": [[], "int32"]}
+    assert a["columns"] == {
+        "audio": [[256], "float32"],
+        "duration": [[], "float32"],
+        "n_windows": [[], "int32"],
+    }
 
 
 def test_rerun_redoes_only_a_chunk_that_fails_verification(ds, logmel_run):
@@ -101,9 +111,11 @@ def test_rerun_redoes_only_a_chunk_that_fails_verification(ds, logmel_run):
 
 def test_batching_workers_and_chunking_do_not_change_results(ds, logmel_run, tmp_path):
     _, ref = logmel_run
-    for name, kw in (("a", dict(batch_size=1, chunk_rows=10)),
-                     ("b", dict(batch_size=2, chunk_rows=4, num_workers=2, loader="threads")),
-                     ("c", dict(batch_size=0))):  # 0: the backbone's default, recorded as resolved
+    for name, kw in (
+        ("a", dict(batch_size=1, chunk_rows=10)),
+        ("b", dict(batch_size=2, chunk_rows=4, num_workers=2, loader="threads")),
+        ("c", dict(batch_size=0)),  # 0: the backbone's default, recorded as resolved
+    ):
         run_embeddings(_cfg(ds, store=tmp_path / f"{name}.zarr", **kw))
         t = Store(tmp_path / f"{name}.zarr").read_table(GROUP)
         assert t.attrs["config"]["batch_size"] == {"a": 1, "b": 2, "c": 2}[name]  # logmel's CPU default is 2
@@ -132,7 +144,7 @@ def test_minilm_writes_only_text(ds, tmp_path):
     assert t.attrs["columns"] == {"text": [[384], "float32"]} and summary.n_failed == 0
     assert t.attrs["checkpoint_sha256"] == sha and len(sha) == 64
     m = load_manifest(ds, require_audio=False, keep_non_targets=True)
-    texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description)]
+    texts = [clean_metadata(a, b, c) for a, b, c in zip(m.title, m.tags, m.description, strict=True)]
     assert "<b>" not in texts[0] and "https" not in texts[0] and texts[0].startswith("Clip 101.")
     np.testing.assert_allclose(t["text"], MiniLMEncoder().encode(texts), rtol=1e-5, atol=1e-5)
     assert t.attrs["text_source"] == "metadata"
@@ -142,11 +154,18 @@ def test_summary_text_source(ds, tmp_path):
     store_path = tmp_path / "t.zarr"
     store = Store(store_path)
     summaries = {cid: f"a recording of thing number {cid}" for cid in IDS}
-    store.write_table("llm/summaries/s1", IDS, {"text": [summaries[i] for i in IDS], "missing": np.zeros(10, bool)})
+    store.write_table(
+        "llm/summaries/s1", IDS, {"text": [summaries[i] for i in IDS], "missing": np.zeros(10, bool)}
+    )
     cfg = _cfg(ds, store=store_path, backbone="tiny", variant="clap", text_source="summary")
     run_embeddings(cfg)
     t = store.read_table("embeddings/tiny@none~summary")
-    assert t.attrs["summaries"] == "s1" and set(t.attrs["columns"]) == {"audio", "text", "duration", "n_windows"}
+    assert t.attrs["summaries"] == "s1" and set(t.attrs["columns"]) == {
+        "audio",
+        "text",
+        "duration",
+        "n_windows",
+    }
     torch.manual_seed(0)
     bb = build_backbone(BackboneConfig("tiny", variant="clap"))
     with torch.no_grad():
@@ -162,11 +181,21 @@ def test_summary_text_source(ds, tmp_path):
     missing[[2, 6]] = True
     store.write_table("llm/summaries/s2", IDS, {"text": [""] * 10, "missing": missing})
     with pytest.raises(ExtractionError, match="several summary tables"):
-        run_embeddings(_cfg(ds, store=store_path, backbone="tiny", variant="clap", text_source="summary",
-                            overwrite=True))
+        run_embeddings(
+            _cfg(ds, store=store_path, backbone="tiny", variant="clap", text_source="summary", overwrite=True)
+        )
     with pytest.raises(ExtractionError, match=r"2 clip\(s\): 103, 107"):
-        run_embeddings(_cfg(ds, store=store_path, backbone="tiny", variant="clap", text_source="summary",
-                            summaries="s2", overwrite=True))
+        run_embeddings(
+            _cfg(
+                ds,
+                store=store_path,
+                backbone="tiny",
+                variant="clap",
+                text_source="summary",
+                summaries="s2",
+                overwrite=True,
+            )
+        )
 
 
 def test_text_source_rules(ds, tmp_path):
@@ -180,13 +209,34 @@ def test_text_source_rules(ds, tmp_path):
 
 def test_cli_config_set_and_shorthands(ds, tmp_path, capsys):
     toml = tmp_path / "e.toml"
-    toml.write_text(f'dataset = "{ds}"\nbackbone = "logmel"\nchunk_rows = 7\nnum_workers = 0\n'
-                    f'batch_size = 3\nstore = "{tmp_path / "c.zarr"}"\n\n[arch]\nn = 1\nm = 2\n')
+    toml.write_text(
+        f'dataset = "{ds}"\nbackbone = "logmel"\nchunk_rows = 7\nnum_workers = 0\n'
+        f'batch_size = 3\nstore = "{tmp_path / "c.zarr"}"\n\n[arch]\nn = 1\nm = 2\n'
+    )
     # defaults < file < --set < shorthand flags; --arch k=v is --set arch.k=v
-    cfg = parse_config(["--config", str(toml), "--set", "chunk_rows=9", "--set", "batch_size=5", "--chunk-rows", "4",
-                        "--arch", "n=3", "--set", "arch.k=[1, 2]", "--allow-missing", "a.*", "--no-autocast"])
+    cfg = parse_config(
+        [
+            "--config",
+            str(toml),
+            "--set",
+            "chunk_rows=9",
+            "--set",
+            "batch_size=5",
+            "--chunk-rows",
+            "4",
+            "--arch",
+            "n=3",
+            "--set",
+            "arch.k=[1, 2]",
+            "--allow-missing",
+            "a.*",
+            "--no-autocast",
+        ]
+    )
     assert (cfg.chunk_rows, cfg.batch_size, cfg.num_workers, cfg.backbone) == (4, 5, 0, "logmel")
-    assert cfg.arch == {"n": 3, "m": 2, "k": [1, 2]} and cfg.allow_missing == ["a.*"] and cfg.autocast is False
+    assert (
+        cfg.arch == {"n": 3, "m": 2, "k": [1, 2]} and cfg.allow_missing == ["a.*"] and cfg.autocast is False
+    )
     assert cfg.dataset == ds and cfg.store == tmp_path / "c.zarr"
     # --override is the deprecated name of --arch: same result and a one-line notice
     assert parse_config(["--config", str(toml), "--override", "n=3"]).arch == {"n": 3, "m": 2}
@@ -224,9 +274,22 @@ def test_tags_text_source(audio_dataset, tmp_path):
 
     tags = ["metal; impact, hit", "", " , ;", "Field-Recording,rain , water"]
     assert [tags_text(t) for t in tags] == ["metal impact hit", "", "", "Field-Recording rain water"]
-    root = audio_dataset([{"id": str(300 + i), "seconds": 0.5, "tags": t} for i, t in enumerate(tags)], shipped=False)
-    cfg = parse_config(["--dataset", str(root), "--backbone", "minilm", "--text-source", "tags", "--no-progress",
-                        "--store", str(tmp_path / "t.zarr")])
+    root = audio_dataset(
+        [{"id": str(300 + i), "seconds": 0.5, "tags": t} for i, t in enumerate(tags)], shipped=False
+    )
+    cfg = parse_config(
+        [
+            "--dataset",
+            str(root),
+            "--backbone",
+            "minilm",
+            "--text-source",
+            "tags",
+            "--no-progress",
+            "--store",
+            str(tmp_path / "t.zarr"),
+        ]
+    )
     assert cfg.text_source == "tags"
     summary = run_embeddings(cfg)
     assert summary.n_failed == 0  # a clip without tags embeds the empty text
@@ -250,8 +313,24 @@ def test_progress_off_a_terminal_is_a_few_log_lines(ds, tmp_path, capsys):
     """Off a terminal (here: captured stderr) the progress bar writes plain lines at most every few
     seconds and one summary line, not one line per refresh."""
     store = tmp_path / "p.zarr"
-    assert cli_main(["embeddings", "--dataset", str(ds), "--backbone", "logmel", "--store", str(store),
-                     "--set", "chunk_rows=1", "--set", "batch_size=1"]) == 0
+    assert (
+        cli_main(
+            [
+                "embeddings",
+                "--dataset",
+                str(ds),
+                "--backbone",
+                "logmel",
+                "--store",
+                str(store),
+                "--set",
+                "chunk_rows=1",
+                "--set",
+                "batch_size=1",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "\r" not in err  # no carriage-return redraws in a log
     progress_lines = [ln for ln in err.splitlines() if ln.startswith("logmel@none:")]

@@ -1,5 +1,6 @@
 """SIGKILL the CLI after its first chunk is written; the re-run completes only the missing chunks and the
 store equals an uninterrupted run."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,22 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _args(ds: Path, store: Path, backbone: str) -> list[str]:
-    return ["embeddings", "--dataset", str(ds), "--backbone", backbone, "--store", str(store), "--chunk-rows", "2",
-            "--batch-size", "1", "--num-workers", "0", "--no-progress"]
+    return [
+        "embeddings",
+        "--dataset",
+        str(ds),
+        "--backbone",
+        backbone,
+        "--store",
+        str(store),
+        "--chunk-rows",
+        "2",
+        "--batch-size",
+        "1",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
 
 
 def _done(store: Path) -> np.ndarray | None:
@@ -54,8 +69,13 @@ def test_sigkill_then_resume_equals_uninterrupted_run(mixed_dataset, tmp_path, c
     ds = mixed_dataset
     killed = tmp_path / "killed.zarr"
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    proc = subprocess.Popen([sys.executable, "-c", SLOW_CLI, *_args(ds, killed, "slow-logmel")], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CLI, *_args(ds, killed, "slow-logmel")],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:

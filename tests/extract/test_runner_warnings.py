@@ -1,6 +1,7 @@
 """Suspicious but usable audio (truncated file, a single sample, floats far beyond ±1) is embedded and
 recorded with a warning: the table's ``warning`` column, the run's summary, ``python -m cache failures``
 and ``info``; tables made before the column resume without it."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,16 +24,20 @@ GROUP = "embeddings/logmel@none"
 
 @pytest.fixture(scope="module")
 def ds(tmp_path_factory):
-    root = write_audio_dataset(tmp_path_factory.mktemp("warn") / "ds", [
-        {"id": "201", "seconds": 1.5},
-        {"id": "202", "seconds": 2.0},
-        {"id": "203", "seconds": 1.0},
-        {"id": "204", "seconds": 1.0},
-        {"id": "205", "bad": "corrupt"},
-    ], shipped=False)
+    root = write_audio_dataset(
+        tmp_path_factory.mktemp("warn") / "ds",
+        [
+            {"id": "201", "seconds": 1.5},
+            {"id": "202", "seconds": 2.0},
+            {"id": "203", "seconds": 1.0},
+            {"id": "204", "seconds": 1.0},
+            {"id": "205", "bad": "corrupt"},
+        ],
+        shipped=False,
+    )
     audio = root / "audio"
     data = (audio / "202.wav").read_bytes()
-    (audio / "202.wav").write_bytes(data[:int(len(data) * 0.6)])  # the header still declares 2 s
+    (audio / "202.wav").write_bytes(data[: int(len(data) * 0.6)])  # the header still declares 2 s
     sf.write(audio / "203.wav", np.array([[0.5]], dtype=np.float32), 16000, subtype="FLOAT")
     sf.write(audio / "204.wav", signal("204", 1.0, 16000) * 20, 16000, subtype="FLOAT")  # peaks near 10
     return root
@@ -53,9 +58,11 @@ def run(ds):
 def test_warned_clips_are_embedded_and_recorded(ds, run):
     summary, t = run
     assert t["status"].tolist() == [OK, OK, OK, OK, FAILED]
-    w = dict(zip(t.ids.tolist(), t["warning"].tolist()))
+    w = dict(zip(t.ids.tolist(), t["warning"].tolist(), strict=True))
     assert w["201"] == "" and w["205"] == ""  # a failure is an error, not a warning
-    assert w["202"].startswith(f"{ds / 'audio' / '202.wav'}: truncated file: its header declares 176400 bytes")
+    assert w["202"].startswith(
+        f"{ds / 'audio' / '202.wav'}: truncated file: its header declares 176400 bytes"
+    )
     assert w["203"] == f"{ds / 'audio' / '203.wav'}: only 1 sample(s) (0.0625 ms at 16000 Hz)"
     assert "204.wav: float samples up to" in w["204"] and "beyond ±4" in w["204"]
     assert summary.warnings == [(i, w[i]) for i in ("202", "203", "204")]
@@ -77,7 +84,9 @@ def test_cache_failures_and_info_list_warnings(ds, run, capsys):
     out, err = capsys.readouterr()
     lines = out.splitlines()
     assert lines[0].startswith(f"{GROUP}\t205\t") and "corrupt" in lines[0]
-    assert lines[1:] == [f"{GROUP}\t{cid}\twarning: {t['warning'][k]}" for k, cid in ((1, "202"), (2, "203"), (3, "204"))]
+    assert lines[1:] == [
+        f"{GROUP}\t{cid}\twarning: {t['warning'][k]}" for k, cid in ((1, "202"), (2, "203"), (3, "204"))
+    ]
     assert "1 failed row(s), 3 row(s) with warnings (embedded)" in err
     assert cache_main(["info", "--store", store]) == 0
     out = capsys.readouterr().out

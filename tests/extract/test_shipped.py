@@ -1,4 +1,5 @@
 """The ``shipped`` backbone: the dataset's precomputed CLAP vectors imported through the runner."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,13 @@ from extract.backbones.shipped import ShippedFeatureError, load_vector
 from extract.config import EmbeddingsConfig
 from extract.runner import run_embeddings
 
-CLIPS = [{"id": "1", "seconds": 0.1}, {"id": "2", "seconds": 0.1, "shipped": False}, {"id": "3", "bad": "corrupt"},
-         {"id": "4", "seconds": 0.1}, {"id": "5", "seconds": 0.1}]
+CLIPS = [
+    {"id": "1", "seconds": 0.1},
+    {"id": "2", "seconds": 0.1, "shipped": False},
+    {"id": "3", "bad": "corrupt"},
+    {"id": "4", "seconds": 0.1},
+    {"id": "5", "seconds": 0.1},
+]
 
 
 def test_shipped_import_with_failure_rows(audio_dataset):
@@ -18,11 +24,13 @@ def test_shipped_import_with_failure_rows(audio_dataset):
     feats = root / "features"
     (feats / "clap_text_embeddings" / "4.npy").write_bytes(b"\x93NUMPY garbage")  # truncated .npy
     np.save(feats / "clap_audio_embeddings" / "5.npy", np.zeros(300, np.float32))  # wrong size
-    summary = run_embeddings(EmbeddingsConfig(dataset=root, backbone="shipped", chunk_rows=2, num_workers=0,
-                                              progress=False))
+    summary = run_embeddings(
+        EmbeddingsConfig(dataset=root, backbone="shipped", chunk_rows=2, num_workers=0, progress=False)
+    )
     t = Store(root / "cache.zarr").read_table("embeddings/shipped@none")
     assert t.ids.tolist() == ["1", "2", "3", "4", "5"]
-    assert t["status"].tolist() == [OK, FAILED, OK, FAILED, FAILED]  # clip 3's audio is corrupt, its features are fine
+    # clip 3's audio is corrupt, its features are fine
+    assert t["status"].tolist() == [OK, FAILED, OK, FAILED, FAILED]
     assert set(t.attrs["columns"]) == {"audio", "text"} and t.attrs["text_source"] == "shipped"
     for k in (0, 2):
         cid = t.ids[k]

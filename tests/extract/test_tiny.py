@@ -1,4 +1,5 @@
 """The tiny test/debug backbone: registry, shapes, gradients, text tower, checkpoint round trip."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,7 +20,12 @@ def _tiny(variant: str = "audio", seed: int = 0, **overrides) -> TinyBackbone:
 def test_registered_and_spec_follows_overrides():
     assert "tiny" in available_backbones()
     m = _tiny(dim=24)
-    assert (m.spec.sample_rate, m.spec.window_samples, m.spec.audio_dim, m.spec.text_dim) == (8000, 4000, 24, None)
+    assert (m.spec.sample_rate, m.spec.window_samples, m.spec.audio_dim, m.spec.text_dim) == (
+        8000,
+        4000,
+        24,
+        None,
+    )
     assert m.spec.padding == "zero"
     clap = _tiny("clap")
     assert clap.spec.text_dim == 32 and clap.spec.variant == "clap"
@@ -74,7 +80,11 @@ def test_checkpoint_round_trip_and_strict_loading(tmp_path):
         assert torch.equal(loaded.embed_windows(w), m.embed_windows(w))
         assert torch.equal(loaded.embed_text(["a b"]), m.embed_text(["a b"]))
     prov = loaded.provenance()
-    assert prov["checkpoint"] == str(path) and len(prov["checkpoint_sha256"]) == 64 and prov["random_init"] is False
+    assert (
+        prov["checkpoint"] == str(path)
+        and len(prov["checkpoint_sha256"]) == 64
+        and prov["random_init"] is False
+    )
 
     with pytest.raises(CheckpointError, match="contradict"):
         build_backbone(BackboneConfig(name="tiny", checkpoint=path, overrides={"dim": 32}))
@@ -84,6 +94,8 @@ def test_checkpoint_round_trip_and_strict_loading(tmp_path):
     torch.save(data, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="extra.weight"):
         build_backbone(BackboneConfig(name="tiny", checkpoint=tmp_path / "bad.pt"))
-    ok = build_backbone(BackboneConfig(name="tiny", checkpoint=tmp_path / "bad.pt", allow_unexpected=("extra.*",)))
+    ok = build_backbone(
+        BackboneConfig(name="tiny", checkpoint=tmp_path / "bad.pt", allow_unexpected=("extra.*",))
+    )
     with torch.no_grad():
         assert torch.equal(ok.embed_windows(w), m.embed_windows(w))

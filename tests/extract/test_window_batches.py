@@ -1,4 +1,6 @@
-"""WindowBatcher: windows of many clips batched into forward passes; each clip pooled once all its windows ran."""
+"""WindowBatcher: windows of many clips batched into forward passes; each clip pooled once all its windows
+ran."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,12 +22,14 @@ def _waves() -> list[torch.Tensor]:
 def _embed(windows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """A window 'embedding' that depends only on its real samples: (sum, sum of squares, length)."""
     real = windows * (torch.arange(windows.shape[1])[None, :] < lengths[:, None])
-    return torch.stack([real.sum(1), (real ** 2).sum(1), lengths.float()], 1)
+    return torch.stack([real.sum(1), (real**2).sum(1), lengths.float()], 1)
 
 
 def _expected(wave: torch.Tensor, padding: str) -> np.ndarray:
     windows, lengths = split_windows(wave, WS, padding)
-    return pool_windows(_embed(windows, lengths), torch.zeros(len(lengths), dtype=torch.long), lengths, 1)[0].numpy()
+    return pool_windows(_embed(windows, lengths), torch.zeros(len(lengths), dtype=torch.long), lengths, 1)[
+        0
+    ].numpy()
 
 
 @pytest.mark.parametrize("trims", [False, True])
@@ -55,7 +59,9 @@ def test_every_clip_pooled_once_over_its_real_windows(trims, batch_size):
 
 def test_repeat_padding_is_not_trimmed():
     """Only zero padding may be trimmed: repeat-padded windows keep their full width."""
-    batcher = WindowBatcher(lambda w, n: (_embed(w, torch.full_like(n, WS))), WS, "repeat", 4, trims_padding=True)
+    batcher = WindowBatcher(
+        lambda w, n: _embed(w, torch.full_like(n, WS)), WS, "repeat", 4, trims_padding=True
+    )
     got = dict(batcher.add(0, _waves()[0])[1] + batcher.finish())
     windows, _ = split_windows(_waves()[0], WS, "repeat")
     np.testing.assert_allclose(got[0], _embed(windows, torch.tensor([WS]))[0].numpy(), rtol=1e-6)

@@ -1,4 +1,5 @@
 """Windowing, repeat padding, pooling mask and the clip-level invariants of embed_clips."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -19,29 +20,29 @@ def _wave(seconds: float, rate: int = 16000, seed: int = 0) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------ split_windows
 def test_split_zero_padding_known_answer():
-    w, l = split_windows(torch.arange(1.0, 8.0), 3, "zero")
+    w, lens = split_windows(torch.arange(1.0, 8.0), 3, "zero")
     assert w.tolist() == [[1, 2, 3], [4, 5, 6], [7, 0, 0]]
-    assert l.tolist() == [3, 3, 1] and l.dtype == torch.long
+    assert lens.tolist() == [3, 3, 1] and lens.dtype == torch.long
 
 
 def test_split_exact_multiple_and_counts():
-    w, l = split_windows(torch.ones(6), 3)
-    assert w.shape == (2, 3) and l.tolist() == [3, 3]
+    w, lens = split_windows(torch.ones(6), 3)
+    assert w.shape == (2, 3) and lens.tolist() == [3, 3]
     assert [n_windows(t, 10) for t in (0, 1, 10, 11, 30, 31)] == [1, 1, 1, 2, 3, 4]
 
 
 def test_split_empty_wave_gives_one_padding_window():
-    w, l = split_windows(torch.zeros(0), 4, "repeat")
-    assert w.tolist() == [[0, 0, 0, 0]] and l.tolist() == [0]
+    w, lens = split_windows(torch.zeros(0), 4, "repeat")
+    assert w.tolist() == [[0, 0, 0, 0]] and lens.tolist() == [0]
 
 
 def test_repeat_padding_tiles_like_laion_repeatpad():
     # laion-clap repeatpad: repeat int(max_len / len) times, then zero-pad to max_len
-    w, l = split_windows(torch.tensor([1.0, 2.0, 3.0]), 8, "repeat")
-    assert w.tolist() == [[1, 2, 3, 1, 2, 3, 0, 0]] and l.tolist() == [3]
+    w, lens = split_windows(torch.tensor([1.0, 2.0, 3.0]), 8, "repeat")
+    assert w.tolist() == [[1, 2, 3, 1, 2, 3, 0, 0]] and lens.tolist() == [3]
     # only the last window of a long clip is padded, with its own samples
-    w, l = split_windows(torch.arange(1.0, 8.0), 3, "repeat")
-    assert w.tolist() == [[1, 2, 3], [4, 5, 6], [7, 7, 7]] and l.tolist() == [3, 3, 1]
+    w, lens = split_windows(torch.arange(1.0, 8.0), 3, "repeat")
+    assert w.tolist() == [[1, 2, 3], [4, 5, 6], [7, 7, 7]] and lens.tolist() == [3, 3, 1]
     # a remainder that does not divide the window: whole copies, then zeros
     w, _ = split_windows(torch.arange(1.0, 8.0), 5, "repeat")
     assert w.tolist() == [[1, 2, 3, 4, 5], [6, 7, 6, 7, 0]]  # 5 // 2 = 2 copies, then one zero
@@ -52,12 +53,12 @@ def test_repeat_padding_matches_reference_formula_on_random_lengths():
     ws = 50
     for n in rng.integers(1, 200, size=20):
         x = torch.from_numpy(rng.standard_normal(int(n)).astype(np.float32))
-        w, l = split_windows(x, ws, "repeat")
-        tail = x[(len(w) - 1) * ws:]
+        w, lens = split_windows(x, ws, "repeat")
+        tail = x[(len(w) - 1) * ws :]
         ref = torch.nn.functional.pad(tail.repeat(ws // len(tail)), (0, ws - (ws // len(tail)) * len(tail)))
         assert torch.equal(w[-1], ref)
         assert torch.equal(w[:-1].reshape(-1), x[: (len(w) - 1) * ws])
-        assert int(l.sum()) == int(n)
+        assert int(lens.sum()) == int(n)
 
 
 def test_split_rejects_bad_input():
@@ -94,10 +95,10 @@ def test_30s_clip_equals_mean_of_its_three_10s_parts(which, logmel, tiny):
     ws = bb.spec.window_samples
     x = _wave(3 * ws / bb.spec.sample_rate, bb.spec.sample_rate)
     whole = embed_clips(bb, [x])
-    parts = embed_clips(bb, [x[:ws], x[ws:2 * ws], x[2 * ws:]])
+    parts = embed_clips(bb, [x[:ws], x[ws : 2 * ws], x[2 * ws :]])
     torch.testing.assert_close(whole[0], parts.mean(0), rtol=1e-5, atol=1e-5)
     # each part alone is one window: its embedding is the window embedding
-    torch.testing.assert_close(parts[1], bb.embed_windows(x[None, ws:2 * ws])[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(parts[1], bb.embed_windows(x[None, ws : 2 * ws])[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("which", ["logmel", "tiny"])
@@ -106,7 +107,11 @@ def test_clip_alone_equals_clip_inside_a_padded_batch(which, logmel, tiny):
     sr = bb.spec.sample_rate
     scale = bb.spec.window_seconds / 10.0
     a = _wave(13.7 * scale, sr, seed=1)
-    others = [_wave(0.3 * scale, sr, seed=2), _wave(25.0 * scale, sr, seed=3), _wave(0.01 * scale, sr, seed=4)]
+    others = [
+        _wave(0.3 * scale, sr, seed=2),
+        _wave(25.0 * scale, sr, seed=3),
+        _wave(0.01 * scale, sr, seed=4),
+    ]
     alone = embed_clips(bb, [a])[0]
     for batch in (2, 3, 32):
         inside = embed_clips(bb, [others[0], others[1], a, others[2]], max_windows_per_batch=batch)

@@ -1,6 +1,7 @@
 """Fault injection through the command-line tools (``python -m cache …``, ``python -m extract embeddings
 --backbone logmel``) on a tiny generated dataset: deleted chunks, a second writer while the lock is held,
 a killed table creation, symlinked audio, a header-only CSV, a long CSV field, a damaged store."""
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,18 @@ from cache.store import MissingChunkError, Store
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "embeddings/logmel@none"
 IDS = [str(100 + i) for i in range(5)]
-HEADER = ["sound_id", "class", "class_idx", "class_top", "confidence", "uploader", "license", "title", "tags",
-          "description"]
+HEADER = [
+    "sound_id",
+    "class",
+    "class_idx",
+    "class_top",
+    "confidence",
+    "uploader",
+    "license",
+    "title",
+    "tags",
+    "description",
+]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 
@@ -34,8 +45,19 @@ def _csv(root: Path, rows: list[dict]) -> None:
 
 
 def _row(cid: str, **kw: str) -> dict:
-    return {"sound_id": cid, "class": "fx-a", "class_idx": "", "class_top": "fx", "confidence": "4", "uploader": "u",
-            "license": "CC0", "title": f"clip {cid}", "tags": "t", "description": "d", **kw}
+    return {
+        "sound_id": cid,
+        "class": "fx-a",
+        "class_idx": "",
+        "class_top": "fx",
+        "confidence": "4",
+        "uploader": "u",
+        "license": "CC0",
+        "title": f"clip {cid}",
+        "tags": "t",
+        "description": "d",
+        **kw,
+    }
 
 
 def write_clips(folder: Path, ids=IDS) -> None:
@@ -43,8 +65,12 @@ def write_clips(folder: Path, ids=IDS) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     t = np.arange(4800) / 16000
     for i, cid in enumerate(ids):
-        sf.write(folder / f"{cid}.wav", (0.3 * np.sin(2 * np.pi * (300 + 70 * i) * t)).astype(np.float32), 16000,
-                 subtype="PCM_16")
+        sf.write(
+            folder / f"{cid}.wav",
+            (0.3 * np.sin(2 * np.pi * (300 + 70 * i) * t)).astype(np.float32),
+            16000,
+            subtype="PCM_16",
+        )
 
 
 @pytest.fixture
@@ -56,13 +82,34 @@ def dataset(tmp_path) -> Path:
 
 
 def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=ENV, capture_output=True, text=True,
-                          input=input, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=300,
+    )
 
 
 def extract(ds: Path, store: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run("extract", "embeddings", "--dataset", str(ds), "--backbone", "logmel", "--store", str(store),
-               "--chunk-rows", "2", "--num-workers", "0", "--no-progress", *extra)
+    return run(
+        "extract",
+        "embeddings",
+        "--dataset",
+        str(ds),
+        "--backbone",
+        "logmel",
+        "--store",
+        str(store),
+        "--chunk-rows",
+        "2",
+        "--num-workers",
+        "0",
+        "--no-progress",
+        *extra,
+    )
 
 
 def one_line_error(r: subprocess.CompletedProcess) -> str:
@@ -95,7 +142,9 @@ def test_deleted_chunk_is_reported_refused_and_recomputed(dataset, tmp_path):
     assert f"missing: array 'audio': chunk 1 ({store}/{GROUP}/audio/c/1/0)" in info.stdout
     ver = run("cache", "verify", "--store", str(store))
     assert ver.returncode == 1
-    assert ver.stdout.splitlines() == [f"{GROUP}: array 'audio': chunk 1 (rows 2-3) is missing ({store}/{GROUP}/audio/c/1/0)"]
+    assert ver.stdout.splitlines() == [
+        f"{GROUP}: array 'audio': chunk 1 (rows 2-3) is missing ({store}/{GROUP}/audio/c/1/0)"
+    ]
     with pytest.raises(MissingChunkError, match=r"array 'audio': chunk 1 \(rows 2-3\) is missing"):
         audio(store)  # never zeros
 
@@ -109,15 +158,21 @@ def test_deleted_chunk_is_reported_refused_and_recomputed(dataset, tmp_path):
 
 def test_deleted_chunk_of_a_priors_table(tmp_path):
     store = tmp_path / "s.zarr"
-    Store(store).write_table("llm/priors/p", IDS, {"prior": np.full((5, 23), 1 / 23, np.float32),
-                                                   "missing": np.zeros(5, bool)})
+    Store(store).write_table(
+        "llm/priors/p", IDS, {"prior": np.full((5, 23), 1 / 23, np.float32), "missing": np.zeros(5, bool)}
+    )
     chunk(store, "llm/priors/p", "prior", 0).unlink()
     info = run("cache", "info", "--store", str(store))
     assert "llm/priors/p  [table, 5 rows, DAMAGED (1 chunk file(s) missing)]" in info.stdout
     ver = run("cache", "verify", "--store", str(store))
-    assert ver.returncode == 1 and ver.stdout.startswith("llm/priors/p: array 'prior': chunk 0 (rows 0-4) is missing")
+    assert ver.returncode == 1 and ver.stdout.startswith(
+        "llm/priors/p: array 'prior': chunk 0 (rows 0-4) is missing"
+    )
     exp = run("cache", "export", "--store", str(store), "--out", str(tmp_path / "x.h5"))
-    assert "damaged table(s)" in (line := one_line_error(exp)) and "'llm/priors/p' (missing array 'prior': chunk 0" in line
+    assert (
+        "damaged table(s)" in (line := one_line_error(exp))
+        and "'llm/priors/p' (missing array 'prior': chunk 0" in line
+    )
 
 
 HOLD = """
@@ -131,8 +186,14 @@ sys.stdin.read()
 
 def test_second_writer_is_refused_while_the_first_holds_the_table(dataset, tmp_path):
     store = tmp_path / "s.zarr"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(store), GROUP], cwd=REPO, env=ENV,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(store), GROUP],
+        cwd=REPO,
+        env=ENV,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         line = one_line_error(extract(dataset, store, "--overwrite"))
@@ -157,10 +218,28 @@ sys.exit(main(sys.argv[1:]))
 
 def test_rerun_after_a_killed_table_creation_recreates_it(dataset, tmp_path):
     store = tmp_path / "s.zarr"
-    args = ["embeddings", "--dataset", str(dataset), "--backbone", "logmel", "--store", str(store), "--chunk-rows", "2",
-            "--num-workers", "0", "--no-progress"]
-    killed = subprocess.run([sys.executable, "-c", KILLED_CREATE, *args], cwd=REPO, env=ENV, capture_output=True,
-                            text=True, timeout=300)
+    args = [
+        "embeddings",
+        "--dataset",
+        str(dataset),
+        "--backbone",
+        "logmel",
+        "--store",
+        str(store),
+        "--chunk-rows",
+        "2",
+        "--num-workers",
+        "0",
+        "--no-progress",
+    ]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_CREATE, *args],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -9
     s = Store(store, mode="r")
     assert "ids" in s.root[GROUP] and s.half_created(GROUP)
@@ -183,7 +262,11 @@ def test_symlinked_audio_folder_with_a_dangling_link(tmp_path):
     (ds / "audio").symlink_to(pool)
     store = tmp_path / "s.zarr"
     val = run("cache", "validate", "--dataset", str(ds))
-    assert val.returncode == 0 and "usable rows: 5" in val.stdout and "outside the dataset root" not in val.stdout
+    assert (
+        val.returncode == 0
+        and "usable rows: 5" in val.stdout
+        and "outside the dataset root" not in val.stdout
+    )
     r = extract(ds, store)
     assert r.returncode == 0, r.stderr
     assert "5 rows, 4 ok, 1 failed" in r.stdout
@@ -257,6 +340,9 @@ def test_damaged_store_gives_one_line_naming_the_file(dataset, tmp_path):
     ver = run("cache", "verify", "--store", str(work))
     assert ver.returncode == 1
     assert ver.stdout.splitlines() == [
-        (f"{GROUP}: array 'error': chunk 0 (rows 0-1) cannot be decoded "
-         f"(RuntimeError: Zstd decompression error: invalid input data) ({work}/{GROUP}/error/c/0)"),
-        f"{GROUP}: array 'status': chunk 2 (rows 4-4) has 0 bytes instead of 2 ({work}/{GROUP}/status/c/2)"]
+        (
+            f"{GROUP}: array 'error': chunk 0 (rows 0-1) cannot be decoded "
+            f"(RuntimeError: Zstd decompression error: invalid input data) ({work}/{GROUP}/error/c/0)"
+        ),
+        f"{GROUP}: array 'status': chunk 2 (rows 4-4) has 0 bytes instead of 2 ({work}/{GROUP}/status/c/2)",
+    ]

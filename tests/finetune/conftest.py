@@ -1,4 +1,5 @@
 """Tiny datasets in the real BSD layout, with cache stores (priors, summaries), for the fine-tune tests."""
+
 from __future__ import annotations
 
 import os
@@ -19,20 +20,31 @@ REPO = Path(__file__).resolve().parents[2]
 CLASSES4 = ("m-si", "is-p", "sp-s", "fx-a")
 PRIOR, SUMMARY = "test-prior", "test-summary"
 #: tiny backbone settings shared by every test run: 1 s windows at 8 kHz
-TINY = ["backbone.name=tiny", 'backbone.overrides={sample_rate=8000, window_seconds=1.0, dim=16, channels=8, n_mels=16}']
+TINY = [
+    "backbone.name=tiny",
+    "backbone.overrides={sample_rate=8000, window_seconds=1.0, dim=16, channels=8, n_mels=16}",
+]
 
 
 def _write_set(root: Path, name: str, ids: list[str], classes: list[str], seed: int) -> None:
     rng = np.random.default_rng(seed)
     rows = []
-    for i, c in zip(ids, classes):
+    for i, c in zip(ids, classes, strict=True):
         dur = rng.uniform(0.3, 2.6)  # 1 to 3 windows of 1 s
         t = np.arange(int(dur * 16000)) / 16000
         f0 = 200 * (1 + CLASSES4.index(c))
         x = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.05 * rng.standard_normal(len(t))
         write_wav(root, i, x.astype(np.float32), 16000)
-        rows.append(labelled_row(i, c, uploader="u", title=f"{c} sound {i}", tags=f"{c.split('-')[0]},test",
-                                 description=f"A <b>{c}</b> clip."))
+        rows.append(
+            labelled_row(
+                i,
+                c,
+                uploader="u",
+                title=f"{c} sound {i}",
+                tags=f"{c.split('-')[0]},test",
+                description=f"A <b>{c}</b> clip.",
+            )
+        )
     write_metadata(root, rows, name)
 
 
@@ -46,10 +58,15 @@ def _write_store(root: Path, ids: list[str], classes: list[str], seed: int) -> N
     missing[::7] = True
     prior[missing] = 0
     st = Store(default_store_path(root))
-    st.write_table(f"llm/priors/{PRIOR}", ids, {"prior": prior, "missing": missing}, attrs=base_provenance("test"))
-    st.write_table(f"llm/summaries/{SUMMARY}", ids, {"text": [f"a {c} sound" for c in classes],
-                                                     "missing": np.zeros(len(ids), dtype=bool)},
-                   attrs=base_provenance("test"))
+    st.write_table(
+        f"llm/priors/{PRIOR}", ids, {"prior": prior, "missing": missing}, attrs=base_provenance("test")
+    )
+    st.write_table(
+        f"llm/summaries/{SUMMARY}",
+        ids,
+        {"text": [f"a {c} sound" for c in classes], "missing": np.zeros(len(ids), dtype=bool)},
+        attrs=base_provenance("test"),
+    )
 
 
 @dataclass
@@ -61,9 +78,19 @@ class FtData:
 
     def overrides(self, out: Path, *extra: str) -> list[str]:
         """``section.key=value`` overrides of a small run on these datasets (``extra`` last, so they win)."""
-        return [*TINY, f"data.clean={self.clean}", f"data.noisy={self.noisy}", f"data.prior={PRIOR}",
-                f"output.dir={out}", "data.num_workers=0", "train.epochs=2", "train.lr=3e-3", "output.tensorboard=false",
-                "data.eval_max_windows=16", *extra]
+        return [
+            *TINY,
+            f"data.clean={self.clean}",
+            f"data.noisy={self.noisy}",
+            f"data.prior={PRIOR}",
+            f"output.dir={out}",
+            "data.num_workers=0",
+            "train.epochs=2",
+            "train.lr=3e-3",
+            "output.tensorboard=false",
+            "data.eval_max_windows=16",
+            *extra,
+        ]
 
     def args(self, out: Path, *extra: str) -> list[str]:
         """finetune/run.py arguments of a small run: ``--set`` of :meth:`overrides`."""
@@ -106,8 +133,15 @@ def run_inprocess(args: list[str]) -> int:
 
 def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0",
-                "ACCELERATE_USE_CPU": "true"})
+    env.update(
+        {
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "PYTHONHASHSEED": "0",
+            "ACCELERATE_USE_CPU": "true",
+        }
+    )
     return env
 
 

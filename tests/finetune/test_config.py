@@ -1,4 +1,6 @@
-"""Config loading (file, stage sections, --set), validation, the batch-divisibility refusal, the per-backbone configs."""
+"""Config loading (file, stage sections, --set), validation, the batch-divisibility refusal, the per-backbone
+configs."""
+
 from __future__ import annotations
 
 import json
@@ -23,12 +25,28 @@ def _valid() -> FinetuneConfig:
 
 
 def test_set_overrides_are_typed_and_the_saved_config_reloads(tmp_path):
-    cfg = load_config(None, ["train.lr=3e-6", "train.epochs=5", "data.noisy=/n", "data.extra=['/e1', '/e2']",
-                             "backbone.overrides={window_seconds = 1.0}", "backbone.name=passt", "train.epochs=7",
-                             "train.warmup_epochs=2", "data.clean=/c", "data.prior=p"])
+    cfg = load_config(
+        None,
+        [
+            "train.lr=3e-6",
+            "train.epochs=5",
+            "data.noisy=/n",
+            "data.extra=['/e1', '/e2']",
+            "backbone.overrides={window_seconds = 1.0}",
+            "backbone.name=passt",
+            "train.epochs=7",
+            "train.warmup_epochs=2",
+            "data.clean=/c",
+            "data.prior=p",
+        ],
+    )
     assert cfg.train.lr == 3e-6 and cfg.train.epochs == 7 and cfg.data.noisy == "/n"
     assert cfg.data.extra == ["/e1", "/e2"] and cfg.backbone.overrides == {"window_seconds": 1.0}
-    assert cfg.backbone.name == "passt" and cfg.train.warmup_epochs == 2.0 and isinstance(cfg.train.warmup_epochs, float)
+    assert (
+        cfg.backbone.name == "passt"
+        and cfg.train.warmup_epochs == 2.0
+        and isinstance(cfg.train.warmup_epochs, float)
+    )
     with pytest.raises(ConfigError, match=r"unknown key 'train.learning_rate'"):
         load_config(None, ["train.learning_rate=1"])
     with pytest.raises(ConfigError, match=r"unknown key 'lr'"):  # a bare key is not guessed
@@ -47,8 +65,10 @@ def test_set_overrides_are_typed_and_the_saved_config_reloads(tmp_path):
 
 def test_stage_sections(tmp_path):
     f = tmp_path / "b.toml"
-    f.write_text('[train]\nepochs = 4\n\n[stage1]\ntrain.lr = 1e-5\n\n'
-                 '[stage2]\ntrain.lr = 2e-5\ntrain.lam = 0.5\ndata.pseudo_labels = "pl"\noutput.dir = "runs/s2"\n')
+    f.write_text(
+        "[train]\nepochs = 4\n\n[stage1]\ntrain.lr = 1e-5\n\n"
+        '[stage2]\ntrain.lr = 2e-5\ntrain.lam = 0.5\ndata.pseudo_labels = "pl"\noutput.dir = "runs/s2"\n'
+    )
     one, two = load_config(f), load_config(f, stage=2)
     assert (one.train.stage, one.train.lr, one.train.lam, one.data.pseudo_labels) == (1, 1e-5, 0.0, "")
     assert (two.train.stage, two.train.lr, two.train.lam, two.data.pseudo_labels) == (2, 2e-5, 0.5, "pl")
@@ -58,10 +78,10 @@ def test_stage_sections(tmp_path):
     assert load_config(f, stage=3).train.lr == FinetuneConfig().train.lr  # no [stage3]: the shared keys only
     with pytest.raises(ConfigError, match=r"train.stage must be 1, 2 or 3, got 4"):
         load_config(f, ["train.stage=4"])
-    f.write_text('[stage2]\ntrain.learning_rate = 1\n')
+    f.write_text("[stage2]\ntrain.learning_rate = 1\n")
     with pytest.raises(ConfigError, match=r"b.toml: \[stage2\]: unknown key 'train.learning_rate'"):
         load_config(f, stage=2)
-    f.write_text('[stage2]\ntrain.stage = 3\n')
+    f.write_text("[stage2]\ntrain.stage = 3\n")
     with pytest.raises(ConfigError, match=r"\[stage2\] must not set train.stage"):
         load_config(f, stage=2)
 
@@ -76,32 +96,50 @@ def test_one_config_per_backbone_resolves_as_the_former_per_stage_files():
 
 
 def test_run_takes_config_stage_and_set_only(capsys):
-    assert run_main(["--config", str(CONFIGS / "m2d.toml"), "--stage", "2", "--set", "train.lr=1e-6",
-                     "--print-config"]) == 0
+    assert (
+        run_main(
+            [
+                "--config",
+                str(CONFIGS / "m2d.toml"),
+                "--stage",
+                "2",
+                "--set",
+                "train.lr=1e-6",
+                "--print-config",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "stage = 2" in printed and "lr = 1e-06" in printed and 'pseudo_labels = "pl-stage2"' in printed
     assert run_main(["--config", str(CONFIGS / "m2d.toml"), "lr=1e-6", "--print-config"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unrecognised argument(s) lr=1e-6: overrides are --set section.key=value" in err
+    assert (
+        err.count("\n") == 1
+        and "unrecognised argument(s) lr=1e-6: overrides are --set section.key=value" in err
+    )
 
 
 def test_config_file_errors_name_the_key(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('[train]\nlearning_rate = 1e-5\n')
+    bad.write_text("[train]\nlearning_rate = 1e-5\n")
     with pytest.raises(ConfigError, match=r"bad.toml: unknown key 'train.learning_rate'"):
         load_config(bad)
-    bad.write_text('[trian]\nlr = 1e-5\n')
+    bad.write_text("[trian]\nlr = 1e-5\n")
     with pytest.raises(ConfigError, match="bad.toml: unknown key 'trian'"):
         load_config(bad)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"stage": 2}, "data.noisy"),
-    ({"stage": 3}, "init_from"),
-    ({"lam": 0.5}, "pseudo_labels"),
-    ({"lam": 1.5}, r"\[0, 1\]"),
-    ({"mixed_precision": "fp8"}, "mixed_precision"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"stage": 2}, "data.noisy"),
+        ({"stage": 3}, "init_from"),
+        ({"lam": 0.5}, "pseudo_labels"),
+        ({"lam": 1.5}, r"\[0, 1\]"),
+        ({"mixed_precision": "fp8"}, "mixed_precision"),
+    ],
+)
 def test_validation_names_the_problem(change, message):
     cfg = _valid()
     for k, v in change.items():
@@ -139,11 +177,18 @@ def test_configs_hold_the_middle_of_the_search_ranges():
             assert cfg.backbone.name == backbone and cfg.train.stage == stage
             assert cfg.train.lr == pytest.approx(r.lr_mid, rel=5e-3) and cfg.train.epochs == r.epochs
             assert cfg.train.lam == (r.lam_min + r.lam_max) / 2 if stage > 1 else cfg.train.lam == 0.0
-            assert cfg.train.batch_size == 18 and cfg.train.clip_grad_norm == 1.0 and cfg.train.weight_decay == 0.01
+            assert (
+                cfg.train.batch_size == 18
+                and cfg.train.clip_grad_norm == 1.0
+                and cfg.train.weight_decay == 0.01
+            )
             # the reference's sweeps: decay from epoch 1 in stage 1, from epoch 2 in stages 2 and 3
             assert cfg.train.decay_start_epoch == r.decay_start_epoch == (1.0 if stage == 1 else 2.0)
-            # one pseudo-label table per stage; LAION-CLAP's stage 2 reads the stage-3 table, as the reference's sweep
-            table = {1: "", 2: "pl-stage3" if backbone == "laion-clap" else "pl-stage2", 3: "pl-stage3"}[stage]
+            # one pseudo-label table per stage; LAION-CLAP's stage 2 reads the stage-3 table, as the
+            # reference's sweep
+            table = {1: "", 2: "pl-stage3" if backbone == "laion-clap" else "pl-stage2", 3: "pl-stage3"}[
+                stage
+            ]
             assert cfg.data.pseudo_labels == table or stage == 1
             assert cfg.output.run_name == f"ft-{backbone}-s{stage}"
             cfg.validate()
@@ -165,7 +210,10 @@ def test_tags_text_source_gives_the_keyword_text(tmp_path):
     cfg = _valid()
     cfg.backbone.text_source = "tags"
     cfg.validate()  # accepted
-    write_metadata(tmp_path, [labelled_row("1", "fx-a", tags="rain; water,outdoors"), labelled_row("2", "fx-a", tags="")],
-                   "T")
+    write_metadata(
+        tmp_path,
+        [labelled_row("1", "fx-a", tags="rain; water,outdoors"), labelled_row("2", "fx-a", tags="")],
+        "T",
+    )
     m = load_manifest(tmp_path, require_audio=False)
     assert clip_set(m, None, text_source="tags").texts == ["rain water outdoors", ""]

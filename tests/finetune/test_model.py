@@ -1,4 +1,5 @@
 """Backbone + head: unused/frozen parameters, the probe's side effects, patchout, weight files."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,8 +10,12 @@ from extract.checkpoints import CheckpointError
 from finetune.config import FinetuneConfig, load_config
 from finetune.model import build_model, configure_patchout, export_weights, load_weights
 
-TINY = ["backbone.name=tiny", "backbone.overrides={sample_rate=8000, window_seconds=0.5, dim=8, channels=4}",
-        "data.clean=/unused", "head.preset=no-prior"]
+TINY = [
+    "backbone.name=tiny",
+    "backbone.overrides={sample_rate=8000, window_seconds=0.5, dim=8, channels=4}",
+    "data.clean=/unused",
+    "head.preset=no-prior",
+]
 
 
 def _cfg(*extra: str) -> FinetuneConfig:
@@ -20,8 +25,13 @@ def _cfg(*extra: str) -> FinetuneConfig:
 def _batch(model):
     n = model.backbone.spec.window_samples
     w = torch.randn(3, n, generator=torch.Generator().manual_seed(1)) * 0.1
-    return dict(windows=w, lengths=torch.tensor([n, n, n // 2]), clip_of_window=torch.tensor([0, 0, 1]), n_clips=2,
-                texts=["a dog", "rain"])
+    return dict(
+        windows=w,
+        lengths=torch.tensor([n, n, n // 2]),
+        clip_of_window=torch.tensor([0, 0, 1]),
+        n_clips=2,
+        texts=["a dog", "rain"],
+    )
 
 
 def test_unused_and_frozen_text_parameters():
@@ -29,11 +39,13 @@ def test_unused_and_frozen_text_parameters():
     m, use, facts = build_model(_cfg("backbone.variant=clap", "backbone.text_source=none"), **quiet)
     assert use.unused == {"text_tower.weight"} and not m.backbone.text_tower.weight.requires_grad
     assert facts["head"]["in_dim"] == 8 and not m.use_text
-    m, use, facts = build_model(_cfg("backbone.variant=clap", "backbone.text_source=metadata",
-                                     "backbone.text_tower=freeze"), **quiet)
+    m, use, facts = build_model(
+        _cfg("backbone.variant=clap", "backbone.text_source=metadata", "backbone.text_tower=freeze"), **quiet
+    )
     assert use.frozen_text == {"text_tower.weight"} and not use.unused and facts["head"]["in_dim"] == 8 + 32
     m.train()
-    assert m.backbone.conv.training and not m.backbone.text_tower.training  # a frozen tower stays in eval mode
+    # a frozen tower stays in eval mode
+    assert m.backbone.conv.training and not m.backbone.text_tower.training
     m(**_batch(m)).sum().backward()
     assert m.backbone.text_tower.weight.grad is None and m.backbone.proj.weight.grad is not None
     m, use, _ = build_model(_cfg("backbone.variant=clap", "backbone.text_source=metadata"), **quiet)
@@ -55,8 +67,10 @@ def test_probe_leaves_rng_and_buffers_alone():
     backbone = build_backbone(backbone_config(cfg))  # the same modules without the probe
     head = FusionHead(8, preset="no-prior")
     assert torch.equal(after_build, torch.get_rng_state())
-    ref = {**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
-           **{f"head.{k}": v for k, v in head.state_dict().items()}}
+    ref = {
+        **{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
+        **{f"head.{k}": v for k, v in head.state_dict().items()},
+    }
     got = model.state_dict()
     assert got.keys() == ref.keys()
     for k in ref:
@@ -93,9 +107,16 @@ def test_weight_files_round_trip_and_strict(tmp_path):
 
 def test_clip_embedding_uses_the_backbones_pooling():
     """M2D's reference pooling weights a clip's windows by their real time steps, in fine-tuning too."""
-    cfg = load_config(None, [
-        "backbone.name=m2d", "backbone.random_init=true", "data.clean=/unused", "head.preset=no-prior",
-        'backbone.overrides={embed_dim=32, depth=1, num_heads=2, pooling="reference"}'])
+    cfg = load_config(
+        None,
+        [
+            "backbone.name=m2d",
+            "backbone.random_init=true",
+            "data.clean=/unused",
+            "head.preset=no-prior",
+            'backbone.overrides={embed_dim=32, depth=1, num_heads=2, pooling="reference"}',
+        ],
+    )
     torch.manual_seed(0)
     m, _, _ = build_model(cfg, log=lambda _m: None)
     m.eval()

@@ -1,4 +1,5 @@
 """Batch plans (every clip once per epoch across ranks), evaluation plans and the exact loss split."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,7 +11,9 @@ from finetune.loss import batch_normalisers, partial_loss
 from heads.losses import class_frequency_weights, mixed_loss
 
 
-@pytest.mark.parametrize("n, processes, accumulation", [(25, 1, 1), (25, 2, 1), (40, 3, 2), (19, 2, 3), (7, 6, 3), (1, 2, 1)])
+@pytest.mark.parametrize(
+    "n, processes, accumulation", [(25, 1, 1), (25, 2, 1), (40, 3, 2), (19, 2, 3), (7, 6, 3), (1, 2, 1)]
+)
 def test_every_clip_exactly_once_per_epoch_across_ranks(n, processes, accumulation):
     g = 18
     for epoch in (0, 1):
@@ -26,7 +29,7 @@ def test_every_clip_exactly_once_per_epoch_across_ranks(n, processes, accumulati
         assert all(abs(s - g / (processes * accumulation)) < 1 for s in sizes)
         # the dummy item of an empty share is marked invalid
         for p in plans:
-            for m, b in zip(p, loader_batches(p)):
+            for m, b in zip(p, loader_batches(p), strict=True):
                 assert (len(m.items) == 0) == (b == [(int(m.global_items[0]), False)])
 
 
@@ -73,8 +76,10 @@ def test_partial_losses_sum_to_the_global_batch_loss():
         ref = mixed_loss(logits, labels, w, pseudo if lam > 0 else None, has, lam)
         ce_norm, soft_norm = batch_normalisers(labels, has, w)
         for parts in (1, 2, 5, 18):
-            total = sum(partial_loss(logits[s], labels[s], valid[s], pseudo[s], has[s], w, ce_norm, soft_norm, lam)
-                        for s in np.array_split(np.arange(n), parts))
+            total = sum(
+                partial_loss(logits[s], labels[s], valid[s], pseudo[s], has[s], w, ce_norm, soft_norm, lam)
+                for s in np.array_split(np.arange(n), parts)
+            )
             assert torch.allclose(total, ref, atol=1e-5), (lam, parts)
     # a dummy (invalid) item contributes zero loss but keeps the graph connected
     x = logits[:1].clone().requires_grad_(True)
@@ -93,8 +98,18 @@ def test_partial_loss_reads_no_value_from_the_device():
     w = class_frequency_weights(np.array([0, 1, 2, 1, 0]))
     ce_norm, soft_norm = batch_normalisers(labels, has, w)
     logits = torch.randn(6, 23, device="meta", requires_grad=True)
-    out = partial_loss(logits, labels, valid, torch.rand(6, 23, device="meta"), has, w.to("meta"), ce_norm,
-                       soft_norm, 0.5, host_weights=w)
+    out = partial_loss(
+        logits,
+        labels,
+        valid,
+        torch.rand(6, 23, device="meta"),
+        has,
+        w.to("meta"),
+        ce_norm,
+        soft_norm,
+        0.5,
+        host_weights=w,
+    )
     out.backward()
     assert out.device.type == "meta" and logits.grad.shape == (6, 23)
 

@@ -1,4 +1,6 @@
-"""A run killed with SIGKILL mid-epoch and resumed reaches the weights of an uninterrupted run; an unreadable newest state falls back to the one before."""
+"""A run killed with SIGKILL mid-epoch and resumed reaches the weights of an uninterrupted run; an unreadable
+newest state falls back to the one before."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +13,12 @@ import torch
 # global batch 6 → 25 training clips make 5 updates per epoch (the last one holds 1 clip);
 # a training state every 2 updates; killed right after update 7 (epoch 2, batch 2), i.e. one
 # update after the mid-epoch state of update 6
-RUN = ["train.per_device_batch_size=6", "train.checkpoint_every=2", "train.epochs=2", "output.write_logits=false"]
+RUN = [
+    "train.per_device_batch_size=6",
+    "train.checkpoint_every=2",
+    "train.epochs=2",
+    "output.write_logits=false",
+]
 
 
 @pytest.mark.slow
@@ -43,7 +50,9 @@ def test_sigkill_and_resume_reach_the_uninterrupted_weights(ft_data, tmp_path, r
 
 def test_resume_falls_back_to_prev_when_last_is_corrupt(ft_data, tmp_path, run_ft, capsys):
     out = tmp_path / "corrupt"
-    args = ft_data.args(out, "train.per_device_batch_size=6", "train.checkpoint_every=0", "output.write_logits=false")
+    args = ft_data.args(
+        out, "train.per_device_batch_size=6", "train.checkpoint_every=0", "output.write_logits=false"
+    )
     torch.set_num_threads(1)
     assert run_ft(args) == 0  # states after epoch 1 (prev) and epoch 2 (last)
     assert json.loads((out / "state" / "prev" / "complete.json").read_text())["epoch"] == 1

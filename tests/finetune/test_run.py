@@ -1,11 +1,12 @@
 """One-process runs of finetune/run.py in this process: outputs, cache logits, evaluation, refusals."""
+
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def test_stage1_one_process_writes_every_output(ft_data, tmp_path, run_ft):
         assert t["logits"].dtype == np.float32 and np.isfinite(t["logits"]).all()
         assert t.attrs["producer"] == "finetune" and t.attrs["stage"] == 1 and t.attrs["backbone"] == "tiny"
     clean = Store(default_store_path(ft_data.clean), mode="r")
-    labels = dict(zip(load_manifest(ft_data.clean).ids, load_manifest(ft_data.clean).labels))
+    labels = dict(zip(load_manifest(ft_data.clean).ids, load_manifest(ft_data.clean).labels, strict=True))
     for part in ("val", "test"):
         ids = split.part(part)
         s = score(read_logits(clean, cfg.run_name, ids), np.array([labels[i] for i in ids]))
@@ -69,8 +70,18 @@ def test_refusals(ft_data, tmp_path, capsys, run_ft):
     assert "global batch size 18 is not divisible by 1 process(es) × 4 accumulation step(s) = 4" in err
     assert not (out / "state").exists()
     # ... unless a per-device batch is given (here 3 × 1 × 4 = 12 per update); one epoch is enough
-    assert run_ft(ft_data.args(out, "train.grad_accum=4", "train.per_device_batch_size=3", "train.epochs=1",
-                                      "output.write_logits=false")) == 0
+    assert (
+        run_ft(
+            ft_data.args(
+                out,
+                "train.grad_accum=4",
+                "train.per_device_batch_size=3",
+                "train.epochs=1",
+                "output.write_logits=false",
+            )
+        )
+        == 0
+    )
     assert json.loads((out / "result.json").read_text())["global_batch"] == 12
     # a finished run is never overwritten silently
     assert run_ft(ft_data.args(out, "train.epochs=1")) == 2
@@ -86,8 +97,15 @@ def test_text_from_metadata_and_a_clip_that_fails_to_decode(ft_data, tmp_path, r
     bad = ft_data.clean_ids[5]
     (data / "audio" / f"{bad}.wav").write_bytes(b"RIFF not really a wav file")
     out = tmp_path / "meta"
-    args = ft_data.args(out, "backbone.variant=clap", "backbone.text_source=metadata", "train.epochs=1", "data.noisy=''",
-                        f"data.clean={data}", "output.run_name=t-meta")
+    args = ft_data.args(
+        out,
+        "backbone.variant=clap",
+        "backbone.text_source=metadata",
+        "train.epochs=1",
+        "data.noisy=''",
+        f"data.clean={data}",
+        "output.run_name=t-meta",
+    )
     assert run_ft(args) == 0
     facts = json.loads((out / "config.json").read_text())["facts"]
     assert facts["use_text"] and facts["head"]["in_dim"] == 16 + 32 and facts["unused_parameters"] == []
@@ -105,7 +123,10 @@ def test_missing_inputs_exit_2_with_one_line_naming_them(ft_data, tmp_path, caps
     stage2 = ["train.stage=2", "train.lam=0.9", "train.epochs=1", "output.write_logits=false"]
     assert run_ft(ft_data.args(tmp_path / "a", *stage2, "data.pseudo_labels=no-such-labels")) == 2
     [line] = _error_lines(capsys.readouterr().err)
-    assert "data.pseudo_labels: no table pseudo_labels/no-such-labels in" in line and "python -m heads pseudo-labels" in line
+    assert (
+        "data.pseudo_labels: no table pseudo_labels/no-such-labels in" in line
+        and "python -m heads pseudo-labels" in line
+    )
     missing = tmp_path / "no-such-run"
     assert run_ft(ft_data.args(tmp_path / "b", "train.init_from=" + str(missing), "train.epochs=1")) == 2
     [line] = _error_lines(capsys.readouterr().err)
@@ -128,9 +149,18 @@ def test_only_rank_0_prints_the_refusal(ft_data, tmp_path, capsys, run_ft, monke
 def test_a_second_run_into_a_held_output_folder_is_refused(ft_data, tmp_path, capsys, run_ft):
     out = tmp_path / "locked"
     holder = subprocess.Popen(  # another process holds the folder's lock (cache.locks), as a live run would
-        [sys.executable, "-c", "import sys, time\nfrom cache.locks import hold_lock\n"
-         "with hold_lock(sys.argv[1], 'a fine-tune run'):\n    print('held', flush=True)\n    time.sleep(120)\n",
-         str(out / ".lock")], stdout=subprocess.PIPE, text=True, cwd=str(REPO))
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom cache.locks import hold_lock\n"
+            "with hold_lock(sys.argv[1], 'a fine-tune run'):\n"
+            "    print('held', flush=True)\n    time.sleep(120)\n",
+            str(out / ".lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(REPO),
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert run_ft(ft_data.args(out, "train.epochs=1")) == 2
@@ -152,8 +182,14 @@ def test_workers_and_prefetch_leave_the_results_unchanged(ft_data, tmp_path, run
     for workers in (0, 2):
         out = tmp_path / f"w{workers}"
         torch.set_num_threads(1)
-        assert run_ft(ft_data.args(out, f"data.num_workers={workers}", "train.epochs=3",
-                                   "output.write_logits=false")) == 0
+        assert (
+            run_ft(
+                ft_data.args(
+                    out, f"data.num_workers={workers}", "train.epochs=3", "output.write_logits=false"
+                )
+            )
+            == 0
+        )
         runs[workers] = out
     a, b = (np.load(runs[w] / "logits.npz") for w in (0, 2))
     assert a.files == b.files
@@ -169,7 +205,8 @@ def test_workers_and_prefetch_leave_the_results_unchanged(ft_data, tmp_path, run
 
 
 def test_text_from_tags_alone(ft_data):
-    """``backbone.text_source = "tags"`` (the reference's LAION-CLAP-on-tags model): the clip's tags joined by spaces."""
+    """``backbone.text_source = "tags"`` (the reference's LAION-CLAP-on-tags model): the clip's tags joined by
+    spaces."""
     from finetune.data import clip_set
 
     m = load_manifest(ft_data.clean)

@@ -1,4 +1,5 @@
 """The testkit's tiny datasets are what the manifest reader expects: no problems, every row usable."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,12 @@ def test_labelled_dataset_reads_back_without_problems(tmp_path):
 
 
 def test_unlabelled_dataset_and_real_audio(tmp_path):
-    root = write_dataset(tmp_path / "e", [unlabelled_row("a-1", "dog"), unlabelled_row("b-2", tags="rain")], name="EVAL",
-                         id_col="anonymous_id")
+    root = write_dataset(
+        tmp_path / "e",
+        [unlabelled_row("a-1", "dog"), unlabelled_row("b-2", tags="rain")],
+        name="EVAL",
+        id_col="anonymous_id",
+    )
     x = np.sin(np.arange(800) / 5).astype(np.float32) * 0.5
     write_wav(root, "a-1", x, 8000)
     m = load_manifest(root)

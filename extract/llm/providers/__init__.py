@@ -4,8 +4,29 @@
 (the OpenAI Batch API), ``embedded`` (offline MiniLM similarity to class descriptions) and
 ``embedded-knn`` (offline MiniLM nearest labelled training clips).
 """
-from .base import (ChatProvider, ChatRequest, ChatResult, LocalOutput, LocalProvider, LocalTask, Provider,
-                   available_providers, build_provider, register_provider)
 
-__all__ = ["ChatProvider", "ChatRequest", "ChatResult", "LocalOutput", "LocalProvider", "LocalTask", "Provider",
-           "available_providers", "build_provider", "register_provider"]
+from .base import (
+    ChatProvider,
+    ChatRequest,
+    ChatResult,
+    LocalOutput,
+    LocalProvider,
+    LocalTask,
+    Provider,
+    available_providers,
+    build_provider,
+    register_provider,
+)
+
+__all__ = [
+    "ChatProvider",
+    "ChatRequest",
+    "ChatResult",
+    "LocalOutput",
+    "LocalProvider",
+    "LocalTask",
+    "Provider",
+    "available_providers",
+    "build_provider",
+    "register_provider",
+]

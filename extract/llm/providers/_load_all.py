@@ -1,4 +1,5 @@
 """Import every provider module of this folder so that each registers itself."""
+
 import importlib
 import pkgutil
 from pathlib import Path

@@ -12,11 +12,13 @@ Two kinds of providers:
 Adding a provider = one module in ``extract/llm/providers/`` that subclasses one of them
 and decorates it with ``@register_provider("name")``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 

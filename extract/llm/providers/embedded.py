@@ -11,6 +11,7 @@ metadata with the same weights) are read instead of encoded, and the class-sente
 are kept in a file under the LLM cache folder (see :mod:`extract.llm.minilm_reuse`): with
 both in place a run loads no model.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,7 +44,7 @@ def get_encoder(config: LLMConfig):
 
 
 def clip_texts(task: LocalTask) -> list[str]:
-    return [clean_metadata(t, g, d) for t, g, d in zip(task.title, task.tags, task.description)]
+    return [clean_metadata(t, g, d) for t, g, d in zip(task.title, task.tags, task.description, strict=True)]
 
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -62,10 +63,12 @@ def encode(config: LLMConfig, texts: list[str]) -> np.ndarray:
     todo = sorted({t for t in texts if (key, t) not in _MEMO})
     if todo:
         enc = get_encoder(config)
-        vecs = enc.encode(todo, batch_size=config.embed_batch_size, progress=config.progress and len(todo) > 2000)
+        vecs = enc.encode(
+            todo, batch_size=config.embed_batch_size, progress=config.progress and len(todo) > 2000
+        )
         if len(_MEMO) + len(todo) > _MEMO_MAX:
             _MEMO.clear()
-        _MEMO.update({(key, t): v for t, v in zip(todo, vecs)})
+        _MEMO.update({(key, t): v for t, v in zip(todo, vecs, strict=True)})
         if any((key, t) not in _MEMO for t in texts):  # memo was cleared and is too small: no memo
             return enc.encode(texts, batch_size=config.embed_batch_size)
     out = np.empty((len(texts), 384), dtype=np.float32)
@@ -99,13 +102,15 @@ def full_manifest(task: LocalTask, root=None):
     return load_manifest(root, require_audio=False, keep_non_targets=True)
 
 
-def encode_clips(config: LLMConfig, texts: list[str], ids: list[str], dataset_root, digest: str
-                 ) -> tuple[np.ndarray, dict]:
+def encode_clips(
+    config: LLMConfig, texts: list[str], ids: list[str], dataset_root, digest: str
+) -> tuple[np.ndarray, dict]:
     """MiniLM vectors of clips' cleaned metadata ``texts``: read from the dataset's store where a
     matching table holds them (``digest``: its manifest's), the rest encoded. Returns the vectors
     and what was reused."""
-    vecs, found, info = minilm_reuse.store_vectors(store_of(config, dataset_root), list(ids), config.minilm_path,
-                                                   digest)
+    vecs, found, info = minilm_reuse.store_vectors(
+        store_of(config, dataset_root), list(ids), config.minilm_path, digest
+    )
     if not found.all():
         todo = np.flatnonzero(~found)
         vecs[todo] = encode(config, [texts[i] for i in todo])
@@ -117,8 +122,9 @@ def class_vectors(config: LLMConfig, sentences: list[str]) -> np.ndarray:
     """MiniLM vectors of the class sentences, kept on disk between runs."""
     from ..response_cache import default_cache_dir
 
-    return minilm_reuse.cached_encode(sentences, config.minilm_path, config.cache_dir or default_cache_dir(),
-                                      lambda t: encode(config, t))
+    return minilm_reuse.cached_encode(
+        sentences, config.minilm_path, config.cache_dir or default_cache_dir(), lambda t: encode(config, t)
+    )
 
 
 @register_provider("embedded")
@@ -130,7 +136,11 @@ class EmbeddedProvider(LocalProvider):
         return MODEL_NAME
 
     def provenance(self) -> dict[str, Any]:
-        return {"provider": self.name, "model": MODEL_NAME, "embed_temperature": self.config.embed_temperature}
+        return {
+            "provider": self.name,
+            "model": MODEL_NAME,
+            "embed_temperature": self.config.embed_temperature,
+        }
 
     def priors(self, task: LocalTask) -> LocalOutput:
         texts = clip_texts(task)
@@ -140,11 +150,19 @@ class EmbeddedProvider(LocalProvider):
         prior = softmax((X @ C.T) / self.config.embed_temperature, axis=1).astype(np.float32)
         prior[missing] = 0.0
         reason = ["empty metadata" if m else "" for m in missing]
-        attrs = {"class_descriptions": task.class_source, "minilm_reuse": reuse, **encoder_provenance(self.config)}
+        attrs = {
+            "class_descriptions": task.class_source,
+            "minilm_reuse": reuse,
+            **encoder_provenance(self.config),
+        }
         return LocalOutput(missing=missing, reason=reason, prior=prior, attrs=attrs)
 
     def summaries(self, task: LocalTask) -> LocalOutput:
         texts = clip_texts(task)
         missing = np.array([not t for t in texts], dtype=bool)
-        return LocalOutput(missing=missing, reason=["empty metadata" if m else "" for m in missing], text=texts,
-                           attrs={"summary": "cleaned metadata text (extract.text.clean_metadata)"})
+        return LocalOutput(
+            missing=missing,
+            reason=["empty metadata" if m else "" for m in missing],
+            text=texts,
+            attrs={"summary": "cleaned metadata text (extract.text.clean_metadata)"},
+        )

@@ -12,6 +12,7 @@ every other clip — validation, test, other datasets — sees all training clip
 another dataset whose id is a training clip (BSD35k-CS shares clips with BSD10k) is treated
 as that training clip.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,21 +22,30 @@ from typing import Any
 import numpy as np
 
 from cache.taxonomy import NUM_CLASSES
+from extract.text import clean_metadata
 
 from .base import LocalOutput, LocalProvider, LocalTask, register_provider
 from .embedded import MODEL_NAME, encode_clips, encoder_provenance, full_manifest, softmax
 
-from extract.text import clean_metadata
-
 
 def fold_of(ids: list[str], n_folds: int, seed: int) -> np.ndarray:
     """Deterministic fold of each id: sha256(seed:id) mod n_folds."""
-    return np.array([int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:12], 16) % n_folds for i in ids],
-                    dtype=np.int64)
+    return np.array(
+        [int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:12], 16) % n_folds for i in ids],
+        dtype=np.int64,
+    )
 
 
-def knn_prior(Q: np.ndarray, q_fold: np.ndarray, P: np.ndarray, p_labels: np.ndarray, p_fold: np.ndarray,
-              k: int, temperature: float, block: int = 1024) -> np.ndarray:
+def knn_prior(
+    Q: np.ndarray,
+    q_fold: np.ndarray,
+    P: np.ndarray,
+    p_labels: np.ndarray,
+    p_fold: np.ndarray,
+    k: int,
+    temperature: float,
+    block: int = 1024,
+) -> np.ndarray:
     """(N, 23) priors of queries ``Q`` from pool ``P`` (both L2-normalised).
 
     ``q_fold[i] = f >= 0``: query i is a pool clip of fold f and sees only other folds;
@@ -47,8 +57,8 @@ def knn_prior(Q: np.ndarray, q_fold: np.ndarray, P: np.ndarray, p_labels: np.nda
     fold_cols = {int(f): np.flatnonzero(p_fold == f) for f in np.unique(p_fold) if f >= 0}
     kk = min(k, P.shape[0])
     for s in range(0, len(Q), block):
-        sims = Q[s:s + block] @ P.T  # (B, M)
-        qf = q_fold[s:s + block]
+        sims = Q[s : s + block] @ P.T  # (B, M)
+        qf = q_fold[s : s + block]
         for f, cols in fold_cols.items():  # a training query never sees its own fold
             rows = np.flatnonzero(qf == f)
             if len(rows):
@@ -60,7 +70,7 @@ def knn_prior(Q: np.ndarray, q_fold: np.ndarray, P: np.ndarray, p_labels: np.nda
         w = np.nan_to_num(w)
         rows = np.arange(len(idx))
         lab = p_labels[idx]
-        blk = out[s:s + block]
+        blk = out[s : s + block]
         for j in range(kk):  # the same additions, in the same order, as np.add.at over (row, j)
             blk[rows, lab[:, j]] += w[:, j]
     sums = out.sum(1, keepdims=True)
@@ -78,8 +88,14 @@ class EmbeddedKnnProvider(LocalProvider):
 
     def provenance(self) -> dict[str, Any]:
         c = self.config
-        return {"provider": self.name, "model": MODEL_NAME, "knn_k": c.knn_k, "knn_temperature": c.knn_temperature,
-                "knn_folds": c.knn_folds, "knn_seed": c.knn_seed}
+        return {
+            "provider": self.name,
+            "model": MODEL_NAME,
+            "knn_k": c.knn_k,
+            "knn_temperature": c.knn_temperature,
+            "knn_folds": c.knn_folds,
+            "knn_seed": c.knn_seed,
+        }
 
     def _split(self, train_manifest):
         from cache.splits import Split, split_manifest
@@ -92,13 +108,17 @@ class EmbeddedKnnProvider(LocalProvider):
             split = split_manifest(train_manifest, preset=c.split_preset, fold=c.fold)
             where = f"preset {c.split_preset} fold {c.fold}"
         else:
-            raise ValueError("embedded-knn needs the training clips: pass --split FILE.json or --split-preset NAME "
-                             "[--fold K] (and --train-dataset DIR)")
+            raise ValueError(
+                "embedded-knn needs the training clips: pass --split FILE.json or --split-preset NAME "
+                "[--fold K] (and --train-dataset DIR)"
+            )
         known = set(train_manifest.ids.tolist())
         unknown = [i for i in split.train if i not in known]
         if unknown:
-            raise ValueError(f"split {where}: {len(unknown)} training id(s) are not labelled target clips of "
-                             f"{train_manifest.root}: {', '.join(unknown[:10])}")
+            raise ValueError(
+                f"split {where}: {len(unknown)} training id(s) are not labelled target clips of "
+                f"{train_manifest.root}: {', '.join(unknown[:10])}"
+            )
         return split, where
 
     def priors(self, task: LocalTask) -> LocalOutput:
@@ -117,7 +137,9 @@ class EmbeddedKnnProvider(LocalProvider):
         pool_labels = np.array([train.labels[pool_rows[j]] for j in keep], dtype=np.int64)
         pool_fold = fold_of(pool_ids, c.knn_folds, c.knn_seed)
 
-        texts = [clean_metadata(t, g, d) for t, g, d in zip(task.title, task.tags, task.description)]
+        texts = [
+            clean_metadata(t, g, d) for t, g, d in zip(task.title, task.tags, task.description, strict=True)
+        ]
         missing = np.array([not t for t in texts], dtype=bool)
         P, reuse_pool = encode_clips(c, pool_texts, pool_ids, train_root, train_all.digest())
         Q, reuse_queries = encode_clips(c, texts, task.ids, task.dataset_root, full_manifest(task).digest())
@@ -127,12 +149,20 @@ class EmbeddedKnnProvider(LocalProvider):
         prior[missing] = 0.0
         reason = ["empty metadata" if m else "" for m in missing]
         same = Path(train_root).resolve() == Path(task.dataset_root).resolve()
-        parts = ({"train (out-of-fold)": list(split.train), "val": list(split.val), "test": list(split.test)}
-                 if same else {})
-        attrs = {"train_dataset": str(Path(train_root).resolve()), "split": split_where,
-                 "split_describe": split.describe(), "n_pool": len(pool_ids),
-                 "n_queries_out_of_fold": int((q_fold >= 0).sum()),
-                 "minilm_reuse": {"pool": reuse_pool, "queries": reuse_queries}, **encoder_provenance(c)}
+        parts = (
+            {"train (out-of-fold)": list(split.train), "val": list(split.val), "test": list(split.test)}
+            if same
+            else {}
+        )
+        attrs = {
+            "train_dataset": str(Path(train_root).resolve()),
+            "split": split_where,
+            "split_describe": split.describe(),
+            "n_pool": len(pool_ids),
+            "n_queries_out_of_fold": int((q_fold >= 0).sum()),
+            "minilm_reuse": {"pool": reuse_pool, "queries": reuse_queries},
+            **encoder_provenance(c),
+        }
         return LocalOutput(missing=missing, reason=reason, prior=prior, attrs=attrs, evaluation_ids=parts)
 
     def summaries(self, task: LocalTask) -> LocalOutput:

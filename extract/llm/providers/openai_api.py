@@ -17,6 +17,7 @@
   so a wrong key or model name costs one request; :attr:`OpenAIProvider.fatal` then holds
   the one line to show.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,19 +28,28 @@ import re
 from typing import Any
 
 from ..config import LLMConfig
+from ..costs import normalise_usage
 from ..errors import UserError, fatal_message, is_fatal_status
 from ..prompts import SCHEMA_NAMES, answer_schema, apply_request_defaults
 from ..response_cache import redact
 from ..retry import RetryPolicy, is_retryable_status, parse_retry_after
-from ..costs import normalise_usage
 from .base import ChatProvider, ChatRequest, ChatResult, ResultCallback, register_provider
 
 DEFAULT_MODEL = "gpt-5.4-mini"
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 _REASONING_RE = re.compile(r"^(o\d|gpt-5|gpt-oss)", re.IGNORECASE)
-_FORMAT_ERR_RE = re.compile(r"response_format|json_schema|text\.format|structured output|\bformat\b", re.IGNORECASE)
-_PARAM_NAMES = ("temperature", "top_p", "seed", "reasoning_effort", "reasoning", "max_output_tokens",
-                "max_completion_tokens")
+_FORMAT_ERR_RE = re.compile(
+    r"response_format|json_schema|text\.format|structured output|\bformat\b", re.IGNORECASE
+)
+_PARAM_NAMES = (
+    "temperature",
+    "top_p",
+    "seed",
+    "reasoning_effort",
+    "reasoning",
+    "max_output_tokens",
+    "max_completion_tokens",
+)
 
 
 def is_reasoning_model(model: str) -> bool:
@@ -57,8 +67,10 @@ def api_key_from_env(base_url: str) -> str:
     if key:
         return key
     if "api.openai.com" in base_url:
-        raise UserError("OPENAI_API_KEY is not set: export it in the environment (it is never read from "
-                        "options or config files)")
+        raise UserError(
+            "OPENAI_API_KEY is not set: export it in the environment (it is never read from "
+            "options or config files)"
+        )
     return "EMPTY"
 
 
@@ -95,9 +107,13 @@ class RequestBuilder:
 
     def key_options(self, kind: str) -> dict[str, Any]:
         """What goes into the cache key besides the messages (the configured request shape)."""
-        return {"structured": self.config.structured, "schema": SCHEMA_NAMES[kind] if self.config.structured != "json" else None,
-                "sampling": self.sampling(), "reasoning_effort": self.reasoning_effort(kind),
-                "max_output_tokens": self.config.max_output_tokens}
+        return {
+            "structured": self.config.structured,
+            "schema": SCHEMA_NAMES[kind] if self.config.structured != "json" else None,
+            "sampling": self.sampling(),
+            "reasoning_effort": self.reasoning_effort(kind),
+            "max_output_tokens": self.config.max_output_tokens,
+        }
 
     def body(self, kind: str, messages: list[dict[str, str]]) -> dict[str, Any]:
         """Keyword arguments of ``responses.create`` / ``chat.completions.create`` (= the JSON body)."""
@@ -106,8 +122,14 @@ class RequestBuilder:
         if self.api == "responses":
             body["input"] = [dict(m) for m in messages]
             if self.structured == "json_schema":
-                body["text"] = {"format": {"type": "json_schema", "name": SCHEMA_NAMES[kind],
-                                           "schema": answer_schema(kind), "strict": True}}
+                body["text"] = {
+                    "format": {
+                        "type": "json_schema",
+                        "name": SCHEMA_NAMES[kind],
+                        "schema": answer_schema(kind),
+                        "strict": True,
+                    }
+                }
             if effort:
                 body["reasoning"] = {"effort": effort}
             if self.config.max_output_tokens:
@@ -115,8 +137,14 @@ class RequestBuilder:
         else:
             body["messages"] = [dict(m) for m in messages]
             if self.structured == "json_schema":
-                body["response_format"] = {"type": "json_schema", "json_schema": {
-                    "name": SCHEMA_NAMES[kind], "schema": answer_schema(kind), "strict": True}}
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": SCHEMA_NAMES[kind],
+                        "schema": answer_schema(kind),
+                        "strict": True,
+                    },
+                }
             if effort:
                 body["reasoning_effort"] = effort
             if self.config.max_output_tokens:
@@ -137,14 +165,24 @@ class RequestBuilder:
         Returns True if the request should be re-sent right away."""
         msg = message.lower()
         for p in _PARAM_NAMES:
-            if p in msg and ("unsupported" in msg or "not supported" in msg or "unrecognized" in msg
-                             or "unknown" in msg or "not allowed" in msg or "does not support" in msg):
+            if p in msg and (
+                "unsupported" in msg
+                or "not supported" in msg
+                or "unrecognized" in msg
+                or "unknown" in msg
+                or "not allowed" in msg
+                or "does not support" in msg
+            ):
                 names = {"reasoning_effort", "reasoning"} if p.startswith("reasoning") else {p}
                 if not names <= self.dropped:
                     self.dropped |= names
                     self.fallbacks.append(f"dropped {'/'.join(sorted(names))}")
                     return True
-        if self.structured == "json_schema" and self.config.structured == "auto" and _FORMAT_ERR_RE.search(message):
+        if (
+            self.structured == "json_schema"
+            and self.config.structured == "auto"
+            and _FORMAT_ERR_RE.search(message)
+        ):
             self.structured = "json"
             self.fallbacks.append("structured output -> plain JSON")
             return True
@@ -167,7 +205,11 @@ def answer_text(api: str, body: dict[str, Any]) -> str:
         for item in body.get("output") or []:
             if isinstance(item, dict) and item.get("type") == "message":
                 for c in item.get("content") or []:
-                    if isinstance(c, dict) and c.get("type") in ("output_text", "text") and isinstance(c.get("text"), str):
+                    if (
+                        isinstance(c, dict)
+                        and c.get("type") in ("output_text", "text")
+                        and isinstance(c.get("text"), str)
+                    ):
                         parts.append(c["text"])
         return "".join(parts)
     choices = body.get("choices")
@@ -202,7 +244,9 @@ class OpenAIProvider(ChatProvider):
     def __init__(self, config: LLMConfig):
         super().__init__(config)
         self.builder = RequestBuilder(apply_request_defaults(config), self.model)  # the template's settings
-        self.policy = RetryPolicy(config.max_retries, config.backoff_base, config.backoff_max, config.max_retry_after)
+        self.policy = RetryPolicy(
+            config.max_retries, config.backoff_base, config.backoff_max, config.max_retry_after
+        )
         self.rng = random.Random()
         self.base_url = resolve_base_url(config)
         self.fatal = ""  # set on a rejected key or an unknown model: the run stops
@@ -216,15 +260,25 @@ class OpenAIProvider(ChatProvider):
         return self.builder.key_options(kind)
 
     def provenance(self) -> dict[str, Any]:
-        return {"provider": self.name, "model": self.model, "api": self.api, "base_url": redact(self.base_url),
-                "structured_effective": self.builder.structured, "fallbacks": list(self.builder.fallbacks),
-                "dropped_params": sorted(self.builder.dropped)}
+        return {
+            "provider": self.name,
+            "model": self.model,
+            "api": self.api,
+            "base_url": redact(self.base_url),
+            "structured_effective": self.builder.structured,
+            "fallbacks": list(self.builder.fallbacks),
+            "dropped_params": sorted(self.builder.dropped),
+        }
 
     def make_client(self):
         import openai
 
-        return openai.AsyncOpenAI(api_key=api_key_from_env(self.base_url), base_url=self.base_url,
-                                  max_retries=0, timeout=self.config.timeout)
+        return openai.AsyncOpenAI(
+            api_key=api_key_from_env(self.base_url),
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.config.timeout,
+        )
 
     def run(self, requests: list[ChatRequest], on_result: ResultCallback) -> None:
         if requests:
@@ -275,8 +329,12 @@ class OpenAIProvider(ChatProvider):
                 usage = normalise_usage(data.get("usage"))
                 self.usage.add_usage(usage)
                 self.usage.note_status("ok")
-                meta = {"response_id": data.get("id"), "status": data.get("status"),
-                        "sent": self.builder.sent_params(body), "attempts": attempt + 1}
+                meta = {
+                    "response_id": data.get("id"),
+                    "status": data.get("status"),
+                    "sent": self.builder.sent_params(body),
+                    "attempts": attempt + 1,
+                }
                 return ChatResult(req.key, text, usage, "", meta)
             except openai.APIStatusError as e:
                 status = e.status_code
@@ -286,18 +344,23 @@ class OpenAIProvider(ChatProvider):
                 fatal = is_fatal_status(status, message, getattr(e, "code", None))
                 if fatal:
                     if not self.fatal:
-                        self.fatal = fatal_message(fatal, self.base_url, self.model, f"{last}: {message[:200]}")
+                        self.fatal = fatal_message(
+                            fatal, self.base_url, self.model, f"{last}: {message[:200]}"
+                        )
                     return ChatResult(req.key, None, error=f"{last}: {message[:300]}")
                 # a 400 that made the builder fall back, or one for a body built before another
                 # request's fallback (requests in flight when it happened): re-send with the current body
-                if status == 400 and adaptations < 4 and (
-                        self.builder.adapt(message) or self.builder.body(req.kind, req.messages) != body):
+                if (
+                    status == 400
+                    and adaptations < 4
+                    and (self.builder.adapt(message) or self.builder.body(req.kind, req.messages) != body)
+                ):
                     adaptations += 1
                     continue
                 if not is_retryable_status(status):
                     return ChatResult(req.key, None, error=f"{last}: {message[:300]}")
                 retry_after = parse_retry_after(dict(e.response.headers))
-            except (openai.APITimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, openai.APITimeoutError):
                 last = "timeout"
                 self.usage.note_status(last)
             except openai.APIConnectionError:

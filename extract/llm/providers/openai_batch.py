@@ -11,10 +11,12 @@ consulted, then the server's batch list is searched for that tag, so a process k
 between any two steps adopts the batch it had already created (a server that cannot list
 batches just has nothing to adopt). The state file is written atomically after every step.
 An API error stops the call with one line naming the endpoint and status (exit 2 for a
-rejected key, 3 otherwise: the same command later continues where this one stopped). With ``batch_wait_s = 0`` a call submits or checks once and
+rejected key, 3 otherwise: the same command later continues where this one stopped). With ``batch_wait_s = 0``
+a call submits or checks once and
 returns; rows still in open batches are reported as pending and the next call collects
 them.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,10 +30,10 @@ from typing import Any
 from cache.provenance import now_iso, sha256_json
 
 from ..config import LLMConfig
+from ..costs import normalise_usage
 from ..errors import APIFailure, UserError, describe_api_error, fatal_message, is_fatal_status
 from ..output import emit
 from ..response_cache import redact
-from ..costs import normalise_usage
 from .base import ChatRequest, ChatResult, ResultCallback, register_provider
 from .openai_api import OpenAIProvider, answer_text
 
@@ -51,21 +53,37 @@ class BatchState:
     attempts: dict[str, int] = field(default_factory=dict)  # request key -> batches it was put in
 
     @classmethod
-    def load(cls, path: Path) -> "BatchState":
+    def load(cls, path: Path) -> BatchState:
         if path.exists():
             try:
                 data = json.loads(path.read_text())
             except ValueError as e:
-                raise UserError(f"batch state file {path} is not valid JSON ({e}); fix or delete it") from None
-            return cls(path, dict(data.get("batches", {})), dict(data.get("files", {})), dict(data.get("attempts", {})))
+                raise UserError(
+                    f"batch state file {path} is not valid JSON ({e}); fix or delete it"
+                ) from None
+            return cls(
+                path,
+                dict(data.get("batches", {})),
+                dict(data.get("files", {})),
+                dict(data.get("attempts", {})),
+            )
         return cls(path)
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-", suffix=".json")
         with os.fdopen(fd, "w") as fh:
-            json.dump({"version": 1, "updated": now_iso(), "batches": self.batches, "files": self.files,
-                       "attempts": self.attempts}, fh, indent=1)
+            json.dump(
+                {
+                    "version": 1,
+                    "updated": now_iso(),
+                    "batches": self.batches,
+                    "files": self.files,
+                    "attempts": self.attempts,
+                },
+                fh,
+                indent=1,
+            )
         os.replace(tmp, self.path)
 
 
@@ -90,8 +108,12 @@ class OpenAIBatchProvider(OpenAIProvider):
     def make_sync_client(self):
         import openai
 
-        return openai.OpenAI(api_key=self._key(), base_url=self.base_url, max_retries=self.config.max_retries,
-                             timeout=max(self.config.timeout, 60.0))
+        return openai.OpenAI(
+            api_key=self._key(),
+            base_url=self.base_url,
+            max_retries=self.config.max_retries,
+            timeout=max(self.config.timeout, 60.0),
+        )
 
     def _key(self) -> str:
         from .openai_api import api_key_from_env
@@ -107,9 +129,17 @@ class OpenAIBatchProvider(OpenAIProvider):
     def tag_for(self, keys: list[str], state: BatchState, kind: str) -> str:
         """Identity of a batch: its rows, how often they were submitted before, and the request shape."""
         round_ = max((state.attempts.get(k, 0) for k in keys), default=0)
-        return sha256_json({"keys": sorted(keys), "round": round_, "kind": kind, "model": self.model,
-                            "api": self.api, "structured": self.builder.structured,
-                            "dropped": sorted(self.builder.dropped)})[:40]
+        return sha256_json(
+            {
+                "keys": sorted(keys),
+                "round": round_,
+                "kind": kind,
+                "model": self.model,
+                "api": self.api,
+                "structured": self.builder.structured,
+                "dropped": sorted(self.builder.dropped),
+            }
+        )[:40]
 
     def chunks(self, reqs: list[ChatRequest]) -> list[list[ChatRequest]]:
         """Split requests (in key order) into batches within the request-count and file-size limits;
@@ -165,17 +195,31 @@ class OpenAIBatchProvider(OpenAIProvider):
             lines = []
             for r in reqs:
                 body = self.builder.body(r.kind, r.messages)
-                lines.append(json.dumps({"custom_id": r.key, "method": "POST", "url": ENDPOINTS[self.api], "body": body},
-                                        ensure_ascii=False))
+                lines.append(
+                    json.dumps(
+                        {"custom_id": r.key, "method": "POST", "url": ENDPOINTS[self.api], "body": body},
+                        ensure_ascii=False,
+                    )
+                )
             data = ("\n".join(lines) + "\n").encode()
-            f = client.files.create(file=(f"bst-hac-{tag[:12]}.jsonl", data, "application/jsonl"), purpose="batch")
+            f = client.files.create(
+                file=(f"bst-hac-{tag[:12]}.jsonl", data, "application/jsonl"), purpose="batch"
+            )
             file_id = f.id
             state.files[tag] = file_id
             state.save()
             self._log(f"uploaded {len(reqs)} request(s) as {file_id}")
-        b = client.batches.create(completion_window="24h", endpoint=ENDPOINTS[self.api], input_file_id=file_id,
-                                  metadata={TAG_KEY: tag, "producer": "extract.llm", "kind": reqs[0].kind,
-                                            "n_requests": str(len(reqs))})
+        b = client.batches.create(
+            completion_window="24h",
+            endpoint=ENDPOINTS[self.api],
+            input_file_id=file_id,
+            metadata={
+                TAG_KEY: tag,
+                "producer": "extract.llm",
+                "kind": reqs[0].kind,
+                "n_requests": str(len(reqs)),
+            },
+        )
         self.usage.note_status("batch_created")
         self.usage.requests += len(reqs)
         self._log(f"created batch {b.id} with {len(reqs)} request(s)")
@@ -183,14 +227,26 @@ class OpenAIBatchProvider(OpenAIProvider):
 
     @staticmethod
     def _record(state: BatchState, tag: str, batch, reqs: list[ChatRequest]) -> dict[str, Any]:
-        rec = {"id": batch.id, "keys": [r.key for r in reqs], "status": batch.status, "merged": False,
-               "created": now_iso()}
+        rec = {
+            "id": batch.id,
+            "keys": [r.key for r in reqs],
+            "status": batch.status,
+            "merged": False,
+            "created": now_iso(),
+        }
         state.batches[tag] = rec
         state.save()
         return rec
 
-    def merge(self, client, rec: dict[str, Any], batch, on_result: ResultCallback, delivered: set[str],
-              failures: dict[str, str]) -> None:
+    def merge(
+        self,
+        client,
+        rec: dict[str, Any],
+        batch,
+        on_result: ResultCallback,
+        delivered: set[str],
+        failures: dict[str, str],
+    ) -> None:
         """Download a finished batch's output (and errors) and hand every row to ``on_result``."""
         if batch.output_file_id:
             content = client.files.content(batch.output_file_id).content
@@ -215,8 +271,19 @@ class OpenAIBatchProvider(OpenAIProvider):
                     usage = normalise_usage(body.get("usage"))
                     self.usage.add_usage(usage)
                     self.usage.note_status("ok")
-                    on_result(ChatResult(key, text, usage, "", {"response_id": body.get("id"), "batch_id": batch.id,
-                                                                "status": body.get("status")}))
+                    on_result(
+                        ChatResult(
+                            key,
+                            text,
+                            usage,
+                            "",
+                            {
+                                "response_id": body.get("id"),
+                                "batch_id": batch.id,
+                                "status": body.get("status"),
+                            },
+                        )
+                    )
                     delivered.add(key)
                     failures.pop(key, None)
                 else:
@@ -233,8 +300,11 @@ class OpenAIBatchProvider(OpenAIProvider):
                     continue
                 resp = row.get("response") or {}
                 status = resp.get("status_code")
-                msg = ((resp.get("body") or {}).get("error") or {}).get("message") or \
-                      ((row.get("error") or {}).get("message") if isinstance(row.get("error"), dict) else "") or ""
+                msg = (
+                    ((resp.get("body") or {}).get("error") or {}).get("message")
+                    or ((row.get("error") or {}).get("message") if isinstance(row.get("error"), dict) else "")
+                    or ""
+                )
                 if status == 400 and msg:
                     self.builder.adapt(redact(msg))
                 failures[key] = f"http_{status}" if status else "batch_error"
@@ -259,8 +329,10 @@ class OpenAIBatchProvider(OpenAIProvider):
             what = is_fatal_status(status, getattr(e, "message", "") or "", getattr(e, "code", None))
             if what in ("key", "model"):
                 raise UserError(fatal_message(what, self.base_url, self.model, line)) from None
-            raise APIFailure(f"openai-batch: {line}; re-run the same command to continue (batches already "
-                             "created are collected, not paid for twice)") from None
+            raise APIFailure(
+                f"openai-batch: {line}; re-run the same command to continue (batches already "
+                "created are collected, not paid for twice)"
+            ) from None
         finally:
             if self._state is not None:
                 self._state.save()
@@ -286,8 +358,13 @@ class OpenAIBatchProvider(OpenAIProvider):
         round_ = 0
         while remaining and round_ <= self.config.batch_max_resubmits:
             # batches of earlier calls that still hold some of these rows: collect them first
-            open_recs = [rec for rec in state.batches.values() if not rec.get("merged")
-                         and rec.get("status") in REUSABLE and set(rec["keys"]) & remaining.keys()]
+            open_recs = [
+                rec
+                for rec in state.batches.values()
+                if not rec.get("merged")
+                and rec.get("status") in REUSABLE
+                and set(rec["keys"]) & remaining.keys()
+            ]
             covered = {k for rec in open_recs for k in rec["keys"]}
             keys = sorted(k for k in remaining if k not in covered)
             for chunk in self.chunks([remaining[k] for k in keys]):
@@ -313,10 +390,17 @@ class OpenAIBatchProvider(OpenAIProvider):
                 if not still_open:
                     break
                 if time.monotonic() >= deadline:
-                    self.pending = sorted(k for rec in open_recs if not rec.get("merged") for k in rec["keys"]
-                                          if k not in delivered and k in by_key)
-                    self._log(f"{len(self.pending)} request(s) still in open batch(es); run the same command "
-                              "again later to collect them")
+                    self.pending = sorted(
+                        k
+                        for rec in open_recs
+                        if not rec.get("merged")
+                        for k in rec["keys"]
+                        if k not in delivered and k in by_key
+                    )
+                    self._log(
+                        f"{len(self.pending)} request(s) still in open batch(es); run the same command "
+                        "again later to collect them"
+                    )
                     for k in delivered:
                         remaining.pop(k, None)
                     return
@@ -324,9 +408,11 @@ class OpenAIBatchProvider(OpenAIProvider):
             for k in delivered:
                 remaining.pop(k, None)
             if remaining:
-                self._log(f"{len(remaining)} row(s) failed or missing; resubmitting only those "
-                          f"(round {round_ + 1})" if round_ < self.config.batch_max_resubmits else
-                          f"{len(remaining)} row(s) still failed after {round_} resubmission(s)")
+                self._log(
+                    f"{len(remaining)} row(s) failed or missing; resubmitting only those (round {round_ + 1})"
+                    if round_ < self.config.batch_max_resubmits
+                    else f"{len(remaining)} row(s) still failed after {round_} resubmission(s)"
+                )
             round_ += 1
         for k in remaining:
             on_result(ChatResult(k, None, error=failures.get(k, "batch_failed")))

@@ -16,6 +16,7 @@ Reading: priors as :func:`extract.llm.reference_answers.parse_reference_prior`; 
 verbatim, an empty (null) answer being an empty summary. A line with a ``status_code``
 other than 200 or with an ``error`` is missing.
 """
+
 from __future__ import annotations
 
 import csv
@@ -52,8 +53,10 @@ def read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(line)
             except ValueError as e:
-                raise ValueError(f"{path}: line {n} is not valid JSON ({e.msg}); "
-                                 "pass the run's predictions.jsonl unmodified") from None
+                raise ValueError(
+                    f"{path}: line {n} is not valid JSON ({e.msg}); "
+                    "pass the run's predictions.jsonl unmodified"
+                ) from None
             if not isinstance(obj, dict):
                 raise ValueError(f"{path}: line {n} is a JSON {type(obj).__name__}, not an object")
             out.append((n, obj))
@@ -94,7 +97,9 @@ class Matching:
     repeated: int = 0
 
 
-def match_lines(lines: list[tuple[int, dict[str, Any]]], ids: list[str], rows: list[tuple[str, str]]) -> Matching:
+def match_lines(
+    lines: list[tuple[int, dict[str, Any]]], ids: list[str], rows: list[tuple[str, str]]
+) -> Matching:
     """Match every line to a clip of ``ids`` (see the module docstring)."""
     known = set(ids)
     m = Matching()
@@ -116,8 +121,9 @@ def match_lines(lines: list[tuple[int, dict[str, Any]]], ids: list[str], rows: l
             row_id, row_title = rows[idx]
             title = obj.get("title")
             if title is None or str(title).strip() != row_title.strip():
-                m.unmatched.append(f"line {n}: title {str(title)[:40]!r} differs from CSV row {idx} "
-                                   f"({row_title[:40]!r})")
+                m.unmatched.append(
+                    f"line {n}: title {str(title)[:40]!r} differs from CSV row {idx} ({row_title[:40]!r})"
+                )
                 continue
             if row_id not in known:
                 m.unmatched.append(f"line {n}: CSV row {idx} (id {row_id or '-'}) is not a usable clip")
@@ -145,7 +151,9 @@ class ReferenceJsonlProvider(LocalProvider):
 
     def _source(self) -> Path:
         if not self.config.from_file:
-            raise ValueError("provider reference-jsonl needs the file to import: --from PATH/predictions.jsonl")
+            raise ValueError(
+                "provider reference-jsonl needs the file to import: --from PATH/predictions.jsonl"
+            )
         path = Path(self.config.from_file)
         if not path.is_file():
             raise FileNotFoundError(f"--from: no such file {path}")
@@ -153,18 +161,30 @@ class ReferenceJsonlProvider(LocalProvider):
 
     def provenance(self) -> dict[str, Any]:
         path = self._source()
-        return {"provider": self.name, "model": self.model, "source_file": str(path.resolve()),
-                "source_sha256": _sha256(path), "source_run": path.resolve().parent.name}
+        return {
+            "provider": self.name,
+            "model": self.model,
+            "source_file": str(path.resolve()),
+            "source_sha256": _sha256(path),
+            "source_run": path.resolve().parent.name,
+        }
 
     def _match(self, task: LocalTask) -> tuple[Matching, dict[str, Any], Path]:
         path = self._source()
         lines = read_lines(path)
         m = match_lines(lines, list(task.ids), csv_rows(task.dataset_root))
         without = [i for i in task.ids if i not in m.line_of]
-        report = {"file": str(path), "lines": len(lines), "matched_by_id": m.by["id"],
-                  "matched_by_dataset_index": m.by["dataset_index"], "repeated_lines": m.repeated,
-                  "unmatched_lines": len(m.unmatched), "unmatched_examples": m.unmatched[:SHOW],
-                  "clips_without_line": len(without), "clips_without_line_examples": without[:SHOW]}
+        report = {
+            "file": str(path),
+            "lines": len(lines),
+            "matched_by_id": m.by["id"],
+            "matched_by_dataset_index": m.by["dataset_index"],
+            "repeated_lines": m.repeated,
+            "unmatched_lines": len(m.unmatched),
+            "unmatched_examples": m.unmatched[:SHOW],
+            "clips_without_line": len(without),
+            "clips_without_line_examples": without[:SHOW],
+        }
         return m, report, path
 
     def priors(self, task: LocalTask) -> LocalOutput:
@@ -193,8 +213,14 @@ class ReferenceJsonlProvider(LocalProvider):
                 reason[i] = "rejected: " + p.reason
                 answer[i] = raw if isinstance(raw, str) else json.dumps(raw)
         report["dropped_labels"] = dropped
-        return LocalOutput(missing=missing, reason=reason, prior=prior, answer=answer, report=report,
-                           attrs={"import": report})
+        return LocalOutput(
+            missing=missing,
+            reason=reason,
+            prior=prior,
+            answer=answer,
+            report=report,
+            attrs={"import": report},
+        )
 
     def summaries(self, task: LocalTask) -> LocalOutput:
         m, report, path = self._match(task)

@@ -1,4 +1,5 @@
 """Fixtures of the LLM-tier tests: a local fake OpenAI server, a dummy API key, tiny datasets."""
+
 from __future__ import annotations
 
 import pytest

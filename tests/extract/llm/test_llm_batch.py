@@ -1,4 +1,5 @@
 """The `openai-batch` provider: prepare → upload → create → status → download → merge → resubmit."""
+
 from __future__ import annotations
 
 import json
@@ -6,13 +7,18 @@ import json
 import numpy as np
 import pytest
 
-from cache.tables import read_priors
 from cache.store import Store
+from cache.tables import read_priors
 from cache.taxonomy import CLASS_INDEX
 from extract.llm.cli import main
 
-CLIPS = {"1": ("dog", "fx-a"), "2": ("car", "fx-v"), "3": ("band [[batchfail]]", "m-m"),
-         "4": ("talk [[batchlost]]", "sp-s"), "5": ("steps [[other]]", "fx-h")}
+CLIPS = {
+    "1": ("dog", "fx-a"),
+    "2": ("car", "fx-v"),
+    "3": ("band [[batchfail]]", "m-m"),
+    "4": ("talk [[batchlost]]", "sp-s"),
+    "5": ("steps [[other]]", "fx-h"),
+}
 
 
 def _setup(make_dataset, mrow):
@@ -20,9 +26,24 @@ def _setup(make_dataset, mrow):
 
 
 def _args(root, server, tmp_path, wait):
-    return ["priors", "--dataset", str(root), "--provider", "openai-batch", "--model", "test-model",
-            "--base-url", server.base_url, "--cache-dir", str(tmp_path / "cache"), "--no-progress",
-            "--batch-wait", str(wait), "--set", "llm.batch_poll_s=0.02"]
+    return [
+        "priors",
+        "--dataset",
+        str(root),
+        "--provider",
+        "openai-batch",
+        "--model",
+        "test-model",
+        "--base-url",
+        server.base_url,
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        "--batch-wait",
+        str(wait),
+        "--set",
+        "llm.batch_poll_s=0.02",
+    ]
 
 
 def _created(server):
@@ -80,8 +101,14 @@ def test_rows_are_split_by_count_and_size(server, make_dataset, mrow, tmp_path):
     from extract.llm.providers import ChatRequest
     from extract.llm.providers.openai_batch import OpenAIBatchProvider
 
-    reqs = [ChatRequest(f"{i:064x}", [{"role": "system", "content": "s" * 1000}, {"role": "user", "content": "u"}],
-                        "priors") for i in range(7)]
+    reqs = [
+        ChatRequest(
+            f"{i:064x}",
+            [{"role": "system", "content": "s" * 1000}, {"role": "user", "content": "u"}],
+            "priors",
+        )
+        for i in range(7)
+    ]
     by_count = OpenAIBatchProvider(LLMConfig(batch_max_requests=3)).chunks(reqs)
     assert [len(c) for c in by_count] == [3, 3, 1]
     by_size = OpenAIBatchProvider(LLMConfig(batch_max_mb=0.011)).chunks(reqs)  # ~5.2 kB per row
@@ -106,10 +133,13 @@ def test_a_server_that_cannot_list_batches_has_nothing_to_adopt(make_dataset, mr
     assert not read_priors(Store(root / "cache.zarr", mode="r"), "openai-batch", list(CLIPS))[1][:4].any()
 
 
-@pytest.mark.parametrize("status,code,needle", [
-    (500, 3, "error: openai-batch: POST /v1/files: http_500"),
-    (401, 2, "rejected the API key (POST /v1/files: http_401"),
-])
+@pytest.mark.parametrize(
+    "status,code,needle",
+    [
+        (500, 3, "error: openai-batch: POST /v1/files: http_500"),
+        (401, 2, "rejected the API key (POST /v1/files: http_401"),
+    ],
+)
 def test_api_errors_are_one_line(make_dataset, mrow, tmp_path, capsys, secret, status, code, needle):
     from testkit.fake_llm_server import FakeOpenAIServer
 

@@ -1,4 +1,5 @@
 """The content-addressed response cache: keys, atomic entries, corrupt entries, secrets."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,29 @@ import pytest
 
 from extract.llm.response_cache import ResponseCache, redact, request_key
 
-BASE = dict(provider="openai", model="m", api="responses", prompt_version="prior-v1", system_sha256="ab" * 32,
-            user="hello", options={"temperature": 0.0})
+BASE = dict(
+    provider="openai",
+    model="m",
+    api="responses",
+    prompt_version="prior-v1",
+    system_sha256="ab" * 32,
+    user="hello",
+    options={"temperature": 0.0},
+)
 
 
-@pytest.mark.parametrize("field,value", [("provider", "openai-batch"), ("model", "m2"), ("api", "chat"),
-                                         ("prompt_version", "prior-v2"), ("system_sha256", "cd" * 32),
-                                         ("user", "hello!"), ("options", {"temperature": 0.2})])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("provider", "openai-batch"),
+        ("model", "m2"),
+        ("api", "chat"),
+        ("prompt_version", "prior-v2"),
+        ("system_sha256", "cd" * 32),
+        ("user", "hello!"),
+        ("options", {"temperature": 0.2}),
+    ],
+)
 def test_every_component_changes_the_key(field, value):
     assert request_key(**BASE) == request_key(**dict(BASE))
     assert request_key(**{**BASE, field: value}) != request_key(**BASE)

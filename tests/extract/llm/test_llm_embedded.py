@@ -1,5 +1,6 @@
 """Offline providers: `embedded` (MiniLM similarity to class descriptions) and `embedded-knn`
 (out-of-fold nearest labelled training clips), on tiny generated datasets."""
+
 from __future__ import annotations
 
 import json
@@ -8,16 +9,22 @@ import random
 import numpy as np
 import pytest
 
-from cache.tables import read_priors, read_summaries
 from cache.splits import Split
 from cache.store import Store
+from cache.tables import read_priors, read_summaries
 from cache.taxonomy import CLASS_INDEX, CLASSES
 from extract.llm.cli import main
 from extract.llm.evaluate import score_prior
 from extract.llm.providers.embedded_knn import fold_of, knn_prior
 
 #: class -> a made-up word: informative metadata that only labelled neighbours can decode
-CODEWORDS = {"fx-a": "blorvex", "fx-v": "quintarol", "m-m": "zeptolic", "sp-s": "frumigan", "is-k": "wozzleborn"}
+CODEWORDS = {
+    "fx-a": "blorvex",
+    "fx-v": "quintarol",
+    "m-m": "zeptolic",
+    "sp-s": "frumigan",
+    "is-k": "wozzleborn",
+}
 FILLER = ["recording", "take", "sample", "file", "session", "clip", "version", "edit"]
 
 
@@ -72,13 +79,18 @@ def test_score_prior_scores_argmax_of_labelled_rows_with_a_prior():
     pred = prior[use].argmax(1)
     assert (out["n_labelled"], out["n_scored"]) == (280, 230) and out["coverage"] == pytest.approx(230 / 280)
     assert out["accuracy"] == pytest.approx(np.mean(pred == labels[use]))
-    assert out["hF"] == pytest.approx(hierarchical_scores(labels[use], pred, never_predicted="zero").hF, abs=1e-12)
+    assert out["hF"] == pytest.approx(
+        hierarchical_scores(labels[use], pred, never_predicted="zero").hF, abs=1e-12
+    )
 
 
 def test_embedded_priors_and_summaries(make_dataset, mrow, tmp_path):
-    rows = [mrow("1", "fx-a", "dog barking", "dog, bark"), mrow("2", "is-k", "piano note C4", "piano, note"),
-            mrow("3", "sp-c", "people talking in a crowd", "crowd, chatter"),
-            mrow("4", "fx-o", "", "", "<a href='http://x.org'></a>")]
+    rows = [
+        mrow("1", "fx-a", "dog barking", "dog, bark"),
+        mrow("2", "is-k", "piano note C4", "piano, note"),
+        mrow("3", "sp-c", "people talking in a crowd", "crowd, chatter"),
+        mrow("4", "fx-o", "", "", "<a href='http://x.org'></a>"),
+    ]
     root = make_dataset(rows)
     for kind in ("priors", "summaries"):
         assert main([kind, "--dataset", str(root), "--provider", "embedded", "--no-progress"]) == 0
@@ -94,8 +106,23 @@ def test_embedded_priors_and_summaries(make_dataset, mrow, tmp_path):
     assert text == ["dog barking. Tags: dog, bark.", ""] and smissing.tolist() == [False, True]
 
     # a lower temperature sharpens the prior without changing its ranking
-    assert main(["priors", "--dataset", str(root), "--provider", "embedded", "--name", "cold", "--no-progress",
-                 "--set", "llm.embed_temperature=0.01"]) == 0
+    assert (
+        main(
+            [
+                "priors",
+                "--dataset",
+                str(root),
+                "--provider",
+                "embedded",
+                "--name",
+                "cold",
+                "--no-progress",
+                "--set",
+                "llm.embed_temperature=0.01",
+            ]
+        )
+        == 0
+    )
     cold, _ = read_priors(store, "cold", ["1", "2", "3"])
     assert (cold.argmax(1) == prior[:3].argmax(1)).all() and (cold.max(1) > prior[:3].max(1)).all()
 
@@ -106,7 +133,8 @@ def test_knn_beats_embedded_where_metadata_is_informative(make_dataset, mrow, tm
     from cache.splits import split_manifest
 
     split_file = split_manifest(load_manifest(root, require_audio=False), preset="cpjku", fold=0).save(
-        tmp_path / "split.json")
+        tmp_path / "split.json"
+    )
     base = ["--dataset", str(root), "--split", str(split_file), "--no-progress"]
     assert main(["priors", *base, "--provider", "embedded"]) == 0
     assert main(["priors", *base, "--provider", "embedded-knn", "--train-dataset", str(root)]) == 0
@@ -125,19 +153,58 @@ def test_knn_beats_embedded_where_metadata_is_informative(make_dataset, mrow, tm
 def test_knn_never_shows_a_clip_its_own_label(make_dataset, mrow, tmp_path):
     # one training clip 'u' with unique text labelled fx-a, every other training clip m-m
     rows = [mrow(f"m{i}", "m-m", f"alpha music take {i}", "band") for i in range(12)]
-    rows += [mrow("u", "fx-a", "zyx qwerty unique phrase", "zyx"), mrow("v", "fx-a", "zyx qwerty unique phrase", "zyx")]
+    rows += [
+        mrow("u", "fx-a", "zyx qwerty unique phrase", "zyx"),
+        mrow("v", "fx-a", "zyx qwerty unique phrase", "zyx"),
+    ]
     root = make_dataset(rows, sub="clean")
-    split = Split(preset="custom", fold_seed=0, val_seed=0, fold=0, n_folds=5, val_size=0.2, dataset="TEST",
-                  ids_sha256="", train=[f"m{i}" for i in range(12)] + ["u"], val=["v"], test=[])
+    split = Split(
+        preset="custom",
+        fold_seed=0,
+        val_seed=0,
+        fold=0,
+        n_folds=5,
+        val_size=0.2,
+        dataset="TEST",
+        ids_sha256="",
+        train=[f"m{i}" for i in range(12)] + ["u"],
+        val=["v"],
+        test=[],
+    )
     split_file = split.save(tmp_path / "split.json")
     # a second dataset that shares clip 'u' (as BSD35k-CS shares clips with BSD10k) and has a new clip 'w'
-    other = make_dataset([mrow("u", "fx-o", "zyx qwerty unique phrase", "zyx"),
-                          mrow("w", "fx-o", "zyx qwerty unique phrase", "zyx")], sub="noisy", name="NOISY")
+    other = make_dataset(
+        [
+            mrow("u", "fx-o", "zyx qwerty unique phrase", "zyx"),
+            mrow("w", "fx-o", "zyx qwerty unique phrase", "zyx"),
+        ],
+        sub="noisy",
+        name="NOISY",
+    )
     truth = tmp_path / "truth.csv"
     truth.write_text("id,class\nu,fx-a\nw,fx-a\nnot-there,fx-o\n")
     for ds in (root, other):
-        assert main(["priors", "--dataset", str(ds), "--provider", "embedded-knn", "--train-dataset", str(root),
-                     "--split", str(split_file), "--no-progress", "--set", "llm.knn_k=3", "--truth", str(truth)]) == 0
+        assert (
+            main(
+                [
+                    "priors",
+                    "--dataset",
+                    str(ds),
+                    "--provider",
+                    "embedded-knn",
+                    "--train-dataset",
+                    str(root),
+                    "--split",
+                    str(split_file),
+                    "--no-progress",
+                    "--set",
+                    "llm.knn_k=3",
+                    "--truth",
+                    str(truth),
+                ]
+            )
+            == 0
+        )
     prior, _ = read_priors(Store(root / "cache.zarr", mode="r"), "embedded-knn", ["u", "v", "m0"])
     fx_a = CLASS_INDEX["fx-a"]
     assert prior[0, fx_a] == 0.0  # out-of-fold: 'u' never sees itself
@@ -147,7 +214,8 @@ def test_knn_never_shows_a_clip_its_own_label(make_dataset, mrow, tmp_path):
     assert prior2[0, fx_a] == 0.0 and prior2[1, fx_a] > 0.9
     attrs = Store(other / "cache.zarr", mode="r").attrs("llm/priors/embedded-knn")
     assert attrs["n_pool"] == 13 and attrs["n_queries_out_of_fold"] == 1
-    # another dataset is scored on all its rows (its own labels: fx-o) and on the truth file (u wrong, w right)
+    # another dataset is scored on all its rows (its own labels: fx-o) and on the truth file (u wrong, w
+    # right)
     assert set(attrs["evaluation"]) == {"all", "truth file truth.csv"}
     assert attrs["evaluation"]["truth file truth.csv"]["accuracy"] == 0.5
     assert attrs["evaluation"]["all"]["accuracy"] == 0.0

@@ -1,5 +1,6 @@
 """Failed requests are never a success: wrong key or model stops at once (exit 2), requests that
 fail after their retries end with exit 3, good rows of an existing table are never replaced."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.tables import read_priors
 from cache.store import Store
+from cache.tables import read_priors
 from cache.taxonomy import CLASS_INDEX
 from extract.llm.cli import main
 from testkit.fake_llm_server import FakeOpenAIServer
@@ -26,9 +27,31 @@ def _root(make_dataset, mrow, clips=CLIPS):
 
 
 def _args(root, base_url, cache, *extra, api="responses"):
-    return ["priors", "--dataset", str(root), "--provider", "openai", "--model", "test-model", "--api", api,
-            "--base-url", base_url, "--cache-dir", str(cache), "--timeout", "0.5", "--concurrency", "4",
-            "--no-progress", "--set", "llm.backoff_base=0.01", "--set", "llm.max_retries=1", *extra]
+    return [
+        "priors",
+        "--dataset",
+        str(root),
+        "--provider",
+        "openai",
+        "--model",
+        "test-model",
+        "--api",
+        api,
+        "--base-url",
+        base_url,
+        "--cache-dir",
+        str(cache),
+        "--timeout",
+        "0.5",
+        "--concurrency",
+        "4",
+        "--no-progress",
+        "--set",
+        "llm.backoff_base=0.01",
+        "--set",
+        "llm.max_retries=1",
+        *extra,
+    ]
 
 
 def _good_table(root, tmp_path):
@@ -143,9 +166,13 @@ def test_progress_in_logs_is_a_summary_line_not_a_bar(make_dataset, mrow, tmp_pa
 def test_output_piped_to_a_closed_reader_exits_quietly(make_dataset, mrow, tmp_path):
     root = _root(make_dataset, mrow)
     with FakeOpenAIServer() as srv:
-        proc = subprocess.Popen([sys.executable, "-m", "extract", *_args(root, srv.base_url, tmp_path / "c")],
-                                cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "extract", *_args(root, srv.base_url, tmp_path / "c")],
+            cwd=REPO,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         proc.stdout.close()  # like `| head` having exited before the report is printed
         err = proc.stderr.read().decode()
         rc = proc.wait(timeout=120)

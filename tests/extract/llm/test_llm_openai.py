@@ -1,4 +1,5 @@
 """The `openai` provider end to end (CLI → fake server on 127.0.0.1 → cache → store)."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.tables import read_priors, read_summaries
 from cache.store import Store
+from cache.tables import read_priors, read_summaries
 from cache.taxonomy import CLASS_INDEX
 from extract.llm.cli import main
 from extract.llm.response_cache import ResponseCache
@@ -33,22 +34,53 @@ FAULTS = {  # sound_id -> (title, tags)
     "17": ("void [[negative]]", "void"),
     "18": ("broken [[always500]]", "x"),
 }
-REJECTED = {"8": "rejected: truncated JSON", "9": "rejected: malformed JSON", "11": "rejected: no known class labels",
-            "12": "rejected: only 'other'", "16": "rejected: empty answer",
-            "17": "rejected: no positive probability on a known class"}
+REJECTED = {
+    "8": "rejected: truncated JSON",
+    "9": "rejected: malformed JSON",
+    "11": "rejected: no known class labels",
+    "12": "rejected: only 'other'",
+    "16": "rejected: empty answer",
+    "17": "rejected: no positive probability on a known class",
+}
 FAILED = {"18": "request failed: http_500"}
 
 
 def _dataset(make_dataset, mrow, faults=FAULTS, sub="d"):
-    rows = [mrow(i, "fx-o", title, tags, "<p>Recorded with a <b>Zoom</b> H4n.</p>") for i, (title, tags) in faults.items()]
+    rows = [
+        mrow(i, "fx-o", title, tags, "<p>Recorded with a <b>Zoom</b> H4n.</p>")
+        for i, (title, tags) in faults.items()
+    ]
     return make_dataset(rows, sub=sub)
 
 
 def _args(root: Path, server, cache: Path, api: str = "responses", *extra: str) -> list[str]:
-    return ["priors", "--dataset", str(root), "--provider", "openai", "--model", "test-model", "--api", api,
-            "--base-url", server.base_url, "--cache-dir", str(cache), "--timeout", "0.5", "--concurrency", "8",
-            "--no-progress", "--set", "llm.backoff_base=0.02", "--set", "llm.max_retries=2",
-            "--set", "llm.prompt=v1", *extra]  # these tests check the v1 template (test_llm_cpjku.py: cpjku)
+    return [
+        "priors",
+        "--dataset",
+        str(root),
+        "--provider",
+        "openai",
+        "--model",
+        "test-model",
+        "--api",
+        api,
+        "--base-url",
+        server.base_url,
+        "--cache-dir",
+        str(cache),
+        "--timeout",
+        "0.5",
+        "--concurrency",
+        "8",
+        "--no-progress",
+        "--set",
+        "llm.backoff_base=0.02",
+        "--set",
+        "llm.max_retries=2",
+        "--set",
+        "llm.prompt=v1",  # these tests check the v1 template (test_llm_cpjku.py: cpjku)
+        *extra,
+    ]
 
 
 def _all_text_under(path: Path) -> str:
@@ -191,6 +223,16 @@ def test_dry_run_sends_nothing(server, make_dataset, mrow, tmp_path, capsys):
 def test_missing_key_for_the_openai_api_is_a_clear_error(make_dataset, mrow, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("OPENAI_API_KEY")
     root = _dataset(make_dataset, mrow, {"1": ("dog", "fx-a")})
-    rc = main(["priors", "--dataset", str(root), "--provider", "openai", "--cache-dir", str(tmp_path / "c"),
-               "--no-progress"])
+    rc = main(
+        [
+            "priors",
+            "--dataset",
+            str(root),
+            "--provider",
+            "openai",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and "OPENAI_API_KEY is not set" in capsys.readouterr().err

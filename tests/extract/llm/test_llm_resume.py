@@ -1,4 +1,5 @@
 """A run killed with SIGKILL mid-way re-sends, when re-run, only the requests that were in flight."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from cache.tables import read_priors
 from cache.store import Store
+from cache.tables import read_priors
 from extract.llm.response_cache import ResponseCache
 from testkit.fake_llm_server import FakeOpenAIServer
 
@@ -18,9 +19,27 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def _cmd(root: Path, base_url: str, cache: Path) -> list[str]:
-    return [sys.executable, "-m", "extract", "priors", "--dataset", str(root), "--provider", "openai",
-            "--model", "test-model", "--base-url", base_url, "--cache-dir", str(cache), "--concurrency",
-            str(CONCURRENCY), "--timeout", "5", "--no-progress"]
+    return [
+        sys.executable,
+        "-m",
+        "extract",
+        "priors",
+        "--dataset",
+        str(root),
+        "--provider",
+        "openai",
+        "--model",
+        "test-model",
+        "--base-url",
+        base_url,
+        "--cache-dir",
+        str(cache),
+        "--concurrency",
+        str(CONCURRENCY),
+        "--timeout",
+        "5",
+        "--no-progress",
+    ]
 
 
 def test_sigkill_then_resume_resends_only_in_flight(make_dataset, mrow, tmp_path):
@@ -28,8 +47,13 @@ def test_sigkill_then_resume_resends_only_in_flight(make_dataset, mrow, tmp_path
     cache_dir = tmp_path / "cache"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with FakeOpenAIServer(latency=0.15) as srv:
-        proc = subprocess.Popen(_cmd(root, srv.base_url, cache_dir), cwd=REPO, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _cmd(root, srv.base_url, cache_dir),
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         cache = ResponseCache(cache_dir)
         deadline = time.time() + 60
         while len(cache.keys()) < N // 3 and time.time() < deadline and proc.poll() is None:
@@ -43,10 +67,16 @@ def test_sigkill_then_resume_resends_only_in_flight(make_dataset, mrow, tmp_path
         first = srv.titles()
         assert N // 3 <= cached_after_kill < N
 
-        done = subprocess.run(_cmd(root, srv.base_url, cache_dir), cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            _cmd(root, srv.base_url, cache_dir),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
-        second = srv.titles()[len(first):]
+        second = srv.titles()[len(first) :]
 
     assert len(set(first)) == len(first) and len(set(second)) == len(second)  # no retries in this test
     assert set(first) | set(second) == {f"clip {i:03d}" for i in range(N)}

@@ -1,39 +1,67 @@
 """The offline providers read MiniLM metadata vectors already in the store instead of encoding
 them again, only when the table holds exactly what they would compute."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cache.tables import read_priors
 from cache.manifest import load_manifest
 from cache.store import FAILED, OK, Store
+from cache.tables import read_priors
 from extract.llm import minilm_reuse
 from extract.llm.cli import main
 from extract.llm.providers import embedded
 from extract.runner import main as extract_main
 
-WORDS = {"fx-a": "dog barking growl", "fx-v": "car engine passing", "m-m": "band song guitar drums",
-         "ss-n": "forest birds ambience", "sp-s": "man talking voice"}
+WORDS = {
+    "fx-a": "dog barking growl",
+    "fx-v": "car engine passing",
+    "m-m": "band song guitar drums",
+    "ss-n": "forest birds ambience",
+    "sp-s": "man talking voice",
+}
 
 
 @pytest.fixture
 def dataset(make_dataset, mrow):
-    rows = [mrow(str(100 + 10 * j + k), code, f"{words.split()[k % 3]} take {k}", words.replace(" ", ", "), f"clip {k}")
-            for k in range(8) for j, (code, words) in enumerate(WORDS.items())]
+    rows = [
+        mrow(
+            str(100 + 10 * j + k),
+            code,
+            f"{words.split()[k % 3]} take {k}",
+            words.replace(" ", ", "),
+            f"clip {k}",
+        )
+        for k in range(8)
+        for j, (code, words) in enumerate(WORDS.items())
+    ]
     return make_dataset(rows)
 
 
 def _extract(root):
-    assert extract_main(["--dataset", str(root), "--backbone", "minilm", "--text-source", "metadata",
-                         "--device", "cpu"]) == 0
+    assert (
+        extract_main(
+            ["--dataset", str(root), "--backbone", "minilm", "--text-source", "metadata", "--device", "cpu"]
+        )
+        == 0
+    )
     store = Store(root / "cache.zarr", mode="r")
     return next(t for t in store.tables("embeddings") if t.startswith("embeddings/minilm@"))
 
 
 def _priors(root, tmp_path, *extra, name="embedded", store=None):
-    args = ["priors", "--dataset", str(root), "--provider", name.split(":")[0], "--no-progress",
-            "--cache-dir", str(tmp_path / "llm-cache"), *extra]
+    args = [
+        "priors",
+        "--dataset",
+        str(root),
+        "--provider",
+        name.split(":")[0],
+        "--no-progress",
+        "--cache-dir",
+        str(tmp_path / "llm-cache"),
+        *extra,
+    ]
     if store:
         args += ["--store", str(store)]
     assert main(args) == 0
@@ -65,7 +93,9 @@ def test_embedded_and_knn_reuse_the_table_and_equal_fresh_encoding(dataset, tmp_
     assert (rmiss == fmiss).all() and np.abs(reused - fresh).max() < 1e-5
     assert reused.argmax(1).tolist() == fresh.argmax(1).tolist()
     reused_knn, _, kattrs = _priors(dataset, tmp_path, *knn, name="embedded-knn")
-    assert kattrs["minilm_reuse"]["pool"]["encoded"] == 0 and kattrs["minilm_reuse"]["queries"]["reused"] == 40
+    assert (
+        kattrs["minilm_reuse"]["pool"]["encoded"] == 0 and kattrs["minilm_reuse"]["queries"]["reused"] == 40
+    )
     assert np.abs(reused_knn - fresh_knn).max() < 1e-5
     for k in ("encoder_weights_sha256", "encoder_compute_dtype", "encoder_max_length"):
         assert rattrs[k] == fattrs[k]
@@ -85,13 +115,25 @@ def _table(root, ids, attrs_over=None, status=None):
     """A hand-made minilm metadata table over ``ids`` (random unit vectors) matching the dataset."""
     sha = minilm_reuse.weights_sha256(None)
     digest = load_manifest(root, require_audio=False, keep_non_targets=True).digest()
-    attrs = {"backbone": "minilm", "text_source": "metadata", "random_init": False, "checkpoint_sha256": sha,
-             "manifest_digest": digest, "dtype": "float32",
-             "backbone_provenance": {"compute_dtype": "float32", "max_length": 256}}
+    attrs = {
+        "backbone": "minilm",
+        "text_source": "metadata",
+        "random_init": False,
+        "checkpoint_sha256": sha,
+        "manifest_digest": digest,
+        "dtype": "float32",
+        "backbone_provenance": {"compute_dtype": "float32", "max_length": 256},
+    }
     attrs.update(attrs_over or {})
     store = Store(root / "cache.zarr")
-    w = store.create_rows(f"embeddings/minilm@{sha[:8]}~metadata", ids, {"text": ((384,), "float32")}, chunk_rows=16,
-                          attrs=attrs, overwrite=True)
+    w = store.create_rows(
+        f"embeddings/minilm@{sha[:8]}~metadata",
+        ids,
+        {"text": ((384,), "float32")},
+        chunk_rows=16,
+        attrs=attrs,
+        overwrite=True,
+    )
     vecs = np.random.default_rng(0).normal(size=(len(ids), 384)).astype(np.float32)
     st = np.full(len(ids), OK, dtype=np.uint8) if status is None else status
     for k in range(w.n_chunks):
@@ -116,14 +158,17 @@ def test_only_done_ok_rows_are_taken(dataset):
     assert np.array_equal(got[found], vecs[rows]) and not got[~found].any()
 
 
-@pytest.mark.parametrize("over, why", [
-    ({"text_source": "summary"}, "text source 'summary'"),
-    ({"checkpoint_sha256": "0" * 64}, "other weights"),
-    ({"random_init": True}, "random weights"),
-    ({"backbone_provenance": {"compute_dtype": "bfloat16", "max_length": 256}}, "compute dtype bfloat16"),
-    ({"backbone_provenance": {"compute_dtype": "float32", "max_length": 128}}, "max_length 128"),
-    ({"manifest_digest": "x"}, "manifest digest differs"),
-])
+@pytest.mark.parametrize(
+    "over, why",
+    [
+        ({"text_source": "summary"}, "text source 'summary'"),
+        ({"checkpoint_sha256": "0" * 64}, "other weights"),
+        ({"random_init": True}, "random weights"),
+        ({"backbone_provenance": {"compute_dtype": "bfloat16", "max_length": 256}}, "compute dtype bfloat16"),
+        ({"backbone_provenance": {"compute_dtype": "float32", "max_length": 128}}, "max_length 128"),
+        ({"manifest_digest": "x"}, "manifest digest differs"),
+    ],
+)
 def test_a_table_that_differs_in_what_decides_the_vectors_is_not_used(dataset, over, why):
     ids = load_manifest(dataset, require_audio=False, keep_non_targets=True).ids.tolist()
     _table(dataset, ids, over)

@@ -1,4 +1,5 @@
 """Provider `reference-jsonl`: importing the reference run's predictions.jsonl, one rule per test."""
+
 from __future__ import annotations
 
 import hashlib
@@ -8,16 +9,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.tables import read_priors, read_summaries
 from cache.store import Store
+from cache.tables import read_priors, read_summaries
 from cache.taxonomy import CLASS_INDEX
 from extract.llm.cli import main
 
 
 def _line(idx, sound_id, title, raw, status=200, error=None, **extra):
-    return {"custom_id": f"dataset-index-{idx}", "dataset_index": idx, "sound_id": sound_id, "title": title,
-            "tags": "", "description": "", "status_code": status, "error": error, "raw_response": raw,
-            "prompt": "ignored", "reasoning": None, **extra}
+    return {
+        "custom_id": f"dataset-index-{idx}",
+        "dataset_index": idx,
+        "sound_id": sound_id,
+        "title": title,
+        "tags": "",
+        "description": "",
+        "status_code": status,
+        "error": error,
+        "raw_response": raw,
+        "prompt": "ignored",
+        "reasoning": None,
+        **extra,
+    }
 
 
 def _write(tmp_path: Path, lines, run="20260611_211801_BSD10k_gpt-5.4-mini_f5706ed2") -> Path:
@@ -32,8 +44,19 @@ def _arr(*pairs):
 
 
 def _run(kind, root, path, *extra):
-    return main([kind, "--dataset", str(root), "--provider", "reference-jsonl", "--from", str(path), "--no-progress",
-                 *extra])
+    return main(
+        [
+            kind,
+            "--dataset",
+            str(root),
+            "--provider",
+            "reference-jsonl",
+            "--from",
+            str(path),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def _priors(root, ids, name="reference-jsonl"):
@@ -50,16 +73,22 @@ def dataset(make_dataset, mrow):
 
 def _one(dataset, tmp_path, raw, **kw):
     """Import one answer for clip 11 (the others get a plain fx-o answer); return its prior row."""
-    lines = [_line(0, 11, "dog bark", raw, **kw), _line(1, 12, "car passing", _arr(("fx-o", 1))),
-             _line(2, 13, "forest", _arr(("fx-o", 1)))]
+    lines = [
+        _line(0, 11, "dog bark", raw, **kw),
+        _line(1, 12, "car passing", _arr(("fx-o", 1))),
+        _line(2, 13, "forest", _arr(("fx-o", 1))),
+    ]
     assert _run("priors", dataset, _write(tmp_path, lines)) == 0
     prior, missing, table, _ = _priors(dataset, ["11"])
     return prior[0], bool(missing[0]), str(table["reason"][0])
 
 
 def test_matches_by_sound_id_in_any_order(dataset, tmp_path):
-    lines = [_line(2, 13, "forest", _arr(("ss-n", 1.0))), _line(0, 11, "dog bark", _arr(("fx-a", 1.0))),
-             _line(1, 12, "car passing", _arr(("fx-v", 1.0)))]
+    lines = [
+        _line(2, 13, "forest", _arr(("ss-n", 1.0))),
+        _line(0, 11, "dog bark", _arr(("fx-a", 1.0))),
+        _line(1, 12, "car passing", _arr(("fx-v", 1.0))),
+    ]
     lines[1]["dataset_index"] = 99  # the id decides; the index is not consulted when there is an id
     assert _run("priors", dataset, _write(tmp_path, lines)) == 0
     prior, missing, _, attrs = _priors(dataset, ["11", "12", "13"])
@@ -72,11 +101,18 @@ def test_matches_by_dataset_index_counting_every_csv_row_and_checks_the_title(ma
     # an evaluation-style set: anonymous ids, no sound_id in the lines; CSV row 1 is a duplicate id
     # (dropped by the manifest but still counted by dataset_index)
     header = ["anonymous_id", "title", "tags", "description"]
-    rows = [{"anonymous_id": "a1", "title": "rain"}, {"anonymous_id": "a1", "title": "dup"},
-            {"anonymous_id": "a3", "title": "birds"}, {"anonymous_id": "a4", "title": "bells"}]
+    rows = [
+        {"anonymous_id": "a1", "title": "rain"},
+        {"anonymous_id": "a1", "title": "dup"},
+        {"anonymous_id": "a3", "title": "birds"},
+        {"anonymous_id": "a4", "title": "bells"},
+    ]
     root = make_dataset(rows, header=header, id_col="anonymous_id", name="EVAL")
-    lines = [_line(0, None, "rain", _arr(("ss-n", 1))), _line(2, None, "birds", _arr(("fx-a", 1))),
-             _line(3, None, "not the title", _arr(("is-p", 1)))]
+    lines = [
+        _line(0, None, "rain", _arr(("ss-n", 1))),
+        _line(2, None, "birds", _arr(("fx-a", 1))),
+        _line(3, None, "not the title", _arr(("is-p", 1))),
+    ]
     assert _run("priors", root, _write(tmp_path, lines)) == 0
     prior, missing, table, attrs = _priors(root, ["a1", "a3", "a4"])
     assert missing.tolist() == [False, False, True]
@@ -89,8 +125,12 @@ def test_matches_by_dataset_index_counting_every_csv_row_and_checks_the_title(ma
 
 def test_matches_by_anonymous_id_where_the_line_has_one(make_dataset, tmp_path):
     header = ["anonymous_id", "title", "tags", "description"]
-    root = make_dataset([{"anonymous_id": "x7", "title": "t"}, {"anonymous_id": "x8", "title": "u"}], header=header,
-                        id_col="anonymous_id", name="EVAL")
+    root = make_dataset(
+        [{"anonymous_id": "x7", "title": "t"}, {"anonymous_id": "x8", "title": "u"}],
+        header=header,
+        id_col="anonymous_id",
+        name="EVAL",
+    )
     lines = [_line(0, None, "wrong title", _arr(("fx-h", 1)), anonymous_id="x8")]
     assert _run("priors", root, _write(tmp_path, lines)) == 0
     prior, missing, _, _ = _priors(root, ["x7", "x8"])
@@ -98,16 +138,21 @@ def test_matches_by_anonymous_id_where_the_line_has_one(make_dataset, tmp_path):
 
 
 def test_unmatched_lines_and_clips_without_a_line_are_counted_and_named(dataset, tmp_path, capsys):
-    lines = [_line(0, 11, "dog bark", _arr(("fx-a", 1))), _line(5, 999, "elsewhere", _arr(("fx-a", 1))),
-             _line(7, None, "x", _arr(("fx-a", 1)))]
+    lines = [
+        _line(0, 11, "dog bark", _arr(("fx-a", 1))),
+        _line(5, 999, "elsewhere", _arr(("fx-a", 1))),
+        _line(7, None, "x", _arr(("fx-a", 1))),
+    ]
     assert _run("priors", dataset, _write(tmp_path, lines)) == 0
     out = capsys.readouterr().out
     _, missing, table, attrs = _priors(dataset, ["11", "12", "13"])
     imp = attrs["import"]
     assert imp["unmatched_lines"] == 2 and imp["clips_without_line"] == 2
     assert imp["clips_without_line_examples"] == ["12", "13"]
-    assert imp["unmatched_examples"] == ["line 2: id 999 is not a clip of this dataset",
-                                         "line 3: dataset_index 7 outside the CSV's 3 rows"]
+    assert imp["unmatched_examples"] == [
+        "line 2: id 999 is not a clip of this dataset",
+        "line 3: dataset_index 7 outside the CSV's 3 rows",
+    ]
     assert "clips_without_line: 2" in out and "unmatched_lines: 2" in out
     report = json.loads((dataset / "llm_reports" / "priors-reference-jsonl.json").read_text())
     assert report["report"]["provider_report"]["clips_without_line_examples"] == ["12", "13"]
@@ -115,16 +160,22 @@ def test_unmatched_lines_and_clips_without_a_line_are_counted_and_named(dataset,
 
 
 def test_only_a_json_list_counts(dataset, tmp_path):
-    assert _one(dataset, tmp_path, json.dumps({"labels": [{"label": "fx-a", "probability": 1}]}))[1:] == \
-        (True, "rejected: not a JSON list (a JSON dict)")
-    assert _one(dataset, tmp_path, '```json\n[{"label": "fx-a", "probability": 1}]\n```')[1:] == \
-        (True, "rejected: not JSON")
+    assert _one(dataset, tmp_path, json.dumps({"labels": [{"label": "fx-a", "probability": 1}]}))[1:] == (
+        True,
+        "rejected: not a JSON list (a JSON dict)",
+    )
+    assert _one(dataset, tmp_path, '```json\n[{"label": "fx-a", "probability": 1}]\n```')[1:] == (
+        True,
+        "rejected: not JSON",
+    )
 
 
 def test_items_that_are_not_objects_are_dropped(dataset, tmp_path):
     raw = json.dumps(["fx-v", ["fx-v", 0.9], {"label": "fx-a", "probability": 0.5}])
     prior, missing, _ = _one(dataset, tmp_path, raw)
-    assert not missing and prior[CLASS_INDEX["fx-a"]] == pytest.approx(1.0) and prior.sum() == pytest.approx(1.0)
+    assert (
+        not missing and prior[CLASS_INDEX["fx-a"]] == pytest.approx(1.0) and prior.sum() == pytest.approx(1.0)
+    )
 
 
 def test_other_and_unknown_labels_are_dropped_and_labels_are_exact(dataset, tmp_path):
@@ -136,23 +187,37 @@ def test_other_and_unknown_labels_are_dropped_and_labels_are_exact(dataset, tmp_
 
 
 def test_non_numeric_and_non_positive_probabilities_are_dropped(dataset, tmp_path):
-    raw = json.dumps([{"label": "fx-a", "probability": "0.9"}, {"label": "fx-v", "probability": 0},
-                      {"label": "ss-n", "probability": -0.3}, {"label": "fx-o", "probability": None},
-                      {"label": "is-p", "probability": 0.3}, {"label": "fx-h"}])
+    raw = json.dumps(
+        [
+            {"label": "fx-a", "probability": "0.9"},
+            {"label": "fx-v", "probability": 0},
+            {"label": "ss-n", "probability": -0.3},
+            {"label": "fx-o", "probability": None},
+            {"label": "is-p", "probability": 0.3},
+            {"label": "fx-h"},
+        ]
+    )
     prior, missing, _ = _one(dataset, tmp_path, raw)
     assert not missing and prior[CLASS_INDEX["is-p"]] == pytest.approx(1.0)
 
 
 def test_a_repeated_label_keeps_its_last_value_and_the_rest_is_renormalised(dataset, tmp_path):
-    prior, missing, _ = _one(dataset, tmp_path, _arr(("fx-a", 0.9), ("fx-v", 0.2), ("fx-a", 0.2), ("other", 0.6)))
+    prior, missing, _ = _one(
+        dataset, tmp_path, _arr(("fx-a", 0.9), ("fx-v", 0.2), ("fx-a", 0.2), ("other", 0.6))
+    )
     assert not missing
-    assert prior[CLASS_INDEX["fx-a"]] == pytest.approx(0.5) and prior[CLASS_INDEX["fx-v"]] == pytest.approx(0.5)
+    assert prior[CLASS_INDEX["fx-a"]] == pytest.approx(0.5) and prior[CLASS_INDEX["fx-v"]] == pytest.approx(
+        0.5
+    )
     assert np.count_nonzero(prior) == 2
 
 
 def test_nothing_usable_is_missing(dataset, tmp_path):
     assert _one(dataset, tmp_path, _arr(("other", 1.0)))[1:] == (True, "rejected: only 'other'")
-    assert _one(dataset, tmp_path, _arr(("fx-zz", 1.0), ("fx-a", 0)))[1:] == (True, "rejected: no usable label")
+    assert _one(dataset, tmp_path, _arr(("fx-zz", 1.0), ("fx-a", 0)))[1:] == (
+        True,
+        "rejected: no usable label",
+    )
     assert _one(dataset, tmp_path, "[]")[1:] == (True, "rejected: no usable label")
     assert _one(dataset, tmp_path, None)[1:] == (True, "rejected: no answer")
 
@@ -173,8 +238,11 @@ def test_rejected_answers_are_kept_in_the_table(dataset, tmp_path):
 
 
 def test_summaries_are_verbatim_and_an_empty_answer_is_an_empty_text(dataset, tmp_path):
-    lines = [_line(0, 11, "dog bark", "  A dog barks twice.\nThen silence. "),
-             _line(1, 12, "car passing", None), _line(2, 13, "forest", None, status=500)]
+    lines = [
+        _line(0, 11, "dog bark", "  A dog barks twice.\nThen silence. "),
+        _line(1, 12, "car passing", None),
+        _line(2, 13, "forest", None, status=500),
+    ]
     assert _run("summaries", dataset, _write(tmp_path, lines)) == 0
     store = Store(dataset / "cache.zarr", mode="r")
     text, missing = read_summaries(store, "reference-jsonl", ["11", "12", "13"])
