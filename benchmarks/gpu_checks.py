@@ -15,6 +15,7 @@ on near-silence, under fp16 and bf16 autocast on the device: finite embeddings, 
 float32 within 3e-3 (fp16) / 2e-2 (bf16), the bounds of the CPU test.
 Prints PASS/FAIL lines and a table; writes JSON; exit status 1 if a check failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,8 @@ def check_heads(device: torch.device) -> None:
     from heads.model import FusionHead
     from heads.search import SearchSpace, run_search, sample_configs
     from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_
-    from testkit.synthetic_heads import synthetic_data
     from heads.training import TrainConfig, predict_logits, train_head
+    from testkit.synthetic_heads import synthetic_data
 
     dev = str(device)
 
@@ -69,7 +70,9 @@ def check_heads(device: torch.device) -> None:
     lrs, wds = [1e-2, 3e-3, 1e-3], [0.01, 0.0, 0.1]
     st = StackedHeads.from_heads(heads, device)
     opt = BatchedAdamW(st.params, lrs, wds)
-    ref_opts = [torch.optim.AdamW(r.parameters(), lr=lr, weight_decay=wd) for r, lr, wd in zip(refs, lrs, wds)]
+    ref_opts = [
+        torch.optim.AdamW(r.parameters(), lr=lr, weight_decay=wd) for r, lr, wd in zip(refs, lrs, wds)
+    ]
     data = synthetic_data(9, dim=5, seed=2).to(device)
     names = list(st.params)
     for _ in range(4):
@@ -85,8 +88,12 @@ def check_heads(device: torch.device) -> None:
             torch.nn.functional.cross_entropy(r(data.X, data.prior, data.missing), data.labels).backward()
             torch.nn.utils.clip_grad_norm_(r.parameters(), 0.5)
             o.step()
-    d = max(max_diff({n: st.params[n][k] for n in names}, dict(r.named_parameters())) for k, r in enumerate(refs))
-    record("heads: BatchedAdamW == torch AdamW (4 steps, clipping)", d < 1e-5, max_abs_diff=d, fused=opt.fused)
+    d = max(
+        max_diff({n: st.params[n][k] for n in names}, dict(r.named_parameters())) for k, r in enumerate(refs)
+    )
+    record(
+        "heads: BatchedAdamW == torch AdamW (4 steps, clipping)", d < 1e-5, max_abs_diff=d, fused=opt.fused
+    )
 
     # 2. hand-written gradients vs autograd
     torch.manual_seed(2)
@@ -114,8 +121,9 @@ def check_heads(device: torch.device) -> None:
         losses = st.fast_loss_and_grads(h, qx, st.dropout_masks(uniforms), T, s, gviews)
         leaf = leaf_copies(st)
         logits = st(h, prior, miss, uniforms, params=leaf)
-        ref = torch.stack([mixed_loss(logits[k], labels[k], weights, pseudo[k], has[k], float(lam[k]))
-                           for k in range(K)])  # the reference form
+        ref = torch.stack(
+            [mixed_loss(logits[k], labels[k], weights, pseudo[k], has[k], float(lam[k])) for k in range(K)]
+        )  # the reference form
         auto = torch.autograd.grad(ref.sum(), list(leaf.values()), allow_unused=True)
         worst = max(worst, float((losses - ref).abs().max()))
         for (name, view), ga in zip(gviews.items(), auto):
@@ -128,23 +136,36 @@ def check_heads(device: torch.device) -> None:
     val = synthetic_data(200, dim=16, signal="prior", seed=1)
     t0 = time.perf_counter()
     res = train_head(TrainConfig(lr=2e-3, epochs=12, device=dev, hidden=64), train, val)
-    record("heads: learns from the prior on the device (val hF > 0.8)", res.best_val["hF"] > 0.8,
-           hF=res.best_val["hF"], seconds=time.perf_counter() - t0)
+    record(
+        "heads: learns from the prior on the device (val hF > 0.8)",
+        res.best_val["hF"] > 0.8,
+        hF=res.best_val["hF"],
+        seconds=time.perf_counter() - t0,
+    )
 
     # 4. K-stacked search == single runs on the device
     train = synthetic_data(300, dim=32, signal="both", seed=0)
     val = synthetic_data(100, dim=32, signal="both", seed=1)
-    configs = sample_configs(TrainConfig(epochs=6, patience=10, device=dev, hidden=48), SearchSpace(k=4, seed=5))
+    configs = sample_configs(
+        TrainConfig(epochs=6, patience=10, device=dev, hidden=48), SearchSpace(k=4, seed=5)
+    )
     together = run_search(configs, train, val)
     alone = [train_head(c, train, val) for c in configs]
     chunked = run_search(configs, train, val, max_stack=2)
     d1 = max(max_diff(a.state_dict, t.state_dict) for a, t in zip(alone, together))
     d2 = max(max_diff(a.state_dict, t.state_dict) for a, t in zip(chunked, together))
     same_epochs = [a.best_epoch for a in alone] == [t.best_epoch for t in together]
-    ok = same_epochs and all(torch.allclose(t.state_dict[n], a.state_dict[n], rtol=1e-4, atol=1e-4)
-                             for a, t in zip(alone, together) for n in a.state_dict)
-    record("heads: K=4 stacked search == 4 single runs (allclose 1e-4)", ok, max_abs_diff=d1,
-           same_best_epochs=same_epochs)
+    ok = same_epochs and all(
+        torch.allclose(t.state_dict[n], a.state_dict[n], rtol=1e-4, atol=1e-4)
+        for a, t in zip(alone, together)
+        for n in a.state_dict
+    )
+    record(
+        "heads: K=4 stacked search == 4 single runs (allclose 1e-4)",
+        ok,
+        max_abs_diff=d1,
+        same_best_epochs=same_epochs,
+    )
     record("heads: stacks of 2 == all 4 stacked (allclose 1e-4)", d2 < 1e-4, max_abs_diff=d2)
 
     # 5. predict_logits on the device == on the CPU
@@ -171,10 +192,15 @@ def check_backbones(device: torch.device, names: list[str], batch: int) -> list[
             lengths = torch.full((batch,), ws, dtype=torch.long)
             if batch > 1:
                 lengths[-1] = ws // 2
-                windows[-1, ws // 2:] = 0
+                windows[-1, ws // 2 :] = 0
             lengths = lengths.to(device)
-            row = {"backbone": name, "window_samples": ws, "sample_rate": bb.spec.sample_rate, "batch": batch,
-                   "build_s": build_s}
+            row = {
+                "backbone": name,
+                "window_samples": ws,
+                "sample_rate": bb.spec.sample_rate,
+                "batch": batch,
+                "build_s": build_s,
+            }
             with torch.inference_mode():
                 ref = bb.embed_windows(windows, lengths).float()
                 if device.type == "cuda":
@@ -186,8 +212,11 @@ def check_backbones(device: torch.device, names: list[str], batch: int) -> list[
                 row["fp32_ms"] = 1e3 * (time.perf_counter() - t0)
                 row["dim"] = int(ref.shape[-1])
                 row["fp32_finite"] = bool(torch.isfinite(ref).all())
-                dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16} if device.type == "cuda" \
+                dtypes = (
+                    {"bf16": torch.bfloat16, "fp16": torch.float16}
+                    if device.type == "cuda"
                     else {"bf16": torch.bfloat16}
+                )
                 for tag, dt in dtypes.items():
                     with torch.autocast(device.type, dtype=dt):
                         out = bb.embed_windows(windows, lengths)
@@ -199,13 +228,20 @@ def check_backbones(device: torch.device, names: list[str], batch: int) -> list[
                             torch.cuda.synchronize()
                         row[f"{tag}_ms"] = 1e3 * (time.perf_counter() - t0)
                     out = out.float()
-                    rel = float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref).clamp(min=1e-12))
+                    rel = float(
+                        torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref).clamp(min=1e-12)
+                    )
                     row[f"{tag}_rel_err"] = rel
                     row[f"{tag}_finite"] = bool(torch.isfinite(out).all())
-                    row[f"{tag}_cosine_min"] = float(torch.nn.functional.cosine_similarity(out, ref, dim=-1).min())
+                    row[f"{tag}_cosine_min"] = float(
+                        torch.nn.functional.cosine_similarity(out, ref, dim=-1).min()
+                    )
             ok = row["fp32_finite"] and all(row[f"{t}_finite"] and row[f"{t}_rel_err"] < 0.1 for t in dtypes)
-            record(f"backbone {name}: random-init forward on {ws / bb.spec.sample_rate:g} s windows, fp32 vs autocast",
-                   ok, **{k: v for k, v in row.items() if k.endswith("rel_err")})
+            record(
+                f"backbone {name}: random-init forward on {ws / bb.spec.sample_rate:g} s windows, fp32 vs autocast",
+                ok,
+                **{k: v for k, v in row.items() if k.endswith("rel_err")},
+            )
             rows.append(row)
             del bb
         except Exception as e:  # a missing optional package must not hide the other backbones
@@ -219,19 +255,44 @@ def check_backbones(device: torch.device, names: list[str], batch: int) -> list[
 
 # ------------------------------------------------------------------------------------------- precision
 PRECISION_TOLERANCE = {"fp16": 3e-3, "bf16": 2e-2}
-_TINY_ROBERTA = dict(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+_TINY_ROBERTA = dict(
+    vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+)
 PRECISION_CASES = {  # name: (backbone, variant, overrides, needs a tokenizer)
     "passt-cpjku": ("passt", "cpjku", {"depth": 1, "window_seconds": 1.0}, False),
     "passt-hear21": ("passt", "hear21", {"depth": 1, "window_seconds": 1.0}, False),
-    "cpclap": ("cpclap", None, {"depth": 1, "window_seconds": 1.0, "text_config": _TINY_ROBERTA,
-                                "expected_vocab": 300}, True),
-    "beats": ("beats", None, dict(encoder_embed_dim=24, encoder_ffn_embed_dim=32, encoder_attention_heads=3,
-                                  encoder_layers=2, conv_pos=16, conv_pos_groups=4, num_buckets=32,
-                                  max_distance=64), False),
+    "cpclap": (
+        "cpclap",
+        None,
+        {"depth": 1, "window_seconds": 1.0, "text_config": _TINY_ROBERTA, "expected_vocab": 300},
+        True,
+    ),
+    "beats": (
+        "beats",
+        None,
+        dict(
+            encoder_embed_dim=24,
+            encoder_ffn_embed_dim=32,
+            encoder_attention_heads=3,
+            encoder_layers=2,
+            conv_pos=16,
+            conv_pos_groups=4,
+            num_buckets=32,
+            max_distance=64,
+        ),
+        False,
+    ),
     "m2d": ("m2d", None, {"embed_dim": 32, "depth": 2, "num_heads": 2}, False),
     "logmel": ("logmel", None, {}, False),
-    "laion-clap": ("laion-clap", None, {"text_config": {"vocab_size": 300, "num_hidden_layers": 1,
-                                                        "intermediate_size": 64}, "expected_vocab": 300}, True),
+    "laion-clap": (
+        "laion-clap",
+        None,
+        {
+            "text_config": {"vocab_size": 300, "num_hidden_layers": 1, "intermediate_size": 64},
+            "expected_vocab": 300,
+        },
+        True,
+    ),
 }
 
 
@@ -242,8 +303,12 @@ def _tiny_tokenizer() -> Path:
     from tokenizers import ByteLevelBPETokenizer
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(["a dog barks in the park", "rain falls on a tin roof", "birds sing at dawn"],
-                            vocab_size=300, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        ["a dog barks in the park", "rain falls on a tin roof", "birds sing at dawn"],
+        vocab_size=300,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
     folder = Path(tempfile.mkdtemp(prefix="gpu_checks_tok_"))
     bpe.save_model(str(folder))
     return folder
@@ -259,16 +324,29 @@ def check_precision(device: torch.device) -> None:
     for case, (name, variant, overrides, tok) in PRECISION_CASES.items():
         try:
             torch.manual_seed(0)
-            bb = build_backbone(BackboneConfig(name, variant=variant, random_init=True, overrides=overrides,
-                                               tokenizer=tokenizer if tok else None)).eval().to(device)
+            bb = (
+                build_backbone(
+                    BackboneConfig(
+                        name,
+                        variant=variant,
+                        random_init=True,
+                        overrides=overrides,
+                        tokenizer=tokenizer if tok else None,
+                    )
+                )
+                .eval()
+                .to(device)
+            )
             sr, ws = bb.spec.sample_rate, bb.spec.window_samples
             t = torch.arange(ws, dtype=torch.float64) / sr
             g = torch.Generator().manual_seed(0)
-            signals = {"tone": torch.sin(2 * math.pi * (sr / 4 + 3.0) * t).float(),
-                       "near-silence": 1e-5 * torch.randn(ws, generator=g)}
+            signals = {
+                "tone": torch.sin(2 * math.pi * (sr / 4 + 3.0) * t).float(),
+                "near-silence": 1e-5 * torch.randn(ws, generator=g),
+            }
             for label, wave in signals.items():
                 windows = torch.stack([wave, 0.5 * wave])
-                windows[1, ws // 2:] = 0
+                windows[1, ws // 2 :] = 0
                 windows, lengths = windows.to(device), torch.tensor([ws, ws // 2], device=device)
                 with torch.inference_mode():
                     ref = bb.embed_windows(windows, lengths).float()
@@ -277,12 +355,16 @@ def check_precision(device: torch.device) -> None:
                     for tag, dt in dtypes.items():
                         with torch.autocast(device.type, dtype=dt):
                             out = bb.embed_windows(windows, lengths).float()
-                        rel = float(torch.linalg.vector_norm(out - ref)
-                                    / torch.linalg.vector_norm(ref).clamp(min=1e-12))
+                        rel = float(
+                            torch.linalg.vector_norm(out - ref)
+                            / torch.linalg.vector_norm(ref).clamp(min=1e-12)
+                        )
                         finite = bool(torch.isfinite(out).all())
                         info[f"{tag}_rel_err"] = rel if finite else float("nan")
                         ok = ok and finite and rel <= PRECISION_TOLERANCE[tag]
-                record(f"precision {case} {label}: autocast fp16/bf16 finite and close to float32", ok, **info)
+                record(
+                    f"precision {case} {label}: autocast fp16/bf16 finite and close to float32", ok, **info
+                )
             del bb
         except Exception as e:
             traceback.print_exc()
@@ -296,16 +378,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     ap.add_argument("--parts", default="heads,backbones,precision")
     ap.add_argument("--backbones", default="beats,m2d,passt")
-    ap.add_argument("--batch", type=int, default=0, help="windows per backbone forward (default: 8 on GPU, 2 on CPU)")
+    ap.add_argument(
+        "--batch", type=int, default=0, help="windows per backbone forward (default: 8 on GPU, 2 on CPU)"
+    )
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "gpu_checks.json")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: no CUDA device available")
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    print(f"checks on {device} ({gpu or 'no GPU'}), torch {torch.__version__}, "
-          f"cuda {torch.version.cuda}, TF32 matmul {torch.backends.cuda.matmul.allow_tf32}", flush=True)
+    print(
+        f"checks on {device} ({gpu or 'no GPU'}), torch {torch.__version__}, "
+        f"cuda {torch.version.cuda}, TF32 matmul {torch.backends.cuda.matmul.allow_tf32}",
+        flush=True,
+    )
     parts = {p.strip() for p in args.parts.split(",") if p.strip()}
     rows: list[dict] = []
     if "heads" in parts:
@@ -319,21 +407,36 @@ def main(argv: list[str] | None = None) -> int:
     if "backbones" in parts:
         names = [n.strip() for n in args.backbones.split(",") if n.strip()]
         rows = check_backbones(device, names, args.batch or (8 if device.type == "cuda" else 2))
-        print("\n| backbone | dim | batch | fp32 ms | bf16 ms | bf16 rel err | bf16 min cos | fp16 ms | fp16 rel err |")
+        print(
+            "\n| backbone | dim | batch | fp32 ms | bf16 ms | bf16 rel err | bf16 min cos | fp16 ms | fp16 rel err |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
         f = lambda r, k, fmt: format(r[k], fmt) if k in r else "—"  # noqa: E731
         for r in rows:
             if "error" in r:
                 print(f"| {r['backbone']} | error: {r['error'][:80]} |||||||")
                 continue
-            print(f"| {r['backbone']} | {r['dim']} | {r['batch']} | {f(r, 'fp32_ms', '.1f')} | {f(r, 'bf16_ms', '.1f')} | "
-                  f"{f(r, 'bf16_rel_err', '.2e')} | {f(r, 'bf16_cosine_min', '.5f')} | {f(r, 'fp16_ms', '.1f')} | "
-                  f"{f(r, 'fp16_rel_err', '.2e')} |")
+            print(
+                f"| {r['backbone']} | {r['dim']} | {r['batch']} | {f(r, 'fp32_ms', '.1f')} | {f(r, 'bf16_ms', '.1f')} | "
+                f"{f(r, 'bf16_rel_err', '.2e')} | {f(r, 'bf16_cosine_min', '.5f')} | {f(r, 'fp16_ms', '.1f')} | "
+                f"{f(r, 'fp16_rel_err', '.2e')} |"
+            )
     n_fail = sum(not r["ok"] for r in RESULTS)
     print(f"\ngpu checks: {len(RESULTS) - n_fail} passed, {n_fail} failed", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": str(device), "gpu": gpu, "torch": torch.__version__,
-                                    "cuda": torch.version.cuda, "checks": RESULTS, "backbones": rows}, indent=1))
+    args.out.write_text(
+        json.dumps(
+            {
+                "device": str(device),
+                "gpu": gpu,
+                "torch": torch.__version__,
+                "cuda": torch.version.cuda,
+                "checks": RESULTS,
+                "backbones": rows,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {args.out}")
     return 1 if n_fail else 0
 

@@ -37,6 +37,7 @@ Timings are the best of ``--repeats`` interleaved runs (the machine may be share
     python benchmarks/heads_bench.py --device cuda --steps 100 --out /tmp/heads_bench_cuda.json
     python benchmarks/heads_bench.py --sizes '' --full-search   # only the search, at BSD10k size
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, TensorDataset
@@ -107,8 +107,12 @@ class ClipDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict:
-        return {"h": torch.from_numpy(self.X[i]), "prior": torch.from_numpy(self.prior[i]),
-                "missing": torch.tensor(bool(self.missing[i])), "label": int(self.labels[i])}
+        return {
+            "h": torch.from_numpy(self.X[i]),
+            "prior": torch.from_numpy(self.prior[i]),
+            "missing": torch.tensor(bool(self.missing[i])),
+            "label": int(self.labels[i]),
+        }
 
 
 def naive_run(cfg: TrainConfig, train, val, dim: int, epochs: int, style: str = "dict") -> None:
@@ -125,8 +129,11 @@ def naive_run(cfg: TrainConfig, train, val, dim: int, epochs: int, style: str = 
         val_loader = DataLoader(ClipDataset(val), batch_size=256)
         unpack = lambda b: (b["h"], b["prior"], b["missing"], b["label"])  # noqa: E731
     else:
-        loader = DataLoader(TensorDataset(train.X, train.prior, train.missing, train.labels),
-                            batch_size=cfg.batch_size, shuffle=True)
+        loader = DataLoader(
+            TensorDataset(train.X, train.prior, train.missing, train.labels),
+            batch_size=cfg.batch_size,
+            shuffle=True,
+        )
         val_loader = DataLoader(TensorDataset(val.X, val.prior, val.missing, val.labels), batch_size=256)
         unpack = lambda b: b  # noqa: E731
     sched = reference_schedule(opt, max(len(loader), 1), max(epochs, 1))
@@ -189,7 +196,9 @@ def optimizer_step(dim: int, hidden, k: int = 1, repeats: int = 5) -> dict:
     return {"params": n, "seconds": t, "bytes": 28 * n, "bytes_per_s": 28 * n / t, "fused": bool(opt.fused)}
 
 
-def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: float, epochs: int = 5) -> dict:
+def bench_size(
+    name: str, steps: int, k: int, repeats: int, skip_search_above: float, epochs: int = 5
+) -> dict:
     n_total, dim, hidden, n_train_full = SIZES[name]
     full_steps = math.ceil(n_train_full / 18)
     truncated = name != "demo"
@@ -203,20 +212,37 @@ def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: f
     # loops keep CPU copies and move each batch
     dtrain, dval = train.to(DEVICE), val.to(DEVICE)
     scale = (full_steps / steps if truncated else 1.0) / E
-    res = {"size": name, "truncated": truncated, "n_total": n_total, "dim": dim, "hidden": hidden or 2 * dim,
-           "steps_timed": n_train // 18 + (n_train % 18 > 0), "full_epoch_steps": full_steps,
-           "extrapolation_factor": scale}
+    res = {
+        "size": name,
+        "truncated": truncated,
+        "n_total": n_total,
+        "dim": dim,
+        "hidden": hidden or 2 * dim,
+        "steps_timed": n_train // 18 + (n_train % 18 > 0),
+        "full_epoch_steps": full_steps,
+        "extrapolation_factor": scale,
+    }
     head_params = FusionHead(dim, preset="submitted", hidden=hidden).n_parameters()
     res["head_parameters"] = head_params
     zero = dataclasses.replace(base, epochs=0)
-    t = best_of({"trainer": lambda: train_stacked([base], dtrain, dval),
-                 "naive": lambda: naive_run(base, train, val, dim, E, "dict"),
-                 "naive_tensordataset": lambda: naive_run(base, train, val, dim, E, "tensor")}, repeats)
+    t = best_of(
+        {
+            "trainer": lambda: train_stacked([base], dtrain, dval),
+            "naive": lambda: naive_run(base, train, val, dim, E, "dict"),
+            "naive_tensordataset": lambda: naive_run(base, train, val, dim, E, "tensor"),
+        },
+        repeats,
+    )
     # set-up (building and stacking the heads, optimizer state) is paid once per run, not per
     # epoch: time it alone and leave it out of the per-epoch figures
-    t0 = best_of({"trainer": lambda: train_stacked([zero], dtrain, dval),
-                  "naive": lambda: naive_run(zero, train, val, dim, 0, "dict"),
-                  "naive_tensordataset": lambda: naive_run(zero, train, val, dim, 0, "tensor")}, repeats)
+    t0 = best_of(
+        {
+            "trainer": lambda: train_stacked([zero], dtrain, dval),
+            "naive": lambda: naive_run(zero, train, val, dim, 0, "dict"),
+            "naive_tensordataset": lambda: naive_run(zero, train, val, dim, 0, "tensor"),
+        },
+        repeats,
+    )
     net = {k: v - t0[k] for k, v in t.items()}
     # when the one-off set-up is nearly the whole run (a 100 M-parameter head on a GPU), the
     # difference is noise: keep the set-up in both sides' times instead (a conservative ratio)
@@ -235,12 +261,16 @@ def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: f
         zcfgs = [dataclasses.replace(c, epochs=0) for c in cfgs]
         stack = auto_stack(base, dim) or k
         res["search_stack"] = min(stack, k)
-        fns = {"vectorised": lambda: run_search(cfgs, dtrain, dval),
-               "all_stacked": lambda: train_stacked(cfgs, dtrain, dval),
-               "sequential": lambda: [train_stacked([c], dtrain, dval) for c in cfgs]}
-        zfns = {"vectorised": lambda: run_search(zcfgs, dtrain, dval),
-                "all_stacked": lambda: train_stacked(zcfgs, dtrain, dval),
-                "sequential": lambda: [train_stacked([c], dtrain, dval) for c in zcfgs]}
+        fns = {
+            "vectorised": lambda: run_search(cfgs, dtrain, dval),
+            "all_stacked": lambda: train_stacked(cfgs, dtrain, dval),
+            "sequential": lambda: [train_stacked([c], dtrain, dval) for c in cfgs],
+        }
+        zfns = {
+            "vectorised": lambda: run_search(zcfgs, dtrain, dval),
+            "all_stacked": lambda: train_stacked(zcfgs, dtrain, dval),
+            "sequential": lambda: [train_stacked([c], dtrain, dval) for c in zcfgs],
+        }
         if stack >= k:  # run_search stacks all k at once (on a GPU): the same run as all_stacked
             del fns["vectorised"], zfns["vectorised"]
         ts = best_of(fns, max(1, repeats - 1))
@@ -249,9 +279,12 @@ def bench_size(name: str, steps: int, k: int, repeats: int, skip_search_above: f
         ts0.setdefault("vectorised", ts0["all_stacked"])
         res["search_setup_s"] = ts0
         ts = {k: max(v - ts0[k], 1e-9) for k, v in ts.items()}
-        res["search_s"] = {"vectorised": ts["vectorised"] * scale, "all_stacked": ts["all_stacked"] * scale,
-                           "sequential": ts["sequential"] * scale,
-                           "naive_sequential_estimate": k * t["naive"] * scale}
+        res["search_s"] = {
+            "vectorised": ts["vectorised"] * scale,
+            "all_stacked": ts["all_stacked"] * scale,
+            "sequential": ts["sequential"] * scale,
+            "naive_sequential_estimate": k * t["naive"] * scale,
+        }
         res["search_speedup"] = ts["sequential"] / ts["vectorised"]
         res["search_speedup_vs_naive"] = k * t["naive"] / ts["vectorised"]
     res["optimizer"] = optimizer_step(dim, hidden, 1, repeats)
@@ -270,17 +303,26 @@ def search_summary(results, seconds: float, oracle_hf: float, stack: int) -> dic
     best = ranking(results)[0]
     computed = 0
     for lo in range(0, len(results), stack):
-        group = results[lo:lo + stack]
+        group = results[lo : lo + stack]
         for e in range(max(len(r.history) for r in group)):
             computed += max(r.history[e]["stacked"] for r in group if len(r.history) > e)
-    return {"seconds": seconds, "best_val_hF": results[best].best_val.get("hF"), "best_config": best,
-            "best_lr": results[best].config.lr, "best_epoch": results[best].best_epoch,
-            "gap_to_oracle": oracle_hf - results[best].best_val.get("hF", float("nan")),
-            "config_epochs_trained": sum(len(r.history) for r in results), "config_epochs_computed": computed,
-            "epochs_trained": [len(r.history) for r in results], "stopped_by": [r.stopped_by for r in results]}
+    return {
+        "seconds": seconds,
+        "best_val_hF": results[best].best_val.get("hF"),
+        "best_config": best,
+        "best_lr": results[best].config.lr,
+        "best_epoch": results[best].best_epoch,
+        "gap_to_oracle": oracle_hf - results[best].best_val.get("hF", float("nan")),
+        "config_epochs_trained": sum(len(r.history) for r in results),
+        "config_epochs_computed": computed,
+        "epochs_trained": [len(r.history) for r in results],
+        "stopped_by": [r.stopped_by for r in results],
+    }
 
 
-def bench_search(name: str, clips: int, k: int, epochs: int, patience: int, rung_epochs: int, stack: int) -> dict:
+def bench_search(
+    name: str, clips: int, k: int, epochs: int, patience: int, rung_epochs: int, stack: int
+) -> dict:
     """A K-configuration stage-1 search before / after / with successive halving (see the module doc)."""
     dim = SEARCH_DIMS[name]
     n_train, n_val = round(0.64 * clips), round(0.16 * clips)  # the cpjku split's 64/16/20
@@ -290,25 +332,46 @@ def bench_search(name: str, clips: int, k: int, epochs: int, patience: int, rung
     configs = sample_configs(base, SearchSpace(k=k, seed=0))
     stack = stack or auto_stack(base, dim) or k
     dtrain, dval = train.to(DEVICE), val.to(DEVICE)
-    res = {"size": name, "clips": clips, "n_train": n_train, "n_val": n_val, "dim": dim, "k": k, "epochs": epochs,
-           "patience": patience, "rung_epochs": rung_epochs, "stack": stack, "oracle_val_hF": oracle_hf,
-           "head_parameters": FusionHead(dim, preset="submitted").n_parameters()}
-    runs = {"before": lambda: [r for lo in range(0, k, stack)
-                               for r in train_stacked(configs[lo:lo + stack], dtrain, dval, shrink=False)],
-            "after": lambda: run_search(configs, dtrain, dval, max_stack=stack),
-            "halving": lambda: run_search(configs, dtrain, dval, max_stack=stack, halving=True,
-                                          rung_epochs=rung_epochs)}
+    res = {
+        "size": name,
+        "clips": clips,
+        "n_train": n_train,
+        "n_val": n_val,
+        "dim": dim,
+        "k": k,
+        "epochs": epochs,
+        "patience": patience,
+        "rung_epochs": rung_epochs,
+        "stack": stack,
+        "oracle_val_hF": oracle_hf,
+        "head_parameters": FusionHead(dim, preset="submitted").n_parameters(),
+    }
+    runs = {
+        "before": lambda: [
+            r
+            for lo in range(0, k, stack)
+            for r in train_stacked(configs[lo : lo + stack], dtrain, dval, shrink=False)
+        ],
+        "after": lambda: run_search(configs, dtrain, dval, max_stack=stack),
+        "halving": lambda: run_search(
+            configs, dtrain, dval, max_stack=stack, halving=True, rung_epochs=rung_epochs
+        ),
+    }
     for variant, fn in runs.items():
         sync()
         t = time.perf_counter()
         results = fn()
         sync()
         res[variant] = search_summary(results, time.perf_counter() - t, oracle_hf, stack)
-        print(f"  {name} {variant}: {res[variant]['seconds']:.1f} s, best val hF {res[variant]['best_val_hF']:.4f}",
-              flush=True)
+        print(
+            f"  {name} {variant}: {res[variant]['seconds']:.1f} s, best val hF {res[variant]['best_val_hF']:.4f}",
+            flush=True,
+        )
     b = res["before"]
-    res["same_results_before_after"] = (res["after"]["best_val_hF"] == b["best_val_hF"]
-                                        and res["after"]["epochs_trained"] == b["epochs_trained"])
+    res["same_results_before_after"] = (
+        res["after"]["best_val_hF"] == b["best_val_hF"]
+        and res["after"]["epochs_trained"] == b["epochs_trained"]
+    )
     for v in ("after", "halving"):
         res[v]["speedup"] = b["seconds"] / res[v]["seconds"]
     return res
@@ -319,24 +382,46 @@ def main() -> None:
     ap.add_argument("--sizes", default="demo,bsd10k-1024,bsd10k-4096")
     ap.add_argument("--steps", type=int, default=20, help="updates per timed epoch at BSD10k sizes")
     ap.add_argument("--k", type=int, default=20)
-    ap.add_argument("--epochs", type=int, default=5, help="epochs per timed run at the demo size (time / epochs)")
+    ap.add_argument(
+        "--epochs", type=int, default=5, help="epochs per timed run at the demo size (time / epochs)"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    ap.add_argument("--max-search-bytes", type=float, default=None,
-                    help="skip the search above this estimated memory (default: 12 GiB on CPU, 60%% of the GPU's)")
-    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                    help="where features, heads and optimizer state live (auto = cuda if available)")
-    ap.add_argument("--search-sizes", default="bsd10k-384",
-                    help="whole-search comparison (before / after / halving) at these widths ('' = skip; "
-                         "bsd10k-384, bsd10k-1024)")
-    ap.add_argument("--search-clips", type=int, default=548, help="clips of the search task (64%% train, 16%% val)")
-    ap.add_argument("--full-search", action="store_true",
-                    help="the search at BSD10k's full 10,956 clips and both widths (hours on 2 CPU cores)")
+    ap.add_argument(
+        "--max-search-bytes",
+        type=float,
+        default=None,
+        help="skip the search above this estimated memory (default: 12 GiB on CPU, 60%% of the GPU's)",
+    )
+    ap.add_argument(
+        "--device",
+        choices=("cpu", "cuda", "auto"),
+        default="cpu",
+        help="where features, heads and optimizer state live (auto = cuda if available)",
+    )
+    ap.add_argument(
+        "--search-sizes",
+        default="bsd10k-384",
+        help="whole-search comparison (before / after / halving) at these widths ('' = skip; "
+        "bsd10k-384, bsd10k-1024)",
+    )
+    ap.add_argument(
+        "--search-clips", type=int, default=548, help="clips of the search task (64%% train, 16%% val)"
+    )
+    ap.add_argument(
+        "--full-search",
+        action="store_true",
+        help="the search at BSD10k's full 10,956 clips and both widths (hours on 2 CPU cores)",
+    )
     ap.add_argument("--search-epochs", type=int, default=30)
     ap.add_argument("--search-patience", type=int, default=10)
     ap.add_argument("--rung-epochs", type=int, default=2, help="first rung of successive halving")
-    ap.add_argument("--search-stack", type=int, default=-1,
-                    help="configurations stacked at once in the search comparison (-1 = all K, 0 = auto as run_search)")
+    ap.add_argument(
+        "--search-stack",
+        type=int,
+        default=-1,
+        help="configurations stacked at once in the search comparison (-1 = all K, 0 = auto as run_search)",
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "heads_bench.json"))
     args = ap.parse_args()
     if args.full_search:
@@ -346,24 +431,44 @@ def main() -> None:
     global DEVICE
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device available")
-    DEVICE = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    DEVICE = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     gpu = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else None
     if args.max_search_bytes is None:
-        args.max_search_bytes = (0.6 * torch.cuda.get_device_properties(DEVICE).total_memory if gpu
-                                 else 12 * 2**30)
+        args.max_search_bytes = (
+            0.6 * torch.cuda.get_device_properties(DEVICE).total_memory if gpu else 12 * 2**30
+        )
     bw = copy_bandwidth()
     rows = []
-    targets = {"demo_epoch_speedup": ">= 5", "demo_search_speedup": ">= 3", "bsd10k_optimizer_floor_ratio": "<= 1.5"}
+    targets = {
+        "demo_epoch_speedup": ">= 5",
+        "demo_search_speedup": ">= 3",
+        "bsd10k_optimizer_floor_ratio": "<= 1.5",
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:  # after every size, so a run cut short by a time limit keeps what it measured
-        out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
-                                   "device": str(DEVICE), "gpu": gpu,
-                                   "torch": torch.__version__, "threads": torch.get_num_threads(),
-                                   "copy_bytes_per_s": bw, "k": args.k, "steps": args.steps, "targets": targets,
-                                   "results": rows, "search": searches}, indent=1))
+        out.write_text(
+            json.dumps(
+                {
+                    "machine": platform.platform(),
+                    "processor": platform.processor(),
+                    "device": str(DEVICE),
+                    "gpu": gpu,
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "copy_bytes_per_s": bw,
+                    "k": args.k,
+                    "steps": args.steps,
+                    "targets": targets,
+                    "results": rows,
+                    "search": searches,
+                },
+                indent=1,
+            )
+        )
 
     searches: list[dict] = []
     for name in [n.strip() for n in args.sizes.split(",") if n.strip()]:
@@ -374,39 +479,62 @@ def main() -> None:
         save()
         print(f"done {name}", flush=True)
     for name in [n.strip() for n in args.search_sizes.split(",") if n.strip()]:
-        searches.append(bench_search(name, args.search_clips, args.k, args.search_epochs, args.search_patience,
-                                     args.rung_epochs, args.k if args.search_stack < 0 else args.search_stack))
+        searches.append(
+            bench_search(
+                name,
+                args.search_clips,
+                args.k,
+                args.search_epochs,
+                args.search_patience,
+                args.rung_epochs,
+                args.k if args.search_stack < 0 else args.search_stack,
+            )
+        )
         save()
     where = f"GPU {gpu}" if gpu else f"{torch.get_num_threads()} threads"
-    print(f"\nhead-tier benchmark · torch {torch.__version__} · {where} · "
-          f"copy bandwidth {bw / 1e9:.1f} GB/s")
-    print("| size | head params | epoch trainer (s) | naive dict-Dataset (s) | ratio | naive TensorDataset (s) | ratio "
-          "| search K=%d vec (s) | sequential (s) | ratio | opt step (ms) | opt GB/s | copy/opt |" % args.k)
+    print(f"\nhead-tier benchmark · torch {torch.__version__} · {where} · copy bandwidth {bw / 1e9:.1f} GB/s")
+    print(
+        "| size | head params | epoch trainer (s) | naive dict-Dataset (s) | ratio | naive TensorDataset (s) | ratio "
+        "| search K=%d vec (s) | sequential (s) | ratio | opt step (ms) | opt GB/s | copy/opt |" % args.k
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     k = args.k
     for r in rows:
         s = r.get("search_s")
         o = r["optimizer"]
-        srch = (f"{s['vectorised']:.2f} (stacks of {r['search_stack']}; all {k}: {s['all_stacked']:.2f}) | "
-                f"{s['sequential']:.2f} | {r['search_speedup']:.1f}× ({r['search_speedup_vs_naive']:.1f}× vs {k} naive)"
-                if s else f"{r['search']} | — | —")
-        print(f"| {r['size']} ({r['dim']}-d{', extrapolated' if r['truncated'] else ''}) | "
-              f"{r['head_parameters']:,} | {r['epoch_s']['trainer']:.3f} | {r['epoch_s']['naive']:.3f} | "
-              f"{r['epoch_speedup']:.1f}× | {r['epoch_s']['naive_tensordataset']:.3f} | "
-              f"{r['epoch_speedup_tensordataset']:.1f}× | {srch} | {o['seconds'] * 1e3:.1f} | {o['bytes_per_s'] / 1e9:.1f} | "
-              f"{o['floor_ratio']:.2f} |")
+        srch = (
+            f"{s['vectorised']:.2f} (stacks of {r['search_stack']}; all {k}: {s['all_stacked']:.2f}) | "
+            f"{s['sequential']:.2f} | {r['search_speedup']:.1f}× ({r['search_speedup_vs_naive']:.1f}× vs {k} naive)"
+            if s
+            else f"{r['search']} | — | —"
+        )
+        print(
+            f"| {r['size']} ({r['dim']}-d{', extrapolated' if r['truncated'] else ''}) | "
+            f"{r['head_parameters']:,} | {r['epoch_s']['trainer']:.3f} | {r['epoch_s']['naive']:.3f} | "
+            f"{r['epoch_speedup']:.1f}× | {r['epoch_s']['naive_tensordataset']:.3f} | "
+            f"{r['epoch_speedup_tensordataset']:.1f}× | {srch} | {o['seconds'] * 1e3:.1f} | {o['bytes_per_s'] / 1e9:.1f} | "
+            f"{o['floor_ratio']:.2f} |"
+        )
     print("targets on CPU: " + ", ".join(f"{k} {v}" for k, v in targets.items()))
     if searches:
-        print(f"\nK = {args.k} stage-1 search (≤ {args.search_epochs} epochs, patience {args.search_patience}) on a "
-              f"synthetic task with a known answer; halving: first rung {args.rung_epochs} epochs")
-        print("| size | clips (train/val) | stack | oracle val hF | before: s, hF, config-epochs | after: s, hF, "
-              "config-epochs, speed-up | halving: s, hF, config-epochs, speed-up |")
+        print(
+            f"\nK = {args.k} stage-1 search (≤ {args.search_epochs} epochs, patience {args.search_patience}) on a "
+            f"synthetic task with a known answer; halving: first rung {args.rung_epochs} epochs"
+        )
+        print(
+            "| size | clips (train/val) | stack | oracle val hF | before: s, hF, config-epochs | after: s, hF, "
+            "config-epochs, speed-up | halving: s, hF, config-epochs, speed-up |"
+        )
         print("|---|---|---|---|---|---|---|")
         for r in searches:
-            cell = lambda v: (f"{r[v]['seconds']:.1f} s, {r[v]['best_val_hF']:.4f}, {r[v]['config_epochs_computed']}"  # noqa: E731
-                              + (f", {r[v]['speedup']:.2f}×" if v != "before" else ""))
-            print(f"| {r['size']} ({r['dim']}-d) | {r['clips']} ({r['n_train']}/{r['n_val']}) | {r['stack']} | "
-                  f"{r['oracle_val_hF']:.4f} | {cell('before')} | {cell('after')} | {cell('halving')} |")
+            cell = lambda v: (
+                f"{r[v]['seconds']:.1f} s, {r[v]['best_val_hF']:.4f}, {r[v]['config_epochs_computed']}"  # noqa: E731
+                + (f", {r[v]['speedup']:.2f}×" if v != "before" else "")
+            )
+            print(
+                f"| {r['size']} ({r['dim']}-d) | {r['clips']} ({r['n_train']}/{r['n_val']}) | {r['stack']} | "
+                f"{r['oracle_val_hF']:.4f} | {cell('before')} | {cell('after')} | {cell('halving')} |"
+            )
     print(f"wrote {out}")
 
 

@@ -7,6 +7,7 @@ comes from ``python -m demo``. Exit codes: 0 success (``validate`` also when row
 problems), 1 ``verify`` found damage, 2 bad input (one line; ``--debug`` shows the traceback).
 See ``docs/data.md``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ import os
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -34,7 +35,11 @@ def _fail(msg: str) -> int:
 
 # ---------------------------------------------------------------------------- validate
 def _non_target_counts(m: Manifest) -> dict[str, int]:
-    return {k.removeprefix("non_target_"): v for k, v in sorted(m.report.counts.items()) if k.startswith("non_target_")}
+    return {
+        k.removeprefix("non_target_"): v
+        for k, v in sorted(m.report.counts.items())
+        if k.startswith("non_target_")
+    }
 
 
 def _class_table(columns: dict[str, dict[str, int]]) -> str:
@@ -58,7 +63,7 @@ def _report_lines(report, max_lines: int) -> str:
     kind of problem as a count and a few rows."""
     shown = sorted(report.problems, key=lambda p: (p.severity != "error", p.row or 0))
     text = report.format(max_lines=len(shown)).split("\n")
-    lines = text[:1 + min(max_lines, len(shown))] + ([] if shown else text[1:])
+    lines = text[: 1 + min(max_lines, len(shown))] + ([] if shown else text[1:])
     rest = shown[max_lines:]
     if rest:
         rows: dict[str, list] = defaultdict(list)
@@ -67,7 +72,10 @@ def _report_lines(report, max_lines: int) -> str:
         parts = []
         for kind, rs in sorted(rows.items(), key=lambda kv: -len(kv[1])):
             few = [str(r) for r in rs if r is not None][:3]
-            parts.append(f"{kind} ×{len(rs)}" + (f" (rows {', '.join(few)}{', …' if len(rs) > 3 else ''})" if few else ""))
+            parts.append(
+                f"{kind} ×{len(rs)}"
+                + (f" (rows {', '.join(few)}{', …' if len(rs) > 3 else ''})" if few else "")
+            )
         lines.append(f"  … {len(rest)} more problem(s) (--max-lines to list them): " + "; ".join(parts))
     return "\n".join(lines)
 
@@ -88,17 +96,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"usable rows: {len(m)} ({'labelled' if m.labelled else 'unlabelled, keyed by anonymous_id'})")
         nt = _non_target_counts(m)
         if m.labelled:
-            print("non-target rows dropped: " + (", ".join(f"{k} {v}" for k, v in nt.items()) if nt else "none"))
+            print(
+                "non-target rows dropped: " + (", ".join(f"{k} {v}" for k, v in nt.items()) if nt else "none")
+            )
             desc = load_class_descriptions(m.root)
             if desc is None:
                 print("class descriptions: metadata/BST_description.csv not found")
             else:
                 lacking = [c for c in CLASSES if c not in desc]
-                print(f"class descriptions: {len(desc)}/{len(CLASSES)} classes in BST_description.csv"
-                      + (f" (missing: {', '.join(lacking)})" if lacking else ""))
+                print(
+                    f"class descriptions: {len(desc)}/{len(CLASSES)} classes in BST_description.csv"
+                    + (f" (missing: {', '.join(lacking)})" if lacking else "")
+                )
         print()
-    labelled = {f"{m.name} ({i})" if [x.name for x in manifests].count(m.name) > 1 else m.name: m.class_counts()
-                for i, m in enumerate(manifests) if m.labelled}
+    labelled = {
+        f"{m.name} ({i})" if [x.name for x in manifests].count(m.name) > 1 else m.name: m.class_counts()
+        for i, m in enumerate(manifests)
+        if m.labelled
+    }
     if labelled:
         print("usable rows per class:")
         print(_class_table(labelled))
@@ -121,8 +136,14 @@ def cmd_split(args: argparse.Namespace) -> int:
     if not m.labelled:
         return _fail(f"{m.name} is unlabelled (anonymous_id); only labelled sets can be split")
     try:
-        split = split_manifest(m, preset=args.preset, fold=args.fold, seed=args.seed,
-                               n_folds=args.n_folds, val_size=args.val_size)
+        split = split_manifest(
+            m,
+            preset=args.preset,
+            fold=args.fold,
+            seed=args.seed,
+            n_folds=args.n_folds,
+            val_size=args.val_size,
+        )
     except ValueError as e:
         return _fail(str(e))
     split.save(args.out)
@@ -143,9 +164,22 @@ def _open_store(path: str) -> Store:
 
 
 def _provenance_summary(attrs: dict) -> str:
-    keys = ("producer", "created", "code_version", "backbone", "checkpoint_sha256", "manifest_digest", "seed",
-            "prompt_version", "model")
-    parts = [f"{k}={str(attrs[k])[:16] if k.endswith(('sha256', 'digest')) else attrs[k]}" for k in keys if k in attrs]
+    keys = (
+        "producer",
+        "created",
+        "code_version",
+        "backbone",
+        "checkpoint_sha256",
+        "manifest_digest",
+        "seed",
+        "prompt_version",
+        "model",
+    )
+    parts = [
+        f"{k}={str(attrs[k])[:16] if k.endswith(('sha256', 'digest')) else attrs[k]}"
+        for k in keys
+        if k in attrs
+    ]
     if "imported_from" in attrs:
         parts.append(f"imported_from={attrs['imported_from'].get('file')}")
     return ", ".join(parts) or "no provenance attributes"
@@ -162,7 +196,9 @@ def _table_error(store: Store, table: str, e: Exception) -> str:
         pass
     if report.problems:
         more = len(report.problems) - 1
-        return report.problems[0] + (f" (and {more} more: python -m cache verify --store {store.path})" if more else "")
+        return report.problems[0] + (
+            f" (and {more} more: python -m cache verify --store {store.path})" if more else ""
+        )
     return f"table '{table}' in {store.path} cannot be read ({type(e).__name__}: {e})"
 
 
@@ -170,8 +206,11 @@ def _info_table(store: Store, t: str) -> tuple[int, int, bool]:
     """Print one table of ``info``; returns (failed rows, rows with warnings, damaged)."""
     a = store.attrs(t)
     g = store.root[t]
-    arrays = ", ".join(f"{n}{tuple(g[n].shape)}:{g[n].dtype}" for n in sorted(g.array_keys())
-                       if n not in ("ids", "status", "error", "warning", "chunk_done"))
+    arrays = ", ".join(
+        f"{n}{tuple(g[n].shape)}:{g[n].dtype}"
+        for n in sorted(g.array_keys())
+        if n not in ("ids", "status", "error", "warning", "chunk_done")
+    )
     missing = missing_chunk_files(store, t) if "kind" in a else []
     damaged = f"DAMAGED ({len(missing)} chunk file(s) missing)" if missing else ""
     nf = nw = 0
@@ -183,10 +222,15 @@ def _info_table(store: Store, t: str) -> tuple[int, int, bool]:
         nf = int((status == FAILED).sum())
         nw = sum(1 for x in g[WARNING][...] if x) if w.has_warnings else 0  # older tables lack the array
         done = int(w.done_mask().sum())
-        state = damaged or ("complete" if a.get("complete") and done == w.n_chunks
-                            else f"INCOMPLETE ({done}/{w.n_chunks} chunks)")
-        print(f"- {t}  [row table, {a.get('n_rows')} rows, {state}; ok {int((status == OK).sum())}, "
-              f"failed {nf}, pending {int((status == PENDING).sum())}" + (f", warnings {nw}]" if nw else "]"))
+        state = damaged or (
+            "complete"
+            if a.get("complete") and done == w.n_chunks
+            else f"INCOMPLETE ({done}/{w.n_chunks} chunks)"
+        )
+        print(
+            f"- {t}  [row table, {a.get('n_rows')} rows, {state}; ok {int((status == OK).sum())}, "
+            f"failed {nf}, pending {int((status == PENDING).sum())}" + (f", warnings {nw}]" if nw else "]")
+        )
     else:
         state = damaged or ("complete" if a.get("complete") else "INCOMPLETE")
         print(f"- {t}  [table, {a.get('n_rows')} rows, {state}]")
@@ -202,14 +246,20 @@ def _info_table(store: Store, t: str) -> tuple[int, int, bool]:
 def cmd_info(args: argparse.Namespace) -> int:
     broken = broken_metadata(args.store)
     if broken:
-        more = f" (and {len(broken) - 1} more: python -m cache verify --store {args.store})" if len(broken) > 1 else ""
+        more = (
+            f" (and {len(broken) - 1} more: python -m cache verify --store {args.store})"
+            if len(broken) > 1
+            else ""
+        )
         return _fail(broken[0][1] + more)
     try:
         store = _open_store(args.store)
     except (FileNotFoundError, SchemaError) as e:
         return _fail(str(e))
     root = dict(store.root.attrs)
-    print(f"store {store.path} (cache schema v{root.get('schema_version')}, created {root.get('created', '?')})")
+    print(
+        f"store {store.path} (cache schema v{root.get('schema_version')}, created {root.get('created', '?')})"
+    )
     tables = store.tables()
     if not tables:
         print("no tables")
@@ -224,12 +274,16 @@ def cmd_info(args: argparse.Namespace) -> int:
         n_failed += nf
         n_warned += nw
         n_damaged += damaged
-    print(f"{len(tables)} table(s); {n_failed} failed row(s)"
-          + (f", {n_warned} row(s) with warnings" if n_warned else "")
-          + (" (see: python -m cache failures)" if n_failed or n_warned else ""))
+    print(
+        f"{len(tables)} table(s); {n_failed} failed row(s)"
+        + (f", {n_warned} row(s) with warnings" if n_warned else "")
+        + (" (see: python -m cache failures)" if n_failed or n_warned else "")
+    )
     if n_damaged:
-        print(f"{n_damaged} DAMAGED table(s): chunk files they say were written are missing; "
-              f"run python -m cache verify --store {store.path}, then re-run their producers")
+        print(
+            f"{n_damaged} DAMAGED table(s): chunk files they say were written are missing; "
+            f"run python -m cache verify --store {store.path}, then re-run their producers"
+        )
     return 0
 
 
@@ -241,8 +295,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(line)
     for line in report.notes:
         print(f"note: {line}", file=sys.stderr)
-    print(f"{report.tables} table(s), {report.chunks} chunk(s) checked: "
-          + (f"{len(report.problems)} problem(s)" if report.problems else "no problems"), file=sys.stderr)
+    print(
+        f"{report.tables} table(s), {report.chunks} chunk(s) checked: "
+        + (f"{len(report.problems)} problem(s)" if report.problems else "no problems"),
+        file=sys.stderr,
+    )
     return 1 if report.problems else 0
 
 
@@ -251,6 +308,7 @@ def cmd_failures(args: argparse.Namespace) -> int:
         store = _open_store(args.store)
     except (FileNotFoundError, SchemaError) as e:
         return _fail(str(e))
+
     def wanted(t: str) -> bool:
         return not args.table or t == args.table or t.startswith(args.table + "/")
 
@@ -260,8 +318,10 @@ def cmd_failures(args: argparse.Namespace) -> int:
         print(f"{t}\t{cid}\t{reason}")
     for t, cid, text in warns:
         print(f"{t}\t{cid}\twarning: {text}")
-    print(f"{len(rows)} failed row(s)" + (f", {len(warns)} row(s) with warnings (embedded)" if warns else ""),
-          file=sys.stderr)
+    print(
+        f"{len(rows)} failed row(s)" + (f", {len(warns)} row(s) with warnings (embedded)" if warns else ""),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -271,8 +331,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     try:
         store = _open_store(args.store)
-        done = export_hdf5(store, args.out, args.group, skip_incomplete=args.skip_incomplete,
-                           compression=args.compression, progress=True)
+        done = export_hdf5(
+            store,
+            args.out,
+            args.group,
+            skip_incomplete=args.skip_incomplete,
+            compression=args.compression,
+            progress=True,
+        )
     except (FileNotFoundError, SchemaError, ExportError) as e:
         return _fail(str(e))
     print(f"exported {len(done)} table(s) to {args.out}: {', '.join(done)}")
@@ -298,16 +364,29 @@ def build_parser() -> argparse.ArgumentParser:
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", help="show the traceback of an error")
 
-    v = sub.add_parser("validate", parents=[debug],
-                       help="read and check dataset folders; report problems, counts and shared ids")
-    v.add_argument("--dataset", action="append", required=True, metavar="DIR",
-                   help="dataset root (audio/, metadata/); repeat for several")
+    v = sub.add_parser(
+        "validate",
+        parents=[debug],
+        help="read and check dataset folders; report problems, counts and shared ids",
+    )
+    v.add_argument(
+        "--dataset",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="dataset root (audio/, metadata/); repeat for several",
+    )
     v.add_argument("--no-audio-check", action="store_true", help="do not require audio/<id>.wav to exist")
-    v.add_argument("--max-lines", type=int, default=50, help="problems listed per dataset (the rest summarised)")
+    v.add_argument(
+        "--max-lines", type=int, default=50, help="problems listed per dataset (the rest summarised)"
+    )
     v.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("split", parents=[debug],
-                       help="build a stratified train/val/test split of one fold and save it as JSON")
+    s = sub.add_parser(
+        "split",
+        parents=[debug],
+        help="build a stratified train/val/test split of one fold and save it as JSON",
+    )
     s.add_argument("--dataset", required=True, metavar="DIR")
     s.add_argument("--preset", default="cpjku", choices=["cpjku", "baseline", "custom"])
     s.add_argument("--seed", type=int, default=None, help="seed for --preset custom")
@@ -315,20 +394,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-folds", type=int, default=5)
     s.add_argument("--val-size", type=float, default=0.2)
     s.add_argument("--out", required=True, metavar="SPLIT.json")
-    s.add_argument("--no-audio-check", action="store_true", help="split on metadata rows even if audio is missing")
+    s.add_argument(
+        "--no-audio-check", action="store_true", help="split on metadata rows even if audio is missing"
+    )
     s.set_defaults(func=cmd_split)
 
-    i = sub.add_parser("info", parents=[debug], help="tables of a cache store, their rows, provenance and failures")
+    i = sub.add_parser(
+        "info", parents=[debug], help="tables of a cache store, their rows, provenance and failures"
+    )
     i.add_argument("--store", required=True, metavar="S.zarr")
     i.set_defaults(func=cmd_info)
 
-    c = sub.add_parser("verify", parents=[debug],
-                       help="check every chunk of every table of a store (exit 1 and one line per problem)")
+    c = sub.add_parser(
+        "verify",
+        parents=[debug],
+        help="check every chunk of every table of a store (exit 1 and one line per problem)",
+    )
     c.add_argument("--store", required=True, metavar="S.zarr")
     c.set_defaults(func=cmd_verify)
 
-    f = sub.add_parser("failures", parents=[debug], help="list failed rows (table, id, reason) of a store, then rows "
-                       "with warnings (table, id, 'warning: …'; embedded, but their input is suspicious)")
+    f = sub.add_parser(
+        "failures",
+        parents=[debug],
+        help="list failed rows (table, id, reason) of a store, then rows "
+        "with warnings (table, id, 'warning: …'; embedded, but their input is suspicious)",
+    )
     f.add_argument("--store", required=True, metavar="S.zarr")
     f.add_argument("--table", default=None, help="only this table (or prefix)")
     f.set_defaults(func=cmd_failures)
@@ -336,16 +426,27 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", parents=[debug], help="export complete tables of a store to HDF5")
     e.add_argument("--store", required=True, metavar="S.zarr")
     e.add_argument("--out", required=True, metavar="F.h5")
-    e.add_argument("--group", action="append", default=None, metavar="G",
-                   help="table path or prefix (e.g. embeddings); repeat; default all")
-    e.add_argument("--skip-incomplete", action="store_true", help="leave incomplete tables out instead of refusing")
-    e.add_argument("--compression", default=None, choices=["gzip", "lzf"], help="HDF5 compression (default none)")
+    e.add_argument(
+        "--group",
+        action="append",
+        default=None,
+        metavar="G",
+        help="table path or prefix (e.g. embeddings); repeat; default all",
+    )
+    e.add_argument(
+        "--skip-incomplete", action="store_true", help="leave incomplete tables out instead of refusing"
+    )
+    e.add_argument(
+        "--compression", default=None, choices=["gzip", "lzf"], help="HDF5 compression (default none)"
+    )
     e.set_defaults(func=cmd_export)
 
     m = sub.add_parser("import", parents=[debug], help="import tables of an HDF5 export into a store")
     m.add_argument("--store", required=True, metavar="S.zarr")
     m.add_argument("--h5", required=True, metavar="F.h5")
-    m.add_argument("--group", action="append", default=None, metavar="G", help="table path or prefix; default all")
+    m.add_argument(
+        "--group", action="append", default=None, metavar="G", help="table path or prefix; default all"
+    )
     m.add_argument("--overwrite", action="store_true", help="replace tables that already exist in the store")
     m.set_defaults(func=cmd_import)
 
@@ -401,8 +502,12 @@ def _diagnose(store: str | None) -> str | None:
         return None
     if not problems:
         return None
-    return problems[0] + (f" (and {len(problems) - 1} more: python -m cache verify --store {store})"
-                          if len(problems) > 1 else "")
+    return problems[0] + (
+        f" (and {len(problems) - 1} more: python -m cache verify --store {store})"
+        if len(problems) > 1
+        else ""
+    )
+
 
 if __name__ == "__main__":
     sys.exit(main())

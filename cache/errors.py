@@ -13,7 +13,7 @@ class MissingChunkError(SchemaError):
 
 _OS_HINTS = {
     "ENOSPC": "the disk is full: free space (or put the store elsewhere with --store PATH) and run the same "
-              "command again; what was already written is kept",
+    "command again; what was already written is kept",
     "EDQUOT": "the disk quota is exhausted: free space (or use --store PATH) and run the same command again",
     "EROFS": "the file system is read-only: put the cache store elsewhere with --store PATH",
     "EACCES": "no permission to write there: put the cache store elsewhere with --store PATH",

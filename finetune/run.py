@@ -86,8 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         from cache.errors import describe_os_error
 
-        print(f"finetune: {describe_os_error(e).replace('--store PATH', 'another output.dir')}", file=sys.stderr,
-              flush=True)
+        print(
+            f"finetune: {describe_os_error(e).replace('--store PATH', 'another output.dir')}",
+            file=sys.stderr,
+            flush=True,
+        )
         return 2
     return 0
 

@@ -8,12 +8,13 @@ on the training batches, learning rate halved every 20 epochs, at most 100 epoch
 on validation accuracy (argmax of the cosine logits) after 15 epochs without a strict improvement,
 the best epoch's weights tested.
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -92,19 +93,30 @@ class FoldResult:
 
 
 def _device(name: str) -> torch.device:
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    return torch.device(
+        "cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name)
+    )
 
 
 @torch.no_grad()
-def baseline_logits(net: BaselineNet, loss: HierarchicalProxyLoss, xs: Sequence[Tensor], chunk: int = 4096) -> Tensor:
+def baseline_logits(
+    net: BaselineNet, loss: HierarchicalProxyLoss, xs: Sequence[Tensor], chunk: int = 4096
+) -> Tensor:
     """Evaluation-mode cosine logits (N, 23)."""
     net.eval()
-    out = [loss.logits(net(*[x[i:i + chunk] for x in xs])) for i in range(0, len(xs[0]), chunk)]
+    out = [loss.logits(net(*[x[i : i + chunk] for x in xs])) for i in range(0, len(xs[0]), chunk)]
     return torch.cat(out) if out else torch.zeros(0, loss.child.shape[0])
 
 
-def train_baseline(cfg: BaselineTrain, train_xs: Sequence[Tensor], train_y: Tensor, val_xs: Sequence[Tensor],
-                   val_y: Tensor, seed: int = 0, log: Callable[[str], None] | None = None) -> FoldResult:
+def train_baseline(
+    cfg: BaselineTrain,
+    train_xs: Sequence[Tensor],
+    train_y: Tensor,
+    val_xs: Sequence[Tensor],
+    val_y: Tensor,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> FoldResult:
     """Train the baseline network on (train_xs, train_y) with early stopping on validation accuracy;
     ``seed`` fixes the initial weights, batch order, augmentation and dropout (the global RNG is left as it was)."""
     dev = _device(cfg.device)
@@ -114,26 +126,39 @@ def train_baseline(cfg: BaselineTrain, train_xs: Sequence[Tensor], train_y: Tens
             torch.set_num_threads(cfg.threads)
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(seed)
-            return _train(cfg, dev, train_xs, train_y, val_xs, val_y, torch.Generator(device=dev).manual_seed(seed),
-                          log)
+            return _train(
+                cfg, dev, train_xs, train_y, val_xs, val_y, torch.Generator(device=dev).manual_seed(seed), log
+            )
     finally:
         torch.set_num_threads(threads)
 
 
-def _train(cfg: BaselineTrain, dev: torch.device, train_xs, train_y, val_xs, val_y, gen: torch.Generator,
-           log) -> FoldResult:
+def _train(
+    cfg: BaselineTrain, dev: torch.device, train_xs, train_y, val_xs, val_y, gen: torch.Generator, log
+) -> FoldResult:
     net = BaselineNet([x.shape[1] for x in train_xs], cfg.hidden, cfg.dropout, cfg.residual_blocks).to(dev)
-    loss_fn = HierarchicalProxyLoss(net.out_dim, cfg.temperature, cfg.alpha, cfg.beta, cfg.gamma, cfg.delta,
-                                    cfg.sibling_margin, cfg.parent_margin).to(dev)
-    opt = torch.optim.AdamW(list(net.parameters()) + list(loss_fn.parameters()), lr=cfg.lr,
-                            weight_decay=cfg.weight_decay)
+    loss_fn = HierarchicalProxyLoss(
+        net.out_dim,
+        cfg.temperature,
+        cfg.alpha,
+        cfg.beta,
+        cfg.gamma,
+        cfg.delta,
+        cfg.sibling_margin,
+        cfg.parent_margin,
+    ).to(dev)
+    opt = torch.optim.AdamW(
+        list(net.parameters()) + list(loss_fn.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_step_epochs, gamma=cfg.lr_gamma)
     txs, ty = [x.to(dev) for x in train_xs], train_y.to(dev)
     vxs, vy = [x.to(dev) for x in val_xs], val_y.to(dev)
     n = len(ty)
     if n < cfg.batch_size:
-        raise ValueError(f"{n} training clips are fewer than one batch ({cfg.batch_size}); the baseline drops "
-                         "incomplete batches: lower train.batch_size")
+        raise ValueError(
+            f"{n} training clips are fewer than one batch ({cfg.batch_size}); the baseline drops "
+            "incomplete batches: lower train.batch_size"
+        )
     stop = EarlyStopping(cfg.patience, mode="max")
     best = (copy.deepcopy(net.state_dict()), copy.deepcopy(loss_fn.state_dict()))
     history = []
@@ -143,7 +168,7 @@ def _train(cfg: BaselineTrain, dev: torch.device, train_xs, train_y, val_xs, val
         total = 0.0
         steps = n // cfg.batch_size
         for s in range(steps):
-            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
             xs = [mask_augment(x[idx], cfg.mask_fraction, cfg.noise_std, gen) for x in txs]
             loss = loss_fn(net(*xs), ty[idx])
             opt.zero_grad(set_to_none=True)
@@ -162,16 +187,22 @@ def _train(cfg: BaselineTrain, dev: torch.device, train_xs, train_y, val_xs, val
             break
     net.load_state_dict(best[0])
     loss_fn.load_state_dict(best[1])
-    return FoldResult(net.eval(), loss_fn, stop.best_epoch if stop.best_epoch is not None else 0, stop.best, history)
+    return FoldResult(
+        net.eval(), loss_fn, stop.best_epoch if stop.best_epoch is not None else 0, stop.best, history
+    )
 
 
-def _modalities(st: Store, cfg: BaselineConfig, ids: np.ndarray) -> tuple[list[Tensor], np.ndarray, list[str]]:
+def _modalities(
+    st: Store, cfg: BaselineConfig, ids: np.ndarray
+) -> tuple[list[Tensor], np.ndarray, list[str]]:
     """Each (group, column) block as one modality tensor; rows whose features failed flagged."""
     groups = resolve_groups(st, cfg.groups)
     feats = read_features(st, groups, ids, columns=cfg.columns)
     if len(feats.blocks) not in (1, 2):
-        raise InputError(f"{st.path}: the baseline takes one or two modalities; {', '.join(groups)} give "
-                         f"{len(feats.blocks)} columns ({', '.join(c for _, c, _ in feats.blocks)}): set columns")
+        raise InputError(
+            f"{st.path}: the baseline takes one or two modalities; {', '.join(groups)} give "
+            f"{len(feats.blocks)} columns ({', '.join(c for _, c, _ in feats.blocks)}): set columns"
+        )
     X = torch.from_numpy(np.ascontiguousarray(feats.X, dtype=np.float32))
     xs = list(torch.split(X, [d for _, _, d in feats.blocks], dim=1))
     return [x.contiguous() for x in xs], feats.ok, [f"{g}:{c}" for g, c, _ in feats.blocks]
@@ -190,40 +221,86 @@ def run_baseline(cfg: BaselineConfig, log=print, progress: bool = True) -> dict:
     ids, labels = targets.ids[keep], targets.labels[keep]
     xs_all = [x[torch.as_tensor(keep)] for x in xs_all]
     y_all = torch.as_tensor(labels, dtype=torch.long)
-    log(f"[baseline] {man.name}: {len(ids)} target clips with features ({len(targets.ids) - len(ids)} without); "
-        f"modalities {', '.join(names)}")
+    log(
+        f"[baseline] {man.name}: {len(ids)} target clips with features ({len(targets.ids) - len(ids)} without); "
+        f"modalities {', '.join(names)}"
+    )
     out = Path(cfg.out)
     per_fold = []
     for f in cfg.folds:
         split = make_split(ids, labels, preset=cfg.split_preset, fold=int(f), dataset=man.name)
         idx = {k: torch.as_tensor(v) for k, v in split_indices(ids, split, cfg.dataset).items()}
-        res = train_baseline(cfg.train, [x[idx["train"]] for x in xs_all], y_all[idx["train"]],
-                             [x[idx["val"]] for x in xs_all], y_all[idx["val"]], seed=cfg.seed + int(f))
-        logits = baseline_logits(res.net, res.loss, [x.to(next(res.net.parameters()).device) for x in xs_all]).cpu()
+        res = train_baseline(
+            cfg.train,
+            [x[idx["train"]] for x in xs_all],
+            y_all[idx["train"]],
+            [x[idx["val"]] for x in xs_all],
+            y_all[idx["val"]],
+            seed=cfg.seed + int(f),
+        )
+        logits = baseline_logits(
+            res.net, res.loss, [x.to(next(res.net.parameters()).device) for x in xs_all]
+        ).cpu()
         pred = logits[idx["test"]].argmax(1).numpy()
         test = hierarchical_scores(labels[idx["test"].numpy()], pred, cfg.never_predicted)
-        other = hierarchical_scores(labels[idx["test"].numpy()], pred, "zero" if cfg.never_predicted == "drop" else "drop")
+        other = hierarchical_scores(
+            labels[idx["test"].numpy()], pred, "zero" if cfg.never_predicted == "drop" else "drop"
+        )
         fold_dir = out / f"fold{f}"
         fold_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"net": res.net.state_dict(), "loss": res.loss.state_dict(), "dims": [x.shape[1] for x in xs_all],
-                    "modalities": names, "train": to_dict(cfg.train)}, fold_dir / "model.pt")
+        torch.save(
+            {
+                "net": res.net.state_dict(),
+                "loss": res.loss.state_dict(),
+                "dims": [x.shape[1] for x in xs_all],
+                "modalities": names,
+                "train": to_dict(cfg.train),
+            },
+            fold_dir / "model.pt",
+        )
         split.save(fold_dir / "split.json")
-        write_json(fold_dir / "metrics.json", {"test": test.as_dict(), f"test_{other.never_predicted}": other.as_dict(),
-                                               "best_epoch": res.best_epoch, "val_accuracy": res.best_val_accuracy,
-                                               "history": res.history})
+        write_json(
+            fold_dir / "metrics.json",
+            {
+                "test": test.as_dict(),
+                f"test_{other.never_predicted}": other.as_dict(),
+                "best_epoch": res.best_epoch,
+                "val_accuracy": res.best_val_accuracy,
+                "history": res.history,
+            },
+        )
         if cfg.write_logits:
             run = f"heads/baseline/fold{f}"
-            tables.write_logits(st, run, ids, logits.numpy(),
-                                attrs=base_provenance("heads", run=run, fold=int(f), recipe="official-baseline"))
-        per_fold.append({"fold": int(f), "hP": test.hP, "hR": test.hR, "hF": test.hF, "best_epoch": res.best_epoch})
-        log(f"[baseline] fold {f}: best epoch {res.best_epoch} (val accuracy {res.best_val_accuracy:.4f}); "
-            f"test hP {test.hP:.4f} hR {test.hR:.4f} hF {test.hF:.4f} ('{cfg.never_predicted}')")
+            tables.write_logits(
+                st,
+                run,
+                ids,
+                logits.numpy(),
+                attrs=base_provenance("heads", run=run, fold=int(f), recipe="official-baseline"),
+            )
+        per_fold.append(
+            {"fold": int(f), "hP": test.hP, "hR": test.hR, "hF": test.hF, "best_epoch": res.best_epoch}
+        )
+        log(
+            f"[baseline] fold {f}: best epoch {res.best_epoch} (val accuracy {res.best_val_accuracy:.4f}); "
+            f"test hP {test.hP:.4f} hR {test.hR:.4f} hF {test.hF:.4f} ('{cfg.never_predicted}')"
+        )
     m = {k: mean_std([r[k] for r in per_fold]) for k in ("hP", "hR", "hF")}
-    table = (f"official baseline ported ({', '.join(names)}), {len(per_fold)} fold(s): "
-             f"hF {m['hF'][0]:.4f} ± {m['hF'][1]:.4f} (hP {m['hP'][0]:.4f}, hR {m['hR'][0]:.4f}; "
-             f"never-predicted convention '{cfg.never_predicted}'); published official baseline on BSD10k: "
-             f"{PUBLISHED_BASELINE_HF[0]} ± {PUBLISHED_BASELINE_HF[1]}")
-    write_json(out / "baseline.json", {"folds": per_fold, "summary": m, "config": to_dict(cfg),
-                                       "modalities": names, "published": PUBLISHED_BASELINE_HF})
+    table = (
+        f"official baseline ported ({', '.join(names)}), {len(per_fold)} fold(s): "
+        f"hF {m['hF'][0]:.4f} ± {m['hF'][1]:.4f} (hP {m['hP'][0]:.4f}, hR {m['hR'][0]:.4f}; "
+        f"never-predicted convention '{cfg.never_predicted}'); published official baseline on BSD10k: "
+        f"{PUBLISHED_BASELINE_HF[0]} ± {PUBLISHED_BASELINE_HF[1]}"
+    )
+    write_json(
+        out / "baseline.json",
+        {
+            "folds": per_fold,
+            "summary": m,
+            "config": to_dict(cfg),
+            "modalities": names,
+            "published": PUBLISHED_BASELINE_HF,
+        },
+    )
     log(table)
     return {"folds": per_fold, "summary": m}

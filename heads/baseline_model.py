@@ -16,9 +16,10 @@ from its description (docs/parity.md, "Heads and recipe"):
 * masking augmentation per clip, modality and draw: tiny Gaussian noise, then k ~ U{1 … ⌊d·p⌋}
   random coordinates set to zero.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +51,9 @@ class ModalityEncoder(nn.Module):
         self.norm_in = nn.BatchNorm1d(d_in)
         self.inp = nn.Sequential(nn.Linear(d_in, width), nn.LeakyReLU(), nn.Dropout(dropout))
         self.blocks = nn.Sequential(*[ResidualMLP(width, 2 * width, dropout) for _ in range(blocks)])
-        self.outp = nn.Sequential(nn.Linear(width, width // 2), nn.LeakyReLU(), nn.Dropout(dropout),
-                                  nn.Linear(width // 2, out))
+        self.outp = nn.Sequential(
+            nn.Linear(width, width // 2), nn.LeakyReLU(), nn.Dropout(dropout), nn.Linear(width // 2, out)
+        )
         self.norm_out = nn.BatchNorm1d(out)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -83,9 +85,16 @@ class BaselineNet(nn.Module):
         self.fusion = AttentionFusion(hidden, dropout) if len(dims) == 2 else None
         half = hidden // 2
         self.project = nn.Sequential(
-            nn.Linear(hidden, 2 * hidden), nn.LeakyReLU(), nn.Dropout(dropout),
-            nn.Linear(2 * hidden, hidden), nn.LeakyReLU(), nn.Dropout(dropout),
-            nn.Linear(hidden, half), nn.LeakyReLU(), nn.Dropout(dropout / 2))
+            nn.Linear(hidden, 2 * hidden),
+            nn.LeakyReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(2 * hidden, hidden),
+            nn.LeakyReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, half),
+            nn.LeakyReLU(),
+            nn.Dropout(dropout / 2),
+        )
         self.classifier = nn.Sequential(*[ResidualMLP(half, hidden, dropout / 2) for _ in range(2)])
         self.out_dim = half
 
@@ -103,15 +112,32 @@ def _hinge_mean(sim: Tensor, mask: Tensor, margin: float) -> Tensor:
 class HierarchicalProxyLoss(nn.Module):
     """The baseline's loss on normalised embeddings z (B, D); holds the learnable proxies."""
 
-    def __init__(self, dim: int, temperature: float = 0.07, alpha: float = 0.4, beta: float = 0.3,
-                 gamma: float = 0.15, delta: float = 0.05, sibling_margin: float = 0.4, parent_margin: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        temperature: float = 0.07,
+        alpha: float = 0.4,
+        beta: float = 0.3,
+        gamma: float = 0.15,
+        delta: float = 0.05,
+        sibling_margin: float = 0.4,
+        parent_margin: float = 0.0,
+    ):
         super().__init__()
         self.child = nn.Parameter(torch.empty(NUM_CLASSES, dim))
         self.parent = nn.Parameter(torch.empty(len(TOP_LEVELS), dim))
         nn.init.xavier_uniform_(self.child)
         nn.init.xavier_uniform_(self.parent)
-        self.register_buffer("parent_of", torch.as_tensor(CLASS_TOP_INDEX, dtype=torch.long), persistent=False)
-        self.temperature, self.alpha, self.beta, self.gamma, self.delta = temperature, alpha, beta, gamma, delta
+        self.register_buffer(
+            "parent_of", torch.as_tensor(CLASS_TOP_INDEX, dtype=torch.long), persistent=False
+        )
+        self.temperature, self.alpha, self.beta, self.gamma, self.delta = (
+            temperature,
+            alpha,
+            beta,
+            gamma,
+            delta,
+        )
         self.sibling_margin, self.parent_margin = sibling_margin, parent_margin
 
     def proxies(self) -> tuple[Tensor, Tensor]:
@@ -139,12 +165,18 @@ class HierarchicalProxyLoss(nn.Module):
 
     def forward(self, z: Tensor, labels: Tensor) -> Tensor:
         d = self.terms(z, labels)
-        return (d["child"] + self.alpha * d["parent"] + self.beta * d["child_to_parent"]
-                + self.gamma * d["sibling"] + self.delta * d["parent_sep"])
+        return (
+            d["child"]
+            + self.alpha * d["parent"]
+            + self.beta * d["child_to_parent"]
+            + self.gamma * d["sibling"]
+            + self.delta * d["parent_sep"]
+        )
 
 
-def mask_augment(x: Tensor, fraction: float = 0.7, noise_std: float = 1e-4,
-                 generator: torch.Generator | None = None) -> Tensor:
+def mask_augment(
+    x: Tensor, fraction: float = 0.7, noise_std: float = 1e-4, generator: torch.Generator | None = None
+) -> Tensor:
     """Per row: add N(0, noise_std²) noise, then zero k random coordinates, k uniform in
     1 … max(1, ⌊d·fraction⌋) (a uniformly drawn subset of that size)."""
     n, d = x.shape

@@ -5,6 +5,7 @@ e.g. ``--set stage1.k=8 --set train.device=cpu``; the resolved config is saved w
 Exit codes: 0 success, 2 a user error (one line naming the file, table or field and what to do;
 ``--debug`` shows the traceback instead), 141 when the reader of the output went away (``| head``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,14 @@ from cache.config import ConfigError, load_config
 
 def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--config", required=required, help="TOML config file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value (repeatable), e.g. stage1.k=8")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value (repeatable), e.g. stage1.k=8",
+    )
 
 
 def _add_data(p: argparse.ArgumentParser, split: bool = True) -> None:
@@ -34,8 +41,12 @@ def _pipeline_cfg(args):
     from .pipeline_config import PipelineConfig
 
     overrides = list(args.overrides)
-    for flag, key in (("clean", "data.clean.root"), ("noisy", "data.noisy.root"), ("eval", "data.eval.root"),
-                      ("split", "data.split_file")):
+    for flag, key in (
+        ("clean", "data.clean.root"),
+        ("noisy", "data.noisy.root"),
+        ("eval", "data.eval.root"),
+        ("split", "data.split_file"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={json.dumps(str(value))}")
@@ -51,10 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     # --debug after the command too (SUPPRESS: a subcommand's default must not undo the top-level flag)
     debug = argparse.ArgumentParser(add_help=False)
-    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
+    )
     sub.add_parser = _with_parents(sub.add_parser, debug)
 
-    p = sub.add_parser("pipeline", help="stage 1 search → pseudo-labels → stages 2, 3 → ensemble → report → submission")
+    p = sub.add_parser(
+        "pipeline", help="stage 1 search → pseudo-labels → stages 2, 3 → ensemble → report → submission"
+    )
     _add_config(p)
     p.add_argument("--out", help="output folder (overrides the config's out)")
     _add_data(p)
@@ -68,12 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pseudo-labels", help="pseudo-labels from a pipeline's stage 1, or from logits tables")
     _add_config(p, required=False)
     p.add_argument("--out")
-    p.add_argument("--store", action="append", default=[], help="store to read logits from and write to (repeatable)")
+    p.add_argument(
+        "--store", action="append", default=[], help="store to read logits from and write to (repeatable)"
+    )
     p.add_argument("--runs", nargs="+", default=[], help="logits/<run> names or glob patterns")
     p.add_argument("--name", help="pseudo_labels/<name> to write")
     _add_data(p)
 
-    p = sub.add_parser("ensemble", help="ensemble selection on validation hF (pipeline config, or logits tables)")
+    p = sub.add_parser(
+        "ensemble", help="ensemble selection on validation hF (pipeline config, or logits tables)"
+    )
     _add_config(p, required=False)
     p.add_argument("--out")
     p.add_argument("--dataset", help="labelled dataset root (with --runs)")
@@ -104,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoding", default="", help="argmax | expected-credit (default: the ensemble's)")
     _add_data(p)
 
-    p = sub.add_parser("predict", help="predict a dataset's clips with saved heads (its cache must hold their inputs)")
+    p = sub.add_parser(
+        "predict", help="predict a dataset's clips with saved heads (its cache must hold their inputs)"
+    )
     p.add_argument("--run", nargs="+", required=True, help="run folder(s) or an ensemble.json")
     p.add_argument("--dataset", required=True)
     p.add_argument("--store", default="")
@@ -113,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoding", default="argmax", choices=("argmax", "expected-credit"))
     p.add_argument("--write-logits", default="", metavar="RUN", help="also write logits/<RUN> into the store")
 
-    for name, hlp in (("train", "train one head configuration"), ("search", "random search of K configurations")):
+    for name, hlp in (
+        ("train", "train one head configuration"),
+        ("search", "random search of K configurations"),
+    ):
         p = sub.add_parser(name, help=hlp)
         _add_config(p, required=False)
 
@@ -134,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _with_parents(add_parser, parent):
     def add(name, **kw):
         return add_parser(name, parents=[parent, *kw.pop("parents", [])], **kw)
+
     return add
 
 
@@ -212,9 +237,18 @@ def _run(args, progress: bool) -> int:
         else:
             if not (args.dataset and args.runs and args.out):
                 raise ValueError("without --config, pass --dataset, --runs and --out")
-            ensemble_from_runs(args.dataset, args.runs, args.out, store=args.store, split_file=args.split,
-                               split_preset=args.split_preset, fold=args.fold, method=args.method,
-                               max_size=args.max_size, never_predicted=args.never_predicted)
+            ensemble_from_runs(
+                args.dataset,
+                args.runs,
+                args.out,
+                store=args.store,
+                split_file=args.split,
+                split_preset=args.split_preset,
+                fold=args.fold,
+                method=args.method,
+                max_size=args.max_size,
+                never_predicted=args.never_predicted,
+            )
     elif cmd == "report":
         if args.config:
             print(Pipeline(_pipeline_cfg(args), progress=progress).report())
@@ -228,11 +262,19 @@ def _run(args, progress: bool) -> int:
         else:
             if not (args.ensemble and args.dataset and args.out):
                 raise ValueError("without --config, pass --ensemble, --dataset and --out")
-            submit_from_ensemble(args.ensemble, args.dataset, args.out, args.label, store=args.store,
-                                 decoding=args.decoding)
+            submit_from_ensemble(
+                args.ensemble, args.dataset, args.out, args.label, store=args.store, decoding=args.decoding
+            )
     elif cmd == "predict":
-        predict_dataset(args.run, args.dataset, args.out, store=args.store, label=args.label,
-                        decoding=args.decoding, logits_name=args.write_logits)
+        predict_dataset(
+            args.run,
+            args.dataset,
+            args.out,
+            store=args.store,
+            label=args.label,
+            decoding=args.decoding,
+            logits_name=args.write_logits,
+        )
     elif cmd in ("train", "search"):
         cfg = load_config(RunConfig, args.config, args.overrides)
         train_or_search(cfg, search=cmd == "search", progress=progress)

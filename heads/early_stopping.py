@@ -1,4 +1,5 @@
 """Early stopping on a validation score, keeping track of the best epoch."""
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,15 @@ class EarlyStopping:
         return False
 
     def state_dict(self) -> dict:
-        return {"patience": self.patience, "mode": self.mode, "min_delta": self.min_delta, "best": self.best,
-                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, "should_stop": self.should_stop}
+        return {
+            "patience": self.patience,
+            "mode": self.mode,
+            "min_delta": self.min_delta,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "should_stop": self.should_stop,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():

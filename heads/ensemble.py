@@ -3,11 +3,12 @@
 Decoding: ``argmax`` (default) or ``expected-credit``: predict argmax_c Σ_t p(t)·credit(c, t)
 with the metric's credit matrix, which maximises each item's expected credit under p.
 """
+
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -23,7 +24,9 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def mean_logits(logits: Sequence[np.ndarray] | np.ndarray, members: Sequence[int] | None = None) -> np.ndarray:
+def mean_logits(
+    logits: Sequence[np.ndarray] | np.ndarray, members: Sequence[int] | None = None
+) -> np.ndarray:
     """Mean of the logits (M, N, C) of the chosen members (all by default)."""
     arr = np.asarray(logits, dtype=np.float32) if not isinstance(logits, np.ndarray) else logits
     if members is not None:
@@ -67,12 +70,19 @@ class Selection:
         return d
 
 
-def _hf(logits: np.ndarray, members: Sequence[int], labels: np.ndarray, rule: str, never_predicted: str) -> float:
+def _hf(
+    logits: np.ndarray, members: Sequence[int], labels: np.ndarray, rule: str, never_predicted: str
+) -> float:
     return score_logits(mean_logits(logits, members), labels, rule, never_predicted).hF
 
 
-def select_greedy(logits: np.ndarray, labels: np.ndarray, max_size: int = 0, rule: str = "argmax",
-                  never_predicted: str = "zero") -> Selection:
+def select_greedy(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    max_size: int = 0,
+    rule: str = "argmax",
+    never_predicted: str = "zero",
+) -> Selection:
     """Forward selection without replacement: add the member that raises validation hF most; stop
     when nothing improves or ``max_size`` members are chosen (0 = no limit)."""
     M = len(logits)
@@ -83,7 +93,11 @@ def select_greedy(logits: np.ndarray, labels: np.ndarray, max_size: int = 0, rul
     best = -1.0
     trace = []
     while len(chosen) < limit:
-        cand = [(_hf(logits, chosen + [m], labels, rule, never_predicted), -m, m) for m in range(M) if m not in chosen]
+        cand = [
+            (_hf(logits, chosen + [m], labels, rule, never_predicted), -m, m)
+            for m in range(M)
+            if m not in chosen
+        ]
         if not cand:
             break
         hf, _, m = max(cand)
@@ -95,16 +109,25 @@ def select_greedy(logits: np.ndarray, labels: np.ndarray, max_size: int = 0, rul
     return Selection(chosen, best, "greedy", trace)
 
 
-def select_exhaustive(logits: np.ndarray, labels: np.ndarray, max_size: int = 0, rule: str = "argmax",
-                      never_predicted: str = "zero", max_candidates: int = 16, ranked: int = 20) -> Selection:
+def select_exhaustive(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    max_size: int = 0,
+    rule: str = "argmax",
+    never_predicted: str = "zero",
+    max_candidates: int = 16,
+    ranked: int = 20,
+) -> Selection:
     """Best subset (by validation hF, smaller subsets win ties) of up to ``max_size`` members; the
     trace ranks the best ``ranked`` subsets."""
     M = len(logits)
     if M == 0:
         raise ValueError("no candidate models to ensemble")
     if M > max_candidates:
-        raise ValueError(f"exhaustive selection over {M} candidates is too large (limit {max_candidates}); "
-                         "use greedy or fewer candidates")
+        raise ValueError(
+            f"exhaustive selection over {M} candidates is too large (limit {max_candidates}); "
+            "use greedy or fewer candidates"
+        )
     limit = max_size or M
     best, best_set = -1.0, [0]
     scored = []
@@ -118,8 +141,14 @@ def select_exhaustive(logits: np.ndarray, labels: np.ndarray, max_size: int = 0,
     return Selection(best_set, best, "exhaustive", trace)
 
 
-def select(logits: np.ndarray, labels: np.ndarray, method: str = "greedy", max_size: int = 0, rule: str = "argmax",
-           never_predicted: str = "zero") -> Selection:
+def select(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    method: str = "greedy",
+    max_size: int = 0,
+    rule: str = "argmax",
+    never_predicted: str = "zero",
+) -> Selection:
     """Subset selection by ``method``: ``greedy``, ``exhaustive`` or ``all`` (every candidate)."""
     if method == "greedy":
         return select_greedy(logits, labels, max_size, rule, never_predicted)

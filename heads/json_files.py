@@ -1,4 +1,5 @@
 """JSON files of the head tier's results (run folders, stage results, reports), written atomically."""
+
 from __future__ import annotations
 
 import dataclasses

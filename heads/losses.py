@@ -12,6 +12,7 @@ form from :func:`weighted_ce` and :func:`soft_ce`). The stacked trainer uses the
 per-item targets T (:func:`item_weights`, :func:`loss_targets`) with L = −Σ_i Σ_c T_ic log p_ic,
 whose gradient with respect to the logits is p_i Σ_c T_ic − T_i (tested against :func:`mixed_loss`).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -40,8 +41,9 @@ def class_frequency_weights(labels, num_classes: int = NUM_CLASSES) -> Tensor:
 def weighted_ce(logits: Tensor, labels: Tensor, weights: Tensor | None) -> Tensor:
     """Weighted-mean cross-entropy (``F.cross_entropy(weight=...)``); plain mean when weights is None.
     Items labelled −1 (no hard label) are left out."""
-    return F.cross_entropy(logits, labels, weight=None if weights is None else weights.to(logits.dtype),
-                           ignore_index=-1)
+    return F.cross_entropy(
+        logits, labels, weight=None if weights is None else weights.to(logits.dtype), ignore_index=-1
+    )
 
 
 def soft_ce(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -53,8 +55,14 @@ def soft_ce(logits: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tens
     return (per_item * m).sum() / m.sum().clamp(min=1.0)
 
 
-def mixed_loss(logits: Tensor, labels: Tensor, weights: Tensor | None, pseudo: Tensor | None = None,
-               has_pseudo: Tensor | None = None, lam: float = 0.0) -> Tensor:
+def mixed_loss(
+    logits: Tensor,
+    labels: Tensor,
+    weights: Tensor | None,
+    pseudo: Tensor | None = None,
+    has_pseudo: Tensor | None = None,
+    lam: float = 0.0,
+) -> Tensor:
     """(1 − λ)·weighted CE(labels) + λ·soft CE(pseudo); with λ = 0 or no pseudo-labels, the CE alone;
     with λ = 1 the soft CE alone (the hard labels are not used)."""
     if pseudo is None or lam == 0.0:
@@ -75,8 +83,15 @@ def item_weights(labels: Tensor, class_weights: Tensor | None) -> tuple[Tensor, 
     return y, w * valid.to(w.dtype)
 
 
-def loss_targets(y: Tensor, w: Tensor, lam: Tensor, pseudo: Tensor | None, has_pseudo: Tensor | None,
-                 batch: int, num_classes: int) -> tuple[Tensor, Tensor]:
+def loss_targets(
+    y: Tensor,
+    w: Tensor,
+    lam: Tensor,
+    pseudo: Tensor | None,
+    has_pseudo: Tensor | None,
+    batch: int,
+    num_classes: int,
+) -> tuple[Tensor, Tensor]:
     """Per-item loss targets of consecutive batches of ``batch`` items (the last may be short).
 
     For item i of a batch with weights w (0 for items without a label) and pseudo-label flags m,

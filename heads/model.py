@@ -20,6 +20,7 @@ Presets (``FusionHead(preset=...)``):
 Every module is a plain ``nn.Sequential`` of Dropout / Linear / GELU after the prior
 embedding, so :mod:`heads.stacked` can run K heads at once with batched matmuls.
 """
+
 from __future__ import annotations
 
 import torch
@@ -37,8 +38,15 @@ MLP_HIDDEN = 512
 class FusionHead(nn.Module):
     """Classifier head on a clip representation ``h`` (B, D) and an LLM class prior ``q`` (B, C)."""
 
-    def __init__(self, in_dim: int, num_classes: int = NUM_CLASSES, preset: str = "submitted",
-                 dropout: float = 0.1, missing_prior: str = "zero", hidden: int | None = None):
+    def __init__(
+        self,
+        in_dim: int,
+        num_classes: int = NUM_CLASSES,
+        preset: str = "submitted",
+        dropout: float = 0.1,
+        missing_prior: str = "zero",
+        hidden: int | None = None,
+    ):
         super().__init__()
         if preset not in PRESETS:
             raise ValueError(f"unknown head preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -60,15 +68,24 @@ class FusionHead(nn.Module):
         self.prior_dim = (hidden or PRIOR_ONLY_DIM) if preset == "prior-only" else D
         if self.uses_prior:
             self.prior_embedding = nn.Parameter(torch.randn(C, self.prior_dim))
-            self.missing_embedding = nn.Parameter(torch.randn(self.prior_dim)) if missing_prior == "learned" else None
+            self.missing_embedding = (
+                nn.Parameter(torch.randn(self.prior_dim)) if missing_prior == "learned" else None
+            )
         else:
             self.prior_embedding = None
             self.missing_embedding = None
         p = self.dropout
         if preset == "submitted":
             H = hidden or 2 * D
-            layers = [nn.Dropout(p), nn.Linear(2 * D, H), nn.GELU(), nn.Dropout(p), nn.Linear(H, D),
-                      nn.Dropout(p), nn.Linear(D, C)]
+            layers = [
+                nn.Dropout(p),
+                nn.Linear(2 * D, H),
+                nn.GELU(),
+                nn.Dropout(p),
+                nn.Linear(H, D),
+                nn.Dropout(p),
+                nn.Linear(D, C),
+            ]
         elif preset == "workshop":
             H = hidden or WORKSHOP_HIDDEN
             layers = [nn.Dropout(p), nn.Linear(2 * D, H), nn.GELU(), nn.Dropout(p), nn.Linear(H, C)]
@@ -86,7 +103,9 @@ class FusionHead(nn.Module):
     def prior_representation(self, prior: Tensor | None, prior_missing: Tensor | None, batch: int) -> Tensor:
         """m = qE (B, prior_dim), with missing priors handled per ``missing_prior``."""
         if prior is None:
-            raise ValueError(f"head preset {self.preset!r} fuses an LLM prior: pass prior (B, {self.num_classes})")
+            raise ValueError(
+                f"head preset {self.preset!r} fuses an LLM prior: pass prior (B, {self.num_classes})"
+            )
         if prior.shape != (batch, self.num_classes):
             raise ValueError(f"prior has shape {tuple(prior.shape)}, expected ({batch}, {self.num_classes})")
         E = self.prior_embedding
@@ -99,11 +118,15 @@ class FusionHead(nn.Module):
             m = torch.where(miss, self.missing_embedding.expand_as(m), m)
         return m
 
-    def forward(self, h: Tensor | None, prior: Tensor | None = None, prior_missing: Tensor | None = None) -> Tensor:
+    def forward(
+        self, h: Tensor | None, prior: Tensor | None = None, prior_missing: Tensor | None = None
+    ) -> Tensor:
         """Logits (B, C) from h (B, D), prior (B, C) and prior_missing (B,) bool."""
         if self.uses_h:
             if h is None or h.dim() != 2 or h.shape[1] != self.in_dim:
-                raise ValueError(f"h must have shape (B, {self.in_dim}), got {None if h is None else tuple(h.shape)}")
+                raise ValueError(
+                    f"h must have shape (B, {self.in_dim}), got {None if h is None else tuple(h.shape)}"
+                )
             batch = h.shape[0]
         else:
             batch = prior.shape[0] if prior is not None else (h.shape[0] if h is not None else 0)
@@ -120,8 +143,14 @@ class FusionHead(nn.Module):
 
     def config(self) -> dict:
         """Constructor arguments, enough to rebuild the module from a state dict."""
-        return {"in_dim": self.in_dim, "num_classes": self.num_classes, "preset": self.preset,
-                "dropout": self.dropout, "missing_prior": self.missing_prior, "hidden": self.hidden}
+        return {
+            "in_dim": self.in_dim,
+            "num_classes": self.num_classes,
+            "preset": self.preset,
+            "dropout": self.dropout,
+            "missing_prior": self.missing_prior,
+            "hidden": self.hidden,
+        }
 
     def extra_repr(self) -> str:
         return f"preset={self.preset!r}, in_dim={self.in_dim}, missing_prior={self.missing_prior!r}"

@@ -3,6 +3,7 @@ the recipe's shared settings, one :class:`StageSettings` per stage, selections a
 
 The shipped configs are in ``configs/heads/``; docs/heads.md explains every field.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,8 +46,12 @@ class ModelSpec:
     hidden: int | None = None
     dropout: float = 0.1
     missing_prior: str = "zero"
-    standardize: bool = True  # z-score features with training-split statistics (our choice for frozen features)
-    role: str = "system"  # "system": stages 1-3, pseudo-labels, ensemble; "comparison": stage 1 only, reported
+    standardize: bool = (
+        True  # z-score features with training-split statistics (our choice for frozen features)
+    )
+    role: str = (
+        "system"  # "system": stages 1-3, pseudo-labels, ensemble; "comparison": stage 1 only, reported
+    )
     label: str = ""  # short description for reports, e.g. "audio-only"
 
     def inputs(self) -> InputSpec:
@@ -94,7 +99,9 @@ def parse_member(entry: str) -> tuple[str, int]:
     except ValueError:
         k = 0
     if not name or k < 1:
-        raise ValueError(f"member {entry!r}: write a model name, or model:k for its k-th best configuration (k ≥ 1)")
+        raise ValueError(
+            f"member {entry!r}: write a model name, or model:k for its k-th best configuration (k ≥ 1)"
+        )
     return name, k
 
 
@@ -117,20 +124,27 @@ class PipelineConfig:
     out: str = "runs/heads"
     data: DataConfig = field(default_factory=DataConfig)
     models: list[ModelSpec] = field(default_factory=list)
-    train: TrainConfig = field(default_factory=TrainConfig)  # shared settings (batch, weight decay, device, …)
+    train: TrainConfig = field(
+        default_factory=TrainConfig
+    )  # shared settings (batch, weight decay, device, …)
     stage1: StageSettings = field(default_factory=StageSettings)
-    stage2: StageSettings = field(default_factory=lambda: StageSettings(epochs=15, lam_min=0.75, lam_max=1.0,
-                                                                        decay_start_epoch=2.0))
-    stage3: StageSettings = field(default_factory=lambda: StageSettings(epochs=15, lr_min=3e-5, lr_max=1e-3,
-                                                                        lam_min=0.95, lam_max=1.0,
-                                                                        decay_start_epoch=2.0))
+    stage2: StageSettings = field(
+        default_factory=lambda: StageSettings(epochs=15, lam_min=0.75, lam_max=1.0, decay_start_epoch=2.0)
+    )
+    stage3: StageSettings = field(
+        default_factory=lambda: StageSettings(
+            epochs=15, lr_min=3e-5, lr_max=1e-3, lam_min=0.95, lam_max=1.0, decay_start_epoch=2.0
+        )
+    )
     stages: list[int] = field(default_factory=lambda: [1, 2, 3])
     pseudo: SelectionConfig = field(default_factory=SelectionConfig)
     ensemble: EnsembleConfig = field(default_factory=EnsembleConfig)
     submission: SubmissionConfig = field(default_factory=SubmissionConfig)
     seed: int = 0
     keep: int = 3  # saved run folders (weights) per model and stage, best first
-    max_stack: int = 0  # train at most this many configurations at once (0 = auto: all on GPU, cache-sized on CPU)
+    max_stack: int = (
+        0  # train at most this many configurations at once (0 = auto: all on GPU, cache-sized on CPU)
+    )
     write_logits: bool = True  # logits of every trained configuration into the stores (logits/<run>)
     threads: int = 0  # torch CPU threads (0 = torch's default)
 
@@ -146,7 +160,9 @@ class PipelineConfig:
             if m.role not in ("system", "comparison"):
                 raise ValueError(f"model {m.name}: role must be system or comparison, got {m.role!r}")
             if not m.groups and m.preset != "prior-only":
-                raise ValueError(f"model {m.name}: no embedding groups (only the prior-only preset needs none)")
+                raise ValueError(
+                    f"model {m.name}: no embedding groups (only the prior-only preset needs none)"
+                )
             if m.preset not in ("no-prior", "mlp") and not m.prior:
                 raise ValueError(f"model {m.name}: preset {m.preset!r} needs a prior name")
         if not any(m.role == "system" for m in self.models):
@@ -161,11 +177,14 @@ class PipelineConfig:
             picks = [parse_member(e) for e in sel.members]
             for name, k in picks:
                 if name not in system:
-                    raise ValueError(f"{table}.members: {name!r} is not a system model; system models: "
-                                     f"{', '.join(system)}")
+                    raise ValueError(
+                        f"{table}.members: {name!r} is not a system model; system models: {', '.join(system)}"
+                    )
                 if k > self.keep:
-                    raise ValueError(f"{table}.members: {name}:{k} needs keep ≥ {k} (run folders kept per model "
-                                     f"and stage); raise keep")
+                    raise ValueError(
+                        f"{table}.members: {name}:{k} needs keep ≥ {k} (run folders kept per model "
+                        f"and stage); raise keep"
+                    )
             if len(set(picks)) != len(picks):
                 raise ValueError(f"{table}.members names a configuration twice: {sel.members}")
 
@@ -192,9 +211,16 @@ class PipelineConfig:
     def train_config(self, spec: ModelSpec, stage: int) -> TrainConfig:
         """The shared recipe settings with the model's head and the stage's schedule."""
         st = self.stage_settings(stage)
-        return dataclasses.replace(self.train, preset=spec.preset, hidden=spec.hidden, dropout=spec.dropout,
-                                   missing_prior=spec.missing_prior, epochs=st.epochs,
-                                   decay_start_epoch=st.decay_start_epoch, patience=st.patience)
+        return dataclasses.replace(
+            self.train,
+            preset=spec.preset,
+            hidden=spec.hidden,
+            dropout=spec.dropout,
+            missing_prior=spec.missing_prior,
+            epochs=st.epochs,
+            decay_start_epoch=st.decay_start_epoch,
+            patience=st.patience,
+        )
 
     def run_name(self, stage: int, model: str, k: int) -> str:
         """The name of configuration k's ``logits/<run>`` table."""

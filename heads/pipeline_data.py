@@ -1,8 +1,9 @@
 """The pipeline's data: the clean, noisy and evaluation sets with the split, and each model's inputs."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -13,8 +14,17 @@ from cache.provenance import sha256_json
 from cache.splits import Split
 from cache.store import Store, default_store_path
 
-from .data import (HeadData, InputError, InputSpec, Standardizer, existing_store, load_head_data, load_split,
-                   resolve_groups, split_indices)
+from .data import (
+    HeadData,
+    InputError,
+    InputSpec,
+    Standardizer,
+    existing_store,
+    load_head_data,
+    load_split,
+    resolve_groups,
+    split_indices,
+)
 from .ensemble import decode
 from .pipeline_config import ModelSpec, PipelineConfig
 
@@ -38,10 +48,15 @@ class PipelineData:
 
     def noisy_summary(self) -> dict:
         """What every stage-2 result records about the noisy/clean overlap."""
-        return {"noisy_in_clean_eval": self.noisy_overlap, "excluded_noisy_in_clean_eval": self.excluded_noisy,
-                "exclude_noisy_overlap": self.exclude_noisy_overlap}
+        return {
+            "noisy_in_clean_eval": self.noisy_overlap,
+            "excluded_noisy_in_clean_eval": self.excluded_noisy,
+            "exclude_noisy_overlap": self.exclude_noisy_overlap,
+        }
 
-    def scores(self, logits: np.ndarray, part: str, never_predicted: str, rule: str = "argmax") -> HierarchicalScores:
+    def scores(
+        self, logits: np.ndarray, part: str, never_predicted: str, rule: str = "argmax"
+    ) -> HierarchicalScores:
         """Scores of clean-set logits restricted to ``part`` (val or test) against the labels."""
         pred, _ = decode(logits, rule)
         return hierarchical_scores(self.labels["clean"][self.idx[part]], pred, never_predicted)
@@ -62,13 +77,17 @@ def load_pipeline_data(cfg: PipelineConfig, log: Callable[[str], None] = print) 
     idx = split_indices(clean.ids, split, d.clean.root)
     stores = {"clean": existing_store(d.clean.store or default_store_path(d.clean.root), d.clean.root, True)}
     ids, labels = {"clean": clean.ids}, {"clean": clean.labels}
-    log(f"[data] {clean_manifest.name}: {len(clean)} target clips ({_non_targets(clean_manifest)} non-target rows "
-        f"dropped); {split.describe()}")
+    log(
+        f"[data] {clean_manifest.name}: {len(clean)} target clips ({_non_targets(clean_manifest)} non-target rows "
+        f"dropped); {split.describe()}"
+    )
     noisy_train_idx, overlap, excluded = None, 0, 0
     if d.noisy.root:
         noisy = load_manifest(d.noisy.root, require_audio=False)
         nt = noisy.targets()
-        stores["noisy"] = existing_store(d.noisy.store or default_store_path(d.noisy.root), d.noisy.root, True)
+        stores["noisy"] = existing_store(
+            d.noisy.store or default_store_path(d.noisy.root), d.noisy.root, True
+        )
         ids["noisy"], labels["noisy"] = nt.ids, nt.labels
         held_out = split.evaluation_ids()
         in_eval = np.array([i in held_out for i in nt.ids], dtype=bool)
@@ -76,22 +95,36 @@ def load_pipeline_data(cfg: PipelineConfig, log: Callable[[str], None] = print) 
         excluded = overlap if d.exclude_noisy_overlap else 0
         noisy_train_idx = np.flatnonzero(~in_eval) if d.exclude_noisy_overlap else np.arange(len(nt))
         shared = len(set(nt.ids.tolist()) & set(clean.ids.tolist()))
-        log(f"[data] {noisy.name}: {len(nt)} target clips ({_non_targets(noisy)} non-target rows dropped); "
+        log(
+            f"[data] {noisy.name}: {len(nt)} target clips ({_non_targets(noisy)} non-target rows dropped); "
             f"{shared} shared with {clean_manifest.name}, {overlap} of them in the clean validation/test split: "
-            + ("excluded from training" if d.exclude_noisy_overlap else
-               "kept for training (data.exclude_noisy_overlap = false, the reference's behaviour)"))
+            + (
+                "excluded from training"
+                if d.exclude_noisy_overlap
+                else "kept for training (data.exclude_noisy_overlap = false, the reference's behaviour)"
+            )
+        )
     if d.eval.root:
         ev = load_manifest(d.eval.root, require_audio=False)
         stores["eval"] = existing_store(d.eval.store or default_store_path(d.eval.root), d.eval.root, True)
         ids["eval"] = ev.ids
         labels["eval"] = np.full(len(ev), -1, dtype=np.int64)
         log(f"[data] {ev.name}: {len(ev)} clips to predict")
-    digest = sha256_json({"split": split.ids_sha256, "train": split.train, "val": split.val, "test": split.test,
-                          "clean": clean_manifest.digest(), "noisy": ids.get("noisy", np.array([])).tolist(),
-                          "eval": ids.get("eval", np.array([])).tolist(),
-                          "noisy_train": [] if noisy_train_idx is None else noisy_train_idx.tolist()})
-    return PipelineData(split, idx, stores, ids, labels, noisy_train_idx, overlap, excluded,
-                        d.exclude_noisy_overlap, digest)
+    digest = sha256_json(
+        {
+            "split": split.ids_sha256,
+            "train": split.train,
+            "val": split.val,
+            "test": split.test,
+            "clean": clean_manifest.digest(),
+            "noisy": ids.get("noisy", np.array([])).tolist(),
+            "eval": ids.get("eval", np.array([])).tolist(),
+            "noisy_train": [] if noisy_train_idx is None else noisy_train_idx.tolist(),
+        }
+    )
+    return PipelineData(
+        split, idx, stores, ids, labels, noisy_train_idx, overlap, excluded, d.exclude_noisy_overlap, digest
+    )
 
 
 @dataclass(frozen=True)
@@ -113,14 +146,18 @@ def load_model_data(data: PipelineData, spec: ModelSpec, log: Callable[[str], No
         if groups is None:
             groups = sg
         elif sg != groups:
-            raise InputError(f"model {spec.name}: the {s} store resolves {inputs.groups} to {sg}, the clean store "
-                             f"to {groups}; all sets must use the same embeddings (same checkpoint)")
+            raise InputError(
+                f"model {spec.name}: the {s} store resolves {inputs.groups} to {sg}, the clean store "
+                f"to {groups}; all sets must use the same embeddings (same checkpoint)"
+            )
         hd = load_head_data(store, data.ids[s], InputSpec(sg, inputs.columns, inputs.prior), data.labels[s])
         bad = int((~hd.feature_ok).sum()) if hd.feature_ok is not None else 0
         miss = int(hd.missing.sum()) if hd.missing is not None else 0
-        log(f"[data] {spec.name} / {s}: {len(hd)} clips, dim {hd.dim}"
+        log(
+            f"[data] {spec.name} / {s}: {len(hd)} clips, dim {hd.dim}"
             + (f", {bad} with failed features (zeros)" if bad else "")
-            + (f", {miss} with a missing prior" if inputs.prior else ""))
+            + (f", {miss} with a missing prior" if inputs.prior else "")
+        )
         sets[s] = hd
     std = None
     if spec.standardize and sets["clean"].dim:

@@ -2,6 +2,7 @@
 
 Every report names the never-predicted-class convention of the metric it shows.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,14 +16,19 @@ from cache.taxonomy import CLASSES, NUM_CLASSES
 def confusion_matrix(y_true, y_pred, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """(C, C) counts, rows = truth, columns = prediction."""
     t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def confusion_markdown(cm: np.ndarray) -> str:
     """Confusion matrix as a Markdown table (rows = truth, columns = prediction)."""
     head = "| truth \\ pred | " + " | ".join(CLASSES) + " |"
     sep = "|---" * (len(CLASSES) + 1) + "|"
-    rows = [f"| {CLASSES[i]} | " + " | ".join(str(int(v)) if v else "·" for v in cm[i]) + " |" for i in range(len(cm))]
+    rows = [
+        f"| {CLASSES[i]} | " + " | ".join(str(int(v)) if v else "·" for v in cm[i]) + " |"
+        for i in range(len(cm))
+    ]
     return "\n".join([head, sep, *rows])
 
 
@@ -47,8 +53,15 @@ def plot_confusion(cm: np.ndarray, path: str | Path, title: str = "") -> Path:
     for i in range(NUM_CLASSES):
         for j in range(NUM_CLASSES):
             if cm[i, j]:
-                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=5,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(int(cm[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=5,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     fig.colorbar(im, ax=ax, fraction=0.046, label="row-normalised")
     ax.set_title(title or "confusion matrix")
     return _save(plt, fig, path, dpi=120)
@@ -86,15 +99,17 @@ def plot_curves(histories: dict[str, list[dict]], path: str | Path, title: str =
     return _save(plt, fig, path, dpi=110)
 
 
-def write_classification_report(out_dir: str | Path, name: str, y_true, y_pred, scores: HierarchicalScores,
-                                title: str = "") -> dict[str, Path]:
+def write_classification_report(
+    out_dir: str | Path, name: str, y_true, y_pred, scores: HierarchicalScores, title: str = ""
+) -> dict[str, Path]:
     """``<name>.md`` (scores, per-class table, confusion matrix) and ``<name>_confusion.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cm = confusion_matrix(y_true, y_pred)
     md = out / f"{name}.md"
-    md.write_text(f"# {title or name}\n\n{format_table(scores)}\n\n## Confusion matrix (rows = truth)\n\n"
-                  f"{confusion_markdown(cm)}\n")
+    md.write_text(
+        f"# {title or name}\n\n{format_table(scores)}\n\n## Confusion matrix (rows = truth)\n\n"
+        f"{confusion_markdown(cm)}\n"
+    )
     png = plot_confusion(cm, out / f"{name}_confusion.png", title or name)
     return {"markdown": md, "confusion_png": png}
-

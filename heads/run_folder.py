@@ -4,12 +4,13 @@ A run folder holds ``head.pt`` (head config, state dict, feature standardizer, t
 reads), ``metrics.json``, ``config.json``, ``split.json`` (when a split was used) and
 ``provenance.json``.
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -22,25 +23,50 @@ from .model import FusionHead
 from .training import RunResult
 
 
-def save_run(out_dir: str | Path, result: RunResult, *, inputs: InputSpec, groups: Sequence[str],
-             standardizer: Standardizer | None = None, split: Split | None = None, metrics: dict | None = None,
-             config: dict | None = None, provenance: dict | None = None) -> Path:
+def save_run(
+    out_dir: str | Path,
+    result: RunResult,
+    *,
+    inputs: InputSpec,
+    groups: Sequence[str],
+    standardizer: Standardizer | None = None,
+    split: Split | None = None,
+    metrics: dict | None = None,
+    config: dict | None = None,
+    provenance: dict | None = None,
+) -> Path:
     """Write one trained head and everything needed to trust and reuse it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"head_config": result.head_config, "state_dict": result.state_dict,
-               "standardizer": None if standardizer is None else standardizer.state_dict(),
-               "inputs": dataclasses.asdict(inputs), "groups": list(groups)}
+    payload = {
+        "head_config": result.head_config,
+        "state_dict": result.state_dict,
+        "standardizer": None if standardizer is None else standardizer.state_dict(),
+        "inputs": dataclasses.asdict(inputs),
+        "groups": list(groups),
+    }
     tmp = out / "head.pt.tmp"
     torch.save(payload, tmp)
     tmp.replace(out / "head.pt")
-    m = {"best_epoch": result.best_epoch, "val": result.best_val, "history": result.history,
-         "n_parameters": result.n_parameters, "n_parameters_counts": "trainable parameters of this head "
-         "(prior embedding included; frozen feature extractors not counted)"}
+    m = {
+        "best_epoch": result.best_epoch,
+        "val": result.best_val,
+        "history": result.history,
+        "n_parameters": result.n_parameters,
+        "n_parameters_counts": "trainable parameters of this head "
+        "(prior embedding included; frozen feature extractors not counted)",
+    }
     m.update(metrics or {})
     write_json(out / "metrics.json", m)
-    write_json(out / "config.json", {"train": dataclasses.asdict(result.config), "inputs": dataclasses.asdict(inputs),
-                                     "groups": list(groups), **(config or {})})
+    write_json(
+        out / "config.json",
+        {
+            "train": dataclasses.asdict(result.config),
+            "inputs": dataclasses.asdict(inputs),
+            "groups": list(groups),
+            **(config or {}),
+        },
+    )
     if split is not None:
         split.save(out / "split.json")
     write_json(out / "provenance.json", base_provenance("heads", **(provenance or {})))
@@ -69,6 +95,11 @@ def load_run(path: str | Path) -> LoadedRun:
     head.load_state_dict(payload["state_dict"])
     head.eval()
     metrics = read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}
-    return LoadedRun(folder, head, Standardizer.from_state(payload.get("standardizer")),
-                     InputSpec(**payload["inputs"]), list(payload["groups"]), metrics)
-
+    return LoadedRun(
+        folder,
+        head,
+        Standardizer.from_state(payload.get("standardizer")),
+        InputSpec(**payload["inputs"]),
+        list(payload["groups"]),
+        metrics,
+    )

@@ -5,15 +5,17 @@ constant until ``decay_start_epoch``, then linear decay reaching ``final_lr`` ex
 last update. Epoch counts are turned into update counts as the reference does:
 ``int(epochs · steps_per_epoch)``. Shared by the head and fine-tune tiers.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 
-def schedule_steps(steps_per_epoch: int, epochs: int, warmup_epochs: float = 1,
-                   decay_start_epoch: float | None = 1) -> tuple[int, int | None, int]:
+def schedule_steps(
+    steps_per_epoch: int, epochs: int, warmup_epochs: float = 1, decay_start_epoch: float | None = 1
+) -> tuple[int, int | None, int]:
     """(warm-up updates, first decay update or None, total updates), truncated to whole updates."""
     if steps_per_epoch <= 0 or epochs <= 0:
         raise ValueError(f"steps_per_epoch and epochs must be positive, got {steps_per_epoch}, {epochs}")
@@ -43,8 +45,13 @@ def schedule_parts(step: int, warm: int, decay: int | None, total: int) -> tuple
     return 1.0 - frac, frac
 
 
-def schedule_factor(steps_per_epoch: int, epochs: int, warmup_epochs: float = 1, decay_start_epoch: float | None = 1,
-                    final_ratio: float = 0.0) -> Callable[[int], float]:
+def schedule_factor(
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 1,
+    decay_start_epoch: float | None = 1,
+    final_ratio: float = 0.0,
+) -> Callable[[int], float]:
     """Multiplier of the base learning rate at update ``step`` (LambdaLR convention);
     ``final_ratio`` = final_lr / base_lr (clamped to [0, 1] as the reference does)."""
     warm, decay, total = schedule_steps(steps_per_epoch, epochs, warmup_epochs, decay_start_epoch)
@@ -57,8 +64,14 @@ def schedule_factor(steps_per_epoch: int, epochs: int, warmup_epochs: float = 1,
     return factor
 
 
-def reference_schedule(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, warmup_epochs: float = 1,
-                       decay_start_epoch: float | None = 1, final_lr: float = 1e-7) -> torch.optim.lr_scheduler.LambdaLR:
+def reference_schedule(
+    optimizer: torch.optim.Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_epochs: float = 1,
+    decay_start_epoch: float | None = 1,
+    final_lr: float = 1e-7,
+) -> torch.optim.lr_scheduler.LambdaLR:
     """LambdaLR for ``optimizer`` (each group's base lr scaled; decays to ``final_lr`` absolute)."""
     lambdas = []
     for group in optimizer.param_groups:

@@ -10,6 +10,7 @@ unknown classes, duplicate ids and scores outside [0, 1]. Output: the per-class 
 table (default) or JSON ``{"hP","hR","hF","per_class","never_predicted","n_items",
 "n_non_target_excluded"}`` with ``--json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,9 @@ import io
 import json
 import math
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -106,8 +107,10 @@ def read_truth(path: str | Path) -> Truth:
     header, numbers, rows = _read_rows(path)
     id_col = next((c for c in TRUTH_ID_COLUMNS if c in header), None)
     if id_col is None or "class" not in header:
-        raise ScoreInputError(f"{path}: needs columns 'id,class' (or a dataset metadata CSV with sound_id/anonymous_id "
-                              f"and class); header is {','.join(header)}")
+        raise ScoreInputError(
+            f"{path}: needs columns 'id,class' (or a dataset metadata CSV with sound_id/anonymous_id "
+            f"and class); header is {','.join(header)}"
+        )
     ids = _column(path, header, numbers, rows, id_col)
     _check_ids(path, ids, numbers, id_col)
     codes = _column(path, header, numbers, rows, "class")
@@ -138,7 +141,9 @@ def read_predictions(path: str | Path) -> Predictions:
     header, numbers, rows = _read_rows(path)
     missing = [c for c in PRED_COLUMNS[:2] if c not in header]
     if missing:
-        raise ScoreInputError(f"{path}: missing column(s) {', '.join(missing)}; expected header {','.join(PRED_COLUMNS)}")
+        raise ScoreInputError(
+            f"{path}: missing column(s) {', '.join(missing)}; expected header {','.join(PRED_COLUMNS)}"
+        )
     ids = _column(path, header, numbers, rows, "id")
     _check_ids(path, ids, numbers, "id")
     codes = _column(path, header, numbers, rows, "predicted_bst_second_level_class")
@@ -146,8 +151,10 @@ def read_predictions(path: str | Path) -> Predictions:
     labels = np.fromiter((index_of[c] for c in codes), dtype=np.int64, count=len(codes))
     if (labels < 0).any():
         k = int(np.flatnonzero(labels < 0)[0])
-        raise ScoreInputError(f"{path} row {numbers[k]} (id {ids[k]!r}): unknown predicted class {codes[k]!r}; "
-                              "expected one of the 23 BST second-level codes")
+        raise ScoreInputError(
+            f"{path} row {numbers[k]} (id {ids[k]!r}): unknown predicted class {codes[k]!r}; "
+            "expected one of the 23 BST second-level codes"
+        )
     scores = np.full(len(ids), np.nan)
     if "prediction_score" in header:
         raw = _column(path, header, numbers, rows, "prediction_score")
@@ -155,12 +162,15 @@ def read_predictions(path: str | Path) -> Predictions:
             scores = np.asarray(raw, dtype=object).astype(np.float64)
         except ValueError:
             k = next(k for k, v in enumerate(raw) if not _is_float(v))
-            raise ScoreInputError(f"{path} row {numbers[k]} (id {ids[k]!r}): prediction_score {raw[k]!r} "
-                                  "is not a number") from None
+            raise ScoreInputError(
+                f"{path} row {numbers[k]} (id {ids[k]!r}): prediction_score {raw[k]!r} is not a number"
+            ) from None
         bad = ~((scores >= 0) & (scores <= 1))
         if bad.any():
             k = int(np.flatnonzero(bad)[0])
-            raise ScoreInputError(f"{path} row {numbers[k]} (id {ids[k]!r}): prediction_score {raw[k]} outside [0, 1]")
+            raise ScoreInputError(
+                f"{path} row {numbers[k]} (id {ids[k]!r}): prediction_score {raw[k]} outside [0, 1]"
+            )
     return Predictions(ids, labels, scores)
 
 
@@ -172,8 +182,9 @@ def _is_float(v: str) -> bool:
         return False
 
 
-def align(truth: Truth, pred: Predictions, truth_name: str = "truth", pred_name: str = "predictions"
-          ) -> tuple[np.ndarray, np.ndarray, int]:
+def align(
+    truth: Truth, pred: Predictions, truth_name: str = "truth", pred_name: str = "predictions"
+) -> tuple[np.ndarray, np.ndarray, int]:
     """(truth labels, predicted labels) in truth order, and how many predictions were for non-target rows.
 
     Raises ScoreInputError naming ids that are on one side only.
@@ -186,7 +197,9 @@ def align(truth: Truth, pred: Predictions, truth_name: str = "truth", pred_name:
     problems = []
     if (order < 0).any():
         no_pred = [truth.ids[k] for k in np.flatnonzero(order < 0)]
-        problems.append(f"{len(no_pred)} id(s) of {truth_name} have no prediction in {pred_name}: {_short(no_pred)}")
+        problems.append(
+            f"{len(no_pred)} id(s) of {truth_name} have no prediction in {pred_name}: {_short(no_pred)}"
+        )
     if extra:
         no_truth = [cid for cid in pred.ids if cid in extra]
         problems.append(f"{len(no_truth)} id(s) of {pred_name} are not in {truth_name}: {_short(no_truth)}")
@@ -195,7 +208,9 @@ def align(truth: Truth, pred: Predictions, truth_name: str = "truth", pred_name:
     return truth.labels, pred.labels[order], n_excluded
 
 
-def score_files(truth_path: str | Path, pred_path: str | Path, never_predicted: str = "zero") -> HierarchicalScores:
+def score_files(
+    truth_path: str | Path, pred_path: str | Path, never_predicted: str = "zero"
+) -> HierarchicalScores:
     """Score a submission CSV against a truth CSV (see module docstring); raises ScoreInputError."""
     return _score(truth_path, pred_path, never_predicted)[0]
 
@@ -204,8 +219,11 @@ def _score(truth_path, pred_path, never_predicted: str) -> tuple[HierarchicalSco
     truth, pred = read_truth(truth_path), read_predictions(pred_path)
     t, p, n_excluded = align(truth, pred, str(truth_path), str(pred_path))
     scores = hierarchical_scores(t, p, never_predicted=never_predicted)
-    return scores, {"n_items": int(len(t)), "n_non_target_excluded": len(truth.non_target_ids),
-                    "n_predictions_for_non_targets": n_excluded}
+    return scores, {
+        "n_items": int(len(t)),
+        "n_non_target_excluded": len(truth.non_target_ids),
+        "n_predictions_for_non_targets": n_excluded,
+    }
 
 
 def _clean(v):
@@ -215,16 +233,31 @@ def _clean(v):
 def scores_json(scores: HierarchicalScores, counts: dict[str, int]) -> dict:
     """The ``--json`` document."""
     per_class = {c: {k: _clean(v) for k, v in r.items()} for c, r in scores.per_class.items()}
-    return {"hP": scores.hP, "hR": scores.hR, "hF": scores.hF, "per_class": per_class,
-            "never_predicted": scores.never_predicted, **counts}
+    return {
+        "hP": scores.hP,
+        "hR": scores.hR,
+        "hF": scores.hF,
+        "per_class": per_class,
+        "never_predicted": scores.never_predicted,
+        **counts,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m heads.score", description=__doc__.split("\n")[0])
     ap.add_argument("--truth", required=True, metavar="TRUTH.csv", help="id,class or a dataset metadata CSV")
-    ap.add_argument("--pred", required=True, metavar="PRED.csv", help="id,predicted_bst_second_level_class,prediction_score")
-    ap.add_argument("--never-predicted", default="zero", choices=CONVENTIONS,
-                    help="class in the truth but never predicted: 'zero' (hP=0, default) or 'drop' (official code)")
+    ap.add_argument(
+        "--pred",
+        required=True,
+        metavar="PRED.csv",
+        help="id,predicted_bst_second_level_class,prediction_score",
+    )
+    ap.add_argument(
+        "--never-predicted",
+        default="zero",
+        choices=CONVENTIONS,
+        help="class in the truth but never predicted: 'zero' (hP=0, default) or 'drop' (official code)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     args = ap.parse_args(argv)
     try:
@@ -236,8 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(scores_json(scores, counts)))
     else:
         print(format_table(scores))
-        print(f"\n{counts['n_items']} items scored; {counts['n_non_target_excluded']} non-target truth row(s) "
-              f"excluded ({counts['n_predictions_for_non_targets']} prediction(s) for them ignored)")
+        print(
+            f"\n{counts['n_items']} items scored; {counts['n_non_target_excluded']} non-target truth row(s) "
+            f"excluded ({counts['n_predictions_for_non_targets']} prediction(s) for them ignored)"
+        )
     return 0
 
 

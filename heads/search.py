@@ -6,12 +6,13 @@ choice; the report's Table 1 ranges belong to end-to-end fine-tuning. The refere
 random search (every configuration until it early-stops or reaches the last epoch); successive
 halving (:func:`rung_ends`, off by default) is ours.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -36,7 +37,9 @@ class SearchSpace:
     lam_min: float = 0.0
     lam_max: float = 0.0
     seed: int = 0
-    max_stack: int = 0  # train at most this many configurations at once (0 = auto: all on GPU, cache-sized on CPU)
+    max_stack: int = (
+        0  # train at most this many configurations at once (0 = auto: all on GPU, cache-sized on CPU)
+    )
     halving: bool = False  # successive halving (ours; the reference searches plainly), see rung_ends
     rung_epochs: int = 2  # epochs of the first halving rung (rungs end at r, 2r, 4r, ...)
 
@@ -46,9 +49,13 @@ class SearchSpace:
         if self.rung_epochs < 1:
             raise ValueError(f"rung_epochs must be >= 1, got {self.rung_epochs}")
         if not 0 < self.lr_min <= self.lr_max:
-            raise ValueError(f"learning-rate range must satisfy 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}")
+            raise ValueError(
+                f"learning-rate range must satisfy 0 < lr_min <= lr_max, got {self.lr_min}, {self.lr_max}"
+            )
         if not 0 <= self.lam_min <= self.lam_max <= 1:
-            raise ValueError(f"λ range must satisfy 0 <= lam_min <= lam_max <= 1, got {self.lam_min}, {self.lam_max}")
+            raise ValueError(
+                f"λ range must satisfy 0 <= lam_min <= lam_max <= 1, got {self.lam_min}, {self.lam_max}"
+            )
 
 
 def sample_configs(base: TrainConfig, space: SearchSpace) -> list[TrainConfig]:
@@ -58,7 +65,11 @@ def sample_configs(base: TrainConfig, space: SearchSpace) -> list[TrainConfig]:
     out = []
     for _ in range(space.k):
         lr = math.exp(rng.uniform(math.log(space.lr_min), math.log(space.lr_max)))
-        lam = float(rng.uniform(space.lam_min, space.lam_max)) if space.lam_max > space.lam_min else float(space.lam_min)
+        lam = (
+            float(rng.uniform(space.lam_min, space.lam_max))
+            if space.lam_max > space.lam_min
+            else float(space.lam_min)
+        )
         seed = int(rng.integers(0, 2**31 - 1))
         out.append(dataclasses.replace(base, lr=float(lr), lam=lam, seed=seed))
     return out
@@ -98,9 +109,17 @@ def rung_ends(epochs: int, rung_epochs: int) -> list[int]:
     return out
 
 
-def run_search(configs: Sequence[TrainConfig], train: HeadData, val: HeadData, init_state: dict | None = None,
-               max_stack: int = 0, progress: bool = False, desc: str = "search", halving: bool = False,
-               rung_epochs: int = 2) -> list[RunResult]:
+def run_search(
+    configs: Sequence[TrainConfig],
+    train: HeadData,
+    val: HeadData,
+    init_state: dict | None = None,
+    max_stack: int = 0,
+    progress: bool = False,
+    desc: str = "search",
+    halving: bool = False,
+    rung_epochs: int = 2,
+) -> list[RunResult]:
     """Train all configurations, stacked in groups of ``max_stack`` (0 = :func:`auto_stack`);
     results in input order. Grouping never changes the results. ``halving`` runs successive
     halving with first rung ``rung_epochs`` (:func:`rung_ends`) across all groups."""
@@ -111,8 +130,14 @@ def run_search(configs: Sequence[TrainConfig], train: HeadData, val: HeadData, i
     spans = [(lo, min(lo + step, len(configs))) for lo in range(0, len(configs), step)]
 
     def start(lo: int, hi: int) -> StackedRun:
-        return StackedRun(configs[lo:hi], train, val, init_state, progress=progress,
-                          desc=f"{desc} [{lo + 1}-{hi}/{len(configs)}]")
+        return StackedRun(
+            configs[lo:hi],
+            train,
+            val,
+            init_state,
+            progress=progress,
+            desc=f"{desc} [{lo + 1}-{hi}/{len(configs)}]",
+        )
 
     if not halving or not configs:  # one group at a time: only one group's state in memory
         results: list[RunResult] = []
@@ -122,14 +147,16 @@ def run_search(configs: Sequence[TrainConfig], train: HeadData, val: HeadData, i
             results.extend(run.results())
         return results
     if val is None or not len(val):
-        raise ValueError("successive halving needs a validation set (it ranks configurations on validation hF)")
+        raise ValueError(
+            "successive halving needs a validation set (it ranks configurations on validation hF)"
+        )
     runs = [start(lo, hi) for lo, hi in spans]  # every group paused at each rung
     for end in rung_ends(configs[0].epochs, rung_epochs):
         for run in runs:
             run.run_to(end)
         alive = [(lo + k, run, k) for (lo, _), run in zip(spans, runs) for k in range(run.K) if run.active[k]]
         alive.sort(key=lambda t: (-t[1].best_hf(t[2]), t[0]))
-        for _, run, k in alive[math.ceil(len(alive) / 2):]:
+        for _, run, k in alive[math.ceil(len(alive) / 2) :]:
             run.stop([k])
     out: list[RunResult] = []
     for run in runs:
@@ -146,12 +173,16 @@ def ranking(results: Sequence[RunResult]) -> list[int]:
 def results_table(results: Sequence[RunResult], names: Sequence[str] | None = None) -> str:
     """Markdown table of a search, sorted by validation hF."""
     names = list(names) if names is not None else [f"c{i:02d}" for i in range(len(results))]
-    lines = ["| rank | run | lr | λ | seed | best epoch | epochs | val hP | val hR | val hF |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| rank | run | lr | λ | seed | best epoch | epochs | val hP | val hR | val hF |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for rank, i in enumerate(ranking(results), start=1):
         r = results[i]
         v = r.best_val
-        lines.append(f"| {rank} | {names[i]} | {r.config.lr:.3g} | {r.config.lam:.3f} | {r.config.seed} | {r.best_epoch} | "
-                     f"{len(r.history)} | {v.get('hP', float('nan')):.4f} | {v.get('hR', float('nan')):.4f} | "
-                     f"{v.get('hF', float('nan')):.4f} |")
+        lines.append(
+            f"| {rank} | {names[i]} | {r.config.lr:.3g} | {r.config.lam:.3f} | {r.config.seed} | {r.best_epoch} | "
+            f"{len(r.history)} | {v.get('hP', float('nan')):.4f} | {v.get('hR', float('nan')):.4f} | "
+            f"{v.get('hF', float('nan')):.4f} |"
+        )
     return "\n".join(lines)

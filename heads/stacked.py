@@ -17,6 +17,7 @@ configuration trains alike alone or stacked.
 configuration whose tensor is a row (view) of the stacked weights: each configuration has its
 own learning rate (and weight decay), and the update runs the fused AdamW kernel where available.
 """
+
 from __future__ import annotations
 
 import copy
@@ -82,7 +83,7 @@ def _views(flat: Tensor, shapes: dict[str, tuple[int, ...]]) -> dict[str, Tensor
         n = 1
         for s in shape:
             n *= s
-        out[name] = flat[:, off:off + n].view(K, *shape)
+        out[name] = flat[:, off : off + n].view(K, *shape)
         off += n
     return out
 
@@ -102,13 +103,17 @@ class StackedHeads:
         names = list(self.shapes)
         # a learned missing embedding directly after the prior embedding in the flat buffer
         # (FusionHead's parameter order) lets the step use both as one (C + 1)-row table
-        self._missing_row = "missing_embedding" in self.shapes and \
-            names.index("missing_embedding") == names.index("prior_embedding") + 1
-        if "missing_embedding" in self.shapes and not self._missing_row:  # pragma: no cover - FusionHead's order
+        self._missing_row = (
+            "missing_embedding" in self.shapes
+            and names.index("missing_embedding") == names.index("prior_embedding") + 1
+        )
+        if (
+            "missing_embedding" in self.shapes and not self._missing_row
+        ):  # pragma: no cover - FusionHead's order
             raise ValueError("StackedHeads needs missing_embedding right after prior_embedding")
 
     @classmethod
-    def from_heads(cls, heads: list[FusionHead], device: str | torch.device = "cpu") -> "StackedHeads":
+    def from_heads(cls, heads: list[FusionHead], device: str | torch.device = "cpu") -> StackedHeads:
         if not heads:
             raise ValueError("StackedHeads needs at least one head")
         cfg = heads[0].config()
@@ -117,7 +122,11 @@ class StackedHeads:
                 raise ValueError(f"heads differ in architecture: {h.config()} vs {cfg}")
         stacked, _ = torch.func.stack_module_state(heads)
         shapes = {k: tuple(v.shape[1:]) for k, v in stacked.items()}
-        flat = torch.cat([v.detach().reshape(len(heads), -1) for v in stacked.values()], dim=1).to(device).contiguous()
+        flat = (
+            torch.cat([v.detach().reshape(len(heads), -1) for v in stacked.values()], dim=1)
+            .to(device)
+            .contiguous()
+        )
         return cls(heads[0], flat, shapes)
 
     # ------------------------------------------------------------------ views and export
@@ -158,7 +167,9 @@ class StackedHeads:
             q = q.masked_fill(missing.unsqueeze(-1), 0.0)
         return q
 
-    def prior_representation(self, prior: Tensor, missing: Tensor | None, params: dict[str, Tensor] | None = None) -> Tensor:
+    def prior_representation(
+        self, prior: Tensor, missing: Tensor | None, params: dict[str, Tensor] | None = None
+    ) -> Tensor:
         P = params or self.params
         E = P["prior_embedding"]  # (K, C, P)
         q = self._masked_prior(prior, missing)
@@ -216,13 +227,19 @@ class StackedHeads:
                 row.fill_(1.0)
             else:
                 words = torch.from_numpy(g.bit_generator.random_raw(-(-n * W // 4)).view(np.int64))
-                u = words.view(torch.int16)[:n * W].to(dev)  # uniform over all 16-bit patterns
+                u = words.view(torch.int16)[: n * W].to(dev)  # uniform over all 16-bit patterns
                 # clamp to {t16 − 1, t16}, shift to {0, 1}: integer ops, far cheaper than bool masks on a CPU
                 row.copy_(u.clamp(min=t16 - 1, max=t16).sub_(t16 - 1)).mul_(65536.0 / (65536 - t))
         return out
 
-    def forward(self, h: Tensor | None, prior: Tensor | None = None, missing: Tensor | None = None,
-                uniforms: Tensor | None = None, params: dict[str, Tensor] | None = None) -> Tensor:
+    def forward(
+        self,
+        h: Tensor | None,
+        prior: Tensor | None = None,
+        missing: Tensor | None = None,
+        uniforms: Tensor | None = None,
+        params: dict[str, Tensor] | None = None,
+    ) -> Tensor:
         """Logits (K, B, C).
 
         ``h``, ``prior``, ``missing`` are (K, B, ·) (one batch per configuration) or (B, ·)
@@ -237,7 +254,7 @@ class StackedHeads:
         for layer in self.layers:
             if layer.kind == "dropout":
                 if masks is not None:
-                    z = z * masks[..., offset:offset + layer.width]
+                    z = z * masks[..., offset : offset + layer.width]
                 offset += layer.width
             elif layer.kind == "linear":
                 W, b = P[layer.name + ".weight"], P[layer.name + ".bias"]
@@ -255,7 +272,11 @@ class StackedHeads:
         ``prior_inputs @ prior_table`` is the prior representation in a single matmul."""
         q = self._masked_prior(prior, missing)
         if self._missing_row:
-            flag = (missing if missing is not None else torch.zeros(q.shape[:-1], dtype=torch.bool, device=q.device))
+            flag = (
+                missing
+                if missing is not None
+                else torch.zeros(q.shape[:-1], dtype=torch.bool, device=q.device)
+            )
             q = torch.cat([q, flag.unsqueeze(-1).to(q.dtype)], dim=-1)
         return q
 
@@ -281,14 +302,26 @@ class StackedHeads:
         for layer in self.layers:
             if layer.kind == "dropout":
                 # the first layer's input gradient is needed only for its prior part
-                back = slice(offset + h_width, offset + layer.width) if first else slice(offset, offset + layer.width)
+                back = (
+                    slice(offset + h_width, offset + layer.width)
+                    if first
+                    else slice(offset, offset + layer.width)
+                )
                 ops.append(("dropout", slice(offset, offset + layer.width), back))
                 offset += layer.width
             elif layer.kind == "linear":
                 W, b = P[layer.name + ".weight"], P[layer.name + ".bias"]
                 W_back = (W[..., h_width:] if t.uses_prior else None) if first else W
-                ops.append(("linear", b.unsqueeze(1), W.transpose(1, 2), W_back,
-                            grads[layer.name + ".weight"], grads[layer.name + ".bias"]))
+                ops.append(
+                    (
+                        "linear",
+                        b.unsqueeze(1),
+                        W.transpose(1, 2),
+                        W_back,
+                        grads[layer.name + ".weight"],
+                        grads[layer.name + ".bias"],
+                    )
+                )
                 first = False
             else:
                 ops.append(("gelu",))
@@ -298,8 +331,15 @@ class StackedHeads:
         self._plan = (grads, plan)
         return plan
 
-    def fast_loss_and_grads(self, h: Tensor | None, qx: Tensor | None, masks: Tensor | None, T: Tensor, s: Tensor,
-                            grads: dict[str, Tensor]) -> Tensor:
+    def fast_loss_and_grads(
+        self,
+        h: Tensor | None,
+        qx: Tensor | None,
+        masks: Tensor | None,
+        T: Tensor,
+        s: Tensor,
+        grads: dict[str, Tensor],
+    ) -> Tensor:
         """Per-configuration losses (K,) −Σ_i Σ_c T_ic log p_ic (the fused form of the reference loss),
         with every gradient written into ``grads`` (views of a (K, P) buffer, see :meth:`grad_buffer`).
 
@@ -368,13 +408,23 @@ class BatchedAdamW:
     Call :meth:`set_grads` with gradients of the same layout before :meth:`step`.
     """
 
-    def __init__(self, params: dict[str, Tensor] | Tensor, lr: Tensor | list[float],
-                 weight_decay: float | list[float] = 0.01, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, fused: bool | None = None):
+    def __init__(
+        self,
+        params: dict[str, Tensor] | Tensor,
+        lr: Tensor | list[float],
+        weight_decay: float | list[float] = 0.01,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        fused: bool | None = None,
+    ):
         self.stacked = [params] if isinstance(params, Tensor) else list(params.values())
         K = self.stacked[0].shape[0]
         lrs = [float(x) for x in (lr.tolist() if isinstance(lr, Tensor) else lr)]
-        wds = [float(weight_decay)] * K if isinstance(weight_decay, (int, float)) else [float(w) for w in weight_decay]
+        wds = (
+            [float(weight_decay)] * K
+            if isinstance(weight_decay, (int, float))
+            else [float(w) for w in weight_decay]
+        )
         if len(lrs) != K or len(wds) != K:
             raise ValueError(f"need {K} learning rates and weight decays, got {len(lrs)} and {len(wds)}")
         self.K, self.lrs, self.wds, self.betas, self.eps = K, lrs, wds, betas, eps
@@ -382,9 +432,16 @@ class BatchedAdamW:
         self.views = [[p.detach()[k] for p in self.stacked] for k in range(K)]
         dev = self.stacked[0].device
         kernel = getattr(torch, "_fused_adamw_", None)
-        ok_dtype = all(p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) for p in self.stacked)
-        self.fused = (fused is not False) and kernel is not None and ok_dtype and dev.type in ("cpu", "cuda") \
+        ok_dtype = all(
+            p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) for p in self.stacked
+        )
+        self.fused = (
+            (fused is not False)
+            and kernel is not None
+            and ok_dtype
+            and dev.type in ("cpu", "cuda")
             and all(p.is_contiguous() or p.dim() > 0 for p in self.stacked)
+        )
         self.optimizer = None
         self._grads: list[Tensor] | None = None
         self._clip: tuple | None = None
@@ -400,14 +457,20 @@ class BatchedAdamW:
             groups = [{"params": self.views[k], "lr": lrs[k], "weight_decay": wds[k]} for k in range(K)]
             self.optimizer = torch.optim.AdamW(groups, betas=betas, eps=eps)
 
-    def take_rows(self, rows: list[int], params: Tensor) -> "BatchedAdamW":
+    def take_rows(self, rows: list[int], params: Tensor) -> BatchedAdamW:
         """An optimizer for the configurations ``rows`` only, over ``params`` (their weights, a new
         (len(rows), P) buffer), carrying over their learning rates, weight decays, moments and step
         count: the rows then update exactly as they would have in the larger stack."""
         if not isinstance(params, Tensor) or len(self.stacked) != 1:
             raise ValueError("take_rows needs the optimizer of a flat (K, P) buffer")
-        new = BatchedAdamW(params, [self.lrs[k] for k in rows], [self.wds[k] for k in rows], self.betas, self.eps,
-                           fused=self.fused)
+        new = BatchedAdamW(
+            params,
+            [self.lrs[k] for k in rows],
+            [self.wds[k] for k in rows],
+            self.betas,
+            self.eps,
+            fused=self.fused,
+        )
         if new.fused:
             idx = torch.as_tensor(rows, device=params.device)
             new.exp_avg[0].copy_(self.exp_avg[0][idx])
@@ -459,13 +522,29 @@ class BatchedAdamW:
         if clip_grad_norm > 0:  # the kernel divides the gradients by grad_scale = 1 / clip coefficient
             if self._clip is None or self._clip[0] != clip_grad_norm:  # (norm + 1e-6) / c as one addcmul
                 dev = self.state_step.device
-                self._clip = (clip_grad_norm, torch.tensor(1e-6 / clip_grad_norm, device=dev),
-                              torch.tensor(1.0 / clip_grad_norm, device=dev))
+                self._clip = (
+                    clip_grad_norm,
+                    torch.tensor(1e-6 / clip_grad_norm, device=dev),
+                    torch.tensor(1.0 / clip_grad_norm, device=dev),
+                )
             scale = torch.addcmul(self._clip[1], _stacked_norms(self._grads), self._clip[2]).clamp_(min=1.0)
         for k in range(self.K):
-            torch._fused_adamw_(self.views[k], self._g[k], self._m[k], self._v[k], [], self._steps,
-                                lr=self.lrs[k], beta1=b1, beta2=b2, weight_decay=self.wds[k], eps=self.eps,
-                                amsgrad=False, maximize=False, grad_scale=None if scale is None else scale[k])
+            torch._fused_adamw_(
+                self.views[k],
+                self._g[k],
+                self._m[k],
+                self._v[k],
+                [],
+                self._steps,
+                lr=self.lrs[k],
+                beta1=b1,
+                beta2=b2,
+                weight_decay=self.wds[k],
+                eps=self.eps,
+                amsgrad=False,
+                maximize=False,
+                grad_scale=None if scale is None else scale[k],
+            )
 
 
 def _stacked_norms(grads: list[Tensor]) -> Tensor:

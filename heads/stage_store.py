@@ -8,12 +8,13 @@
   ``pseudo_labels/<name>-stage1`` tables in the stores);
 * the ensemble: ``ensemble/ensemble.json`` and ``ensemble/predictions.npz`` (mean logits per set).
 """
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -51,36 +52,74 @@ class StageOutcome:
         return self.order[0]
 
 
-def save_stage_runs(folder: Path, results: Sequence[RunResult], names: Sequence[str], kept: Sequence[int],
-                    test_scores: dict[int, HierarchicalScores], *, stage: int, spec: ModelSpec,
-                    settings: StageSettings, model: ModelData, split: Split, digest: str,
-                    extra_metrics: dict | None = None) -> dict[int, Path]:
+def save_stage_runs(
+    folder: Path,
+    results: Sequence[RunResult],
+    names: Sequence[str],
+    kept: Sequence[int],
+    test_scores: dict[int, HierarchicalScores],
+    *,
+    stage: int,
+    spec: ModelSpec,
+    settings: StageSettings,
+    model: ModelData,
+    split: Split,
+    digest: str,
+    extra_metrics: dict | None = None,
+) -> dict[int, Path]:
     """Run folders ``runs/cXX`` of the configurations ``kept``, with their test scores (and
     ``extra_metrics`` in each ``metrics.json``: stage 2's noisy/clean overlap counts)."""
     run_dirs = {}
     for k in kept:
-        run_dirs[k] = save_run(folder / "runs" / f"c{k:02d}", results[k], inputs=spec.inputs(), groups=model.groups,
-                               standardizer=model.standardizer, split=split,
-                               metrics={"test": test_scores[k].as_dict(), "run": names[k], **(extra_metrics or {})},
-                               config={"stage": stage, "model": dataclasses.asdict(spec),
-                                       "stage_settings": dataclasses.asdict(settings)},
-                               provenance={"stage": stage, "model": spec.name, "run": names[k],
-                                           "split_ids_sha256": split.ids_sha256, "digest": digest})
+        run_dirs[k] = save_run(
+            folder / "runs" / f"c{k:02d}",
+            results[k],
+            inputs=spec.inputs(),
+            groups=model.groups,
+            standardizer=model.standardizer,
+            split=split,
+            metrics={"test": test_scores[k].as_dict(), "run": names[k], **(extra_metrics or {})},
+            config={
+                "stage": stage,
+                "model": dataclasses.asdict(spec),
+                "stage_settings": dataclasses.asdict(settings),
+            },
+            provenance={
+                "stage": stage,
+                "model": spec.name,
+                "run": names[k],
+                "split_ids_sha256": split.ids_sha256,
+                "digest": digest,
+            },
+        )
     return {k: Path(v) for k, v in run_dirs.items()}
 
 
-def save_stage(folder: Path, outcome: StageOutcome, results: Sequence[RunResult], ids: dict[str, np.ndarray],
-               extra: dict) -> None:
+def save_stage(
+    folder: Path, outcome: StageOutcome, results: Sequence[RunResult], ids: dict[str, np.ndarray], extra: dict
+) -> None:
     """``logits.npz``, ``search.md``, ``histories.json``, then ``search.json`` (with ``extra``)."""
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(folder / "logits.npz", **{s: v for s, v in outcome.logits.items()},
-                        **{f"ids_{s}": ids[s].astype(str) for s in outcome.logits})
-    (folder / "search.md").write_text(f"# stage {outcome.stage} — {outcome.model}\n\n"
-                                      f"{results_table(results, outcome.names)}\n")
+    np.savez_compressed(
+        folder / "logits.npz",
+        **{s: v for s, v in outcome.logits.items()},
+        **{f"ids_{s}": ids[s].astype(str) for s in outcome.logits},
+    )
+    (folder / "search.md").write_text(
+        f"# stage {outcome.stage} — {outcome.model}\n\n{results_table(results, outcome.names)}\n"
+    )
     write_json(folder / "histories.json", {str(k): h for k, h in outcome.histories.items()})
-    write_json(folder / "search.json", {"digest": outcome.digest, "names": outcome.names,
-                                        "summaries": outcome.summaries, "order": outcome.order,
-                                        "run_dirs": {str(k): str(v) for k, v in outcome.run_dirs.items()}, **extra})
+    write_json(
+        folder / "search.json",
+        {
+            "digest": outcome.digest,
+            "names": outcome.names,
+            "summaries": outcome.summaries,
+            "order": outcome.order,
+            "run_dirs": {str(k): str(v) for k, v in outcome.run_dirs.items()},
+            **extra,
+        },
+    )
 
 
 def load_stage(out: Path, stage: int, model: str, digest: str | None = None) -> StageOutcome | None:
@@ -97,8 +136,17 @@ def load_stage(out: Path, stage: int, model: str, digest: str | None = None) -> 
     with np.load(folder / "logits.npz") as z:
         logits = {s: z[s] for s in SETS if s in z}
     hist = read_json(folder / "histories.json") if (folder / "histories.json").exists() else {}
-    return StageOutcome(stage, model, meta["names"], meta["summaries"], meta["order"], logits, run_dirs,
-                        {int(k): v for k, v in hist.items()}, meta["digest"])
+    return StageOutcome(
+        stage,
+        model,
+        meta["names"],
+        meta["summaries"],
+        meta["order"],
+        logits,
+        run_dirs,
+        {int(k): v for k, v in hist.items()},
+        meta["digest"],
+    )
 
 
 # ---------------------------------------------------------------------------------- pseudo-labels
@@ -115,7 +163,9 @@ def _pseudo_json(out: Path) -> Path:
 
 def save_pseudo_summary(out: Path, table: str, members: list[str], selection: dict, digest: str) -> Path:
     """``pseudo/pseudo.json``: the table path, the members averaged, the selection and the digest."""
-    return write_json(_pseudo_json(out), {"table": table, "members": members, "selection": selection, "digest": digest})
+    return write_json(
+        _pseudo_json(out), {"table": table, "members": members, "selection": selection, "digest": digest}
+    )
 
 
 def load_pseudo_summary(out: Path) -> dict | None:
@@ -127,17 +177,28 @@ def load_pseudo_summary(out: Path) -> dict | None:
 # ---------------------------------------------------------------------------------------- ensemble
 @dataclass(frozen=True)
 class EnsembleResult:
-    summary: dict  # what ensemble.json holds: stage, members, run_dirs, selection, decoding, n_parameters, scores
+    summary: (
+        dict  # what ensemble.json holds: stage, members, run_dirs, selection, decoding, n_parameters, scores
+    )
     scores: dict[str, dict[str, HierarchicalScores]]  # decoding -> val / test -> scores
     mean: dict[str, np.ndarray]  # set -> mean logits (N, C)
 
 
-def save_ensemble(out: Path, ens: EnsembleResult, ids: dict[str, np.ndarray], labels_clean: np.ndarray,
-                  idx: dict[str, np.ndarray]) -> None:
+def save_ensemble(
+    out: Path,
+    ens: EnsembleResult,
+    ids: dict[str, np.ndarray],
+    labels_clean: np.ndarray,
+    idx: dict[str, np.ndarray],
+) -> None:
     """``ensemble/ensemble.json`` and ``ensemble/predictions.npz`` (mean logits, ids, clean labels, val/test rows)."""
     folder = out / "ensemble"
     write_json(folder / "ensemble.json", ens.summary)
-    np.savez_compressed(folder / "predictions.npz", **{f"logits_{s}": v for s, v in ens.mean.items()},
-                        **{f"ids_{s}": ids[s].astype(str) for s in ens.mean},
-                        labels_clean=labels_clean, val_idx=idx["val"], test_idx=idx["test"])
-
+    np.savez_compressed(
+        folder / "predictions.npz",
+        **{f"logits_{s}": v for s, v in ens.mean.items()},
+        **{f"ids_{s}": ids[s].astype(str) for s in ens.mean},
+        labels_clean=labels_clean,
+        val_idx=idx["val"],
+        test_idx=idx["test"],
+    )

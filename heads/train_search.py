@@ -1,11 +1,12 @@
 """``python -m heads train|search``: one model on one dataset outside the pipeline, trained with one
 configuration or searched over K (:class:`RunConfig`, a TOML file + ``--set`` overrides)."""
+
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -45,7 +46,9 @@ class RunConfig:
     keep: int = 3  # run folders saved by a search, best first
 
 
-def train_or_search(cfg: RunConfig, search: bool, log: Callable[[str], None] = print, progress: bool = True) -> dict:
+def train_or_search(
+    cfg: RunConfig, search: bool, log: Callable[[str], None] = print, progress: bool = True
+) -> dict:
     """Train one configuration (``search=False``) or a K-configuration search; save runs and logits."""
     if not cfg.dataset:
         raise ValueError("dataset is required (a labelled dataset root)")
@@ -61,35 +64,73 @@ def train_or_search(cfg: RunConfig, search: bool, log: Callable[[str], None] = p
     init_state = load_run(cfg.init).head.state_dict() if cfg.init else None
     train, val = data.subset(idx["train"]), data.subset(idx["val"])
     configs = sample_configs(cfg.train, cfg.search) if search else [cfg.train]
-    log(f"[{'search' if search else 'train'}] {len(configs)} configuration(s) on {len(train)} clips, val {len(val)}, "
-        f"dim {data.dim}, groups {data.groups}, prior {cfg.inputs.prior}")
-    results = run_search(configs, train, val, init_state=init_state, max_stack=cfg.search.max_stack,
-                         progress=progress, desc=cfg.name, halving=search and cfg.search.halving,
-                         rung_epochs=cfg.search.rung_epochs)
+    log(
+        f"[{'search' if search else 'train'}] {len(configs)} configuration(s) on {len(train)} clips, val {len(val)}, "
+        f"dim {data.dim}, groups {data.groups}, prior {cfg.inputs.prior}"
+    )
+    results = run_search(
+        configs,
+        train,
+        val,
+        init_state=init_state,
+        max_stack=cfg.search.max_stack,
+        progress=progress,
+        desc=cfg.name,
+        halving=search and cfg.search.halving,
+        rung_epochs=cfg.search.rung_epochs,
+    )
     logits = predict_logits(results, data)
     out = Path(cfg.out)
     order = ranking(results)
     names = [f"{cfg.name}/c{k:02d}" for k in range(len(results))]
     saved = {}
-    for k in (order[: max(1, cfg.keep)] if search else [0]):
-        test = hierarchical_scores(data.labels[idx["test"]].numpy(), logits[k][idx["test"]].argmax(-1),
-                                   cfg.train.never_predicted)
+    for k in order[: max(1, cfg.keep)] if search else [0]:
+        test = hierarchical_scores(
+            data.labels[idx["test"]].numpy(), logits[k][idx["test"]].argmax(-1), cfg.train.never_predicted
+        )
         folder = out / f"c{k:02d}" if search else out
-        saved[k] = save_run(folder, results[k], inputs=cfg.inputs, groups=data.groups, standardizer=std, split=split,
-                            metrics={"test": test.as_dict(), "run": names[k]}, config={"command": to_dict(cfg)},
-                            provenance={"run": names[k], "manifest_sha256": man.digest(), "store": str(store.path)})
-        log(f"[{names[k]}] val hF {results[k].best_val.get('hF', float('nan')):.4f} (epoch {results[k].best_epoch}), "
-            f"test hF {test.hF:.4f} -> {folder}")
+        saved[k] = save_run(
+            folder,
+            results[k],
+            inputs=cfg.inputs,
+            groups=data.groups,
+            standardizer=std,
+            split=split,
+            metrics={"test": test.as_dict(), "run": names[k]},
+            config={"command": to_dict(cfg)},
+            provenance={"run": names[k], "manifest_sha256": man.digest(), "store": str(store.path)},
+        )
+        log(
+            f"[{names[k]}] val hF {results[k].best_val.get('hF', float('nan')):.4f} (epoch {results[k].best_epoch}), "
+            f"test hF {test.hF:.4f} -> {folder}"
+        )
     if cfg.write_logits:
         for k, name in enumerate(names):
-            tables.write_logits(store, name, targets.ids, logits[k], attrs=base_provenance(
-                "heads", run=name, config=dataclasses.asdict(results[k].config), val=results[k].best_val,
-                split_ids_sha256=split.ids_sha256))
+            tables.write_logits(
+                store,
+                name,
+                targets.ids,
+                logits[k],
+                attrs=base_provenance(
+                    "heads",
+                    run=name,
+                    config=dataclasses.asdict(results[k].config),
+                    val=results[k].best_val,
+                    split_ids_sha256=split.ids_sha256,
+                ),
+            )
     if search:
         out.mkdir(parents=True, exist_ok=True)
         table = results_table(results, names)
         (out / "search.md").write_text(table + "\n")
-        write_json(out / "search.json", {"names": names, "summaries": [r.summary() for r in results], "order": order,
-                                         "config": to_dict(cfg)})
+        write_json(
+            out / "search.json",
+            {
+                "names": names,
+                "summaries": [r.summary() for r in results],
+                "order": order,
+                "config": to_dict(cfg),
+            },
+        )
         log(table)
     return {"results": results, "names": names, "saved": saved}

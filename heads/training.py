@@ -12,21 +12,22 @@ dropout masks (on a CPU from :func:`heads.stacked.mask_generator`, on a GPU from
 ``torch.Generator``). Configurations never share random numbers, so a configuration trained
 alone gives the same result as inside a search (up to float rounding of the batched matmuls).
 """
+
 from __future__ import annotations
 
 import contextlib
 import copy
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from cache.progress import progress as progress_bar
 
 from cache.metric import hierarchical_scores
+from cache.progress import progress as progress_bar
 from cache.taxonomy import NUM_CLASSES
 
 from .data import HeadData
@@ -64,8 +65,12 @@ class TrainConfig:
     device: str = "auto"  # "auto" = cuda if available, else cpu
 
     def head_kwargs(self) -> dict:
-        return {"preset": self.preset, "hidden": self.hidden, "dropout": self.dropout,
-                "missing_prior": self.missing_prior}
+        return {
+            "preset": self.preset,
+            "hidden": self.hidden,
+            "dropout": self.dropout,
+            "missing_prior": self.missing_prior,
+        }
 
     def shared(self) -> dict:
         d = dataclasses.asdict(self)
@@ -83,7 +88,9 @@ class RunResult:
     best_val: dict = field(default_factory=dict)  # hP, hR, hF, accuracy at the best epoch
     history: list[dict] = field(default_factory=list)  # one row per epoch trained
     n_parameters: int = 0
-    stopped_by: str = ""  # "early-stopping", "halving" (successive halving dropped it) or "" (ran every epoch)
+    stopped_by: str = (
+        ""  # "early-stopping", "halving" (successive halving dropped it) or "" (ran every epoch)
+    )
 
     def head(self) -> FusionHead:
         head = FusionHead(**self.head_config)
@@ -91,9 +98,15 @@ class RunResult:
         return head.eval()
 
     def summary(self) -> dict:
-        return {"lr": self.config.lr, "lam": self.config.lam, "seed": self.config.seed,
-                "best_epoch": self.best_epoch, "epochs_trained": len(self.history), "stopped_by": self.stopped_by,
-                **self.best_val}
+        return {
+            "lr": self.config.lr,
+            "lam": self.config.lam,
+            "seed": self.config.seed,
+            "best_epoch": self.best_epoch,
+            "epochs_trained": len(self.history),
+            "stopped_by": self.stopped_by,
+            **self.best_val,
+        }
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,13 +132,17 @@ def _check_compatible(configs: Sequence[TrainConfig]) -> None:
     for i, c in enumerate(configs[1:], start=1):
         diff = {k for k, v in c.shared().items() if ref[k] != v}
         if diff:
-            raise ValueError(f"configuration {i} differs from configuration 0 in {sorted(diff)}; only "
-                             f"{', '.join(PER_CONFIG)} may vary within one stacked run")
+            raise ValueError(
+                f"configuration {i} differs from configuration 0 in {sorted(diff)}; only "
+                f"{', '.join(PER_CONFIG)} may vary within one stacked run"
+            )
 
 
 def _schedule_parts(step: int, steps_per_epoch: int, c: TrainConfig) -> tuple[float, float]:
     """lr(step) = a·base_lr + b·final_lr (same a, b for every configuration of a run): heads.schedule."""
-    return schedule_parts(step, *schedule_steps(steps_per_epoch, c.epochs, c.warmup_epochs, c.decay_start_epoch))
+    return schedule_parts(
+        step, *schedule_steps(steps_per_epoch, c.epochs, c.warmup_epochs, c.decay_start_epoch)
+    )
 
 
 @torch.no_grad()
@@ -134,8 +151,13 @@ def stacked_logits(stacked: StackedHeads, data: HeadData, chunk: int = 2048) -> 
     out = []
     for lo in range(0, len(data), chunk):
         sl = slice(lo, lo + chunk)
-        out.append(stacked(data.X[sl], None if data.prior is None else data.prior[sl],
-                           None if data.missing is None else data.missing[sl]))
+        out.append(
+            stacked(
+                data.X[sl],
+                None if data.prior is None else data.prior[sl],
+                None if data.missing is None else data.missing[sl],
+            )
+        )
     if not out:
         return torch.zeros(stacked.K, 0, NUM_CLASSES, device=stacked.flat.device)
     return torch.cat(out, dim=1)
@@ -167,9 +189,15 @@ def _threads_for(configs: Sequence[TrainConfig], dim: int):
         torch.set_num_threads(before)
 
 
-def train_stacked(configs: Sequence[TrainConfig], train: HeadData, val: HeadData | None,
-                  init_state: dict | None = None, progress: bool = False, desc: str = "train",
-                  shrink: bool = True) -> list[RunResult]:
+def train_stacked(
+    configs: Sequence[TrainConfig],
+    train: HeadData,
+    val: HeadData | None,
+    init_state: dict | None = None,
+    progress: bool = False,
+    desc: str = "train",
+    shrink: bool = True,
+) -> list[RunResult]:
     """Train ``len(configs)`` heads together; returns one :class:`RunResult` per configuration.
 
     ``train`` items with label −1 contribute only through their pseudo-label; ``init_state``
@@ -195,8 +223,16 @@ class StackedRun:
     together in that epoch.
     """
 
-    def __init__(self, configs: Sequence[TrainConfig], train: HeadData, val: HeadData | None,
-                 init_state: dict | None = None, progress: bool = False, desc: str = "train", shrink: bool = True):
+    def __init__(
+        self,
+        configs: Sequence[TrainConfig],
+        train: HeadData,
+        val: HeadData | None,
+        init_state: dict | None = None,
+        progress: bool = False,
+        desc: str = "train",
+        shrink: bool = True,
+    ):
         configs = list(configs)
         _check_compatible(configs)
         c0 = configs[0]
@@ -243,18 +279,28 @@ class StackedRun:
         self.bar = progress_bar(total=c0.epochs, desc=desc, enable=progress, unit="epoch", leave=False)
         self.progress = progress
         labelled = train.labels[train.labels >= 0]
-        weights = class_frequency_weights(labelled.cpu()).to(device) if (c0.class_weights and len(labelled)) else None
+        weights = (
+            class_frequency_weights(labelled.cpu()).to(device)
+            if (c0.class_weights and len(labelled))
+            else None
+        )
         # per-item inputs prepared once: the prior as the step consumes it, clamped labels, CE weights
         y_all, w_all = item_weights(train.labels, weights)
         qx_all = None
         if self.stacked.template.uses_prior:
             if train.prior is None:
-                raise ValueError(f"head preset {c0.preset!r} fuses an LLM prior but the training data has none")
+                raise ValueError(
+                    f"head preset {c0.preset!r} fuses an LLM prior but the training data has none"
+                )
             qx_all = self.stacked.prior_inputs(train.prior, train.missing)
         self.src = {"X": train.X if self.stacked.template.uses_h else None, "q": qx_all}
         use_pseudo = train.pseudo is not None and needs_pseudo
-        self.tgt = {"y": y_all, "w": w_all, "pseudo": train.pseudo if use_pseudo else None,
-                    "has": train.has_pseudo.to(torch.float32) if use_pseudo else None}
+        self.tgt = {
+            "y": y_all,
+            "w": w_all,
+            "pseudo": train.pseudo if use_pseudo else None,
+            "has": train.has_pseudo.to(torch.float32) if use_pseudo else None,
+        }
 
     # ------------------------------------------------------------------ state
     @property
@@ -329,8 +375,9 @@ class StackedRun:
                 else:
                     X, q = (take(v, perms[:, lo:hi]) for v in self.src.values())
                 r = slice(lo - item_lo, hi - item_lo)
-                losses = stacked.fast_loss_and_grads(X, q, None if masks is None else masks[:, r], T[:, r],
-                                                     tsum[:, r], self.gviews)
+                losses = stacked.fast_loss_and_grads(
+                    X, q, None if masks is None else masks[:, r], T[:, r], tsum[:, r], self.gviews
+                )
                 a, bb = _schedule_parts(self.step, spe, c0)
                 self.opt.set_lr((a * base_lr + bb * final_lr).tolist())
                 self.opt.step(clip_grad_norm=self.clip)
@@ -341,12 +388,19 @@ class StackedRun:
     def _end_epoch(self, train_loss: np.ndarray, lr_now: np.ndarray) -> None:
         epoch, rows = self.epoch, self.rows
         improved = np.zeros(len(rows), dtype=bool)
-        preds = stacked_logits(self.stacked, self.val).argmax(-1).cpu().numpy() if self.val is not None else None
+        preds = (
+            stacked_logits(self.stacked, self.val).argmax(-1).cpu().numpy() if self.val is not None else None
+        )
         n_stack = len(rows)  # configurations updated in this epoch (stopped ones too with shrink=False)
         for i, k in enumerate(rows):
             if not self.active[k]:
                 continue
-            row = {"epoch": epoch, "train_loss": float(train_loss[i]), "lr": float(lr_now[i]), "stacked": n_stack}
+            row = {
+                "epoch": epoch,
+                "train_loss": float(train_loss[i]),
+                "lr": float(lr_now[i]),
+                "stacked": n_stack,
+            }
             st = self.stoppers[k]
             if preds is not None:
                 sc = hierarchical_scores(self.y_val, preds[i], self.configs[0].never_predicted)
@@ -368,7 +422,9 @@ class StackedRun:
         self.epoch += 1
         self.bar.update(1)
         if self.progress and self.val is not None:
-            self.bar.set_postfix(best_hF=f"{max(s.best for s in self.stoppers):.4f}", active=int(self.active.sum()))
+            self.bar.set_postfix(
+                best_hF=f"{max(s.best for s in self.stoppers):.4f}", active=int(self.active.sum())
+            )
 
     def results(self) -> list[RunResult]:
         """One :class:`RunResult` per configuration, in input order (best-epoch weights)."""
@@ -376,11 +432,18 @@ class StackedRun:
         out = []
         for k, c in enumerate(self.configs):
             st = self.stoppers[k]
-            out.append(RunResult(config=copy.deepcopy(c), head_config=self.head_configs[k],
-                                 state_dict=self.stacked.state_dict_from(self.best[k]),
-                                 best_epoch=int(st.best_epoch if st.best_epoch is not None else -1),
-                                 best_val=self.best_val[k], history=self.histories[k], n_parameters=n_params,
-                                 stopped_by=self.stopped_by[k]))
+            out.append(
+                RunResult(
+                    config=copy.deepcopy(c),
+                    head_config=self.head_configs[k],
+                    state_dict=self.stacked.state_dict_from(self.best[k]),
+                    best_epoch=int(st.best_epoch if st.best_epoch is not None else -1),
+                    best_val=self.best_val[k],
+                    history=self.histories[k],
+                    n_parameters=n_params,
+                    stopped_by=self.stopped_by[k],
+                )
+            )
         return out
 
 
@@ -388,15 +451,21 @@ def _take(t: Tensor | None, idx: Tensor) -> Tensor | None:
     return None if t is None else t[idx]
 
 
-def train_head(config: TrainConfig, train: HeadData, val: HeadData | None, init_state: dict | None = None,
-               progress: bool = False) -> RunResult:
+def train_head(
+    config: TrainConfig,
+    train: HeadData,
+    val: HeadData | None,
+    init_state: dict | None = None,
+    progress: bool = False,
+) -> RunResult:
     """Train one configuration (a stacked run with K = 1)."""
     return train_stacked([config], train, val, init_state=init_state, progress=progress)[0]
 
 
 @torch.no_grad()
-def predict_logits(results: Sequence[RunResult] | Sequence[FusionHead], data: HeadData,
-                   device: str = "auto") -> np.ndarray:
+def predict_logits(
+    results: Sequence[RunResult] | Sequence[FusionHead], data: HeadData, device: str = "auto"
+) -> np.ndarray:
     """Evaluation-mode logits (K, N, C) of trained heads on ``data``."""
     heads = [r.head() if isinstance(r, RunResult) else r for r in results]
     dev = resolve_device(device)

@@ -5,6 +5,7 @@
 labelled (or unlabelled) dataset's metadata CSV and a cache store in the schema the other
 tiers produce (one embedding row table, one prior table), so every command can run on it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,16 @@ from heads.data import HeadData
 from .bsd_dataset import LABELLED_COLUMNS, UNLABELLED_REQUIRED, labelled_row, unlabelled_row, write_metadata
 
 
-def synthetic_arrays(n: int, dim: int = 16, signal: str = "prior", seed: int = 0, strength: float = 3.0,
-                     missing_rate: float = 0.1, labels: np.ndarray | None = None, class_dirs: np.ndarray | None = None):
+def synthetic_arrays(
+    n: int,
+    dim: int = 16,
+    signal: str = "prior",
+    seed: int = 0,
+    strength: float = 3.0,
+    missing_rate: float = 0.1,
+    labels: np.ndarray | None = None,
+    class_dirs: np.ndarray | None = None,
+):
     """(labels, X (n, dim), prior (n, 23), missing (n,)) with the label carried by ``signal``.
 
     ``class_dirs`` (23, dim) fixes the class directions of the features (share them between
@@ -34,7 +43,11 @@ def synthetic_arrays(n: int, dim: int = 16, signal: str = "prior", seed: int = 0
     y = rng.integers(0, NUM_CLASSES, n) if labels is None else np.asarray(labels)
     X = rng.normal(size=(n, dim)).astype(np.float32)
     if signal in ("features", "both"):
-        dirs = class_dirs if class_dirs is not None else np.random.default_rng(seed + 1000).normal(size=(NUM_CLASSES, dim))
+        dirs = (
+            class_dirs
+            if class_dirs is not None
+            else np.random.default_rng(seed + 1000).normal(size=(NUM_CLASSES, dim))
+        )
         X += (strength * 0.5 * dirs[y]).astype(np.float32)
     logits = rng.normal(size=(n, NUM_CLASSES)) * 0.5
     if signal in ("prior", "both"):
@@ -48,14 +61,28 @@ def synthetic_arrays(n: int, dim: int = 16, signal: str = "prior", seed: int = 0
 
 def synthetic_data(n: int, dim: int = 16, signal: str = "prior", seed: int = 0, **kw) -> HeadData:
     y, X, prior, missing = synthetic_arrays(n, dim, signal, seed, **kw)
-    return HeadData(ids=np.array([f"s{seed}-{i}" for i in range(n)], dtype=object), X=torch.from_numpy(X),
-                    prior=torch.from_numpy(prior), missing=torch.from_numpy(missing),
-                    labels=torch.from_numpy(y), feature_ok=np.ones(n, dtype=bool))
+    return HeadData(
+        ids=np.array([f"s{seed}-{i}" for i in range(n)], dtype=object),
+        X=torch.from_numpy(X),
+        prior=torch.from_numpy(prior),
+        missing=torch.from_numpy(missing),
+        labels=torch.from_numpy(y),
+        feature_ok=np.ones(n, dtype=bool),
+    )
 
 
-def write_synthetic_dataset(root: str | Path, name: str, ids, labels=None, X=None, prior=None, missing=None,
-                            group: str = "embeddings/synth@none", prior_name: str = "synth",
-                            column: str = "audio") -> Store:
+def write_synthetic_dataset(
+    root: str | Path,
+    name: str,
+    ids,
+    labels=None,
+    X=None,
+    prior=None,
+    missing=None,
+    group: str = "embeddings/synth@none",
+    prior_name: str = "synth",
+    column: str = "audio",
+) -> Store:
     """Write ``<root>/metadata/<name>_metadata.csv`` and ``<root>/cache.zarr`` (features + prior).
 
     ``labels`` None writes an unlabelled (evaluation-style) CSV keyed by ``anonymous_id``.
@@ -65,27 +92,51 @@ def write_synthetic_dataset(root: str | Path, name: str, ids, labels=None, X=Non
     if labels is None:
         meta = [unlabelled_row(i, f"clip {i}", "synthetic") for i in ids]
     else:
-        meta = [labelled_row(i, CLASSES[int(y)], confidence="5", uploader="u", tags="synthetic", description="")
-                for i, y in zip(ids, labels)]
+        meta = [
+            labelled_row(i, CLASSES[int(y)], confidence="5", uploader="u", tags="synthetic", description="")
+            for i, y in zip(ids, labels)
+        ]
     write_metadata(root, meta, name, UNLABELLED_REQUIRED if labels is None else LABELLED_COLUMNS)
     prov = base_provenance("testkit.synthetic_heads")
     store = Store(default_store_path(root))
     if X is not None:
         X = np.asarray(X, dtype=np.float32)
-        rows = store.create_rows(group, ids, {column: ((X.shape[1],), "float32"), "duration": ((), "float32")},
-                                 chunk_rows=max(1, len(ids)), attrs=prov, overwrite=True)
-        rows.write_chunk(0, {column: X, "duration": np.ones(len(ids), np.float32)},
-                         np.full(len(ids), OK, np.uint8), [""] * len(ids))
+        rows = store.create_rows(
+            group,
+            ids,
+            {column: ((X.shape[1],), "float32"), "duration": ((), "float32")},
+            chunk_rows=max(1, len(ids)),
+            attrs=prov,
+            overwrite=True,
+        )
+        rows.write_chunk(
+            0,
+            {column: X, "duration": np.ones(len(ids), np.float32)},
+            np.full(len(ids), OK, np.uint8),
+            [""] * len(ids),
+        )
         rows.finalize()
     if prior is not None:
         miss = np.zeros(len(ids), bool) if missing is None else np.asarray(missing, bool)
-        store.write_table(f"llm/priors/{prior_name}", ids, {"prior": np.asarray(prior, np.float32), "missing": miss},
-                          attrs=prov)
+        store.write_table(
+            f"llm/priors/{prior_name}",
+            ids,
+            {"prior": np.asarray(prior, np.float32), "missing": miss},
+            attrs=prov,
+        )
     return store
 
 
-def write_synthetic_pipeline(root: str | Path, n_per_class: int = 12, n_noisy: int = 400, n_eval: int = 60,
-                             dim: int = 16, seed: int = 0, noise_rate: float = 0.4, n_shared: int = 10) -> dict:
+def write_synthetic_pipeline(
+    root: str | Path,
+    n_per_class: int = 12,
+    n_noisy: int = 400,
+    n_eval: int = 60,
+    dim: int = 16,
+    seed: int = 0,
+    noise_rate: float = 0.4,
+    n_shared: int = 10,
+) -> dict:
     """Clean, noisy and evaluation datasets (metadata + stores) where features and prior each carry
     part of the label, so fusion beats either alone. Returns the three roots and the table names."""
     root = Path(root)
@@ -97,7 +148,9 @@ def write_synthetic_pipeline(root: str | Path, n_per_class: int = 12, n_noisy: i
 
     def make(y, s):
         _, Xf, _, _ = synthetic_arrays(len(y), dim, "features", s, strength=1.6, labels=y, class_dirs=dirs)
-        _, _, pr, miss = synthetic_arrays(len(y), dim, "prior", s + 1, strength=1.6, labels=y, missing_rate=0.1)
+        _, _, pr, miss = synthetic_arrays(
+            len(y), dim, "prior", s + 1, strength=1.6, labels=y, missing_rate=0.1
+        )
         return Xf, pr, miss
 
     X, pr, miss = make(y_clean, seed + 1)
@@ -118,12 +171,24 @@ def write_synthetic_pipeline(root: str | Path, n_per_class: int = 12, n_noisy: i
         w = csv.writer(fh)
         w.writerow(["id", "class"])
         w.writerows([[i, CLASSES[int(c)]] for i, c in zip(ids_eval, y_eval)])
-    return {"clean": root / "clean", "noisy": root / "noisy", "eval": root / "eval", "truth": truth,
-            "group": "embeddings/synth@none", "prior": "synth"}
+    return {
+        "clean": root / "clean",
+        "noisy": root / "noisy",
+        "eval": root / "eval",
+        "truth": truth,
+        "group": "embeddings/synth@none",
+        "prior": "synth",
+    }
 
 
-def fusion_task(n_train: int, n_val: int, dim: int, seed: int = 0, feature_strength: float = 0.2,
-                prior_strength: float = 1.0) -> tuple[HeadData, HeadData, np.ndarray]:
+def fusion_task(
+    n_train: int,
+    n_val: int,
+    dim: int,
+    seed: int = 0,
+    feature_strength: float = 0.2,
+    prior_strength: float = 1.0,
+) -> tuple[HeadData, HeadData, np.ndarray]:
     """A task with a known answer: training and validation data where features and prior each
     carry part of the label, and the validation predictions of the Bayes-optimal classifier.
 
@@ -139,14 +204,24 @@ def fusion_task(n_train: int, n_val: int, dim: int, seed: int = 0, feature_stren
     out = []
     for i, n in enumerate((n_train, n_val)):
         y, X, _, _ = synthetic_arrays(n, dim, "features", seed + 2 * i, strength=f, class_dirs=dirs)
-        _, _, prior, missing = synthetic_arrays(n, dim, "prior", seed + 2 * i + 1, strength=prior_strength, labels=y)
+        _, _, prior, missing = synthetic_arrays(
+            n, dim, "prior", seed + 2 * i + 1, strength=prior_strength, labels=y
+        )
         out.append((y, X, prior, missing))
     mu = 0.5 * f * dirs
     _, Xv, pv, mv = out[1]
     logq = np.log(np.clip(pv, 1e-30, None))
     logq[mv] = 0.0
-    oracle = (Xv @ mu.T - 0.5 * (mu ** 2).sum(1) + 4 * prior_strength * logq).argmax(1)
-    data = [HeadData(ids=np.array([f"t{seed}-{i}-{j}" for j in range(len(y))], dtype=object), X=torch.from_numpy(X),
-                     prior=torch.from_numpy(prior), missing=torch.from_numpy(missing), labels=torch.from_numpy(y),
-                     feature_ok=np.ones(len(y), dtype=bool)) for i, (y, X, prior, missing) in enumerate(out)]
+    oracle = (Xv @ mu.T - 0.5 * (mu**2).sum(1) + 4 * prior_strength * logq).argmax(1)
+    data = [
+        HeadData(
+            ids=np.array([f"t{seed}-{i}-{j}" for j in range(len(y))], dtype=object),
+            X=torch.from_numpy(X),
+            prior=torch.from_numpy(prior),
+            missing=torch.from_numpy(missing),
+            labels=torch.from_numpy(y),
+            feature_ok=np.ones(len(y), dtype=bool),
+        )
+        for i, (y, X, prior, missing) in enumerate(out)
+    ]
     return data[0], data[1], oracle

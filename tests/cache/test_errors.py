@@ -1,4 +1,5 @@
 """cache.errors.describe_os_error: one actionable line for operating-system errors."""
+
 import errno
 import os
 
@@ -15,5 +16,8 @@ def test_disk_full_read_only_and_permission_get_a_hint_and_the_file():
 
 
 def test_other_errors_are_named_without_a_hint():
-    assert describe_os_error(OSError(errno.EIO, "Input/output error", "/disk/f")) == "Input/output error (/disk/f)"
+    assert (
+        describe_os_error(OSError(errno.EIO, "Input/output error", "/disk/f"))
+        == "Input/output error (/disk/f)"
+    )
     assert describe_os_error(OSError("plain message")) == "plain message"

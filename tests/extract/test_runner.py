@@ -338,7 +338,9 @@ def test_progress_off_a_terminal_is_a_few_log_lines(ds, tmp_path, capsys):
     assert len(progress_lines) <= 3
 
 
-@pytest.mark.parametrize("code, hint", [(28, "the disk is full"), (30, "put the cache store elsewhere with --store")])
+@pytest.mark.parametrize(
+    "code, hint", [(28, "the disk is full"), (30, "put the cache store elsewhere with --store")]
+)
 def test_disk_full_and_read_only_store_are_one_line(ds, tmp_path, capsys, monkeypatch, code, hint):
     """ENOSPC / EROFS while writing the store: exit 2, one line naming the file and what to do."""
     import os
@@ -365,8 +367,14 @@ def test_closed_output_pipe_ends_quietly():
     r, w = os.pipe()
     os.close(r)
     try:
-        p = subprocess.run([sys.executable, "-m", "extract", "--help"], stdout=w, stderr=subprocess.PIPE, text=True,
-                           cwd=str(Path(__file__).resolve().parents[2]), timeout=120)
+        p = subprocess.run(
+            [sys.executable, "-m", "extract", "--help"],
+            stdout=w,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=str(Path(__file__).resolve().parents[2]),
+            timeout=120,
+        )
     finally:
         os.close(w)
     assert "Traceback" not in p.stderr and p.returncode == 141

@@ -227,4 +227,6 @@ def test_disk_full_is_one_line_with_exit_2(ft_data, tmp_path, capsys, monkeypatc
     monkeypatch.setattr(finetune.trainer, "train", fail)
     assert run_main(ft_data.args(tmp_path / "o", "train.epochs=1")) == 2
     [line] = _error_lines(capsys.readouterr().err)
-    assert "the disk is full" in line and str(tmp_path / "o" / "state") in line and "another output.dir" in line
+    assert (
+        "the disk is full" in line and str(tmp_path / "o" / "state") in line and "another output.dir" in line
+    )

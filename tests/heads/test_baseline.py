@@ -1,5 +1,6 @@
 """The ported official baseline: network shapes, its loss on hand-computed examples, the masking
 augmentation, the training loop's schedule and early stopping, and a whole run on a synthetic store."""
+
 import dataclasses
 import json
 import math
@@ -31,12 +32,20 @@ def test_network_shapes_and_parameter_count():
     torch.testing.assert_close(z.norm(dim=1), torch.ones(5))
     width = max(512, 2 * 128)  # 512
     block = lambda d, h: _linear(d, h) + _bn(h) + _linear(h, d) + _bn(d)  # noqa: E731
-    encoder = (_bn(512) + _linear(512, width) + 3 * block(width, 2 * width) + _linear(width, width // 2)
-               + _linear(width // 2, 128) + _bn(128))
+    encoder = (
+        _bn(512)
+        + _linear(512, width)
+        + 3 * block(width, 2 * width)
+        + _linear(width, width // 2)
+        + _linear(width // 2, 128)
+        + _bn(128)
+    )
     fusion = _linear(256, 128) + _linear(128, 2)
     projector = _linear(128, 256) + _linear(256, 128) + _linear(128, 64)
     classifier = 2 * block(64, 128)
-    assert sum(p.numel() for p in net.parameters()) == 2 * encoder + fusion + projector + classifier == 7_316_674
+    assert (
+        sum(p.numel() for p in net.parameters()) == 2 * encoder + fusion + projector + classifier == 7_316_674
+    )
     # the fusion weights are a softmax over the two modalities
     feats = [enc(x) for enc, x in zip(net.encoders, (a, t))]
     fused, w = net.fusion(*feats)
@@ -56,7 +65,9 @@ def _set_proxies(loss, child, parent):
 
 
 def test_proxy_loss_on_hand_computed_examples():
-    assert HierarchicalProxyLoss(5).temperature == 0.07  # the baseline's; a milder one keeps the numbers large
+    assert (
+        HierarchicalProxyLoss(5).temperature == 0.07
+    )  # the baseline's; a milder one keeps the numbers large
     tau = 0.5
     loss = HierarchicalProxyLoss(5, temperature=tau)
     eye = np.eye(5)
@@ -65,7 +76,9 @@ def test_proxy_loss_on_hand_computed_examples():
     y = torch.tensor([0, CLASSES.index("ss-n")])
     z = torch.as_tensor(eye[CLASS_TOP_INDEX[y.numpy()]], dtype=torch.float32)
     n_top = np.bincount(CLASS_TOP_INDEX)
-    child_ce = np.mean([math.log(n + (NUM_CLASSES - n) * math.exp(-1 / tau)) for n in n_top[CLASS_TOP_INDEX[y.numpy()]]])
+    child_ce = np.mean(
+        [math.log(n + (NUM_CLASSES - n) * math.exp(-1 / tau)) for n in n_top[CLASS_TOP_INDEX[y.numpy()]]]
+    )
     parent_ce = math.log(1 + 4 * math.exp(-1 / tau))
     terms = loss.terms(z, y)
     assert terms["child"].item() == pytest.approx(child_ce, rel=1e-5)
@@ -111,7 +124,9 @@ def _task(n, dim, seed, signal=True):
 
 
 def test_training_loop_schedule_and_early_stopping():
-    cfg = BaselineTrain(hidden=16, epochs=40, batch_size=32, patience=3, lr_step_epochs=2, device="cpu", threads=1)
+    cfg = BaselineTrain(
+        hidden=16, epochs=40, batch_size=32, patience=3, lr_step_epochs=2, device="cpu", threads=1
+    )
     xa, y = _task(160, 12, 0)
     va, vy = _task(60, 12, 1, signal=False)  # unlearnable validation labels: stops early
     res = train_baseline(cfg, [xa], y, [va], vy, seed=3)
@@ -119,7 +134,7 @@ def test_training_loop_schedule_and_early_stopping():
     assert len(h) == res.best_epoch + 1 + cfg.patience < cfg.epochs
     best = max(r["val_accuracy"] for r in h)
     assert res.best_val_accuracy == best == h[res.best_epoch]["val_accuracy"]
-    assert all(r["val_accuracy"] < best for r in h[res.best_epoch + 1:])
+    assert all(r["val_accuracy"] < best for r in h[res.best_epoch + 1 :])
     # the returned weights are the best epoch's
     acc = float((baseline_logits(res.net, res.loss, [va]).argmax(1) == vy).float().mean())
     assert acc == pytest.approx(best)
@@ -142,17 +157,34 @@ def test_baseline_learns_and_runs_on_two_modalities(tmp_path):
     audio = (rng.normal(size=(len(ids), dim)) + 3 * dirs[labels]).astype(np.float32)
     text = (rng.normal(size=(len(ids), dim)) + 3 * dirs[labels][:, ::-1]).astype(np.float32)
     root = tmp_path / "ds"
-    write_metadata(root, [labelled_row(i, CLASSES[y], confidence="5", uploader="u", tags="t", description="")
-                          for i, y in zip(ids, labels)], "SYN", LABELLED_COLUMNS)
+    write_metadata(
+        root,
+        [
+            labelled_row(i, CLASSES[y], confidence="5", uploader="u", tags="t", description="")
+            for i, y in zip(ids, labels)
+        ],
+        "SYN",
+        LABELLED_COLUMNS,
+    )
     store = Store(default_store_path(root))
     status = np.full(len(ids), OK, np.uint8)
     status[-1] = 2  # one clip without features: left out, as the baseline does
-    rows = store.create_rows("embeddings/shipped@none", ids, {"audio": ((dim,), "float32"), "text": ((dim,), "float32")},
-                             chunk_rows=len(ids), attrs={}, overwrite=True)
+    rows = store.create_rows(
+        "embeddings/shipped@none",
+        ids,
+        {"audio": ((dim,), "float32"), "text": ((dim,), "float32")},
+        chunk_rows=len(ids),
+        attrs={},
+        overwrite=True,
+    )
     rows.write_chunk(0, {"audio": audio, "text": text}, status, [""] * len(ids))
     rows.finalize()
-    cfg = BaselineConfig(dataset=str(root), folds=[0], out=str(tmp_path / "out"),
-                         train=BaselineTrain(hidden=64, epochs=20, batch_size=16, device="cpu", threads=1))
+    cfg = BaselineConfig(
+        dataset=str(root),
+        folds=[0],
+        out=str(tmp_path / "out"),
+        train=BaselineTrain(hidden=64, epochs=20, batch_size=16, device="cpu", threads=1),
+    )
     res = run_baseline(cfg, log=lambda *_: None)
     assert res["summary"]["hF"][0] > 0.5  # learns from the two modalities
     out = json.loads((tmp_path / "out" / "baseline.json").read_text())

@@ -16,8 +16,10 @@ from heads.training import TrainConfig
 
 def test_load_config_toml_overrides_and_errors(tmp_path):
     f = tmp_path / "c.toml"
-    f.write_text('name = "x"\n[data.clean]\nroot = "/d"\n[stage1]\nk = 4\n[[models]]\nname = "a"\n'
-                 'groups = ["embeddings/logmel@none"]\npreset = "no-prior"\n')
+    f.write_text(
+        'name = "x"\n[data.clean]\nroot = "/d"\n[stage1]\nk = 4\n[[models]]\nname = "a"\n'
+        'groups = ["embeddings/logmel@none"]\npreset = "no-prior"\n'
+    )
     cfg = load_config(PipelineConfig, f, ["stage1.k=6", "train.lr=0.002", "models.0.hidden=32", 'out="/o"'])
     assert cfg.stage1.k == 6 and cfg.train.lr == 0.002 and cfg.models[0].hidden == 32 and cfg.out == "/o"
     assert cfg.stage2.lam_min == 0.75 and cfg.stage2.decay_start_epoch == 2.0  # recipe defaults kept
@@ -42,8 +44,15 @@ def test_confusion_matrix_and_report_files(tmp_path):
     md = paths["markdown"].read_text()
     assert "never-predicted convention: 'zero'" in md and "| m-sp |" in md
     assert paths["confusion_png"].stat().st_size > 1000
-    png = plot_curves({"a": [{"epoch": 0, "train_loss": 1.0, "val_hF": 0.5}, {"epoch": 1, "train_loss": 0.5, "val_hF": 0.6}]},
-                      tmp_path / "c.png")
+    png = plot_curves(
+        {
+            "a": [
+                {"epoch": 0, "train_loss": 1.0, "val_hF": 0.5},
+                {"epoch": 1, "train_loss": 0.5, "val_hF": 0.6},
+            ]
+        },
+        tmp_path / "c.png",
+    )
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
@@ -57,8 +66,17 @@ def test_submission_files(tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         write_output_csv(tmp_path / "bad.csv", ids, np.array([0, 1, 2]), np.array([0.5, 1.5, 0.1]))
     sc = hierarchical_scores(["m-sp", "m-si", "m-si", "fx-a"], ["m-sp", "m-m", "m-si", "fx-a"])
-    meta = write_meta_yaml(tmp_path / "L.meta.yaml", label="L", name="n", abbreviation="a", description="d",
-                           dev_scores=sc, dev_split="fold 0", n_parameters=1234, parameters_count="heads only")
+    meta = write_meta_yaml(
+        tmp_path / "L.meta.yaml",
+        label="L",
+        name="n",
+        abbreviation="a",
+        description="d",
+        dev_scores=sc,
+        dev_split="fold 0",
+        n_parameters=1234,
+        parameters_count="heads only",
+    )
     m = yaml.safe_load(meta.read_text())
     dev = m["results"]["development_datasets"]["bsd10k-v1.2"]
     assert dev["overall"] == {"hP": 1.0, "hR": 0.8958, "hF": 0.9383}

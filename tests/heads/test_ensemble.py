@@ -1,9 +1,18 @@
 """Ensembles and decoding."""
+
 import numpy as np
 import pytest
 
 from cache.metric import CREDIT, hierarchical_scores
-from heads.ensemble import decode, expected_credit, mean_logits, select, select_exhaustive, select_greedy, softmax
+from heads.ensemble import (
+    decode,
+    expected_credit,
+    mean_logits,
+    select,
+    select_exhaustive,
+    select_greedy,
+    softmax,
+)
 
 
 def _task(n=300, seed=0, noise=1.0):

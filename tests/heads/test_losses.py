@@ -1,4 +1,5 @@
 """Losses, hand-computed."""
+
 import math
 
 import pytest
@@ -51,8 +52,12 @@ def test_mixed_loss():
     torch.testing.assert_close(mixed_loss(logits, labels, w, pseudo, has, lam), expected)
     torch.testing.assert_close(mixed_loss(logits, labels, w), weighted_ce(logits, labels, w))
     # λ = 1: the hard labels do not matter
-    torch.testing.assert_close(mixed_loss(logits, labels, w, pseudo, has, 1.0),
-                               mixed_loss(logits, (labels + 5) % 23, w, pseudo, has, 1.0))
+    torch.testing.assert_close(
+        mixed_loss(logits, labels, w, pseudo, has, 1.0),
+        mixed_loss(logits, (labels + 5) % 23, w, pseudo, has, 1.0),
+    )
     # ... not even when no item has one
     no_labels = torch.full_like(labels, -1)
-    torch.testing.assert_close(mixed_loss(logits, no_labels, w, pseudo, has, 1.0), soft_ce(logits, pseudo, has))
+    torch.testing.assert_close(
+        mixed_loss(logits, no_labels, w, pseudo, has, 1.0), soft_ce(logits, pseudo, has)
+    )

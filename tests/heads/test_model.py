@@ -1,4 +1,5 @@
 """FusionHead: shapes, presets, parameter counts, missing-prior handling."""
+
 import pytest
 import torch
 

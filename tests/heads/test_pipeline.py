@@ -1,4 +1,5 @@
 """The whole pipeline and the CLI on small synthetic datasets written through cache.store."""
+
 import json
 
 import numpy as np
@@ -112,7 +113,13 @@ def test_pipeline_outputs_and_exclusion(run):
         np.testing.assert_allclose(probs, expect, rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     # report files
-    for f in ("results.md", "results.json", "ensemble_test.md", "ensemble_test_confusion.png", "training_curves.png"):
+    for f in (
+        "results.md",
+        "results.json",
+        "ensemble_test.md",
+        "ensemble_test_confusion.png",
+        "training_curves.png",
+    ):
         assert (out / "report" / f).exists(), f
     assert "never-predicted-class convention 'zero'" in (out / "report" / "results.md").read_text()
 
@@ -143,15 +150,49 @@ def test_rerun_resumes_and_predict_reproduces_the_submission(run, capsys):
     for k in ("clean", "noisy", "eval"):
         text = text.replace(str(paths[k]), f"/nowhere/{k}")
     moved.write_text(text)
-    assert main(["--no-progress", "pipeline", "--config", str(moved), "--out", str(out), "--clean", str(paths["clean"]),
-                 "--noisy", str(paths["noisy"]), "--eval", str(paths["eval"])]) == 0
+    assert (
+        main(
+            [
+                "--no-progress",
+                "pipeline",
+                "--config",
+                str(moved),
+                "--out",
+                str(out),
+                "--clean",
+                str(paths["clean"]),
+                "--noisy",
+                str(paths["noisy"]),
+                "--eval",
+                str(paths["eval"]),
+            ]
+        )
+        == 0
+    )
     log = capsys.readouterr().out
     assert log.count("unchanged, reusing") == 3 + 1 + 1  # stage 1 (3 models), stage 2, stage 3
     assert (out / "submission" / "T_1.output.csv").read_text() == before
     pred_dir = out / "predict"
-    assert main(["predict", "--run", str(out / "ensemble" / "ensemble.json"), "--dataset", str(paths["eval"]),
-                 "--out", str(pred_dir), "--label", "P"]) == 0
-    a, b = read_predictions(out / "submission" / "T_1.output.csv"), read_predictions(pred_dir / "P.output.csv")
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(out / "ensemble" / "ensemble.json"),
+                "--dataset",
+                str(paths["eval"]),
+                "--out",
+                str(pred_dir),
+                "--label",
+                "P",
+            ]
+        )
+        == 0
+    )
+    a, b = (
+        read_predictions(out / "submission" / "T_1.output.csv"),
+        read_predictions(pred_dir / "P.output.csv"),
+    )
     assert a.ids == b.ids and a.labels.tolist() == b.labels.tolist()
     np.testing.assert_allclose(a.scores, b.scores, atol=2e-6)
 
@@ -159,36 +200,83 @@ def test_rerun_resumes_and_predict_reproduces_the_submission(run, capsys):
 def test_generic_commands_on_logits_tables(run, tmp_path):
     paths = run["paths"]
     split = str(run["out"] / "split.json")
-    assert main(["ensemble", "--dataset", str(paths["clean"]), "--split", split, "--runs", "heads/t/fused/s3/*",
-                 "--method", "exhaustive", "--out", str(tmp_path / "ens")]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--dataset",
+                str(paths["clean"]),
+                "--split",
+                split,
+                "--runs",
+                "heads/t/fused/s3/*",
+                "--method",
+                "exhaustive",
+                "--out",
+                str(tmp_path / "ens"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     assert res["candidates"] == ["heads/t/fused/s3/c00", "heads/t/fused/s3/c01"]
-    assert main(["report", "--predictions", str(tmp_path / "ens" / "predictions.npz"), "--out", str(tmp_path / "rep")]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--predictions",
+                str(tmp_path / "ens" / "predictions.npz"),
+                "--out",
+                str(tmp_path / "rep"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "rep" / "report_test.md").exists()
-    assert main(["pseudo-labels", "--store", str(paths["clean"] / "cache.zarr"), "--runs", "heads/t/fused/s1/c0[01]",
-                 "--name", "mine"]) == 0
+    assert (
+        main(
+            [
+                "pseudo-labels",
+                "--store",
+                str(paths["clean"] / "cache.zarr"),
+                "--runs",
+                "heads/t/fused/s1/c0[01]",
+                "--name",
+                "mine",
+            ]
+        )
+        == 0
+    )
     store = Store(paths["clean"] / "cache.zarr", "r")
     cm = load_manifest(paths["clean"], require_audio=False)
-    expect = softmax(mean_logits(np.stack([read_logits(store, f"heads/t/fused/s1/c0{i}", cm.ids) for i in (0, 1)])))
+    expect = softmax(
+        mean_logits(np.stack([read_logits(store, f"heads/t/fused/s1/c0{i}", cm.ids) for i in (0, 1)]))
+    )
     np.testing.assert_allclose(read_pseudo_labels(store, "mine", cm.ids), expect, rtol=1e-4, atol=1e-6)
 
 
 def test_train_and_search_commands(run, tmp_path):
     paths = run["paths"]
     cfg = tmp_path / "t.toml"
-    cfg.write_text(f'dataset = "{paths["clean"]}"\nname = "heads/cmd"\nout = "{tmp_path / "train"}"\n'
-                   '[inputs]\ngroups = ["embeddings/synth@none"]\nprior = "synth"\n'
-                   '[train]\nepochs = 3\nhidden = 16\ndevice = "cpu"\n[search]\nk = 2\n')
+    cfg.write_text(
+        f'dataset = "{paths["clean"]}"\nname = "heads/cmd"\nout = "{tmp_path / "train"}"\n'
+        '[inputs]\ngroups = ["embeddings/synth@none"]\nprior = "synth"\n'
+        '[train]\nepochs = 3\nhidden = 16\ndevice = "cpu"\n[search]\nk = 2\n'
+    )
     assert main(["--no-progress", "train", "--config", str(cfg)]) == 0
     assert (tmp_path / "train" / "head.pt").exists()
-    assert main(["--no-progress", "search", "--config", str(cfg), "--set", f'out="{tmp_path / "search"}"']) == 0
+    assert (
+        main(["--no-progress", "search", "--config", str(cfg), "--set", f'out="{tmp_path / "search"}"']) == 0
+    )
     assert (tmp_path / "search" / "search.md").read_text().count("heads/cmd/c0") == 2
-    assert main(["train", "--config", str(cfg), "--set", "inputs.groups=[\"embeddings/nothing@*\"]"]) == 2
+    assert main(["train", "--config", str(cfg), "--set", 'inputs.groups=["embeddings/nothing@*"]']) == 2
 
 
 def test_bad_config_is_reported(tmp_path, capsys):
     cfg = tmp_path / "bad.toml"
-    cfg.write_text('[data.clean]\nroot = "/nowhere"\n[[models]]\nname = "m"\ngroups = ["x"]\npreset = "submitted"\n')
+    cfg.write_text(
+        '[data.clean]\nroot = "/nowhere"\n[[models]]\nname = "m"\ngroups = ["x"]\npreset = "submitted"\n'
+    )
     assert main(["pipeline", "--config", str(cfg)]) == 2
     assert "needs a prior" in capsys.readouterr().err
 
@@ -198,18 +286,45 @@ def test_cv_and_baseline_commands(run, tmp_path):
     cfg = tmp_path / "cv.toml"
     text = run["cfg"].read_text().replace("stages = [1, 2, 3]", "stages = [1]").replace("k = 3", "k = 2")
     cfg.write_text(text)
-    assert main(["--no-progress", "cv", "--config", str(cfg), "--folds", "0,1", "--out", str(tmp_path / "cv")]) == 0
+    assert (
+        main(["--no-progress", "cv", "--config", str(cfg), "--folds", "0,1", "--out", str(tmp_path / "cv")])
+        == 0
+    )
     res = json.loads((tmp_path / "cv" / "cv.json").read_text())
     hfs = [f["argmax"]["hF"] for f in res["folds"]]
     assert len(hfs) == 2 and res["summary"]["argmax"]["hF"][0] == pytest.approx(np.mean(hfs))
     assert res["summary"]["argmax"]["hF"][1] == pytest.approx(np.std(hfs, ddof=1))
     splits = [Split.load(tmp_path / "cv" / f"fold{f}" / "split.json") for f in (0, 1)]
     assert not set(splits[0].test) & set(splits[1].test)  # different test folds
-    assert main(["--no-progress", "baseline", "--dataset", str(paths["clean"]), "--folds", "0,1",
-                 "--out", str(tmp_path / "base"), "--set", 'groups=["embeddings/synth@none"]', "--set", "train.epochs=2",
-                 "--set", "train.hidden=16", "--set", 'train.device="cpu"', "--set", "train.threads=1"]) == 0
+    assert (
+        main(
+            [
+                "--no-progress",
+                "baseline",
+                "--dataset",
+                str(paths["clean"]),
+                "--folds",
+                "0,1",
+                "--out",
+                str(tmp_path / "base"),
+                "--set",
+                'groups=["embeddings/synth@none"]',
+                "--set",
+                "train.epochs=2",
+                "--set",
+                "train.hidden=16",
+                "--set",
+                'train.device="cpu"',
+                "--set",
+                "train.threads=1",
+            ]
+        )
+        == 0
+    )
     b = json.loads((tmp_path / "base" / "baseline.json").read_text())
-    assert [f["fold"] for f in b["folds"]] == [0, 1] and Split.load(tmp_path / "base" / "fold0" / "split.json").preset == "baseline"
+    assert [f["fold"] for f in b["folds"]] == [0, 1] and Split.load(
+        tmp_path / "base" / "fold0" / "split.json"
+    ).preset == "baseline"
 
 
 def test_shipped_configs_load_and_validate():
@@ -221,7 +336,14 @@ def test_shipped_configs_load_and_validate():
 
     root = Path(__file__).resolve().parents[2] / "configs" / "heads"
     names = sorted(p.name for p in root.glob("*.toml"))
-    assert {"demo.toml", "system1.toml", "system2.toml", "system3.toml", "system4.toml", "baseline.toml"} <= set(names)
+    assert {
+        "demo.toml",
+        "system1.toml",
+        "system2.toml",
+        "system3.toml",
+        "system4.toml",
+        "baseline.toml",
+    } <= set(names)
     for p in root.glob("*.toml"):
         if p.name == "baseline.toml":
             load_config(BaselineConfig, p)
@@ -235,8 +357,13 @@ def test_stage_settings_halving_reaches_the_search(run, tmp_path):
     """``[stage1] halving = true`` runs successive halving inside the pipeline: of 4 configurations
     searched for 4 epochs (rung at epoch 2), the worse half stops there, recorded as ``halving``."""
     cfg = tmp_path / "h.toml"
-    cfg.write_text(run["cfg"].read_text().replace("[stage1]\nk = 3\nepochs = 4\n",
-                                                  "[stage1]\nk = 4\nepochs = 4\nhalving = true\nrung_epochs = 2\n"))
+    cfg.write_text(
+        run["cfg"]
+        .read_text()
+        .replace(
+            "[stage1]\nk = 3\nepochs = 4\n", "[stage1]\nk = 4\nepochs = 4\nhalving = true\nrung_epochs = 2\n"
+        )
+    )
     out = tmp_path / "out"
     assert main(["--no-progress", "stage", "--config", str(cfg), "--stage", "1", "--out", str(out)]) == 0
     search = json.loads((out / "stage1" / "fused" / "search.json").read_text())

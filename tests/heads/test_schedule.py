@@ -1,11 +1,12 @@
 """Reference schedule values at known steps; the trainer follows it; early stopping."""
+
 import pytest
 import torch
 
 from heads.early_stopping import EarlyStopping
 from heads.schedule import reference_schedule, schedule_factor
-from testkit.synthetic_heads import synthetic_data
 from heads.training import TrainConfig, train_head
+from testkit.synthetic_heads import synthetic_data
 
 
 def lr_at(base_lr, step, steps_per_epoch, epochs, warmup_epochs=1, decay_start_epoch=1, final_lr=1e-7):
@@ -40,15 +41,29 @@ def _lrs(n_steps, **kw):
     return out
 
 
-@pytest.mark.parametrize("spe,epochs,warmup,decay", [
-    (10, 5, 1, 1), (10, 4, 1, 2), (7, 3, 1, 2), (1, 6, 1, 1), (3, 2, 0.5, 1), (5, 3, 0, 1),
-    (4, 3, 2, 1), (6, 2, 1, 2), (6, 2, 1, 1.9), (9, 4, 1.5, None), (2, 1, 0, 0)])
+@pytest.mark.parametrize(
+    "spe,epochs,warmup,decay",
+    [
+        (10, 5, 1, 1),
+        (10, 4, 1, 2),
+        (7, 3, 1, 2),
+        (1, 6, 1, 1),
+        (3, 2, 0.5, 1),
+        (5, 3, 0, 1),
+        (4, 3, 2, 1),
+        (6, 2, 1, 2),
+        (6, 2, 1, 1.9),
+        (9, 4, 1.5, None),
+        (2, 1, 0, 0),
+    ],
+)
 def test_schedule_equals_the_reference_formula(spe, epochs, warmup, decay):
     ratio = 1e-4
     f = schedule_factor(spe, epochs, warmup, decay, ratio)
     total = spe * epochs
     assert [f(s) for s in range(total + 3)] == pytest.approx(
-        [described_factor(s, spe, epochs, warmup, decay, ratio) for s in range(total + 3)], abs=1e-15)
+        [described_factor(s, spe, epochs, warmup, decay, ratio) for s in range(total + 3)], abs=1e-15
+    )
 
 
 def test_reference_schedule_known_values():
@@ -69,7 +84,7 @@ def test_reference_schedule_edge_cases():
     assert [f(s) for s in range(4)] == [0.0, 1.0, 1.0, 0.0]
     # a decay span of one update: the minimum at once
     f = schedule_factor(5, 2, 1, 1.8, 0.25)
-    assert [f(s) for s in range(10)] == pytest.approx([0, .25, .5, .75, 1, 1, 1, 1, 1, .25])
+    assert [f(s) for s in range(10)] == pytest.approx([0, 0.25, 0.5, 0.75, 1, 1, 1, 1, 1, 0.25])
     # no warm-up: the base rate from update 0
     assert schedule_factor(5, 2, 0, 1, 0.0)(0) == 1.0
 
@@ -87,7 +102,9 @@ def test_trainer_follows_the_reference_schedule():
     cfg = TrainConfig(lr=2e-3, epochs=4, batch_size=8, decay_start_epoch=2, device="cpu", hidden=8)
     res = train_head(cfg, synthetic_data(40, dim=4), None)
     got = [row["lr"] for row in res.history]
-    assert got == pytest.approx([lr_at(2e-3, 5 * e + 4, 5, 4, decay_start_epoch=2) for e in range(4)], rel=1e-6)
+    assert got == pytest.approx(
+        [lr_at(2e-3, 5 * e + 4, 5, 4, decay_start_epoch=2) for e in range(4)], rel=1e-6
+    )
 
 
 def test_early_stopping():

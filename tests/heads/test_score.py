@@ -1,4 +1,5 @@
 """``python -m heads.score`` through main(argv) and one subprocess run."""
+
 import json
 import subprocess
 import sys
@@ -28,12 +29,24 @@ def test_json_output(example, capsys):
     truth, pred = example
     assert main(["--truth", str(truth), "--pred", str(pred), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"hP", "hR", "hF", "per_class", "never_predicted", "n_items", "n_non_target_excluded",
-                        "n_predictions_for_non_targets"}
+    assert set(doc) == {
+        "hP",
+        "hR",
+        "hF",
+        "per_class",
+        "never_predicted",
+        "n_items",
+        "n_non_target_excluded",
+        "n_predictions_for_non_targets",
+    }
     assert doc["hP"] == pytest.approx(1.0, abs=1e-9)
     assert doc["hR"] == pytest.approx(0.8958333333333334, abs=1e-9)
     assert doc["hF"] == pytest.approx(0.9382716049382716, abs=1e-9)
-    assert doc["per_class"]["m-si"]["hR"] == pytest.approx(0.6875) and set(doc["per_class"]) == {"m-sp", "m-si", "fx-a"}
+    assert doc["per_class"]["m-si"]["hR"] == pytest.approx(0.6875) and set(doc["per_class"]) == {
+        "m-sp",
+        "m-si",
+        "fx-a",
+    }
     assert doc["never_predicted"] == "zero" and doc["n_items"] == 4
 
 
@@ -51,16 +64,22 @@ def test_markdown_output_and_conventions(tmp_path, capsys):
 
 
 def test_dataset_metadata_csv_as_truth(tmp_path, capsys):
-    truth = write(tmp_path / "BSD10k_metadata.csv",
-                  ",".join(LABELLED_COLUMNS) + "\n"
-                  "11,fx-a,415,fx,5,u,CC0,dog,\"dog,bark\",woof\n"
-                  "12,fx-other,499,fx,,u,CC0,?,,\n"
-                  "13,,300,sp,,u,CC0,talk,,\n"
-                  "14,m-sp,101,m,3,u,CC0,drum,,\n")
+    truth = write(
+        tmp_path / "BSD10k_metadata.csv",
+        ",".join(LABELLED_COLUMNS) + "\n"
+        '11,fx-a,415,fx,5,u,CC0,dog,"dog,bark",woof\n'
+        "12,fx-other,499,fx,,u,CC0,?,,\n"
+        "13,,300,sp,,u,CC0,talk,,\n"
+        "14,m-sp,101,m,3,u,CC0,drum,,\n",
+    )
     pred = write(tmp_path / "p.csv", PRED_HEADER + "11,fx-a,0.7\n12,fx-o,0.5\n14,m-si,0.6\n")
     assert main(["--truth", str(truth), "--pred", str(pred), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert doc["n_items"] == 2 and doc["n_non_target_excluded"] == 2 and doc["n_predictions_for_non_targets"] == 1
+    assert (
+        doc["n_items"] == 2
+        and doc["n_non_target_excluded"] == 2
+        and doc["n_predictions_for_non_targets"] == 1
+    )
     # fx-a: 1/1 ; m-sp: R=.375, never predicted -> P=0, F=0
     assert doc["hR"] == pytest.approx((1 + 0.375) / 2) and doc["hF"] == pytest.approx(0.5)
 
@@ -71,15 +90,21 @@ def test_anonymous_id_truth(tmp_path):
     assert score_files(truth, pred).hF == 1.0
 
 
-@pytest.mark.parametrize("pred_body,message", [
-    ("a,m-sp,1\nb,m-si,1\nc,m-si,1\n", "1 id\\(s\\) of .*truth.csv have no prediction in .*pred.csv: d"),
-    ("a,m-sp,1\nb,m-si,1\nc,m-si,1\nd,fx-a,1\nzz,fx-a,1\nyy,fx-a,1\n", "2 id\\(s\\) of .*pred.csv are not in .*truth.csv: zz, yy"),
-    ("a,m-sp,1\nb,fx-zz,1\n", "pred.csv row 2 \\(id 'b'\\): unknown predicted class 'fx-zz'"),
-    ("a,m-sp,1\na,m-sp,1\n", "pred.csv row 2: duplicate id 'a' \\(first on row 1\\)"),
-    ("a,m-sp,1.5\n", "pred.csv row 1 \\(id 'a'\\): prediction_score 1.5 outside \\[0, 1\\]"),
-    ("a,m-sp,high\n", "prediction_score 'high' is not a number"),
-    ("a,fx-other,0.1\n", "unknown predicted class 'fx-other'"),
-])
+@pytest.mark.parametrize(
+    "pred_body,message",
+    [
+        ("a,m-sp,1\nb,m-si,1\nc,m-si,1\n", "1 id\\(s\\) of .*truth.csv have no prediction in .*pred.csv: d"),
+        (
+            "a,m-sp,1\nb,m-si,1\nc,m-si,1\nd,fx-a,1\nzz,fx-a,1\nyy,fx-a,1\n",
+            "2 id\\(s\\) of .*pred.csv are not in .*truth.csv: zz, yy",
+        ),
+        ("a,m-sp,1\nb,fx-zz,1\n", "pred.csv row 2 \\(id 'b'\\): unknown predicted class 'fx-zz'"),
+        ("a,m-sp,1\na,m-sp,1\n", "pred.csv row 2: duplicate id 'a' \\(first on row 1\\)"),
+        ("a,m-sp,1.5\n", "pred.csv row 1 \\(id 'a'\\): prediction_score 1.5 outside \\[0, 1\\]"),
+        ("a,m-sp,high\n", "prediction_score 'high' is not a number"),
+        ("a,fx-other,0.1\n", "unknown predicted class 'fx-other'"),
+    ],
+)
 def test_bad_predictions_exit_2_naming_the_problem(example, capsys, pred_body, message):
     truth, pred = example
     write(pred, PRED_HEADER + pred_body)
@@ -90,13 +115,16 @@ def test_bad_predictions_exit_2_naming_the_problem(example, capsys, pred_body, m
     assert err.startswith("error: ") and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("truth_body,message", [
-    ("id,label\na,m-sp\n", "needs columns 'id,class'"),
-    ("id,class\na,m-sp\nb,fx-zz\n", "truth.csv row 2: unknown class 'fx-zz'"),
-    ("id,class\na,m-sp\na,m-si\n", "row 2: duplicate id 'a'"),
-    ("id,class\na,m-sp\nb,\n", "row 2 \\(id 'b'\\): empty class"),
-    ("id,class\nb,fx-other\n", "no row with a target class"),
-])
+@pytest.mark.parametrize(
+    "truth_body,message",
+    [
+        ("id,label\na,m-sp\n", "needs columns 'id,class'"),
+        ("id,class\na,m-sp\nb,fx-zz\n", "truth.csv row 2: unknown class 'fx-zz'"),
+        ("id,class\na,m-sp\na,m-si\n", "row 2: duplicate id 'a'"),
+        ("id,class\na,m-sp\nb,\n", "row 2 \\(id 'b'\\): empty class"),
+        ("id,class\nb,fx-other\n", "no row with a target class"),
+    ],
+)
 def test_bad_truth(example, truth_body, message):
     truth, pred = example
     write(truth, truth_body)
@@ -115,7 +143,11 @@ def test_missing_files_and_columns(tmp_path, example):
 
 def test_module_entry_point(example):
     truth, pred = example
-    r = subprocess.run([sys.executable, "-m", "heads.score", "--truth", str(truth), "--pred", str(pred), "--json"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "heads.score", "--truth", str(truth), "--pred", str(pred), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["hF"] == pytest.approx(0.9382716049382716, abs=1e-9)

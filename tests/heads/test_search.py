@@ -1,10 +1,11 @@
 """Stacked search: early-stopped configurations leave the stack; successive halving."""
+
 import dataclasses
 
 import pytest
 import torch
 
-from heads.search import ranking, rung_ends, run_search
+from heads.search import ranking, run_search, rung_ends
 from heads.training import TrainConfig, train_head, train_stacked
 from testkit.synthetic_heads import synthetic_data
 
@@ -48,7 +49,9 @@ def test_early_stopped_configurations_leave_the_stack_and_the_others_are_unchang
     for c, r in zip(cfgs, shrunk):
         alone = train_head(c, train, val)
         assert alone.best_epoch == r.best_epoch and len(alone.history) == len(r.history)
-        assert [h["val_hF"] for h in alone.history] == pytest.approx([h["val_hF"] for h in r.history], abs=1e-9)
+        assert [h["val_hF"] for h in alone.history] == pytest.approx(
+            [h["val_hF"] for h in r.history], abs=1e-9
+        )
         for n, v in alone.state_dict.items():
             torch.testing.assert_close(r.state_dict[n], v, rtol=1e-5, atol=1e-5)
 
@@ -81,9 +84,9 @@ def test_successive_halving_keeps_the_best_half_and_finds_the_known_best_learnin
     expected = {}
     for end in (2, 4):
         alive.sort(key=lambda k: (-max(h["val_hF"] for h in plain[k].history[:end]), k))
-        for k in alive[len(alive) // 2:]:
+        for k in alive[len(alive) // 2 :]:
             expected[k] = end
-        alive = sorted(alive[:len(alive) // 2])
+        alive = sorted(alive[: len(alive) // 2])
     for k in alive:
         expected[k] = 8
     assert [len(r.history) for r in halved] == [expected[k] for k in range(len(cfgs))]
@@ -91,7 +94,7 @@ def test_successive_halving_keeps_the_best_half_and_finds_the_known_best_learnin
     assert [r.stopped_by for r in halved] == ["halving" if expected[k] < 8 else "" for k in range(len(cfgs))]
     assert [h["stacked"] for h in halved[best].history] == [8, 8, 4, 4, 2, 2, 2, 2]
     for a, b in zip(plain, halved):  # a dropped configuration's curve is the plain one, cut at its rung
-        assert [h["val_hF"] for h in b.history] == [h["val_hF"] for h in a.history[:len(b.history)]]
+        assert [h["val_hF"] for h in b.history] == [h["val_hF"] for h in a.history[: len(b.history)]]
     # a survivor equals the configuration trained alone (its schedule is the full-length one)
     for k in alive:
         assert halved[k].best_epoch == plain[k].best_epoch

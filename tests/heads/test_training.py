@@ -1,4 +1,5 @@
 """Stacked engine vs FusionHead / torch.optim.AdamW; search vs single runs; learning; determinism."""
+
 import dataclasses
 
 import numpy as np
@@ -9,8 +10,8 @@ from heads.losses import item_weights, loss_targets, mixed_loss
 from heads.model import FusionHead
 from heads.search import SearchSpace, ranking, results_table, run_search, sample_configs
 from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_, mask_generator
-from testkit.synthetic_heads import synthetic_data
 from heads.training import TrainConfig, predict_logits, train_head, train_stacked
+from testkit.synthetic_heads import synthetic_data
 
 FAST = dict(epochs=6, patience=10, device="cpu", hidden=32)
 
@@ -34,8 +35,12 @@ def _leaf_copies(st):
 
 def reference_losses(logits, labels, weights, lam, pseudo, has):
     """(K,) losses of the reference form, :func:`heads.losses.mixed_loss` on each configuration's batch."""
-    return torch.stack([mixed_loss(logits[k], labels[k], weights, pseudo[k], has[k], float(lam[k]))
-                        for k in range(len(logits))])
+    return torch.stack(
+        [
+            mixed_loss(logits[k], labels[k], weights, pseudo[k], has[k], float(lam[k]))
+            for k in range(len(logits))
+        ]
+    )
 
 
 def fused_step(st, h, prior, missing, masks, labels, weights, lam, pseudo, has, grads):
@@ -57,7 +62,9 @@ def test_batched_adamw_matches_torch_adamw_with_clipping(clip_in_step):
     lrs, wds = [1e-2, 3e-3, 1e-3], [0.01, 0.0, 0.1]
     st = StackedHeads.from_heads(heads)
     opt = BatchedAdamW(st.params, lrs, wds)
-    ref_opts = [torch.optim.AdamW(r.parameters(), lr=lr, weight_decay=wd) for r, lr, wd in zip(refs, lrs, wds)]
+    ref_opts = [
+        torch.optim.AdamW(r.parameters(), lr=lr, weight_decay=wd) for r, lr, wd in zip(refs, lrs, wds)
+    ]
     data = synthetic_data(9, dim=5, seed=2)
     names = list(st.params)
     for _ in range(4):
@@ -102,15 +109,22 @@ def test_hand_written_gradients_match_autograd(preset, missing):
     weights = torch.rand(23, generator=g) + 0.5
     uniforms = torch.rand(K, B, st.dropout_width, generator=g)
     gflat, gviews = st.grad_buffer()
-    losses = fused_step(st, h, prior, miss, st.dropout_masks(uniforms), labels, weights, lam, pseudo, has, gviews)
+    losses = fused_step(
+        st, h, prior, miss, st.dropout_masks(uniforms), labels, weights, lam, pseudo, has, gviews
+    )
     leaf = _leaf_copies(st)
     logits = st(h, prior, miss, uniforms, params=leaf)
     ref = reference_losses(logits, labels, weights, lam, pseudo, has)
     torch.testing.assert_close(losses, ref, rtol=1e-5, atol=1e-6)
     auto = torch.autograd.grad(ref.sum(), list(leaf.values()), allow_unused=True)
     for (name, view), ga in zip(gviews.items(), auto):
-        torch.testing.assert_close(view, torch.zeros_like(view) if ga is None else ga, rtol=1e-4, atol=1e-6,
-                                   msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            view,
+            torch.zeros_like(view) if ga is None else ga,
+            rtol=1e-4,
+            atol=1e-6,
+            msg=lambda m: f"{name}: {m}",
+        )
 
 
 @pytest.mark.parametrize("kind", ["torch", "numpy"])
@@ -154,9 +168,13 @@ def test_loss_targets_give_the_reference_loss_of_each_batch_including_a_short_la
         sl = slice(lo, lo + B)
         for k in range(K):
             if (labels[k, sl] >= 0).any():
-                ref = mixed_loss(logits[k, sl], labels[k, sl], weights, pseudo[k, sl], has[k, sl], float(lam[k]))
+                ref = mixed_loss(
+                    logits[k, sl], labels[k, sl], weights, pseudo[k, sl], has[k, sl], float(lam[k])
+                )
             else:  # no hard label in the batch: its CE term is 0
-                ref = lam[k] * mixed_loss(logits[k, sl], labels[k, sl], weights, pseudo[k, sl], has[k, sl], 1.0)
+                ref = lam[k] * mixed_loss(
+                    logits[k, sl], labels[k, sl], weights, pseudo[k, sl], has[k, sl], 1.0
+                )
             torch.testing.assert_close(-(T[k, sl] * logp[k, sl]).sum(), ref)
         torch.testing.assert_close(s[:, sl], T[:, sl].sum(-1))
 
@@ -204,7 +222,9 @@ def test_search_matches_single_runs():
     for c, r in zip(configs, together):
         alone = train_head(c, train, val)
         assert alone.best_epoch == r.best_epoch
-        assert [h["val_hF"] for h in alone.history] == pytest.approx([h["val_hF"] for h in r.history], abs=1e-9)
+        assert [h["val_hF"] for h in alone.history] == pytest.approx(
+            [h["val_hF"] for h in r.history], abs=1e-9
+        )
         for n, v in alone.state_dict.items():
             torch.testing.assert_close(r.state_dict[n], v, rtol=1e-5, atol=1e-5)
     # chunked stacking gives the same result too
@@ -243,6 +263,7 @@ def test_early_stopping_keeps_the_best_epoch():
     assert res.best_val["hF"] == max(hfs)
     # the returned weights are the best epoch's: re-scoring them gives the recorded hF
     from cache.metric import hierarchical_scores
+
     pred = predict_logits([res], val, device="cpu")[0].argmax(-1)
     assert hierarchical_scores(val.labels.numpy(), pred).hF == pytest.approx(res.best_val["hF"])
     if len(hfs) < 8:  # stopped early: patience epochs without improvement after the best
@@ -256,7 +277,9 @@ def test_stage2_lambda_one_ignores_hard_labels():
     train = train.with_pseudo(pseudo)
     cfg = TrainConfig(lam=1.0, **FAST)
     a = train_head(cfg, train, val)
-    shuffled = dataclasses.replace(train, labels=torch.from_numpy(np.random.default_rng(0).integers(0, 23, 100)))
+    shuffled = dataclasses.replace(
+        train, labels=torch.from_numpy(np.random.default_rng(0).integers(0, 23, 100))
+    )
     b = train_head(cfg, shuffled, val)
     for n in a.state_dict:
         assert torch.equal(a.state_dict[n], b.state_dict[n])
