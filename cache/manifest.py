@@ -133,10 +133,6 @@ class Manifest:
     def __len__(self) -> int:
         return len(self.ids)
 
-    @property
-    def is_target(self) -> np.ndarray:
-        return self.labels >= 0
-
     def subset(self, mask_or_index: np.ndarray | Sequence[int]) -> Manifest:
         idx = np.asarray(mask_or_index)
         if idx.dtype == bool:

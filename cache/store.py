@@ -683,10 +683,6 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(dict(d), default=str))
 
 
-def open_store(path: str | Path, mode: str = "a") -> Store:
-    return Store(path, mode)
-
-
 def default_store_path(dataset_root: str | Path) -> Path:
     """Where a dataset's store lives unless told otherwise: ``<root>/cache.zarr``."""
     return Path(dataset_root) / "cache.zarr"
