@@ -31,14 +31,14 @@ import time
 import uuid
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from cache.config import ConfigError, convert, field_types, from_dict, parse_value, read_toml, split_override
+from cache.config import ConfigError, from_dict, load_config, read_toml
 from cache.manifest import LABELLED_COLUMNS, UNLABELLED_REQUIRED
 from cache.provenance import base_provenance
 from cache.taxonomy import CLASS_NAMES, CLASSES, TOP_DIGIT, top_of
@@ -118,6 +118,24 @@ class DemoConfig:
         data = dict(data.get("demo_data", data))
         data.update({k: v for k, v in overrides.items() if v is not None})
         return from_dict(cls, data, where=str(path))
+
+
+@dataclass
+class DemoFile:
+    """A demo config file: its ``[demo_data]`` table (``--set demo_data.KEY=VALUE`` on the command line)."""
+
+    demo_data: DemoConfig = field(default_factory=DemoConfig)
+
+
+def load_demo_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> DemoConfig:
+    """DemoConfig: defaults < the TOML file's ``[demo_data]`` table < ``demo_data.KEY=VALUE`` overrides."""
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if "=" in item and "." not in key:
+            raise ConfigError(
+                f"--set {item}: demo settings are keys of [demo_data]; write --set demo_data.{item}"
+            )
+    return load_config(DemoFile, path, overrides).demo_data
 
 
 @dataclass
@@ -574,7 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m demo", description="Generate the synthetic demo datasets in the real BSD layout."
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
-    p.add_argument("--config", metavar="TOML", help="DemoConfig values ([demo_data] table or top-level keys)")
+    p.add_argument(
+        "--config", metavar="TOML", help="a TOML file with a [demo_data] table of DemoConfig values"
+    )
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--scale", type=float, default=None, help="multiplies all clip counts (default 1.0)")
     p.add_argument("--max-duration", type=float, default=None, help="longest clip in seconds (default 30)")
@@ -582,8 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         action="append",
         default=[],
-        metavar="KEY=VALUE",
-        help="override any DemoConfig field, e.g. --set label_noise=0.3 (repeatable)",
+        metavar="demo_data.KEY=VALUE",
+        help="override any DemoConfig field, e.g. --set demo_data.label_noise=0.3 (repeatable)",
     )
     p.add_argument(
         "--force", action="store_true", help="regenerate even if OUT already holds this exact demo"
@@ -597,32 +617,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    """``--set key=value`` items as DemoConfig fields (dashes allowed in keys), converted to their types."""
-    types = field_types(DemoConfig)
-    out = {}
-    for it in items:
-        k, text = split_override(it, "--set")
-        k = k.replace("-", "_")
-        if k not in types:
-            raise ConfigError(f"--set: unknown key {k!r} (known: {', '.join(sorted(types))})")
-        out[k] = convert(types[k], parse_value(text), k, "--set")
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        overrides = {
-            "seed": args.seed,
-            "scale": args.scale,
-            "max_duration": args.max_duration,
-            **_parse_sets(args.set),
-        }
-        if args.config:
-            cfg = DemoConfig.from_toml(args.config, **overrides)
-        else:
-            cfg = DemoConfig(**{k: v for k, v in overrides.items() if v is not None})
+        shorthands = {"seed": args.seed, "scale": args.scale, "max_duration": args.max_duration}
+        overrides = [*args.set, *(f"demo_data.{k}={v!r}" for k, v in shorthands.items() if v is not None)]
+        cfg = load_demo_config(args.config, overrides)
         res = generate_demo(
             args.out, config=cfg, overwrite=args.overwrite, force=args.force, progress=not args.no_progress
         )

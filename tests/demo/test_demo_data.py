@@ -293,10 +293,10 @@ def test_cli_skips_when_up_to_date_and_keeps_other_files(tmp_path, capsys):
     assert demo_data.main(args) == 0
     assert "already generated" in capsys.readouterr().out
     assert csv_path.stat().st_mtime_ns == before[0]
-    assert demo_data.main(args + ["--set", "label_noise=0.2"]) == 0  # new config: regenerated in place
+    assert demo_data.main(args + ["--set", "demo_data.label_noise=0.2"]) == 0  # new config: regenerated in place
     assert (out / CLEAN / "cache.zarr").is_dir()  # work stored beside the data is kept
     assert csv_path.read_bytes() == before[1]  # the clean set does not depend on label_noise
-    assert demo_data.main(["--out", str(out), "--set", "no_such_key=1"]) == 2
+    assert demo_data.main(["--out", str(out), "--set", "demo_data.no_such_key=1"]) == 2
     assert "no_such_key" in capsys.readouterr().err
 
 
@@ -328,7 +328,12 @@ def test_config_from_toml_and_validation(tmp_path):
 
 @pytest.mark.parametrize(
     "item,message",
-    [("scale=abc", "scale: expected a number"), ("bogus=1", "unknown key 'bogus'"), ("scale", "KEY=VALUE")],
+    [
+        ("demo_data.scale=abc", "scale: expected a number"),
+        ("demo_data.bogus=1", "bogus"),
+        ("scale", "KEY=VALUE"),
+        ("scale=0.5", "write --set demo_data.scale=0.5"),
+    ],
 )
 def test_cli_set_values_are_checked(tmp_path, capsys, item, message):
     from demo.data import main
