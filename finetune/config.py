@@ -65,6 +65,9 @@ class DataSection:
     split_preset: str = "cpjku"  #: "cpjku", "baseline" or "custom" (with split_seed)
     fold: int = 0
     split_seed: int = -1  #: seed of the "custom" preset
+    #: stage 2 leaves out noisy clips that are in the clean validation/test split (false: the
+    #: reference's behaviour, every noisy clip is trained on; docs/parity.md)
+    exclude_noisy_overlap: bool = True
     split_file: str = ""  #: a saved split JSON (cache.splits.Split) instead of preset/fold
     prior: str = ""  #: llm/priors/<name> in every store ("" = no prior; then use head preset "no-prior")
     summary: str = ""  #: llm/summaries/<name> (text_source = "summary")

@@ -148,11 +148,14 @@ def load_datasets(cfg: FinetuneConfig, log=print) -> Datasets:
         }
     if stage == 2:
         held_out = split.evaluation_ids()
-        keep = np.array([str(i) not in held_out for i in noisy_all.ids])
+        overlap = np.array([str(i) in held_out for i in noisy_all.ids], dtype=bool)
+        keep = ~overlap if d.exclude_noisy_overlap else np.ones(len(overlap), dtype=bool)
+        facts["noisy"]["overlap_clean_val_test"] = int(overlap.sum())
         facts["noisy"]["excluded_clean_val_test"] = int((~keep).sum())
+        facts["noisy"]["exclude_noisy_overlap"] = bool(d.exclude_noisy_overlap)
         log(
-            f"stage 2: {int((~keep).sum())} noisy-set clip(s) are in the clean validation/test split "
-            "and are excluded"
+            f"stage 2: {int(overlap.sum())} noisy-set clip(s) are in the clean validation/test split and are "
+            + ("excluded" if d.exclude_noisy_overlap else "kept (data.exclude_noisy_overlap = false)")
         )
         train = noisy_all.subset(np.flatnonzero(keep & (noisy_all.labels >= 0)))
     else:

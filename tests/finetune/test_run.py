@@ -230,3 +230,25 @@ def test_disk_full_is_one_line_with_exit_2(ft_data, tmp_path, capsys, monkeypatc
     assert (
         "the disk is full" in line and str(tmp_path / "o" / "state") in line and "another output.dir" in line
     )
+
+
+@pytest.mark.parametrize("exclude", [True, False])
+def test_stage2_noisy_overlap_switch(ft_data, tmp_path, exclude):
+    """Stage 2 leaves out the noisy clips that are in the clean validation/test split by default;
+    ``data.exclude_noisy_overlap = false`` trains on every noisy clip, as the reference did. Both count them."""
+    cfg = load_config(
+        None,
+        ft_data.overrides(tmp_path, "train.stage=2", f"data.exclude_noisy_overlap={str(exclude).lower()}"),
+    )
+    data = load_datasets(cfg, log=lambda _m: None)
+    held_out = set(data.split.val) | set(data.split.test)
+    overlap = [i for i in ft_data.noisy_ids if i in held_out]
+    assert overlap  # the fixture shares clean clips with the noisy set
+    trained = set(map(str, data.train.ids))
+    assert trained == (
+        {i for i in ft_data.noisy_ids if i not in held_out} if exclude else set(ft_data.noisy_ids)
+    )
+    noisy = data.facts["noisy"]
+    assert noisy["overlap_clean_val_test"] == len(overlap)
+    assert noisy["excluded_clean_val_test"] == (len(overlap) if exclude else 0)
+    assert noisy["exclude_noisy_overlap"] is exclude
