@@ -64,14 +64,15 @@ def check_heads(device: torch.device) -> None:
     torch.manual_seed(1)
     heads = [FusionHead(5, dropout=0.0) for _ in range(3)]
     refs = [FusionHead(5, dropout=0.0) for _ in range(3)]
-    for r, h in zip(refs, heads):
+    for r, h in zip(refs, heads, strict=True):
         r.load_state_dict(h.state_dict())
         r.to(device)
     lrs, wds = [1e-2, 3e-3, 1e-3], [0.01, 0.0, 0.1]
     st = StackedHeads.from_heads(heads, device)
     opt = BatchedAdamW(st.params, lrs, wds)
     ref_opts = [
-        torch.optim.AdamW(r.parameters(), lr=lr, weight_decay=wd) for r, lr, wd in zip(refs, lrs, wds)
+        torch.optim.AdamW(r.parameters(), lr=lr, weight_decay=wd)
+        for r, lr, wd in zip(refs, lrs, wds, strict=True)
     ]
     data = synthetic_data(9, dim=5, seed=2).to(device)
     names = list(st.params)
@@ -83,7 +84,7 @@ def check_heads(device: torch.device) -> None:
         clip_grad_norms_(grads, 0.5)
         opt.set_grads(grads)
         opt.step()
-        for r, o in zip(refs, ref_opts):
+        for r, o in zip(refs, ref_opts, strict=True):
             o.zero_grad()
             torch.nn.functional.cross_entropy(r(data.X, data.prior, data.missing), data.labels).backward()
             torch.nn.utils.clip_grad_norm_(r.parameters(), 0.5)
@@ -126,7 +127,7 @@ def check_heads(device: torch.device) -> None:
         )  # the reference form
         auto = torch.autograd.grad(ref.sum(), list(leaf.values()), allow_unused=True)
         worst = max(worst, float((losses - ref).abs().max()))
-        for (name, view), ga in zip(gviews.items(), auto):
+        for view, ga in zip(gviews.values(), auto, strict=True):
             ga = torch.zeros_like(view) if ga is None else ga
             worst = max(worst, float(((view - ga).abs() / (ga.abs() + 1e-3)).max()))
     record("heads: hand-written gradients == autograd (3 presets)", worst < 1e-3, max_rel_diff=worst)
@@ -152,12 +153,12 @@ def check_heads(device: torch.device) -> None:
     together = run_search(configs, train, val)
     alone = [train_head(c, train, val) for c in configs]
     chunked = run_search(configs, train, val, max_stack=2)
-    d1 = max(max_diff(a.state_dict, t.state_dict) for a, t in zip(alone, together))
-    d2 = max(max_diff(a.state_dict, t.state_dict) for a, t in zip(chunked, together))
+    d1 = max(max_diff(a.state_dict, t.state_dict) for a, t in zip(alone, together, strict=True))
+    d2 = max(max_diff(a.state_dict, t.state_dict) for a, t in zip(chunked, together, strict=True))
     same_epochs = [a.best_epoch for a in alone] == [t.best_epoch for t in together]
     ok = same_epochs and all(
         torch.allclose(t.state_dict[n], a.state_dict[n], rtol=1e-4, atol=1e-4)
-        for a, t in zip(alone, together)
+        for a, t in zip(alone, together, strict=True)
         for n in a.state_dict
     )
     record(
@@ -238,7 +239,8 @@ def check_backbones(device: torch.device, names: list[str], batch: int) -> list[
                     )
             ok = row["fp32_finite"] and all(row[f"{t}_finite"] and row[f"{t}_rel_err"] < 0.1 for t in dtypes)
             record(
-                f"backbone {name}: random-init forward on {ws / bb.spec.sample_rate:g} s windows, fp32 vs autocast",
+                f"backbone {name}: random-init forward on {ws / bb.spec.sample_rate:g} s windows, "
+                "fp32 vs autocast",
                 ok,
                 **{k: v for k, v in row.items() if k.endswith("rel_err")},
             )
@@ -408,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         names = [n.strip() for n in args.backbones.split(",") if n.strip()]
         rows = check_backbones(device, names, args.batch or (8 if device.type == "cuda" else 2))
         print(
-            "\n| backbone | dim | batch | fp32 ms | bf16 ms | bf16 rel err | bf16 min cos | fp16 ms | fp16 rel err |"
+            "\n| backbone | dim | batch | fp32 ms | bf16 ms | bf16 rel err | bf16 min cos | fp16 ms "
+            "| fp16 rel err |"
         )
         print("|---|---|---|---|---|---|---|---|---|")
         f = lambda r, k, fmt: format(r[k], fmt) if k in r else "—"  # noqa: E731
@@ -417,8 +420,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"| {r['backbone']} | error: {r['error'][:80]} |||||||")
                 continue
             print(
-                f"| {r['backbone']} | {r['dim']} | {r['batch']} | {f(r, 'fp32_ms', '.1f')} | {f(r, 'bf16_ms', '.1f')} | "
-                f"{f(r, 'bf16_rel_err', '.2e')} | {f(r, 'bf16_cosine_min', '.5f')} | {f(r, 'fp16_ms', '.1f')} | "
+                f"| {r['backbone']} | {r['dim']} | {r['batch']} | {f(r, 'fp32_ms', '.1f')} | "
+                f"{f(r, 'bf16_ms', '.1f')} | {f(r, 'bf16_rel_err', '.2e')} | "
+                f"{f(r, 'bf16_cosine_min', '.5f')} | {f(r, 'fp16_ms', '.1f')} | "
                 f"{f(r, 'fp16_rel_err', '.2e')} |"
             )
     n_fail = sum(not r["ok"] for r in RESULTS)

@@ -364,7 +364,8 @@ def bench_search(
         sync()
         res[variant] = search_summary(results, time.perf_counter() - t, oracle_hf, stack)
         print(
-            f"  {name} {variant}: {res[variant]['seconds']:.1f} s, best val hF {res[variant]['best_val_hF']:.4f}",
+            f"  {name} {variant}: {res[variant]['seconds']:.1f} s, "
+            f"best val hF {res[variant]['best_val_hF']:.4f}",
             flush=True,
         )
     b = res["before"]
@@ -494,8 +495,9 @@ def main() -> None:
     where = f"GPU {gpu}" if gpu else f"{torch.get_num_threads()} threads"
     print(f"\nhead-tier benchmark · torch {torch.__version__} · {where} · copy bandwidth {bw / 1e9:.1f} GB/s")
     print(
-        "| size | head params | epoch trainer (s) | naive dict-Dataset (s) | ratio | naive TensorDataset (s) | ratio "
-        "| search K=%d vec (s) | sequential (s) | ratio | opt step (ms) | opt GB/s | copy/opt |" % args.k
+        "| size | head params | epoch trainer (s) | naive dict-Dataset (s) | ratio "
+        "| naive TensorDataset (s) | ratio "
+        f"| search K={args.k:d} vec (s) | sequential (s) | ratio | opt step (ms) | opt GB/s | copy/opt |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     k = args.k
@@ -504,7 +506,8 @@ def main() -> None:
         o = r["optimizer"]
         srch = (
             f"{s['vectorised']:.2f} (stacks of {r['search_stack']}; all {k}: {s['all_stacked']:.2f}) | "
-            f"{s['sequential']:.2f} | {r['search_speedup']:.1f}× ({r['search_speedup_vs_naive']:.1f}× vs {k} naive)"
+            f"{s['sequential']:.2f} | {r['search_speedup']:.1f}× "
+            f"({r['search_speedup_vs_naive']:.1f}× vs {k} naive)"
             if s
             else f"{r['search']} | — | —"
         )
@@ -512,25 +515,30 @@ def main() -> None:
             f"| {r['size']} ({r['dim']}-d{', extrapolated' if r['truncated'] else ''}) | "
             f"{r['head_parameters']:,} | {r['epoch_s']['trainer']:.3f} | {r['epoch_s']['naive']:.3f} | "
             f"{r['epoch_speedup']:.1f}× | {r['epoch_s']['naive_tensordataset']:.3f} | "
-            f"{r['epoch_speedup_tensordataset']:.1f}× | {srch} | {o['seconds'] * 1e3:.1f} | {o['bytes_per_s'] / 1e9:.1f} | "
+            f"{r['epoch_speedup_tensordataset']:.1f}× | {srch} | {o['seconds'] * 1e3:.1f} | "
+            f"{o['bytes_per_s'] / 1e9:.1f} | "
             f"{o['floor_ratio']:.2f} |"
         )
     print("targets on CPU: " + ", ".join(f"{k} {v}" for k, v in targets.items()))
     if searches:
         print(
-            f"\nK = {args.k} stage-1 search (≤ {args.search_epochs} epochs, patience {args.search_patience}) on a "
+            f"\nK = {args.k} stage-1 search (≤ {args.search_epochs} epochs, "
+            f"patience {args.search_patience}) on a "
             f"synthetic task with a known answer; halving: first rung {args.rung_epochs} epochs"
         )
         print(
-            "| size | clips (train/val) | stack | oracle val hF | before: s, hF, config-epochs | after: s, hF, "
-            "config-epochs, speed-up | halving: s, hF, config-epochs, speed-up |"
+            "| size | clips (train/val) | stack | oracle val hF | before: s, hF, config-epochs "
+            "| after: s, hF, config-epochs, speed-up | halving: s, hF, config-epochs, speed-up |"
         )
         print("|---|---|---|---|---|---|---|")
         for r in searches:
-            cell = lambda v: (
-                f"{r[v]['seconds']:.1f} s, {r[v]['best_val_hF']:.4f}, {r[v]['config_epochs_computed']}"  # noqa: E731
-                + (f", {r[v]['speedup']:.2f}×" if v != "before" else "")
-            )
+
+            def cell(v, r=r):
+                return (
+                    f"{r[v]['seconds']:.1f} s, {r[v]['best_val_hF']:.4f}, {r[v]['config_epochs_computed']}"
+                    + (f", {r[v]['speedup']:.2f}×" if v != "before" else "")
+                )
+
             print(
                 f"| {r['size']} ({r['dim']}-d) | {r['clips']} ({r['n_train']}/{r['n_val']}) | {r['stack']} | "
                 f"{r['oracle_val_hF']:.4f} | {cell('before')} | {cell('after')} | {cell('halving')} |"

@@ -147,11 +147,11 @@ def cmd_split(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _fail(str(e))
     split.save(args.out)
-    label = dict(zip(m.ids.tolist(), m.labels.tolist()))
+    label = dict(zip(m.ids.tolist(), m.labels.tolist(), strict=True))
     counts = {}
     for part in ("train", "val", "test"):
         bc = np.bincount([label[i] for i in split.part(part)], minlength=len(CLASSES))
-        counts[part] = {c: int(n) for c, n in zip(CLASSES, bc)}
+        counts[part] = {c: int(n) for c, n in zip(CLASSES, bc, strict=False)}
     print(split.describe())
     print(_class_table(counts))
     print(f"saved {args.out}")

@@ -118,7 +118,8 @@ def train_baseline(
     log: Callable[[str], None] | None = None,
 ) -> FoldResult:
     """Train the baseline network on (train_xs, train_y) with early stopping on validation accuracy;
-    ``seed`` fixes the initial weights, batch order, augmentation and dropout (the global RNG is left as it was)."""
+    ``seed`` fixes the initial weights, batch order, augmentation and dropout (the global RNG is left
+    as it was)."""
     dev = _device(cfg.device)
     threads = torch.get_num_threads()
     try:
@@ -222,7 +223,8 @@ def run_baseline(cfg: BaselineConfig, log=print, progress: bool = True) -> dict:
     xs_all = [x[torch.as_tensor(keep)] for x in xs_all]
     y_all = torch.as_tensor(labels, dtype=torch.long)
     log(
-        f"[baseline] {man.name}: {len(ids)} target clips with features ({len(targets.ids) - len(ids)} without); "
+        f"[baseline] {man.name}: {len(ids)} target clips with features "
+        f"({len(targets.ids) - len(ids)} without); "
         f"modalities {', '.join(names)}"
     )
     out = Path(cfg.out)

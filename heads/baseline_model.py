@@ -99,7 +99,7 @@ class BaselineNet(nn.Module):
         self.out_dim = half
 
     def forward(self, *xs: Tensor) -> Tensor:
-        feats = [enc(x) for enc, x in zip(self.encoders, xs)]
+        feats = [enc(x) for enc, x in zip(self.encoders, xs, strict=True)]
         h = self.fusion(*feats)[0] if self.fusion is not None else feats[0]
         return F.normalize(self.classifier(self.project(h)), dim=1)
 

@@ -42,7 +42,8 @@ def cross_validate(
             row[rule] = {"hP": t["hP"], "hR": t["hR"], "hF": t["hF"]}
         per_fold.append(row)
         log(
-            f"[cv] fold {f}: test hF {row['argmax']['hF']:.4f} (argmax), {row['expected-credit']['hF']:.4f} (expected-credit)"
+            f"[cv] fold {f}: test hF {row['argmax']['hF']:.4f} (argmax), "
+            f"{row['expected-credit']['hF']:.4f} (expected-credit)"
         )
     summary = {
         rule: {m: mean_std([r[rule][m] for r in per_fold]) for m in ("hP", "hR", "hF")} for rule in DECODINGS

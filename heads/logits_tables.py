@@ -41,7 +41,8 @@ def stack_logits(store: Store, runs: Sequence[str], ids: Sequence[str]) -> np.nd
 def pseudo_labels_from_runs(
     stores: Sequence[Store], runs: Sequence[str], name: str, log=print
 ) -> dict[str, np.ndarray]:
-    """Softmax of the mean logits of ``runs`` for every clip of each store; written as pseudo_labels/<name>."""
+    """Softmax of the mean logits of ``runs`` for every clip of each store; written as
+    pseudo_labels/<name>."""
     out = {}
     for store in stores:
         names = match_runs(store, runs)
@@ -74,7 +75,7 @@ def ensemble_from_runs(
     split = load_split(targets, split_file, split_preset, fold, None, man.name)
     st = existing_store(store or default_store_path(dataset), dataset, write=True)
     names = match_runs(st, runs)
-    lab = dict(zip(targets.ids.tolist(), targets.labels.tolist()))
+    lab = dict(zip(targets.ids.tolist(), targets.labels.tolist(), strict=True))
     parts = {p: split.part(p) for p in ("val", "test")}
     y = {p: np.array([lab[i] for i in ids]) for p, ids in parts.items()}
     stacks = {p: stack_logits(st, names, ids) for p, ids in parts.items()}

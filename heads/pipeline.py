@@ -101,7 +101,8 @@ class Pipeline:
 
     # ------------------------------------------------------------------ data
     def data(self) -> PipelineData:
-        """The datasets and the split; on first use the split and the resolved config are saved to ``out/``."""
+        """The datasets and the split; on first use the split and the resolved config are saved to
+        ``out/``."""
         if self._data is None:
             data = load_pipeline_data(self.cfg, self.log)
             self.out.mkdir(parents=True, exist_ok=True)
@@ -210,7 +211,8 @@ class Pipeline:
         configs = sample_configs(cfg.train_config(spec, stage), space)
         self.log(
             f"[stage {stage}] {spec.name}: {st.k} configurations × ≤{st.epochs} epochs on {len(train)} clips "
-            f"(val {len(val)}), {'from the best stage-' + str(prev) + ' head' if init_state else 'fresh heads'}"
+            f"(val {len(val)}), "
+            f"{'from the best stage-' + str(prev) + ' head' if init_state else 'fresh heads'}"
         )
         t0 = time.time()
         results = run_search(
@@ -403,7 +405,8 @@ class Pipeline:
         self.log(
             f"[ensemble] {len(members)} stage-{stage} model(s) {summary['members']}: val hF "
             f"{scores['argmax']['val'].hF:.4f} (argmax) / {scores['expected-credit']['val'].hF:.4f} "
-            f"(expected-credit); test hF {scores['argmax']['test'].hF:.4f} / {scores['expected-credit']['test'].hF:.4f}"
+            f"(expected-credit); test hF {scores['argmax']['test'].hF:.4f} / "
+            f"{scores['expected-credit']['test'].hF:.4f}"
         )
         return ens
 
@@ -467,7 +470,8 @@ class Pipeline:
 
     # ------------------------------------------------------------------ everything
     def run(self) -> str:
-        """Stages → ensemble → report → submission (when an evaluation set is configured); returns the table."""
+        """Stages → ensemble → report → submission (when an evaluation set is configured); returns the
+        table."""
         t0 = time.time()
         data = self.data()
         self.run_stages()

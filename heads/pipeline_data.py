@@ -78,7 +78,8 @@ def load_pipeline_data(cfg: PipelineConfig, log: Callable[[str], None] = print) 
     stores = {"clean": existing_store(d.clean.store or default_store_path(d.clean.root), d.clean.root, True)}
     ids, labels = {"clean": clean.ids}, {"clean": clean.labels}
     log(
-        f"[data] {clean_manifest.name}: {len(clean)} target clips ({_non_targets(clean_manifest)} non-target rows "
+        f"[data] {clean_manifest.name}: {len(clean)} target clips "
+        f"({_non_targets(clean_manifest)} non-target rows "
         f"dropped); {split.describe()}"
     )
     noisy_train_idx, overlap, excluded = None, 0, 0
@@ -97,7 +98,8 @@ def load_pipeline_data(cfg: PipelineConfig, log: Callable[[str], None] = print) 
         shared = len(set(nt.ids.tolist()) & set(clean.ids.tolist()))
         log(
             f"[data] {noisy.name}: {len(nt)} target clips ({_non_targets(noisy)} non-target rows dropped); "
-            f"{shared} shared with {clean_manifest.name}, {overlap} of them in the clean validation/test split: "
+            f"{shared} shared with {clean_manifest.name}, "
+            f"{overlap} of them in the clean validation/test split: "
             + (
                 "excluded from training"
                 if d.exclude_noisy_overlap

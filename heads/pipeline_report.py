@@ -119,7 +119,8 @@ def report_rows(
 
 
 def comparison_summary(rows: list[dict], decoding: str) -> str:
-    """Audio-only, prior-only, fused and the submitted ensemble (each chosen on validation hF) on the test split."""
+    """Audio-only, prior-only, fused and the submitted ensemble (each chosen on validation hF) on the
+    test split."""
 
     def best(kind):
         c = [r for r in rows if r.get("kind") == kind and r.get("test_hF") is not None]

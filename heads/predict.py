@@ -33,7 +33,8 @@ def predict_dataset(
     log=print,
 ) -> Path:
     """Predict every clip of a dataset (its cache must hold the runs' embeddings and priors) with the
-    mean logits of saved heads (run folders, or ensemble.json files naming them); writes ``<label>.output.csv``."""
+    mean logits of saved heads (run folders, or ensemble.json files naming them); writes
+    ``<label>.output.csv``."""
     if not run_dirs:
         raise ValueError("name at least one trained run folder (or an ensemble.json)")
     dirs: list[Path] = []

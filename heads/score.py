@@ -84,7 +84,7 @@ def _column(path: Path, header: list[str], numbers: list[int], rows: list[list[s
     """One column, stripped; a row too short to hold it raises naming the row."""
     k = header.index(name)
     if rows and min(map(len, rows)) <= k:
-        n = next(n for n, r in zip(numbers, rows) if len(r) <= k)
+        n = next(n for n, r in zip(numbers, rows, strict=True) if len(r) <= k)
         raise ScoreInputError(f"{path} row {n}: no value for column '{name}' (row too short)")
     return [r[k].strip() for r in rows]
 
@@ -93,7 +93,7 @@ def _check_ids(path: Path, ids: list[str], numbers: list[int], id_col: str) -> N
     if len(set(ids)) == len(ids) and "" not in ids:
         return
     seen: dict[str, int] = {}
-    for n, cid in zip(numbers, ids):
+    for n, cid in zip(numbers, ids, strict=True):
         if not cid:
             raise ScoreInputError(f"{path} row {n}: empty {id_col}")
         if cid in seen:
@@ -115,7 +115,7 @@ def read_truth(path: str | Path) -> Truth:
     _check_ids(path, ids, numbers, id_col)
     codes = _column(path, header, numbers, rows, "class")
     idxs = _column(path, header, numbers, rows, "class_idx") if "class_idx" in header else [""] * len(rows)
-    pairs = list(zip(codes, idxs))
+    pairs = list(zip(codes, idxs, strict=True))
     label_of: dict[tuple[str, str], int] = {}  # parse each distinct (class, class_idx) once: -1 = non-target
     for pair in set(pairs):
         k = pairs.index(pair)
@@ -189,7 +189,7 @@ def align(
 
     Raises ScoreInputError naming ids that are on one side only.
     """
-    pos = dict(zip(pred.ids, range(len(pred.ids))))
+    pos = dict(zip(pred.ids, range(len(pred.ids)), strict=True))
     order = np.fromiter((pos.get(cid, -1) for cid in truth.ids), dtype=np.int64, count=len(truth.ids))
     extra = set(pos).difference(truth.ids)
     n_excluded = len(extra & truth.non_target_ids)

@@ -154,7 +154,12 @@ def run_search(
     for end in rung_ends(configs[0].epochs, rung_epochs):
         for run in runs:
             run.run_to(end)
-        alive = [(lo + k, run, k) for (lo, _), run in zip(spans, runs) for k in range(run.K) if run.active[k]]
+        alive = [
+            (lo + k, run, k)
+            for (lo, _), run in zip(spans, runs, strict=True)
+            for k in range(run.K)
+            if run.active[k]
+        ]
         alive.sort(key=lambda t: (-t[1].best_hf(t[2]), t[0]))
         for _, run, k in alive[math.ceil(len(alive) / 2) :]:
             run.stop([k])
@@ -181,7 +186,8 @@ def results_table(results: Sequence[RunResult], names: Sequence[str] | None = No
         r = results[i]
         v = r.best_val
         lines.append(
-            f"| {rank} | {names[i]} | {r.config.lr:.3g} | {r.config.lam:.3f} | {r.config.seed} | {r.best_epoch} | "
+            f"| {rank} | {names[i]} | {r.config.lr:.3g} | {r.config.lam:.3f} | {r.config.seed} | "
+            f"{r.best_epoch} | "
             f"{len(r.history)} | {v.get('hP', float('nan')):.4f} | {v.get('hR', float('nan')):.4f} | "
             f"{v.get('hF', float('nan')):.4f} |"
         )

@@ -373,7 +373,7 @@ class StackedHeads:
         logp = torch.log_softmax(z, dim=-1)
         loss = (T * logp).sum((1, 2)).neg_()
         dz = logp.exp_().mul_(s.unsqueeze(-1)).sub_(T)
-        for op, x in zip(reversed(ops), reversed(saved)):
+        for op, x in zip(reversed(ops), reversed(saved), strict=True):
             kind = op[0]
             if kind == "linear":
                 torch.bmm(dz.transpose(1, 2), x, out=op[4])
@@ -487,12 +487,12 @@ class BatchedAdamW:
     def param_groups(self) -> list[dict]:
         if self.optimizer is not None:
             return self.optimizer.param_groups
-        return [{"lr": lr, "weight_decay": wd} for lr, wd in zip(self.lrs, self.wds)]
+        return [{"lr": lr, "weight_decay": wd} for lr, wd in zip(self.lrs, self.wds, strict=True)]
 
     def set_lr(self, lrs: list[float]) -> None:
         self.lrs = [float(x) for x in lrs]
         if self.optimizer is not None:
-            for g, lr in zip(self.optimizer.param_groups, self.lrs):
+            for g, lr in zip(self.optimizer.param_groups, self.lrs, strict=True):
                 g["lr"] = lr
 
     def set_grads(self, grads: list[Tensor] | Tensor) -> None:
@@ -503,7 +503,7 @@ class BatchedAdamW:
         self._grads = grads
         self._g = [[g[k] for g in grads] for k in range(self.K)]
         for k in range(self.K):
-            for view, g in zip(self.views[k], self._g[k]):
+            for view, g in zip(self.views[k], self._g[k], strict=True):
                 view.grad = g
 
     def step(self, clip_grad_norm: float = 0.0) -> None:

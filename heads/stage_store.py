@@ -169,7 +169,8 @@ def save_pseudo_summary(out: Path, table: str, members: list[str], selection: di
 
 
 def load_pseudo_summary(out: Path) -> dict | None:
-    """``pseudo/pseudo.json`` as written by :func:`save_pseudo_summary`, or None before pseudo-labels were made."""
+    """``pseudo/pseudo.json`` as written by :func:`save_pseudo_summary`, or None before pseudo-labels
+    were made."""
     path = _pseudo_json(out)
     return read_json(path) if path.exists() else None
 
@@ -191,7 +192,8 @@ def save_ensemble(
     labels_clean: np.ndarray,
     idx: dict[str, np.ndarray],
 ) -> None:
-    """``ensemble/ensemble.json`` and ``ensemble/predictions.npz`` (mean logits, ids, clean labels, val/test rows)."""
+    """``ensemble/ensemble.json`` and ``ensemble/predictions.npz`` (mean logits, ids, clean labels,
+    val/test rows)."""
     folder = out / "ensemble"
     write_json(folder / "ensemble.json", ens.summary)
     np.savez_compressed(

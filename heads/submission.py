@@ -39,7 +39,7 @@ def write_output_csv(path: str | Path, ids: Sequence[str], pred: np.ndarray, sco
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(HEADER)
-        for i, p, s in zip(ids, pred, score):
+        for i, p, s in zip(ids, pred, score, strict=True):
             w.writerow([str(i), CLASSES[int(p)], f"{float(s):.6f}"])
     return path
 
@@ -52,7 +52,8 @@ def dev_results(scores: HierarchicalScores) -> dict:
         "class_wise": {
             c: {"hP": r(v["hP"]), "hR": r(v["hR"]), "hF": r(v["hF"])} for c, v in scores.per_class.items()
         },
-        "metric": "macro hierarchical precision/recall/F (credit 1 exact, 0.375 same top level, 0 otherwise); "
+        "metric": "macro hierarchical precision/recall/F (credit 1 exact, 0.375 same top level, "
+        "0 otherwise); "
         f"never-predicted-class convention: '{scores.never_predicted}'",
         "n_items": scores.n_items,
     }

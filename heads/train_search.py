@@ -65,7 +65,8 @@ def train_or_search(
     train, val = data.subset(idx["train"]), data.subset(idx["val"])
     configs = sample_configs(cfg.train, cfg.search) if search else [cfg.train]
     log(
-        f"[{'search' if search else 'train'}] {len(configs)} configuration(s) on {len(train)} clips, val {len(val)}, "
+        f"[{'search' if search else 'train'}] {len(configs)} configuration(s) on {len(train)} clips, "
+        f"val {len(val)}, "
         f"dim {data.dim}, groups {data.groups}, prior {cfg.inputs.prior}"
     )
     results = run_search(
@@ -101,7 +102,8 @@ def train_or_search(
             provenance={"run": names[k], "manifest_sha256": man.digest(), "store": str(store.path)},
         )
         log(
-            f"[{names[k]}] val hF {results[k].best_val.get('hF', float('nan')):.4f} (epoch {results[k].best_epoch}), "
+            f"[{names[k]}] val hF {results[k].best_val.get('hF', float('nan')):.4f} "
+            f"(epoch {results[k].best_epoch}), "
             f"test hF {test.hF:.4f} -> {folder}"
         )
     if cfg.write_logits:

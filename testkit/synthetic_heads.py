@@ -94,7 +94,7 @@ def write_synthetic_dataset(
     else:
         meta = [
             labelled_row(i, CLASSES[int(y)], confidence="5", uploader="u", tags="synthetic", description="")
-            for i, y in zip(ids, labels)
+            for i, y in zip(ids, labels, strict=True)
         ]
     write_metadata(root, meta, name, UNLABELLED_REQUIRED if labels is None else LABELLED_COLUMNS)
     prov = base_provenance("testkit.synthetic_heads")
@@ -170,7 +170,7 @@ def write_synthetic_pipeline(
     with open(truth, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "class"])
-        w.writerows([[i, CLASSES[int(c)]] for i, c in zip(ids_eval, y_eval)])
+        w.writerows([[i, CLASSES[int(c)]] for i, c in zip(ids_eval, y_eval, strict=True)])
     return {
         "clean": root / "clean",
         "noisy": root / "noisy",

@@ -47,7 +47,7 @@ def test_network_shapes_and_parameter_count():
         sum(p.numel() for p in net.parameters()) == 2 * encoder + fusion + projector + classifier == 7_316_674
     )
     # the fusion weights are a softmax over the two modalities
-    feats = [enc(x) for enc, x in zip(net.encoders, (a, t))]
+    feats = [enc(x) for enc, x in zip(net.encoders, (a, t), strict=True)]
     fused, w = net.fusion(*feats)
     torch.testing.assert_close(w.sum(1), torch.ones(5))
     torch.testing.assert_close(fused, feats[0] * w[:, :1] + feats[1] * w[:, 1:])
@@ -161,7 +161,7 @@ def test_baseline_learns_and_runs_on_two_modalities(tmp_path):
         root,
         [
             labelled_row(i, CLASSES[y], confidence="5", uploader="u", tags="t", description="")
-            for i, y in zip(ids, labels)
+            for i, y in zip(ids, labels, strict=True)
         ],
         "SYN",
         LABELLED_COLUMNS,

@@ -35,7 +35,7 @@ def test_early_stopped_configurations_leave_the_stack_and_the_others_are_unchang
     assert all(row["stacked"] == len(cfgs) for r in kept for row in r.history)
     shared = [min(row["stacked"] for row in r.history) >= 2 for r in shrunk]
     assert sum(shared) >= 3 and not all(shared)
-    for a, b, exact in zip(shrunk, kept, shared):
+    for a, b, exact in zip(shrunk, kept, shared, strict=True):
         assert a.best_epoch == b.best_epoch and len(a.history) == len(b.history)
         if exact:
             assert a.best_val == b.best_val
@@ -46,7 +46,7 @@ def test_early_stopped_configurations_leave_the_stack_and_the_others_are_unchang
             for n in a.state_dict:
                 torch.testing.assert_close(a.state_dict[n], b.state_dict[n], rtol=1e-5, atol=1e-5)
     # and each configuration trained alone (batched matmuls round alike up to float precision)
-    for c, r in zip(cfgs, shrunk):
+    for c, r in zip(cfgs, shrunk, strict=True):
         alone = train_head(c, train, val)
         assert alone.best_epoch == r.best_epoch and len(alone.history) == len(r.history)
         assert [h["val_hF"] for h in alone.history] == pytest.approx(
@@ -93,7 +93,9 @@ def test_successive_halving_keeps_the_best_half_and_finds_the_known_best_learnin
     assert sum(len(r.history) for r in halved) == 4 * 2 + 2 * 4 + 2 * 8  # of 64 in the plain search
     assert [r.stopped_by for r in halved] == ["halving" if expected[k] < 8 else "" for k in range(len(cfgs))]
     assert [h["stacked"] for h in halved[best].history] == [8, 8, 4, 4, 2, 2, 2, 2]
-    for a, b in zip(plain, halved):  # a dropped configuration's curve is the plain one, cut at its rung
+    for a, b in zip(
+        plain, halved, strict=True
+    ):  # a dropped configuration's curve is the plain one, cut at its rung
         assert [h["val_hF"] for h in b.history] == [h["val_hF"] for h in a.history[: len(b.history)]]
     # a survivor equals the configuration trained alone (its schedule is the full-length one)
     for k in alive:
@@ -103,7 +105,7 @@ def test_successive_halving_keeps_the_best_half_and_finds_the_known_best_learnin
     # groups of stacked configurations are halved together: same outcome
     grouped = run_search(cfgs, train, val, max_stack=3, halving=True, rung_epochs=2)
     assert [len(r.history) for r in grouped] == [len(r.history) for r in halved]
-    for a, b in zip(grouped, halved):
+    for a, b in zip(grouped, halved, strict=True):
         for n in a.state_dict:
             torch.testing.assert_close(a.state_dict[n], b.state_dict[n], rtol=1e-5, atol=1e-5)
 

@@ -57,13 +57,14 @@ def test_batched_adamw_matches_torch_adamw_with_clipping(clip_in_step):
     torch.manual_seed(1)
     heads = [FusionHead(5, dropout=0.0) for _ in range(3)]
     refs = [FusionHead(5, dropout=0.0) for _ in range(3)]
-    for r, h in zip(refs, heads):
+    for r, h in zip(refs, heads, strict=True):
         r.load_state_dict(h.state_dict())
     lrs, wds = [1e-2, 3e-3, 1e-3], [0.01, 0.0, 0.1]
     st = StackedHeads.from_heads(heads)
     opt = BatchedAdamW(st.params, lrs, wds)
     ref_opts = [
-        torch.optim.AdamW(r.parameters(), lr=lr, weight_decay=wd) for r, lr, wd in zip(refs, lrs, wds)
+        torch.optim.AdamW(r.parameters(), lr=lr, weight_decay=wd)
+        for r, lr, wd in zip(refs, lrs, wds, strict=True)
     ]
     data = synthetic_data(9, dim=5, seed=2)
     names = list(st.params)
@@ -79,7 +80,7 @@ def test_batched_adamw_matches_torch_adamw_with_clipping(clip_in_step):
             clip_grad_norms_(grads, 0.5)
             opt.set_grads(grads)
             opt.step()
-        for r, o in zip(refs, ref_opts):
+        for r, o in zip(refs, ref_opts, strict=True):
             o.zero_grad()
             torch.nn.functional.cross_entropy(r(data.X, data.prior, data.missing), data.labels).backward()
             torch.nn.utils.clip_grad_norm_(r.parameters(), 0.5)
@@ -117,13 +118,13 @@ def test_hand_written_gradients_match_autograd(preset, missing):
     ref = reference_losses(logits, labels, weights, lam, pseudo, has)
     torch.testing.assert_close(losses, ref, rtol=1e-5, atol=1e-6)
     auto = torch.autograd.grad(ref.sum(), list(leaf.values()), allow_unused=True)
-    for (name, view), ga in zip(gviews.items(), auto):
+    for (name, view), ga in zip(gviews.items(), auto, strict=True):
         torch.testing.assert_close(
             view,
             torch.zeros_like(view) if ga is None else ga,
             rtol=1e-4,
             atol=1e-6,
-            msg=lambda m: f"{name}: {m}",
+            msg=lambda m, name=name: f"{name}: {m}",
         )
 
 
@@ -219,7 +220,7 @@ def test_search_matches_single_runs():
     configs = sample_configs(TrainConfig(**FAST), SearchSpace(k=3, seed=5))
     assert len({c.seed for c in configs}) == 3 and len({c.lr for c in configs}) == 3
     together = run_search(configs, train, val)
-    for c, r in zip(configs, together):
+    for c, r in zip(configs, together, strict=True):
         alone = train_head(c, train, val)
         assert alone.best_epoch == r.best_epoch
         assert [h["val_hF"] for h in alone.history] == pytest.approx(
@@ -229,7 +230,7 @@ def test_search_matches_single_runs():
             torch.testing.assert_close(r.state_dict[n], v, rtol=1e-5, atol=1e-5)
     # chunked stacking gives the same result too
     chunked = run_search(configs, train, val, max_stack=2)
-    for a, b in zip(together, chunked):
+    for a, b in zip(together, chunked, strict=True):
         for n in a.state_dict:
             torch.testing.assert_close(a.state_dict[n], b.state_dict[n], rtol=1e-5, atol=1e-5)
     order = ranking(together)
