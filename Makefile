@@ -24,8 +24,10 @@ install: $(STAMP)
 demo: install
 	PY=$(PY) DEMO_DIR=$(DEMO_DIR) DEMO_OUT=$(DEMO_OUT) bash scripts/demo.sh
 
-## the whole test suite (slow-marked tests included)
+## lint (ruff, configured in pyproject.toml) and the whole test suite (slow-marked tests included)
 test: install
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 ## everything but the slow-marked tests (for quick local iterations)

@@ -293,7 +293,9 @@ def test_cli_skips_when_up_to_date_and_keeps_other_files(tmp_path, capsys):
     assert demo_data.main(args) == 0
     assert "already generated" in capsys.readouterr().out
     assert csv_path.stat().st_mtime_ns == before[0]
-    assert demo_data.main(args + ["--set", "demo_data.label_noise=0.2"]) == 0  # new config: regenerated in place
+    assert (
+        demo_data.main(args + ["--set", "demo_data.label_noise=0.2"]) == 0
+    )  # new config: regenerated in place
     assert (out / CLEAN / "cache.zarr").is_dir()  # work stored beside the data is kept
     assert csv_path.read_bytes() == before[1]  # the clean set does not depend on label_noise
     assert demo_data.main(["--out", str(out), "--set", "demo_data.no_such_key=1"]) == 2

@@ -235,7 +235,8 @@ def test_disk_full_is_one_line_with_exit_2(ft_data, tmp_path, capsys, monkeypatc
 @pytest.mark.parametrize("exclude", [True, False])
 def test_stage2_noisy_overlap_switch(ft_data, tmp_path, exclude):
     """Stage 2 leaves out the noisy clips that are in the clean validation/test split by default;
-    ``data.exclude_noisy_overlap = false`` trains on every noisy clip, as the reference did. Both count them."""
+    ``data.exclude_noisy_overlap = false`` trains on every noisy clip, as the reference did.
+    Both count them."""
     cfg = load_config(
         None,
         ft_data.overrides(tmp_path, "train.stage=2", f"data.exclude_noisy_overlap={str(exclude).lower()}"),
