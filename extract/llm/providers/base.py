@@ -152,9 +152,20 @@ def register_provider(name: str) -> Callable[[type[Provider]], type[Provider]]:
     return deco
 
 
-def available_providers() -> list[str]:
-    from . import _load_all  # noqa: F401  (imports every provider module)
+def import_provider_modules() -> None:
+    """Import every provider module of this folder, so that each registers itself (once): adding a
+    provider is adding one file here."""
+    import importlib
+    import pkgutil
+    from pathlib import Path
 
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"{__package__}.{info.name}")
+
+
+def available_providers() -> list[str]:
+    import_provider_modules()
     return sorted(_REGISTRY)
 
 
