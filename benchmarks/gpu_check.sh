@@ -10,7 +10,7 @@
 # a dry run exercises the invocations).
 #
 # Environment: PY (python, default python3), OUT (results folder, default /tmp/gpu_check_out),
-# BUDGET_S (seconds for the whole script, default 480), SKIP_WHEELS=1 (do not install .whl/).
+# BUDGET_S (seconds for the whole script, default 540), SKIP_WHEELS=1 (do not install .whl/).
 # Files in $OUT (8): gpu_checks.json, heads_bench.json, extract_bench.json, finetune_bench.json and
 # logs/{gpu_checks,heads_bench,extract_bench,finetune_bench}.log.
 set -u
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu_check_out}
 SITE=${SITE:-/tmp/site}
-BUDGET_S=${BUDGET_S:-480}
+BUDGET_S=${BUDGET_S:-540}
 START=$(date +%s)
 mkdir -p "$OUT/logs"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
@@ -71,8 +71,9 @@ run() {
 
 if [ $GPU = 1 ]; then
   run gpu_checks 75 $PY benchmarks/gpu_checks.py --device cuda --out "$OUT/gpu_checks.json"
-  run heads_bench 100 $PY benchmarks/heads_bench.py --device cuda --sizes demo,bsd10k-1024,bsd10k-4096 \
-      --steps 100 --repeats 2 --epochs 5 --out "$OUT/heads_bench.json"
+  # plus the whole K = 20 stage-1 search (before / after / halving) at BSD10k's full size, 384-d and 1024-d
+  run heads_bench 160 $PY benchmarks/heads_bench.py --device cuda --sizes demo,bsd10k-1024,bsd10k-4096 \
+      --steps 100 --repeats 2 --epochs 5 --full-search --out "$OUT/heads_bench.json"
   run extract_bench 80 $PY benchmarks/extract_bench.py --device cuda --skip-minilm --clips 64 --passt-clips 48 \
       --rows 20000 --workers 6 --out "$OUT/extract_bench.json"
   # amortised size: 1,000 synthetic 10 s clips x 3 epochs, run.py vs a plain loop at the same precision
