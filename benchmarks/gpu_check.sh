@@ -83,7 +83,7 @@ else
   echo "== no GPU: GPU benchmarks skipped; tiny CPU smoke runs of the checks and benchmarks instead"
   run gpu_checks 300 $PY benchmarks/gpu_checks.py --device cpu --backbones "${CPU_BACKBONES:-beats,m2d,passt}" \
       --out "$OUT/gpu_checks.json"
-  run heads_bench 200 $PY benchmarks/heads_bench.py --device auto --sizes demo --repeats 1 --epochs 1 --k 4 \
+  run heads_bench 200 $PY benchmarks/heads_bench.py --device auto --sizes demo --repeats 1 --epochs 1 --k 4 --search-clips 120 --search-epochs 4 \
       --out "$OUT/heads_bench.json"
   run extract_bench 200 $PY benchmarks/extract_bench.py --device auto --skip-minilm --clips 6 --passt-clips 2 \
       --rows 2000 --workers 2 --out "$OUT/extract_bench.json"
