@@ -48,10 +48,11 @@ def max_diff(a: dict, b: dict) -> float:
 
 # ------------------------------------------------------------------------------------------- heads
 def check_heads(device: torch.device) -> None:
+    from heads.batched_adamw import BatchedAdamW, clip_grad_norms_
     from heads.losses import item_weights, loss_targets, mixed_loss
     from heads.model import FusionHead
     from heads.search import SearchSpace, run_search, sample_configs
-    from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_
+    from heads.stacked import StackedHeads
     from heads.training import TrainConfig, predict_logits, train_head
     from testkit.synthetic_heads import synthetic_data
 

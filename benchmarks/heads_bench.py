@@ -58,11 +58,12 @@ sys.path.insert(0, str(REPO))  # testkit/ is a top-level folder of the checkout,
 
 from cache.metric import hierarchical_scores  # noqa: E402
 from cache.taxonomy import NUM_CLASSES  # noqa: E402
+from heads.batched_adamw import BatchedAdamW  # noqa: E402
 from heads.losses import class_frequency_weights  # noqa: E402
 from heads.model import FusionHead  # noqa: E402
 from heads.schedule import reference_schedule  # noqa: E402
 from heads.search import SearchSpace, auto_stack, ranking, run_search, sample_configs  # noqa: E402
-from heads.stacked import BatchedAdamW, StackedHeads  # noqa: E402
+from heads.stacked import StackedHeads  # noqa: E402
 from heads.training import TrainConfig, train_stacked  # noqa: E402
 from testkit.synthetic_heads import fusion_task, synthetic_data  # noqa: E402
 

@@ -30,12 +30,13 @@ from cache.metric import hierarchical_scores
 from cache.progress import progress as progress_bar
 from cache.taxonomy import NUM_CLASSES
 
+from .batched_adamw import BatchedAdamW
 from .data import HeadData
 from .early_stopping import EarlyStopping
 from .losses import class_frequency_weights, item_weights, loss_targets
 from .model import FusionHead
 from .schedule import schedule_parts, schedule_steps
-from .stacked import BatchedAdamW, StackedHeads, mask_generator
+from .stacked import StackedHeads, mask_generator
 
 #: fields that may differ between the configurations of one stacked run
 PER_CONFIG = ("lr", "lam", "weight_decay", "seed")

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from heads.batched_adamw import BatchedAdamW, clip_grad_norms_
 from heads.losses import item_weights, loss_targets, mixed_loss
 from heads.model import FusionHead
 from heads.search import SearchSpace, ranking, results_table, run_search, sample_configs
-from heads.stacked import BatchedAdamW, StackedHeads, clip_grad_norms_, mask_generator
+from heads.stacked import StackedHeads, mask_generator
 from heads.training import TrainConfig, predict_logits, train_head, train_stacked
 from testkit.synthetic_heads import synthetic_data
 
