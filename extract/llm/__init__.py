@@ -18,7 +18,7 @@ from .response_cache import ResponseCache, default_cache_dir, redact, request_ke
 
 
 def run(config: LLMConfig):
-    """Run one LLM-tier job; returns (exit code, :class:`extract.llm.runner.RunReport`)."""
+    """Run one LLM-tier job; returns (exit code, :class:`extract.llm.run_report.RunReport`)."""
     from .runner import Runner
 
     return Runner(config).run()

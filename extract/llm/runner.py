@@ -12,6 +12,9 @@ Missing rows hold zeros in ``prior`` and '' in ``text``; the mask is the truth. 
 JSON (resolved config, counts, every rejected answer with its reason, scores of the prior
 alone on labelled rows) and the resolved config as TOML are written next to the store.
 
+This module holds the request loop; the report is :mod:`.run_report`, the table step
+:mod:`.run_table`, the scores of the prior :mod:`.evaluate`.
+
 A run is a success (exit 0) only when no request failed and some row is usable. Requests
 that failed after their retries end the run with exit 3 (the answers received are cached,
 so the same command resumes); such a run never replaces good rows of an existing table
@@ -21,133 +24,29 @@ so the same command resumes); such a run never replaces good rows of an existing
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cache.progress import progress
-from cache.provenance import base_provenance
 from cache.taxonomy import NUM_CLASSES
 
-from .config import LLMConfig, LLMRunConfig
+from .config import LLMConfig
 from .costs import estimate, prices_for
 from .errors import UserError
-from .evaluate import score_prior
+from .evaluate import eval_parts, read_truth, score_prior
 from .output import emit
 from .parsing import LabelMapper, count_drops
 from .prompts import build_template, load_class_texts
 from .providers.base import ChatProvider, ChatRequest, ChatResult, LocalTask, build_provider
-from .response_cache import ResponseCache, redact, redact_obj, request_key
-
-EXIT_OK, EXIT_INCOMPLETE = 0, 3
-EXIT_PENDING = EXIT_INCOMPLETE  # batches still open: re-run later
-
-
-@dataclass
-class RunReport:
-    """What a run did; printed at the end and saved as JSON."""
-
-    kind: str
-    provider: str
-    model: str
-    group: str
-    store: str
-    n_clips: int = 0
-    n_requests: int = 0  # unique requests (identical prompts are asked once)
-    answered: int = 0  # clips with a usable prior / summary
-    cached: int = 0  # unique requests answered from the cache
-    sent: int = 0  # unique requests sent to the provider in this run
-    missing: int = 0
-    failed_by_reason: dict[str, int] = field(default_factory=dict)  # request failures + rejected answers
-    dropped_labels: dict[str, int] = field(default_factory=dict)
-    usage: dict[str, Any] = field(default_factory=dict)
-    cost_usd: float | None = None
-    cost_note: str = ""
-    cache: dict[str, int] = field(default_factory=dict)
-    evaluation: dict[str, dict] = field(default_factory=dict)
-    provider_report: dict[str, Any] = field(default_factory=dict)  # e.g. what an import matched
-    pending: int = 0
-    failed_requests: int = 0  # unique requests without an answer after their retries
-    dry_run: str = ""
-    seconds: float = 0.0
-    written: bool = False
-    not_written: str = ""  # why the table was not written
-    report_path: str = ""
-
-    @property
-    def exit_code(self) -> int:
-        """0 only for a written table with no failed request; 3 (re-run to resume) otherwise."""
-        if self.dry_run:
-            return EXIT_OK
-        return EXIT_OK if self.written and not self.failed_requests and not self.pending else EXIT_INCOMPLETE
-
-    def format(self) -> str:
-        lines = [f"{self.group} ({self.provider}, model {self.model or '-'}) → {self.store}"]
-        if self.dry_run:
-            lines.append("  " + self.dry_run)
-            return "\n".join(lines)
-        lines.append(
-            f"  clips {self.n_clips} · answered {self.answered} · missing {self.missing}"
-            + (
-                f" · requests {self.n_requests} (cached {self.cached}, sent {self.sent})"
-                if self.n_requests
-                else ""
-            )
-        )
-        if self.failed_by_reason:
-            lines.append(
-                "  failed/rejected by reason: "
-                + ", ".join(
-                    f"{k} ×{v}" for k, v in sorted(self.failed_by_reason.items(), key=lambda x: -x[1])
-                )
-            )
-        if self.dropped_labels:
-            lines.append(
-                "  dropped label entries: "
-                + ", ".join(f"{k} ×{v}" for k, v in sorted(self.dropped_labels.items()))
-            )
-        if self.usage:
-            u = self.usage
-            cost = f"${self.cost_usd:.4f}" if self.cost_usd is not None else f"unknown ({self.cost_note})"
-            lines.append(
-                f"  tokens: {u.get('input_tokens', 0):,} in ({u.get('cached_input_tokens', 0):,} cached) + "
-                f"{u.get('output_tokens', 0):,} out · HTTP attempts {u.get('requests', 0)} · retries "
-                f"{u.get('retries', 0)} · cost {cost}"
-            )
-        if self.cache:
-            lines.append("  response cache: " + ", ".join(f"{k} {v}" for k, v in self.cache.items()))
-        for part, s in self.evaluation.items():
-            if "accuracy" in s:
-                lines.append(
-                    f"  prior alone on {part}: top-1 acc {s['accuracy']:.4f} · hF {s['hF']:.4f} · "
-                    f"top-level acc {s['top_accuracy']:.4f} · n={s['n_scored']} "
-                    f"(coverage {s['coverage']:.3f})"
-                )
-        for k, v in self.provider_report.items():
-            lines.append(f"  {k}: {v}")
-        if self.pending:
-            lines.append(
-                f"  {self.pending} request(s) pending in open batches: nothing written; re-run later"
-            )
-        if self.failed_requests:
-            lines.append(
-                f"  FAILED: {self.failed_requests} of {self.n_requests} request(s) got no answer after their "
-                "retries; the answers received are cached: re-run the same command to retry only those"
-            )
-        if self.not_written:
-            lines.append(f"  NOT WRITTEN: {self.not_written}")
-        elif self.written and self.failed_requests:
-            lines.append(f"  written with {self.missing} missing row(s) (exit status 3)")
-        if self.report_path:
-            lines.append(f"  report: {self.report_path}")
-        lines.append(f"  {self.seconds:.1f} s")
-        return "\n".join(lines)
+from .response_cache import ResponseCache, redact, request_key
+from .run_report import RunReport, save_report
+from .run_table import store_path as run_store_path
+from .run_table import why_not_write, write_run_table
 
 
 def _durations(paths: list[Path]) -> list[float | None]:
@@ -167,57 +66,6 @@ def _durations(paths: list[Path]) -> list[float | None]:
             out.append(float(sf.info(str(p)).duration))
         except Exception:  # unreadable audio: the prompt just has no duration
             out.append(None)
-    return out
-
-
-def _store_path(cfg: LLMConfig) -> Path:
-    from cache.store import default_store_path
-
-    return Path(cfg.store) if cfg.store else default_store_path(cfg.dataset)
-
-
-def _report_path(cfg: LLMConfig, store: Path) -> Path:
-    return (
-        Path(cfg.report)
-        if cfg.report
-        else store.parent / "llm_reports" / f"{cfg.kind}-{cfg.table_name()}.json"
-    )
-
-
-def _eval_parts(
-    cfg: LLMConfig, ids: list[str], explicit: dict[str, list[str]], dataset_name: str
-) -> dict[str, list[str]]:
-    """Which rows to score the prior on: the provider's parts, else the split's parts when the
-    split was made from this dataset, else all rows."""
-    if explicit:
-        return explicit
-    if cfg.split:
-        from cache.splits import Split
-
-        split = Split.load(cfg.split)
-        if split.dataset == dataset_name:
-            known = set(ids)
-            parts = {p: [i for i in split.part(p) if i in known] for p in ("train", "val", "test")}
-            if any(parts.values()):
-                return {k: v for k, v in parts.items() if v}
-    return {"all": list(ids)}
-
-
-def read_truth(path: str | Path) -> dict[str, int]:
-    """``id,class`` CSV (e.g. the demo's ``*-truth.csv``) as {id: class index}; other labels are skipped."""
-    import csv
-
-    from cache.taxonomy import CLASS_INDEX
-
-    out: dict[str, int] = {}
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or "id" not in reader.fieldnames or "class" not in reader.fieldnames:
-            raise ValueError(f"{path}: truth file needs the columns id,class (has {reader.fieldnames})")
-        for row in reader:
-            code = (row.get("class") or "").strip().lower()
-            if code in CLASS_INDEX:
-                out[str(row["id"]).strip()] = CLASS_INDEX[code]
     return out
 
 
@@ -273,7 +121,7 @@ class Runner:
 
         t0 = time.time()
         cfg = self.cfg
-        store_path = _store_path(cfg)
+        store_path = run_store_path(cfg)
         if cfg.provider == "openai-batch" and not cfg.batch_state:
             cfg.batch_state = str(store_path.parent / "llm_batches" / f"{cfg.kind}-{cfg.table_name()}.json")
         provider = build_provider(cfg)
@@ -335,7 +183,7 @@ class Runner:
                 rejects.append({"id": ids[i], "reason": r, "answer": a})
         if cfg.kind == "priors" and manifest.labelled:
             pos = {i: k for k, i in enumerate(ids)}
-            for part, part_ids in _eval_parts(cfg, ids, eval_ids, manifest.name).items():
+            for part, part_ids in eval_parts(cfg, ids, eval_ids, manifest.name).items():
                 rows = [pos[i] for i in part_ids if i in pos]
                 if rows:
                     report.evaluation[part] = score_prior(
@@ -350,93 +198,32 @@ class Runner:
                 )
 
         missing = np.asarray(missing, dtype=bool)
-        report.not_written = self._why_not_write(store_path, cfg.group(), ids, missing, reasons)
+        report.not_written = why_not_write(store_path, cfg.group(), ids, missing, reasons)
         if report.not_written:
             report.seconds = time.time() - t0
             self._finish(report, rejects, cfg)
             return report.exit_code, report
 
-        from cache.store import Store
-
-        store = Store(store_path)
-        attrs = base_provenance(  # "kind" itself is the store's (table/rows)
-            "extract.llm",
-            dataset=str(self.root.resolve()),
-            manifest_digest=manifest.digest(),
-            llm_output=cfg.kind,
+        write_run_table(
+            store_path,
+            self.root,
+            manifest,
+            cfg,
+            provider,
+            extra_attrs,
+            report,
+            ids,
+            values,
+            missing,
+            reasons,
+            answers,
         )
-        attrs.update(provider.provenance())
-        attrs.update(extra_attrs)
-        attrs["counts"] = {
-            "clips": report.n_clips,
-            "answered": report.answered,
-            "missing": report.missing,
-            "requests": report.n_requests,
-            "cached": report.cached,
-            "sent": report.sent,
-            "failed_by_reason": report.failed_by_reason,
-            "dropped_labels": report.dropped_labels,
-        }
-        attrs["evaluation"] = report.evaluation
-        attrs["config"] = cfg.as_dict()
-        if cfg.kind == "priors":
-            arrays = {
-                "prior": np.asarray(values, dtype=np.float32).reshape(len(ids), NUM_CLASSES),
-                "missing": missing,
-                "reason": list(reasons),
-                "answer": [redact(a) for a in answers],
-            }
-        else:
-            arrays = {
-                "text": [t if not m else "" for t, m in zip(values, missing, strict=True)],
-                "missing": missing,
-                "reason": list(reasons),
-            }
-        store.write_table(cfg.group(), ids, arrays, attrs)
-        report.written = True
         report.seconds = time.time() - t0
         self._finish(report, rejects, cfg)
         return report.exit_code, report
 
-    @staticmethod
-    def _why_not_write(
-        store_path: Path, group: str, ids: list[str], missing: np.ndarray, reasons: list[str]
-    ) -> str:
-        """Why the new table must not be written ('' = write it): no usable row, or good rows of
-        the existing table that this run's failed requests would replace with missing ones."""
-        if len(ids) and missing.all():
-            return f"no row has a usable answer; {group} is left as it was (the reasons are in the report)"
-        failed = [
-            i for i, m, r in zip(ids, missing, reasons, strict=True) if m and r.startswith("request failed")
-        ]
-        if not failed or not store_path.exists():
-            return ""
-        from cache.store import Store
-
-        try:
-            store = Store(store_path, mode="r")
-            if not store.has(group):
-                return ""
-            old = store.read_table(group, names=["missing"])
-        except Exception:  # an unreadable or incomplete old table holds no good rows to protect
-            return ""
-        good = {str(i) for i, m in zip(old.ids, old["missing"], strict=True) if not m}
-        lost = sum(1 for i in failed if i in good)
-        if lost:
-            return (
-                f"{lost} row(s) that the existing {group} answers failed in this run; the existing table is "
-                "kept unchanged"
-            )
-        return ""
-
     def _finish(self, report: RunReport, rejects: list | None, cfg: LLMConfig) -> None:
-        if not report.dry_run:
-            path = _report_path(cfg, Path(report.store))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            data = {"report": asdict(report), "config": cfg.as_dict(), "rejected": rejects or []}
-            path.write_text(json.dumps(redact_obj(json.loads(json.dumps(data, default=str))), indent=1))
-            path.with_suffix(".toml").write_text(redact(LLMRunConfig(cfg).to_toml()))
-            report.report_path = str(path)
+        save_report(report, rejects, cfg)
         self._print(report.format())
 
     # ------------------------------------------------------------------ chat providers
