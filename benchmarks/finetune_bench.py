@@ -104,9 +104,9 @@ def plain_loop(cfg, device: str, workers: int) -> dict:
     """The hand-written baseline; seconds of every epoch's training and validation (+ best-weight saving)."""
     from cache.metric import hierarchical_scores
     from finetune.data import ClipAudio, Collate
+    from finetune.datasets import load_datasets
     from finetune.evaluate import model_inputs, to_device
     from finetune.model import build_model
-    from finetune.trainer import load_datasets
     from heads.losses import class_frequency_weights, mixed_loss
     from heads.schedule import reference_schedule
 

@@ -4,7 +4,8 @@ Layout under ``<output>/state/``: ``last`` (newest complete state), ``prev`` (th
 and, only while a save is running, ``tmp``. A state is complete when its ``complete.json``
 (written after ``Accelerator.save_state`` returned on every rank) exists. A kill at any
 moment leaves at least one complete state; :meth:`StateFolders.complete` lists them newest
-first (a resume falls back to the next one when the newest cannot be loaded).
+first; :func:`resume_latest` loads the newest that every rank can read, falling back to the
+next one when it cannot be loaded.
 The output folder must be visible to every process (shared filesystem on several nodes).
 """
 
@@ -12,9 +13,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from .config import ConfigError
 
 COMPLETE = "complete.json"
 
@@ -88,3 +94,34 @@ class StateFolders:
 
     def exists(self) -> bool:
         return self.latest() is not None
+
+
+def resume_latest(acc, folders: StateFolders, state: TrainState, log: Callable[[str], None]) -> None:
+    """Load the newest training state that every rank can read; an unreadable one falls back to the one
+    before."""
+    candidates = folders.complete()
+    if not candidates:
+        log("--resume: no saved training state yet, starting from the beginning")
+        return
+    for k, folder in enumerate(candidates):
+        error = ""
+        try:
+            acc.load_state(str(folder))
+        except Exception as e:  # noqa: BLE001 - a truncated or corrupt file of any kind
+            error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        failed = int(acc.reduce(torch.tensor(float(bool(error)), device=acc.device), reduction="sum"))
+        if not failed:
+            log(
+                f"resumed from {folder} (epoch {state.epoch}, batch {state.next_batch}, "
+                f"update {state.global_step})"
+            )
+            return
+        if k + 1 < len(candidates):
+            log(
+                f"--resume: {folder} cannot be loaded ({error or 'on another process'}); "
+                f"falling back to {candidates[k + 1]}"
+            )
+    raise ConfigError(
+        f"--resume: no training state under {folders.root} can be loaded (last error: "
+        f"{error or 'on another process'}); remove that folder to start from the beginning"
+    )

@@ -12,43 +12,36 @@ holds a lock on the output folder for the whole run, so a second run into it is 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cache.locks import LockedError, acquire, describe_holder
-from cache.manifest import load_manifest
-from cache.provenance import base_provenance, sha256_file
-from cache.splits import Split, split_manifest
-from cache.store import Store
-from cache.tables import pseudo_labels_path, write_logits
+from cache.provenance import sha256_file
 from heads.early_stopping import EarlyStopping
 from heads.losses import class_frequency_weights
 from heads.schedule import reference_schedule
 
-from .checkpointing import StateFolders, TrainState
+from .checkpointing import StateFolders, TrainState, resume_latest
 from .config import BatchPlan, ConfigError, FinetuneConfig, resolve_batch, save_config
-from .data import (
-    ClipAudio,
-    ClipSet,
-    PlanBatches,
-    clip_set,
-    loader_batches,
-    make_loader,
-    steps_per_epoch,
-    store_for,
-    train_plan,
-)
+from .data import ClipAudio, PlanBatches, loader_batches, make_loader, steps_per_epoch, train_plan
+from .datasets import load_datasets
 from .evaluate import model_inputs, predict, score, summary, to_device, window_counts
 from .loss import batch_normalisers, partial_loss
 from .model import build_model, export_weights, load_weights, weights_file
+from .output_folder import (
+    hold_output_lock,
+    previous_phase_log,
+    save_logits_npz,
+    sum_phases,
+    write_json,
+    write_logits_tables,
+    write_metrics,
+)
 from .timing import PhaseTimer
 
 #: testing hook: SIGKILL this process right after optimizer update N (N = value of the variable)
@@ -77,136 +70,6 @@ def make_accelerator(cfg: FinetuneConfig):
     )
 
 
-@dataclass
-class Datasets:
-    split: Split
-    train: ClipSet
-    val: ClipSet
-    test: ClipSet
-    all_sets: dict[str, tuple[ClipSet, Path | None]]  # name → (every clip, store path) for the logits
-    facts: dict[str, Any]
-
-
-def _open_store(root: str, store: str) -> tuple[Store | None, Path]:
-    path = store_for(root, store)
-    return (Store(path, mode="r") if path.exists() else None), path
-
-
-def load_datasets(cfg: FinetuneConfig, log=print) -> Datasets:
-    """Manifests, split, and the clip sets of the stage (priors, text, pseudo-labels joined by id)."""
-    d, stage = cfg.data, cfg.train.stage
-    text = cfg.backbone.text_source if cfg.backbone.text_source not in ("",) else "none"
-    pseudo = d.pseudo_labels if cfg.train.lam > 0 else ""
-    facts: dict[str, Any] = {}
-    clean_m = load_manifest(d.clean)
-    if not clean_m.labelled:
-        raise ConfigError(f"data.clean = {d.clean} is not a labelled dataset")
-    split = (
-        Split.load(d.split_file)
-        if d.split_file
-        else split_manifest(
-            clean_m,
-            preset=d.split_preset,
-            fold=d.fold,
-            seed=d.split_seed if d.split_preset == "custom" else None,
-        )
-    )
-    clean_store, clean_path = _open_store(d.clean, d.clean_store)
-    clean_all = clip_set(
-        clean_m,
-        clean_store,
-        prior=d.prior,
-        summary=d.summary,
-        text_source=text,
-        pseudo_labels=pseudo if stage in (1, 3) else "",
-    )
-    val, test = clean_all.select_ids(split.val), clean_all.select_ids(split.test)
-    sets: dict[str, tuple[ClipSet, Path | None]] = {clean_m.name: (clean_all, clean_path)}
-    facts["clean"] = {
-        "name": clean_m.name,
-        "root": str(clean_m.root),
-        "manifest_sha256": clean_m.digest(),
-        "clips": len(clean_m),
-    }
-    if d.noisy:
-        noisy_m = load_manifest(d.noisy)
-        noisy_store, noisy_path = _open_store(d.noisy, d.noisy_store)
-        noisy_all = clip_set(
-            noisy_m,
-            noisy_store,
-            prior=d.prior,
-            summary=d.summary,
-            text_source=text,
-            pseudo_labels=pseudo if stage == 2 else "",
-        )
-        sets[noisy_m.name] = (noisy_all, noisy_path)
-        facts["noisy"] = {
-            "name": noisy_m.name,
-            "root": str(noisy_m.root),
-            "manifest_sha256": noisy_m.digest(),
-            "clips": len(noisy_m),
-        }
-    if stage == 2:
-        held_out = split.evaluation_ids()
-        overlap = np.array([str(i) in held_out for i in noisy_all.ids], dtype=bool)
-        keep = ~overlap if d.exclude_noisy_overlap else np.ones(len(overlap), dtype=bool)
-        facts["noisy"]["overlap_clean_val_test"] = int(overlap.sum())
-        facts["noisy"]["excluded_clean_val_test"] = int((~keep).sum())
-        facts["noisy"]["exclude_noisy_overlap"] = bool(d.exclude_noisy_overlap)
-        log(
-            f"stage 2: {int(overlap.sum())} noisy-set clip(s) are in the clean validation/test split and are "
-            + ("excluded" if d.exclude_noisy_overlap else "kept (data.exclude_noisy_overlap = false)")
-        )
-        train = noisy_all.subset(np.flatnonzero(keep & (noisy_all.labels >= 0)))
-    else:
-        train = clean_all.select_ids(split.train)
-    for k, root in enumerate(d.extra):
-        m = load_manifest(root)
-        st, path = _open_store(root, d.extra_stores[k] if d.extra_stores else "")
-        name = m.name if m.name not in sets else f"{m.name}#{k}"
-        sets[name] = (clip_set(m, st, prior=d.prior, summary=d.summary, text_source=text), path)
-        facts.setdefault("extra", []).append({"name": name, "root": str(m.root), "clips": len(m)})
-    if cfg.train.lam > 0:
-        facts["train_with_pseudo_label"] = int(train.has_pseudo.sum())
-        if not train.has_pseudo.any():
-            raise ConfigError(
-                f"λ = {cfg.train.lam} but no training clip has a pseudo-label in "
-                f"{pseudo_labels_path(d.pseudo_labels)}"
-            )
-    facts["split"] = {
-        "preset": split.preset,
-        "fold": split.fold,
-        "train": len(split.train),
-        "val": len(split.val),
-        "test": len(split.test),
-    }
-    facts["train_clips"] = len(train)
-    if train.prior_missing is not None and d.prior:
-        facts["train_prior_missing"] = int(train.prior_missing.sum())
-    return Datasets(split, train, val, test, sets, facts)
-
-
-@contextlib.contextmanager
-def _hold_output_lock(folder: Path):
-    """Hold the writer lock of an output folder (``<folder>/.lock``, :mod:`cache.locks`) for the block.
-
-    A folder another live run holds raises ConfigError naming that run (pid, host, command). The
-    lock goes with the process (also on a kill), so a stale lock file never blocks. Rank 0 only.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        lease = acquire(folder / ".lock", f"fine-tune output folder {folder}")
-    except LockedError as e:
-        raise ConfigError(
-            f"{folder} is in use by another fine-tune run ({describe_holder(e.holder)}): wait for it "
-            "to end, or choose another output.dir"
-        ) from None
-    try:
-        yield
-    finally:
-        lease.release()
-
-
 class Trainer:
     """One stage of end-to-end training: ``Trainer(cfg).run(resume=...)`` → result dict."""
 
@@ -222,12 +85,6 @@ class Trainer:
         if self.acc.is_main_process:
             print(f"[finetune] {msg}", flush=True)
 
-    def _write_json(self, name: str, data: Any) -> None:
-        if self.acc.is_main_process:
-            tmp = self.out / f".{name}.tmp"
-            tmp.write_text(json.dumps(data, indent=1, default=str))
-            tmp.replace(self.out / name)
-
     # ------------------------------------------------------------------ main
     def run(self, resume: bool = False) -> dict[str, Any]:
         """Train, holding the output folder's lock on rank 0; every rank refuses alike if it is taken."""
@@ -237,7 +94,7 @@ class Trainer:
             refused = [""]
             if self.acc.is_main_process:
                 try:
-                    stack.enter_context(_hold_output_lock(self.out))
+                    stack.enter_context(hold_output_lock(self.out))
                 except ConfigError as e:
                     refused = [str(e)]
             broadcast_object_list(refused, from_process=0)
@@ -314,7 +171,7 @@ class Trainer:
         acc.register_for_checkpointing(scheduler, state)
         set_seed(cfg.train.seed, device_specific=True)  # dropout/patchout differ per rank; restored on resume
         if resume:
-            self._resume(folders, state)
+            resume_latest(acc, folders, state, self.log)
         if cfg.output.tensorboard:
             acc.init_trackers(
                 cfg.run_name,
@@ -340,7 +197,7 @@ class Trainer:
         if state.early:
             early.load_state_dict(state.early)
         if resume:
-            self._phase_log = self._previous_phase_log(state.epoch)
+            self._phase_log = previous_phase_log(self.out, state.epoch)
         self.timer.take()  # a resumed state's load is set-up time
         run_seconds = {"setup": time.perf_counter() - t_start}
         t_epochs = time.perf_counter()
@@ -355,45 +212,6 @@ class Trainer:
         result = self._finish(run_seconds, t_finish)
         acc.end_training()
         return result
-
-    def _previous_phase_log(self, epochs_done: int) -> list[dict[str, Any]]:
-        """The per-epoch phase times of the epochs a resumed run already did (from its metrics.json)."""
-        try:
-            old = json.loads((self.out / "metrics.json").read_text()).get("phase_seconds", [])
-        except (OSError, ValueError):
-            return []
-        return [e for e in old if isinstance(e, dict) and e.get("epoch", 0) <= epochs_done]
-
-    def _resume(self, folders: StateFolders, state: TrainState) -> None:
-        """Load the newest training state that every rank can read; an unreadable one falls back to the one
-        before."""
-        acc = self.acc
-        candidates = folders.complete()
-        if not candidates:
-            self.log("--resume: no saved training state yet, starting from the beginning")
-            return
-        for k, folder in enumerate(candidates):
-            error = ""
-            try:
-                acc.load_state(str(folder))
-            except Exception as e:  # noqa: BLE001 - a truncated or corrupt file of any kind
-                error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            failed = int(acc.reduce(torch.tensor(float(bool(error)), device=acc.device), reduction="sum"))
-            if not failed:
-                self.log(
-                    f"resumed from {folder} (epoch {state.epoch}, batch {state.next_batch}, "
-                    f"update {state.global_step})"
-                )
-                return
-            if k + 1 < len(candidates):
-                self.log(
-                    f"--resume: {folder} cannot be loaded ({error or 'on another process'}); "
-                    f"falling back to {candidates[k + 1]}"
-                )
-        raise ConfigError(
-            f"--resume: no training state under {folders.root} can be loaded (last error: "
-            f"{error or 'on another process'}); remove that folder to start from the beginning"
-        )
 
     # ------------------------------------------------------------------ one epoch
     def _epoch_batches(self, epoch: int, start_batch: int) -> tuple[list, Any]:
@@ -623,21 +441,8 @@ class Trainer:
             self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": 0})
         with timer.phase("logging"):
             self._phase_log.append({"epoch": epoch + 1, **timer.take()})
-            self._write_metrics(early, stop)
-
-    def _write_metrics(self, early: EarlyStopping, stop: bool) -> None:
-        """metrics.json: the per-epoch history, the best epoch, and the time per phase of every epoch."""
-        self._write_json(
-            "metrics.json",
-            {
-                "run": self.cfg.run_name,
-                "history": self.state.history,
-                "best_epoch": None if early.best_epoch is None else early.best_epoch + 1,
-                "best_val_hF": early.best,
-                "stopped_early": bool(stop),
-                "phase_seconds": self._phase_log,
-            },
-        )
+            if acc.is_main_process:
+                write_metrics(self.out, cfg.run_name, state.history, early, stop, self._phase_log)
 
     # ------------------------------------------------------------------ after training
     def _finish(self, run_seconds: dict[str, float], t_finish: float) -> dict[str, Any]:
@@ -690,16 +495,13 @@ class Trainer:
             run_seconds["finish"] = time.perf_counter() - t_finish  # without writing the logits tables
             result["phase_seconds"] = {
                 **{k: round(v, 3) for k, v in run_seconds.items()},
-                "per_phase": _sum_phases(self._phase_log),
+                "per_phase": sum_phases(self._phase_log),
             }
-            np.savez_compressed(
-                self.out / "logits.npz",
-                **{f"{k}__ids": self.data.all_sets[k][0].ids.astype(str) for k in all_logits},
-                **{f"{k}__logits": v for k, v in all_logits.items()},
-            )
+            save_logits_npz(self.out, all_logits, self.data)
             if cfg.output.write_logits:
-                self._write_logits(all_logits, result)
-            self._write_json("result.json", result)
+                backbone_provenance = self.facts.get("backbone_provenance")
+                write_logits_tables(cfg, self.data, backbone_provenance, all_logits, result, self.log)
+            write_json(self.out, "result.json", result)
             self.log(
                 f"best epoch {result['best_epoch']}: val hF {results['val']['hF']:.4f}, "
                 f"test hF {results['test']['hF']:.4f} "
@@ -707,42 +509,6 @@ class Trainer:
             )
         acc.wait_for_everyone()
         return result
-
-    def _write_logits(self, all_logits: dict[str, np.ndarray], result: dict[str, Any]) -> None:
-        cfg = self.cfg
-        for name, logits in all_logits.items():
-            clips, path = self.data.all_sets[name]
-            prov = base_provenance(
-                "finetune",
-                run=cfg.run_name,
-                stage=cfg.train.stage,
-                backbone=cfg.backbone.name,
-                variant=cfg.backbone.variant,
-                backbone_provenance=self.facts.get("backbone_provenance"),
-                seed=cfg.train.seed,
-                lr=cfg.train.lr,
-                lam=cfg.train.lam,
-                split={"preset": self.data.split.preset, "fold": self.data.split.fold},
-                dataset=name,
-                best_epoch=result["best_epoch"],
-                val=result["val"],
-                test=result["test"],
-                weights_sha256=result["weights_sha256"],
-                config=cfg.as_dict(),
-                decode_failures=sorted(result["decode_failures"].get(name, {})),
-            )
-            table = write_logits(Store(path, mode="a"), cfg.run_name, clips.ids, logits, attrs=prov)
-            self.log(f"wrote {table} for {len(clips)} clips of {name} into {path}")
-
-
-def _sum_phases(log: list[dict[str, Any]]) -> dict[str, float]:
-    """Seconds per phase summed over the epochs of a phase log."""
-    out: dict[str, float] = {}
-    for entry in log:
-        for k, v in entry.items():
-            if k != "epoch":
-                out[k] = round(out.get(k, 0.0) + float(v), 4)
-    return out
 
 
 def train(cfg: FinetuneConfig, resume: bool = False) -> dict[str, Any]:

@@ -16,9 +16,9 @@ import torch
 from cache.splits import Split
 from cache.store import Store, default_store_path
 from cache.tables import read_logits
+from finetune.datasets import load_datasets
 from finetune.evaluate import predict, score
 from finetune.model import model_from_run
-from finetune.trainer import load_datasets
 from heads.logits_tables import pseudo_labels_from_runs
 
 

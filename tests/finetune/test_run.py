@@ -17,9 +17,9 @@ from cache.splits import Split
 from cache.store import Store, default_store_path
 from cache.tables import read_logits
 from finetune.config import load_config
+from finetune.datasets import load_datasets
 from finetune.evaluate import predict, score
 from finetune.model import WEIGHTS_FORMAT, model_from_run
-from finetune.trainer import load_datasets
 
 REPO = Path(__file__).resolve().parents[2]
 
