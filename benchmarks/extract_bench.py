@@ -43,7 +43,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cache.store import Store, read_array  # noqa: E402
+from cache.chunks import read_array  # noqa: E402
+from cache.store import Store  # noqa: E402
 from extract.audio import load_audio  # noqa: E402
 from extract.backbones import BackboneConfig, build_backbone  # noqa: E402
 from extract.config import EmbeddingsConfig  # noqa: E402

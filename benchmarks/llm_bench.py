@@ -138,7 +138,8 @@ def minilm_table(root: Path) -> str:
     provenance matches what the offline providers would encode for this dataset."""
     import numpy as np
 
-    from cache.store import OK, Store
+    from cache.schema import OK
+    from cache.store import Store
     from extract.llm import minilm_reuse
 
     sha = minilm_reuse.weights_sha256(None)

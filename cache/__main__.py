@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import SchemaError
 from .locks import LockedError
 from .manifest import Manifest, ManifestError, load_class_descriptions, load_manifest, shared_ids
-from .store import FAILED, OK, PENDING, WARNING, SchemaError, Store
+from .schema import FAILED, OK, PENDING, WARNING
+from .store import Store
 from .taxonomy import CLASSES
 from .verify import Report, broken_metadata, missing_chunk_files, verify_store, verify_table
 

@@ -1,4 +1,4 @@
-"""Errors of the cache store (re-exported by ``cache.store``)."""
+"""Errors of the cache store."""
 
 from __future__ import annotations
 

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chunks import check_chunk_files
-from .store import OK, SchemaError, Store, Table
+from .errors import SchemaError
+from .schema import OK, Table
+from .store import Store
 
 
 @dataclass
@@ -44,7 +46,7 @@ def read_features(
     """Concatenate the embedding columns of ``groups`` (in order) for ``ids`` (in order).
 
     ``columns`` restricts which columns are used (e.g. ``["audio"]``); ids missing from a
-    group raise :class:`cache.store.MissingIdsError` naming them.
+    group raise :class:`cache.schema.MissingIdsError` naming them.
     """
     ids = np.asarray([str(i) for i in ids], dtype=object)
     mats, ok, blocks = [], np.ones(len(ids), dtype=bool), []

@@ -24,8 +24,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from .errors import SchemaError
 from .provenance import code_version, now_iso
-from .store import SCHEMA_VERSION, WARNING, SchemaError, Store
+from .schema import SCHEMA_VERSION, WARNING
+from .store import Store
 
 FORMAT = "bst-hac cache export"
 _STR = h5py.string_dtype("utf-8")

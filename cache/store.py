@@ -7,7 +7,7 @@ attributes. Two kinds of tables exist:
 * **whole tables** (``write_table``): written in one go (priors, summaries, logits,
   pseudo-labels); the ``complete`` attribute is set last, so a killed write is never
   mistaken for a finished one.
-* **row tables** (``create_rows`` / ``RowWriter``): large matrices written chunk by chunk
+* **row tables** (``create_rows`` / ``cache.row_tables.RowWriter``): large matrices written chunk by chunk
   (embeddings), resumable after a kill and writable by several processes at once (each
   writes disjoint, chunk-aligned rows; per-chunk ``chunk_done`` marks live in separate
   Zarr chunks so ranks never touch the same file).
@@ -15,42 +15,40 @@ attributes. Two kinds of tables exist:
 Readers join by clip id and refuse stores of another schema version. A table has one writer
 at a time (an OS lock under ``<store>/.locks/``, see ``cache.locks``); a chunk that the table
 says was written but whose file is missing raises :class:`MissingChunkError` instead of
-reading as zeros.
+reading as zeros. Schema constants and the :class:`Table` that readers return live in ``cache.schema``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
 
-from .chunks import _raw_layout, check_chunk_files, chunk_file, n_row_chunks, read_array, read_chunk  # noqa: F401
-from .errors import MissingChunkError, SchemaError  # noqa: F401 (re-exported)
+from .chunks import check_chunk_files, n_row_chunks, read_array
+from .errors import SchemaError
 from .locks import Lease, LockedError, acquire
-from .provenance import code_version, now_iso, sha256_json
-
-SCHEMA_VERSION = 1
-
-#: row status values in row tables
-PENDING, OK, FAILED = 0, 1, 2
-
-#: optional row-table array (schema v1 addition): a warning per row ("" for none) about usable but
-#: suspicious input; tables created before it lack it, so readers must not require it
-WARNING = "warning"
-
-#: top-level groups and what they hold (the schema; documented in SCHEMA.md)
-KINDS = ("embeddings", "llm/priors", "llm/summaries", "logits", "pseudo_labels")
-
-
-#: table attribute: every chunk of every array is stored as a file, even one holding only fill values,
-#: so a missing chunk file is damage (tables written before it was introduced lack it)
-EVERY_CHUNK_STORED = "every_chunk_stored"
+from .provenance import code_version, now_iso
+from .row_tables import RowWriter
+from .schema import (
+    EVERY_CHUNK_STORED,
+    FAILED,
+    PENDING,
+    SCHEMA_VERSION,
+    WARNING,
+    Table,
+    _check_table_version,
+    _damage_hint,
+    _jsonable,
+    _short,
+    _store_every_chunk,
+    _to_str_array,
+    ids_digest,
+)
 
 #: folder of the writer lock files inside a store (a Zarr group that holds no tables)
 LOCKS_DIR = ".locks"
@@ -58,73 +56,6 @@ LOCKS_DIR = ".locks"
 
 class TableLockedError(LockedError):
     """Another process is writing the table (its lock file names the holder)."""
-
-
-class MissingIdsError(KeyError):
-    """Ids asked of a table are not in it."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
-
-
-def _short(items: Sequence[str], n: int = 10) -> str:
-    items = list(items)
-    more = f" … and {len(items) - n} more" if len(items) > n else ""
-    return ", ".join(map(str, items[:n])) + more
-
-
-def ids_digest(ids: Iterable[str]) -> str:
-    return sha256_json([str(i) for i in ids])
-
-
-def _to_str_array(values: Iterable[Any]) -> np.ndarray:
-    return np.array([str(v) for v in values], dtype=object)
-
-
-def _store_every_chunk():
-    """Zarr skips chunks equal to the fill value unless told; arrays opened inside this block store
-    every chunk written, so that a missing chunk file always means damage."""
-    return zarr.config.set({"array.write_empty_chunks": True})
-
-
-def _damage_hint(store_path: Path, rows: bool) -> str:
-    redo = (
-        "re-running its producer recomputes the damaged chunks"
-        if rows
-        else "re-run its producer (with --overwrite) to rewrite the table"
-    )
-    return f"run `python -m cache verify --store {store_path}` to list the damage; {redo}"
-
-
-@dataclass
-class Table:
-    """A table read from a store: ids, named arrays (row-aligned) and attributes."""
-
-    group: str
-    ids: np.ndarray
-    arrays: dict[str, np.ndarray]
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def index_of(self, ids: Sequence[str]) -> np.ndarray:
-        """Row positions of ``ids``; raises MissingIdsError naming the missing ones."""
-        pos = {str(i): k for k, i in enumerate(self.ids)}
-        missing = [str(i) for i in ids if str(i) not in pos]
-        if missing:
-            raise MissingIdsError(f"{len(missing)} id(s) not in table '{self.group}': {_short(missing)}")
-        return np.fromiter((pos[str(i)] for i in ids), dtype=np.int64, count=len(ids))
-
-    def align(self, ids: Sequence[str]) -> Table:
-        """The same table with rows reordered/subset to ``ids``."""
-        if len(ids) == len(self.ids) and np.array_equal(np.asarray(ids, dtype=object), self.ids):
-            return Table(self.group, self.ids, dict(self.arrays), dict(self.attrs))  # same order: no copy
-        idx = self.index_of(ids)
-        return Table(self.group, self.ids[idx], {k: v[idx] for k, v in self.arrays.items()}, dict(self.attrs))
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        return self.arrays[name]
 
 
 class Store:
@@ -456,209 +387,6 @@ class Store:
         return out
 
 
-class RowWriter:
-    """Chunked, resumable writer/reader of one row table.
-
-    A writer made by ``create_rows`` (or ``open_rows(lock=True)``) holds the table's writer lock
-    until ``finalize()`` or ``close()`` (or the end of the process).
-    """
-
-    def __init__(self, store: Store, group: str, lease: Lease | None = None):
-        self.store = store
-        self.group = group
-        self._lease = lease
-        self.g = store._group(group)
-        a = self.attrs = dict(self.g.attrs)
-        _check_table_version(store.path, group, a)
-        if a.get("kind") != "rows":
-            raise SchemaError(
-                f"'{group}' is not a row table"
-                + (" (its creation was interrupted; re-run its producer)" if "kind" not in a else "")
-            )
-        self.n_rows = int(a["n_rows"])
-        self.chunk_rows = int(a["chunk_rows"])
-        self.columns = {k: (tuple(v[0]), v[1]) for k, v in a["columns"].items()}
-        self.n_chunks = max(1, -(-self.n_rows // self.chunk_rows))
-
-    @property
-    def ids(self) -> np.ndarray:
-        return np.asarray(self.g["ids"][...], dtype=object)
-
-    def chunk_range(self, k: int) -> tuple[int, int]:
-        return k * self.chunk_rows, min(self.n_rows, (k + 1) * self.chunk_rows)
-
-    def done_mask(self) -> np.ndarray:
-        return read_array(self.g["chunk_done"]).astype(bool, copy=False)
-
-    def pending_chunks(self, rank: int = 0, world_size: int = 1) -> list[int]:
-        """Chunks not yet done that belong to ``rank`` (chunk k goes to rank k % world_size)."""
-        done = self.done_mask()
-        return [k for k in range(self.n_chunks) if not done[k] and k % world_size == rank]
-
-    def close(self) -> None:
-        """Release the writer lock (if this writer holds it); finalize() calls it."""
-        if self._lease is not None:
-            self._lease.release()
-            self._lease = None
-
-    def __enter__(self) -> RowWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def has_warnings(self) -> bool:
-        """Whether the table has the ``warning`` array (tables created before it was added do not)."""
-        return WARNING in self.g
-
-    def write_chunk(
-        self,
-        k: int,
-        values: Mapping[str, np.ndarray],
-        status: np.ndarray,
-        errors: Sequence[str],
-        warnings: Sequence[str] | None = None,
-    ) -> None:
-        """Write all rows of chunk ``k``; the chunk is marked done only after every write returned.
-
-        ``warnings`` (one string per row, "" for none) go to the ``warning`` array when the table has
-        it (see :attr:`has_warnings`); without them the chunk's warnings are cleared."""
-        lo, hi = self.chunk_range(k)
-        n = hi - lo
-        status = np.asarray(status, dtype=np.uint8)
-        if len(status) != n or len(errors) != n:
-            raise ValueError(f"chunk {k} of '{self.group}' needs {n} rows, got {len(status)}")
-        with _store_every_chunk():  # arrays opened here store all-fill chunks too
-            for name, (shape, dtype) in self.columns.items():
-                v = np.asarray(values[name], dtype=dtype)
-                if v.shape != (n, *shape):
-                    raise ValueError(
-                        f"chunk {k} of '{self.group}': column '{name}' has shape {v.shape}, "
-                        f"expected {(n, *shape)}"
-                    )
-                self.g[name][lo:hi] = v
-            self.g["error"][lo:hi] = _to_str_array(errors)
-            if self.has_warnings:
-                warnings = [""] * n if warnings is None else warnings
-                if len(warnings) != n:
-                    raise ValueError(f"chunk {k} of '{self.group}' needs {n} warnings, got {len(warnings)}")
-                self.g[WARNING][lo:hi] = _to_str_array(warnings)
-            self.g["status"][lo:hi] = status
-            self.g["chunk_done"][k] = True
-
-    # -- integrity ---------------------------------------------------------------------------
-    def required(self, name: str, done: np.ndarray | None = None) -> np.ndarray | None:
-        """Per chunk of array ``name``: True where its chunk file must exist (None: not known).
-
-        Tables with ``every_chunk_stored`` store every chunk of a done chunk (``ids``: every
-        chunk); older tables may lack all-fill chunks, but ``status`` of a done chunk is never
-        all PENDING, so its file always exists.
-        """
-        every = bool(self.attrs.get(EVERY_CHUNK_STORED))
-        if name == "chunk_done" or (not every and name != "status"):
-            return None
-        if name == "ids":
-            return np.ones(self.n_chunks, dtype=bool)
-        return self.done_mask() if done is None else done
-
-    def _where(self, name: str) -> str:
-        return f"table '{self.group}' in {self.store.path}, array '{name}'"
-
-    def chunk_problems(self, k: int, arrays: Mapping[str, zarr.Array] | None = None) -> list[str]:
-        """What is wrong with chunk ``k`` as a done chunk: a chunk file of a column, ``status`` or
-        ``error`` missing, of the wrong size or undecodable; a PENDING row; an OK row not finite."""
-        arrays = arrays or {n: self.g[n] for n in (*self.columns, "status", "error")}
-        every = bool(self.attrs.get(EVERY_CHUNK_STORED))
-        lo, hi = self.chunk_range(k)
-        problems, values = [], {}
-        for name, arr in arrays.items():
-            problem, values[name] = read_chunk(arr, k, required=every or name == "status")
-            if problem:
-                problems.append(f"array '{name}': {problem}")
-        if problems:
-            return problems
-        st = np.asarray(values["status"])
-        if np.any(st == PENDING):
-            return [
-                f"chunk {k} (rows {lo}-{hi - 1}) is marked done but has "
-                f"{int((st == PENDING).sum())} pending row(s)"
-            ]
-        ok = st == OK
-        for name in self.columns:
-            if ok.any() and not np.all(np.isfinite(np.asarray(values[name])[ok])):
-                problems.append(f"array '{name}': chunk {k} has non-finite values in OK rows")
-        return problems
-
-    def verify(self) -> list[int]:
-        """Re-check every chunk marked done (see :meth:`chunk_problems`); un-mark the bad ones (and the
-        table's ``complete`` flag) so that they are recomputed, and return them."""
-        done = self.done_mask()
-        arrays = {n: self.g[n] for n in (*self.columns, "status", "error")}
-        bad = [int(k) for k in np.flatnonzero(done) if self.chunk_problems(int(k), arrays)]
-        if bad:
-            for k in bad:
-                self.g["chunk_done"][k] = False
-            if self.attrs.get("complete"):
-                self.g.attrs.update({"complete": False})
-                self.attrs["complete"] = False
-        return bad
-
-    def repair_ids(self, ids: Sequence[str]) -> bool:
-        """Rewrite the ``ids`` array from ``ids`` (the table's own, same digest) when a chunk file of it is
-        missing or damaged; True when it did."""
-        arr = self.g["ids"]
-        req = self.required("ids")
-        if all(read_chunk(arr, k, required=req is not None)[0] is None for k in range(n_row_chunks(arr))):
-            return False
-        ids = _to_str_array(ids)
-        if ids_digest(ids) != self.attrs.get("ids_sha256"):
-            raise SchemaError(f"table '{self.group}': the ids given are not the table's ids")
-        with _store_every_chunk():
-            self.g["ids"][...] = ids
-        return True
-
-    @property
-    def complete(self) -> bool:
-        return bool(self.done_mask().all())
-
-    def finalize(self, attrs: Mapping[str, Any] | None = None) -> None:
-        """Mark the table complete (call once every chunk is done) and release the writer lock."""
-        if not self.complete:
-            missing = int((~self.done_mask()).sum())
-            raise SchemaError(f"table '{self.group}' still has {missing} unfinished chunk(s)")
-        meta = dict(attrs or {})
-        meta["complete"] = True
-        self.g.attrs.update(_jsonable(meta))
-        self.attrs.update(_jsonable(meta))
-        self.close()
-
-    def read(self, ids: Sequence[str] | None = None, names: Sequence[str] | None = None) -> Table:
-        """Read the table. ``status`` and ``error`` come along; rows not OK are the caller's to mask.
-
-        A chunk file of a done chunk that is missing raises :class:`MissingChunkError`."""
-        done = self.done_mask()
-        if not done.all():
-            raise SchemaError(
-                f"table '{self.group}' in {self.store.path} is incomplete "
-                f"({int((~done).sum())} of {self.n_chunks} chunks missing); re-run its producer to resume"
-            )
-        hint = _damage_hint(self.store.path, rows=True)
-        wanted = list(self.columns) if names is None else list(names)
-        arrays = {n: read_array(self.g[n], self.required(n, done), self._where(n), hint) for n in wanted}
-        arrays["status"] = read_array(
-            self.g["status"], self.required("status", done), self._where("status"), hint
-        )
-        err, ids_arr = self.g["error"], self.g["ids"]
-        check_chunk_files(err, self.required("error", done), self._where("error"), hint)
-        check_chunk_files(ids_arr, self.required("ids", done), self._where("ids"), hint)
-        arrays["error"] = np.asarray(err[...], dtype=object)
-        if self.has_warnings:
-            arrays[WARNING] = np.asarray(self.g[WARNING][...], dtype=object)
-        t = Table(self.group, np.asarray(ids_arr[...], dtype=object), arrays, dict(self.g.attrs))
-        return t.align(ids) if ids is not None else t
-
-
 def _with_provenance(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     """``attrs`` plus the provenance every table must carry (producer, code_version, created) where absent."""
     meta = dict(attrs or {})
@@ -667,20 +395,6 @@ def _with_provenance(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
     if "code_version" not in meta:
         meta["code_version"] = code_version()
     return meta
-
-
-def _check_table_version(path: Path, group: str, attrs: Mapping[str, Any]) -> None:
-    version = attrs.get("schema_version", SCHEMA_VERSION)
-    if int(version) != SCHEMA_VERSION:
-        raise SchemaError(
-            f"table '{group}' in {path} was written with cache schema v{version}; "
-            f"this code reads v{SCHEMA_VERSION}. Re-run its producer with this code."
-        )
-
-
-def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
-    """Attributes must be JSON: round-trip through json with str() for unknown objects."""
-    return json.loads(json.dumps(dict(d), default=str))
 
 
 def default_store_path(dataset_root: str | Path) -> Path:

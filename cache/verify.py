@@ -17,7 +17,10 @@ import numpy as np
 import zarr
 
 from .chunks import chunk_file, n_row_chunks, read_chunk
-from .store import EVERY_CHUNK_STORED, LOCKS_DIR, RowWriter, SchemaError, Store, _check_table_version
+from .errors import SchemaError
+from .row_tables import RowWriter
+from .schema import EVERY_CHUNK_STORED, _check_table_version
+from .store import LOCKS_DIR, Store
 
 
 @dataclass

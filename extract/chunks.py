@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from cache.store import FAILED, OK, PENDING, RowWriter
+from cache.row_tables import RowWriter
+from cache.schema import FAILED, OK, PENDING
 
 
 class Chunk:

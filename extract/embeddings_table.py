@@ -8,9 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cache.errors import SchemaError
 from cache.manifest import Manifest
 from cache.provenance import base_provenance, sha256_file
-from cache.store import RowWriter, SchemaError, Store
+from cache.row_tables import RowWriter
+from cache.store import Store
 
 from .backbones.base import Backbone, BackboneSpec
 from .config import EmbeddingsConfig, ExtractionError

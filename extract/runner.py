@@ -2,7 +2,7 @@
 and the summary.
 
 One row per clip of a dataset goes into the table ``embeddings/<backbone>@<hash8>[~<text-source>]``
-of the dataset's cache store (a resumable ``cache.store.RowWriter`` table, ``extract.embeddings_table``).
+of the dataset's cache store (a resumable ``cache.row_tables.RowWriter`` table, ``extract.embeddings_table``).
 Three kinds of backbones are handled:
 
 * audio backbones (optionally with a text tower): clips are decoded and resampled ahead of the model
@@ -32,9 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from cache.errors import SchemaError
 from cache.manifest import Manifest, load_manifest
 from cache.provenance import code_version, now_iso
-from cache.store import FAILED, OK, WARNING, RowWriter, SchemaError, Store
+from cache.row_tables import RowWriter
+from cache.schema import FAILED, OK, WARNING
+from cache.store import Store
 
 from .audio import duration_seconds
 from .backbones.base import Backbone, BackboneConfig, build_backbone

@@ -5,7 +5,8 @@ those paths)."""
 from __future__ import annotations
 
 from cache.manifest import Manifest
-from cache.store import MissingIdsError, Store
+from cache.schema import MissingIdsError
+from cache.store import Store
 from cache.tables import SUMMARIES, read_summaries, summaries_path, table_names
 
 from .config import TEXT_SOURCES, ExtractionError

@@ -22,8 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from cache.errors import SchemaError  # noqa: E402
 from cache.locks import LockedError  # noqa: E402
-from cache.store import SchemaError  # noqa: E402
 from finetune.config import STAGES, ConfigError, load_config, to_toml  # noqa: E402
 
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from cache.provenance import base_provenance
-from cache.store import OK, Store, default_store_path
+from cache.schema import OK
+from cache.store import Store, default_store_path
 from cache.taxonomy import CLASSES, NUM_CLASSES
 from heads.data import HeadData
 

@@ -163,7 +163,7 @@ def _one_line(e: BaseException) -> str:
 
 def exit_code_for(e: BaseException) -> int:
     """2 for a mistake the user can fix, 3 for an API failure a re-run may fix, 1 otherwise."""
-    from cache.store import SchemaError
+    from cache.errors import SchemaError
 
     if isinstance(e, (ConfigError, UserError, ValueError, FileNotFoundError, KeyError, SchemaError)):
         return EXIT_USER

@@ -92,7 +92,9 @@ def store_vectors(
     found = np.zeros(len(ids), dtype=bool)
     if not Path(store_path).exists():
         return out, found, {"reused": 0, "why_not": f"no store {store_path}"}
-    from cache.store import OK, Store, read_array
+    from cache.chunks import read_array
+    from cache.schema import OK
+    from cache.store import Store
 
     store = Store(store_path, mode="r")
     candidates = [t for t in store.tables("embeddings") if t.startswith("embeddings/minilm@")]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cache.__main__ import main
+from cache.schema import FAILED, OK
 from cache.splits import Split
-from cache.store import FAILED, OK, Store
+from cache.store import Store
 
 
 def test_validate_reports_problems_counts_and_shared_ids(make_dataset, row, balanced, capsys):

@@ -2,8 +2,10 @@ import h5py
 import numpy as np
 import pytest
 
+from cache.errors import SchemaError
 from cache.hdf5 import ExportError, export_hdf5, import_hdf5, read_export_info, select_tables
-from cache.store import FAILED, OK, SchemaError, Store
+from cache.schema import FAILED, OK
+from cache.store import Store
 
 IDS = ["a1", "b2", "c3", "d4", "e5"]
 

@@ -2,16 +2,9 @@ import numpy as np
 import pytest
 import zarr
 
-from cache.store import (
-    FAILED,
-    OK,
-    PENDING,
-    SCHEMA_VERSION,
-    MissingIdsError,
-    SchemaError,
-    Store,
-    default_store_path,
-)
+from cache.errors import SchemaError
+from cache.schema import FAILED, OK, PENDING, SCHEMA_VERSION, MissingIdsError
+from cache.store import Store, default_store_path
 
 
 def test_whole_table_round_trip_and_join(tmp_path):

@@ -1,10 +1,12 @@
-"""cache.store.read_array: the direct chunk-file reader agrees with zarr's own reading."""
+"""cache.chunks.read_array: the direct chunk-file reader agrees with zarr's own reading."""
 
 import numpy as np
 import pytest
 import zarr
 
-from cache.store import FAILED, OK, Store, _raw_layout, read_array
+from cache.chunks import _raw_layout, read_array
+from cache.schema import FAILED, OK
+from cache.store import Store
 
 
 @pytest.fixture

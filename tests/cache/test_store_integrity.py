@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 import zarr
 
+from cache.chunks import read_array
+from cache.errors import MissingChunkError, SchemaError
 from cache.feature_matrix import open_features, read_features
-from cache.store import (
-    EVERY_CHUNK_STORED,
-    FAILED,
-    OK,
-    MissingChunkError,
-    SchemaError,
-    Store,
-    TableLockedError,
-    read_array,
-)
+from cache.schema import EVERY_CHUNK_STORED, FAILED, OK
+from cache.store import Store, TableLockedError
 
 REPO = Path(__file__).resolve().parents[2]
 G = "embeddings/t@none"

@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from cache.config import dump_toml, load_config, to_dict
+from cache.errors import SchemaError
 from cache.feature_matrix import open_features, read_features
 from cache.manifest import load_manifest
-from cache.store import FAILED, OK, SchemaError, Store
+from cache.schema import FAILED, OK
+from cache.store import Store
 from extract.__main__ import main as cli_main
 from extract.audio import load_audio
 from extract.backbones import BackboneConfig, build_backbone

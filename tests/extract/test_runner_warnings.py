@@ -9,7 +9,8 @@ import pytest
 import soundfile as sf
 
 from cache.__main__ import main as cache_main
-from cache.store import FAILED, OK, Store
+from cache.schema import FAILED, OK
+from cache.store import Store
 from extract.audio import load_audio
 from extract.backbones import build_backbone
 from extract.config import EmbeddingsConfig

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cache.store import FAILED, OK, Store
+from cache.schema import FAILED, OK
+from cache.store import Store
 from extract.backbones.shipped import ShippedFeatureError, load_vector
 from extract.config import EmbeddingsConfig
 from extract.runner import run_embeddings

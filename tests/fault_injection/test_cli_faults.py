@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cache.store import MissingChunkError, Store
+from cache.errors import MissingChunkError
+from cache.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "embeddings/logmel@none"

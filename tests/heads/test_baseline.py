@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from cache.store import OK, Store, default_store_path
+from cache.schema import OK
+from cache.store import Store, default_store_path
 from cache.taxonomy import CLASS_TOP_INDEX, CLASSES, NUM_CLASSES
 from heads.baseline import BaselineConfig, BaselineTrain, baseline_logits, run_baseline, train_baseline
 from heads.baseline_model import BaselineNet, HierarchicalProxyLoss, mask_augment

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cache.manifest import load_manifest
-from cache.store import FAILED, OK, Store
+from cache.schema import FAILED, OK
+from cache.store import Store
 from cache.tables import read_priors
 from extract.llm import minilm_reuse
 from extract.llm.cli import main
