@@ -257,114 +257,25 @@ def check_backbones(device: torch.device, names: list[str], batch: int) -> list[
 
 
 # ------------------------------------------------------------------------------------------- precision
-PRECISION_TOLERANCE = {"fp16": 3e-3, "bf16": 2e-2}
-_TINY_ROBERTA = dict(
-    vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
-)
-PRECISION_CASES = {  # name: (backbone, variant, overrides, needs a tokenizer)
-    "passt-cpjku": ("passt", "cpjku", {"depth": 1, "window_seconds": 1.0}, False),
-    "passt-hear21": ("passt", "hear21", {"depth": 1, "window_seconds": 1.0}, False),
-    "cpclap": (
-        "cpclap",
-        None,
-        {"depth": 1, "window_seconds": 1.0, "text_config": _TINY_ROBERTA, "expected_vocab": 300},
-        True,
-    ),
-    "beats": (
-        "beats",
-        None,
-        dict(
-            encoder_embed_dim=24,
-            encoder_ffn_embed_dim=32,
-            encoder_attention_heads=3,
-            encoder_layers=2,
-            conv_pos=16,
-            conv_pos_groups=4,
-            num_buckets=32,
-            max_distance=64,
-        ),
-        False,
-    ),
-    "m2d": ("m2d", None, {"embed_dim": 32, "depth": 2, "num_heads": 2}, False),
-    "logmel": ("logmel", None, {}, False),
-    "laion-clap": (
-        "laion-clap",
-        None,
-        {
-            "text_config": {"vocab_size": 300, "num_hidden_layers": 1, "intermediate_size": 64},
-            "expected_vocab": 300,
-        },
-        True,
-    ),
-}
-
-
-def _tiny_tokenizer() -> Path:
-    """A 300-token byte-level BPE in the RoBERTa file format (no RoBERTa vocabulary offline)."""
+def check_precision(device: torch.device) -> None:
+    """Every audio backbone (tiny, random init) under fp16 and bf16 autocast on ``device``: finite and
+    within the tests' tolerance of float32 on a full-scale tone and near-silence
+    (as tests/extract/test_mixed_precision.py on the CPU)."""
     import tempfile
 
-    from tokenizers import ByteLevelBPETokenizer
+    from testkit.tiny_backbones import CASES, TOLERANCE, autocast_errors, build_case, write_tiny_tokenizer
 
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        ["a dog barks in the park", "rain falls on a tin roof", "birds sing at dawn"],
-        vocab_size=300,
-        min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-    )
-    folder = Path(tempfile.mkdtemp(prefix="gpu_checks_tok_"))
-    bpe.save_model(str(folder))
-    return folder
-
-
-def check_precision(device: torch.device) -> None:
-    import math
-
-    from extract.backbones import BackboneConfig, build_backbone
-
-    tokenizer = _tiny_tokenizer()
-    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
-    for case, (name, variant, overrides, tok) in PRECISION_CASES.items():
+    tokenizer = write_tiny_tokenizer(Path(tempfile.mkdtemp(prefix="gpu_checks_tok_")))
+    tags = {torch.float16: "fp16", torch.bfloat16: "bf16"}
+    for case in CASES:
         try:
-            torch.manual_seed(0)
-            bb = (
-                build_backbone(
-                    BackboneConfig(
-                        name,
-                        variant=variant,
-                        random_init=True,
-                        overrides=overrides,
-                        tokenizer=tokenizer if tok else None,
-                    )
-                )
-                .eval()
-                .to(device)
-            )
-            sr, ws = bb.spec.sample_rate, bb.spec.window_samples
-            t = torch.arange(ws, dtype=torch.float64) / sr
-            g = torch.Generator().manual_seed(0)
-            signals = {
-                "tone": torch.sin(2 * math.pi * (sr / 4 + 3.0) * t).float(),
-                "near-silence": 1e-5 * torch.randn(ws, generator=g),
-            }
-            for label, wave in signals.items():
-                windows = torch.stack([wave, 0.5 * wave])
-                windows[1, ws // 2 :] = 0
-                windows, lengths = windows.to(device), torch.tensor([ws, ws // 2], device=device)
-                with torch.inference_mode():
-                    ref = bb.embed_windows(windows, lengths).float()
-                    info = {}
-                    ok = bool(torch.isfinite(ref).all())
-                    for tag, dt in dtypes.items():
-                        with torch.autocast(device.type, dtype=dt):
-                            out = bb.embed_windows(windows, lengths).float()
-                        rel = float(
-                            torch.linalg.vector_norm(out - ref)
-                            / torch.linalg.vector_norm(ref).clamp(min=1e-12)
-                        )
-                        finite = bool(torch.isfinite(out).all())
-                        info[f"{tag}_rel_err"] = rel if finite else float("nan")
-                        ok = ok and finite and rel <= PRECISION_TOLERANCE[tag]
+            bb = build_case(case, tokenizer).to(device)
+            by_signal: dict[str, tuple[bool, dict]] = {}
+            for label, dtype, ref_ok, finite, err in autocast_errors(bb, device):
+                ok, info = by_signal.get(label, (True, {}))
+                info[f"{tags[dtype]}_rel_err"] = err
+                by_signal[label] = (ok and ref_ok and finite and err <= TOLERANCE[dtype], info)
+            for label, (ok, info) in by_signal.items():
                 record(
                     f"precision {case} {label}: autocast fp16/bf16 finite and close to float32", ok, **info
                 )

@@ -8,6 +8,7 @@ and the shipped ``features/clap_{audio,text}_embeddings/<id>.npy``; each clip is
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ import soundfile as sf
 import torch
 
 from testkit.bsd_dataset import labelled_row, write_metadata
+from testkit.tiny_backbones import TINY_ROBERTA_VOCAB, write_tiny_tokenizer
 
 CODES = ("fx-a", "m-si", "sp-s", "ss-u", "is-p", "fx-v")
 
@@ -129,17 +131,6 @@ def mixed_dataset(tmp_path_factory) -> Path:
     return write_audio_dataset(tmp_path_factory.mktemp("mixed") / "ds", MIXED)
 
 
-#: vocabulary size of the tiny RoBERTa-format tokenizer below (tests pass it as expected_vocab)
-TINY_ROBERTA_VOCAB = 300
-_SENTENCES = [
-    "a dog barks loudly in the park",
-    "rain falls on a tin roof",
-    "the engine of a car idles",
-    "birds sing at dawn near the river",
-    "footsteps on gravel and a door slams",
-]
-
-
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """A tiny byte-level BPE (vocab.json + merges.txt) in the RoBERTa file format, 300 tokens.
@@ -147,16 +138,6 @@ def tokenizer_dir(tmp_path_factory) -> Path:
     No RoBERTa vocabulary exists offline: text towers are tested through the real
     ``from_pretrained(local_dir)`` path on this one.
     """
-    from tokenizers import ByteLevelBPETokenizer
-
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(
-        _SENTENCES,
-        vocab_size=TINY_ROBERTA_VOCAB,
-        min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-    )
-    folder = tmp_path_factory.mktemp("roberta_tok")
-    bpe.save_model(str(folder))
-    assert len(bpe.get_vocab()) == TINY_ROBERTA_VOCAB
+    folder = write_tiny_tokenizer(tmp_path_factory.mktemp("roberta_tok"))
+    assert len(json.loads((folder / "vocab.json").read_text())) == TINY_ROBERTA_VOCAB
     return folder

@@ -23,55 +23,10 @@ import math
 import pytest
 import torch
 
-from extract.backbones import BackboneConfig, build_backbone
+from testkit.tiny_backbones import CASES, TOLERANCE, autocast_errors, build_case, probe_signals
 
 pytestmark = pytest.mark.usefixtures("two_torch_threads")
-
-TINY_TEXT = dict(
-    vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
-)
-LAION_TEXT = {"vocab_size": 300, "num_hidden_layers": 1, "intermediate_size": 64}
-TOLERANCE = {torch.float16: 3e-3, torch.bfloat16: 2e-2}
-#: name, variant, overrides, needs a tokenizer
-CASES = {
-    "passt-cpjku": ("passt", "cpjku", {"depth": 1, "window_seconds": 1.0}, False),
-    "passt-hear21": ("passt", "hear21", {"depth": 1, "window_seconds": 1.0}, False),
-    "cpclap": (
-        "cpclap",
-        None,
-        {"depth": 1, "window_seconds": 1.0, "text_config": TINY_TEXT, "expected_vocab": 300},
-        True,
-    ),
-    "beats": (
-        "beats",
-        None,
-        dict(
-            encoder_embed_dim=24,
-            encoder_ffn_embed_dim=32,
-            encoder_attention_heads=3,
-            encoder_layers=2,
-            conv_pos=16,
-            conv_pos_groups=4,
-            num_buckets=32,
-            max_distance=64,
-        ),
-        False,
-    ),
-    "m2d": ("m2d", None, {"embed_dim": 32, "depth": 2, "num_heads": 2}, False),
-    "logmel": ("logmel", None, {}, False),
-    "tiny": ("tiny", None, {}, False),
-    "laion-clap": ("laion-clap", None, {"text_config": LAION_TEXT, "expected_vocab": 300}, True),
-}
 SLOW = {"laion-clap"}  # full HTSAT-tiny on 10 s windows at 48 kHz
-
-
-def signals(sample_rate: int, n: int) -> dict[str, torch.Tensor]:
-    t = torch.arange(n, dtype=torch.float64) / sample_rate
-    g = torch.Generator().manual_seed(0)
-    return {
-        "full-scale tone": torch.sin(2 * math.pi * (sample_rate / 4 + 3.0) * t).float(),
-        "near-silence": 1e-5 * torch.randn(n, generator=g),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -80,49 +35,28 @@ def backbones(tokenizer_dir):
 
     def get(case: str):
         if case not in built:
-            name, variant, overrides, tok = CASES[case]
-            torch.manual_seed(0)
-            config = BackboneConfig(
-                name,
-                variant=variant,
-                random_init=True,
-                overrides=overrides,
-                tokenizer=tokenizer_dir if tok else None,
-            )
-            built[case] = build_backbone(config).eval()
+            built[case] = build_case(case, tokenizer_dir)
         return built[case]
 
     return get
 
 
-def relative_error(a: torch.Tensor, ref: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(a.float() - ref) / torch.linalg.vector_norm(ref).clamp(min=1e-12))
-
-
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in CASES])
 def test_autocast_embeddings_are_finite_and_close_to_float32(case, backbones):
-    model = backbones(case)
-    ws = model.spec.window_samples
-    for label, wave in signals(model.spec.sample_rate, ws).items():
-        windows = torch.stack([wave, wave * 0.5])
-        windows[1, ws // 2 :] = 0.0  # the second window is half padding
-        lengths = torch.tensor([ws, ws // 2])
-        with torch.inference_mode():
-            ref = model.embed_windows(windows, lengths)
-            assert ref.dtype == torch.float32 and torch.isfinite(ref).all(), (case, label)
-            for dtype, tol in TOLERANCE.items():
-                with torch.autocast("cpu", dtype=dtype):
-                    out = model.embed_windows(windows, lengths)
-                assert torch.isfinite(out).all(), (case, label, dtype)
-                err = relative_error(out, ref)
-                assert err <= tol, f"{case} {label} {dtype}: relative error {err:.2e} > {tol:.0e}"
+    rows = autocast_errors(backbones(case), torch.device("cpu"))
+    assert len(rows) == 4  # two signals x fp16, bf16
+    for label, dtype, ref_ok, finite, err in rows:
+        assert ref_ok and finite, (case, label, dtype)
+        assert err <= TOLERANCE[dtype], (
+            f"{case} {label} {dtype}: relative error {err:.2e} > {TOLERANCE[dtype]:.0e}"
+        )
 
 
 @pytest.mark.parametrize("case", ["passt-cpjku", "passt-hear21", "cpclap"])
 def test_front_ends_ignore_autocast(case, backbones):
     """The spectrogram is the float32 one, bit for bit, whatever the autocast (would overflow in fp16)."""
     model = backbones(case)
-    wave = signals(model.spec.sample_rate, model.spec.window_samples)["full-scale tone"][None]
+    wave = probe_signals(model.spec.sample_rate, model.spec.window_samples)["full-scale tone"][None]
     with torch.inference_mode():
         ref = model.spectrogram(wave)
         for dtype in (torch.float16, torch.bfloat16):
@@ -138,7 +72,7 @@ def test_front_ends_ignore_autocast(case, backbones):
 def test_laion_clap_spectrogram_ignores_autocast(backbones):
     model = backbones("laion-clap")
     branch = model.clap.audio_branch
-    wave = signals(48000, 480_000)["full-scale tone"][None]
+    wave = probe_signals(48000, 480_000)["full-scale tone"][None]
     with torch.inference_mode():
         ref = branch.logmel_extractor(branch.spectrogram_extractor(wave))
         with torch.autocast("cpu", dtype=torch.float16):
