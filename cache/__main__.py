@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import re
 import sys
 from collections import defaultdict
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli_output import quiet_on_closed_pipe
 from .errors import SchemaError
 from .locks import LockedError
 from .manifest import Manifest, ManifestError, load_class_descriptions, load_manifest, shared_ids
@@ -455,29 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _quiet_broken_pipe() -> int:
-    """The output's reader went away (``| head``): stop quietly, as a tool killed by SIGPIPE."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return 141
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = build_parser().parse_args(argv)
-        rc = _main(args)
-        sys.stdout.flush()
-        return rc
-    except BrokenPipeError:
-        return _quiet_broken_pipe()
-    except SystemExit:  # argparse printed help or usage: flush it here, where a closed pipe is caught
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            _quiet_broken_pipe()
-        raise
+    return quiet_on_closed_pipe(lambda: _main(build_parser().parse_args(argv)))
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -34,22 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _main_quiet_on_closed_pipe() -> int:
-    """``main()``, ending quietly (exit 141, as a tool killed by SIGPIPE) when the reader of the output
-    went away (``| head``)."""
-    import os
-
-    try:
-        rc = main()
-        sys.stdout.flush()
-        return rc
-    except BrokenPipeError:
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):
-            pass
-        return 141
-
-
 if __name__ == "__main__":
-    sys.exit(_main_quiet_on_closed_pipe())
+    from cache.cli_output import quiet_on_closed_pipe
+
+    sys.exit(quiet_on_closed_pipe(main))

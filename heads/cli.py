@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
+from cache.cli_output import quiet_on_closed_pipe
 from cache.config import ConfigError, load_config
 
 
@@ -174,38 +174,21 @@ def _message(e: BaseException) -> str:
     return str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
 
 
-def quiet_broken_pipe() -> int:
-    """The output's reader went away (``| head``): stop quietly, as a tool killed by SIGPIPE."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    return 141
-
-
 def main(argv: list[str] | None = None) -> int:
+    return quiet_on_closed_pipe(lambda: _main(build_parser().parse_args(argv)))
+
+
+def _main(args) -> int:
+    progress = not args.no_progress and sys.stderr.isatty()
     try:
-        args = build_parser().parse_args(argv)
-        progress = not args.no_progress and sys.stderr.isatty()
-        try:
-            rc = _run(args, progress)
-        except BrokenPipeError:
-            raise
-        except USER_ERRORS as e:
-            if args.debug:
-                raise
-            print(f"error: {_message(e)}", file=sys.stderr)
-            rc = 2
-        sys.stdout.flush()
-        return rc
+        return _run(args, progress)
     except BrokenPipeError:
-        return quiet_broken_pipe()
-    except SystemExit:  # argparse printed help or usage: flush it here, where a closed pipe is caught
-        try:
-            sys.stdout.flush()
-        except BrokenPipeError:
-            quiet_broken_pipe()
         raise
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"error: {_message(e)}", file=sys.stderr)
+        return 2
 
 
 def _run(args, progress: bool) -> int:
