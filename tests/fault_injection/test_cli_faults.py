@@ -4,7 +4,6 @@ a killed table creation, symlinked audio, a header-only CSV, a long CSV field, a
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -17,48 +16,22 @@ import pytest
 import soundfile as sf
 
 from cache.errors import MissingChunkError
+from cache.manifest import LABELLED_COLUMNS
 from cache.store import Store
+from testkit.bsd_dataset import labelled_row, write_metadata
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "embeddings/logmel@none"
 IDS = [str(100 + i) for i in range(5)]
-HEADER = [
-    "sound_id",
-    "class",
-    "class_idx",
-    "class_top",
-    "confidence",
-    "uploader",
-    "license",
-    "title",
-    "tags",
-    "description",
-]
 ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 
 def _csv(root: Path, rows: list[dict]) -> None:
-    (root / "metadata").mkdir(parents=True, exist_ok=True)
-    with open(root / "metadata" / "TINY_metadata.csv", "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=HEADER)
-        w.writeheader()
-        w.writerows(rows)
+    write_metadata(root, rows, name="TINY", header=LABELLED_COLUMNS)
 
 
 def _row(cid: str, **kw: str) -> dict:
-    return {
-        "sound_id": cid,
-        "class": "fx-a",
-        "class_idx": "",
-        "class_top": "fx",
-        "confidence": "4",
-        "uploader": "u",
-        "license": "CC0",
-        "title": f"clip {cid}",
-        "tags": "t",
-        "description": "d",
-        **kw,
-    }
+    return labelled_row(cid, "fx-a", title=f"clip {cid}", tags="t", description="d", uploader="u", **kw)
 
 
 def write_clips(folder: Path, ids=IDS) -> None:
