@@ -82,22 +82,15 @@ class RunSummary:
             f"{self.chunks_written} chunk(s) written, {self.chunks_skipped} already done, "
             f"{self.rows_processed} clips in {self.seconds:.1f} s ({rate:.1f} clips/s)"
         ]
-        if self.failures:
-            lines.append(f"failed clips ({len(self.failures)}):")
-            lines += [f"  {cid}: {reason}" for cid, reason in self.failures[:max_failures]]
-            if len(self.failures) > max_failures:
-                lines.append(
-                    f"  … and {len(self.failures) - max_failures} more "
-                    "(all listed in the store: cache.store.Store.failures())"
-                )
-        if self.warnings:
-            lines.append(f"clips embedded with warnings ({len(self.warnings)}):")
-            lines += [f"  {cid}: {text}" for cid, text in self.warnings[:max_failures]]
-            if len(self.warnings) > max_failures:
-                lines.append(
-                    f"  … and {len(self.warnings) - max_failures} more "
-                    "(all listed by: python -m cache failures --store …)"
-                )
+        for title, rows in (("failed clips", self.failures), ("clips embedded with warnings", self.warnings)):
+            if rows:
+                lines.append(f"{title} ({len(rows)}):")
+                lines += [f"  {cid}: {text}" for cid, text in rows[:max_failures]]
+                if len(rows) > max_failures:
+                    lines.append(
+                        f"  … and {len(rows) - max_failures} more (all listed by: python -m cache failures "
+                        f"--store {self.store})"
+                    )
         return "\n".join(lines)
 
 
