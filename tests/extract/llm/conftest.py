@@ -43,3 +43,15 @@ def secret() -> str:
 def mrow():
     """``mrow(sound_id, code, title, tags="", description="")`` -> one labelled metadata row."""
     return meta_row
+
+
+def openai_args(
+    kind: str, root, base_url: str, cache, *extra: str, model: str = "test-model", **settings
+) -> list[str]:
+    """``python -m extract priors|summaries`` arguments against a local server: the ``openai`` provider,
+    no progress, its own response cache; ``settings`` become ``--set llm.KEY=VALUE``."""
+    args = [kind, "--dataset", str(root), "--provider", "openai", "--model", model, "--base-url", base_url]
+    args += ["--cache-dir", str(cache), "--no-progress"]
+    for key, value in settings.items():
+        args += ["--set", f"llm.{key}={value}"]
+    return [*args, *extra]

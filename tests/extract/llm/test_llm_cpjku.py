@@ -14,25 +14,11 @@ from extract.llm.config import LLMConfig
 from extract.llm.prompts import build_template
 from extract.llm.reference_answers import normalise_answer, parse_live_prior
 
+from .conftest import openai_args
+
 
 def _args(kind, root, server, cache, *extra):
-    return [
-        kind,
-        "--dataset",
-        str(root),
-        "--provider",
-        "openai",
-        "--model",
-        "gpt-5.4-mini",
-        "--base-url",
-        server.base_url,
-        "--cache-dir",
-        str(cache),
-        "--no-progress",
-        "--set",
-        "llm.backoff_base=0.02",
-        *extra,
-    ]
+    return openai_args(kind, root, server.base_url, cache, *extra, model="gpt-5.4-mini", backoff_base=0.02)
 
 
 def test_cpjku_is_the_default_and_v1_stays_available():

@@ -17,6 +17,8 @@ from cache.taxonomy import CLASS_INDEX
 from extract.llm.cli import main
 from testkit.fake_llm_server import FakeOpenAIServer
 
+from .conftest import openai_args
+
 CLIPS = {"1": ("dog", "fx-a"), "2": ("car", "fx-v"), "3": ("rain", "fx-n")}
 IDS = list(CLIPS)
 REPO = Path(__file__).resolve().parents[3]
@@ -27,31 +29,21 @@ def _root(make_dataset, mrow, clips=CLIPS):
 
 
 def _args(root, base_url, cache, *extra, api="responses"):
-    return [
+    return openai_args(
         "priors",
-        "--dataset",
-        str(root),
-        "--provider",
-        "openai",
-        "--model",
-        "test-model",
+        root,
+        base_url,
+        cache,
         "--api",
         api,
-        "--base-url",
-        base_url,
-        "--cache-dir",
-        str(cache),
         "--timeout",
         "0.5",
         "--concurrency",
         "4",
-        "--no-progress",
-        "--set",
-        "llm.backoff_base=0.01",
-        "--set",
-        "llm.max_retries=1",
         *extra,
-    ]
+        backoff_base=0.01,
+        max_retries=1,
+    )
 
 
 def _good_table(root, tmp_path):

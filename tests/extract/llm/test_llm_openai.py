@@ -14,6 +14,8 @@ from cache.taxonomy import CLASS_INDEX
 from extract.llm.cli import main
 from extract.llm.response_cache import ResponseCache
 
+from .conftest import openai_args
+
 FAULTS = {  # sound_id -> (title, tags)
     "1": ("dog barking", "dog, fx-a"),
     "2": ("car passing [[429:1]]", "car, fx-v"),
@@ -54,33 +56,23 @@ def _dataset(make_dataset, mrow, faults=FAULTS, sub="d"):
 
 
 def _args(root: Path, server, cache: Path, api: str = "responses", *extra: str) -> list[str]:
-    return [
+    # these tests check the v1 template (test_llm_cpjku.py: cpjku)
+    return openai_args(
         "priors",
-        "--dataset",
-        str(root),
-        "--provider",
-        "openai",
-        "--model",
-        "test-model",
+        root,
+        server.base_url,
+        cache,
         "--api",
         api,
-        "--base-url",
-        server.base_url,
-        "--cache-dir",
-        str(cache),
         "--timeout",
         "0.5",
         "--concurrency",
         "8",
-        "--no-progress",
-        "--set",
-        "llm.backoff_base=0.02",
-        "--set",
-        "llm.max_retries=2",
-        "--set",
-        "llm.prompt=v1",  # these tests check the v1 template (test_llm_cpjku.py: cpjku)
         *extra,
-    ]
+        backoff_base=0.02,
+        max_retries=2,
+        prompt="v1",
+    )
 
 
 def _all_text_under(path: Path) -> str:
