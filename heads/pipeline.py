@@ -193,7 +193,7 @@ class Pipeline:
             }
         )
         folder = stage_dir(self.out, stage, spec.name)
-        cached = load_stage(self.out, stage, spec.name, digest)
+        cached = load_stage(self.out, stage, spec.name, digest, runs_kept=self.cfg.runs_kept())
         if cached is not None:
             self.log(f"[stage {stage}] {spec.name}: unchanged, reusing {folder}")
             self._outcomes[(stage, spec.name)] = cached

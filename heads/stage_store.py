@@ -122,8 +122,11 @@ def save_stage(
     )
 
 
-def load_stage(out: Path, stage: int, model: str, digest: str | None = None) -> StageOutcome | None:
-    """A complete saved stage (with the given digest, if one is given), or None."""
+def load_stage(
+    out: Path, stage: int, model: str, digest: str | None = None, runs_kept: int = 0
+) -> StageOutcome | None:
+    """A complete saved stage (with the given digest, if one is given), or None. ``runs_kept``: the number
+    of best configurations whose run folders the caller needs (a stage saved with fewer is not reused)."""
     folder = stage_dir(out, stage, model)
     if not (folder / "search.json").exists() or not (folder / "logits.npz").exists():
         return None
@@ -132,6 +135,8 @@ def load_stage(out: Path, stage: int, model: str, digest: str | None = None) -> 
         return None
     run_dirs = {int(k): Path(v) for k, v in meta["run_dirs"].items()}
     if not all((p / "head.pt").exists() for p in run_dirs.values()):
+        return None
+    if any(k not in run_dirs for k in meta["order"][:runs_kept]):  # keep / candidates_per_model were raised
         return None
     with np.load(folder / "logits.npz") as z:
         logits = {s: z[s] for s in SETS if s in z}

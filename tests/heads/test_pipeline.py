@@ -369,3 +369,22 @@ def test_stage_settings_halving_reaches_the_search(run, tmp_path):
     search = json.loads((out / "stage1" / "fused" / "search.json").read_text())
     text = json.dumps(search)
     assert text.count('"halving"') >= 2
+
+
+def test_raising_keep_retrains_a_stage_saved_with_fewer_run_folders(run, tmp_path, capsys):
+    """A stage saved with ``keep = 2`` is not reused when 3 run folders are needed (it would lack one)."""
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(run["out"], out)
+    cfg = tmp_path / "k.toml"
+    cfg.write_text(run["cfg"].read_text().replace("keep = 2\n", "keep = 3\n"))
+    capsys.readouterr()
+    assert main(["--no-progress", "stage", "--config", str(cfg), "--stage", "1", "--out", str(out)]) == 0
+    log = capsys.readouterr().out
+    assert "[stage 1] fused: unchanged" not in log
+    search = json.loads((out / "stage1" / "fused" / "search.json").read_text())
+    assert len(search["run_dirs"]) == 3
+    # the same config again: now complete, reused
+    assert main(["--no-progress", "stage", "--config", str(cfg), "--stage", "1", "--out", str(out)]) == 0
+    assert "[stage 1] fused: unchanged" in capsys.readouterr().out
