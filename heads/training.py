@@ -139,13 +139,6 @@ def _check_compatible(configs: Sequence[TrainConfig]) -> None:
             )
 
 
-def _schedule_parts(step: int, steps_per_epoch: int, c: TrainConfig) -> tuple[float, float]:
-    """lr(step) = a·base_lr + b·final_lr (same a, b for every configuration of a run): heads.schedule."""
-    return schedule_parts(
-        step, *schedule_steps(steps_per_epoch, c.epochs, c.warmup_epochs, c.decay_start_epoch)
-    )
-
-
 @torch.no_grad()
 def stacked_logits(stacked: StackedHeads, data: HeadData, chunk: int = 2048) -> Tensor:
     """Evaluation-mode logits (K, N, C) of every head on ``data`` (already on the device)."""
@@ -265,6 +258,8 @@ class StackedRun:
         self.base_lr_all = np.array([c.lr for c in configs])
         N, B = len(train), c0.batch_size
         self.spe = math.ceil(N / B)
+        # (warm-up, decay start, total) updates: the same for every configuration and every step
+        self.schedule = schedule_steps(self.spe, c0.epochs, c0.warmup_epochs, c0.decay_start_epoch)
         self.W = self.stacked.dropout_width if c0.dropout > 0 else 0
         # dropout uniforms are drawn per configuration in chunks of whole steps; the chunk length
         # depends only on the head and the batch size, so each generator is consumed the same way
@@ -379,7 +374,7 @@ class StackedRun:
                 losses = stacked.fast_loss_and_grads(
                     X, q, None if masks is None else masks[:, r], T[:, r], tsum[:, r], self.gviews
                 )
-                a, bb = _schedule_parts(self.step, spe, c0)
+                a, bb = schedule_parts(self.step, *self.schedule)
                 self.opt.set_lr((a * base_lr + bb * final_lr).tolist())
                 self.opt.step(clip_grad_norm=self.clip)
                 loss_sum += losses
