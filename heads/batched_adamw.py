@@ -52,13 +52,7 @@ class BatchedAdamW:
         ok_dtype = all(
             p.dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16) for p in self.stacked
         )
-        self.fused = (
-            (fused is not False)
-            and kernel is not None
-            and ok_dtype
-            and dev.type in ("cpu", "cuda")
-            and all(p.is_contiguous() or p.dim() > 0 for p in self.stacked)
-        )
+        self.fused = (fused is not False) and kernel is not None and ok_dtype and dev.type in ("cpu", "cuda")
         self.optimizer = None
         self._grads: list[Tensor] | None = None
         self._clip: tuple | None = None
