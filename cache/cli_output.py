@@ -6,6 +6,7 @@ BrokenPipeError. A tool killed by SIGPIPE exits with 141 and prints nothing: so 
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -16,9 +17,11 @@ EXIT_CLOSED_PIPE = 141
 def silence_stdout() -> int:
     """Point stdout at /dev/null (so the interpreter's final flush cannot fail) and return 141."""
     try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # stdout without a descriptor
+        sys.stdout = open(os.devnull, "w")  # lives as long as the process
     return EXIT_CLOSED_PIPE
 
 

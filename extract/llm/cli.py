@@ -23,9 +23,10 @@ import argparse
 import json
 import sys
 
+from cache.cli_output import silence_stdout
+
 from .config import ConfigError, LLMRunConfig, load_config
 from .errors import APIFailure, UserError
-from .output import silence_stdout
 from .response_cache import redact
 
 COMMANDS = ("priors", "summaries")
@@ -186,8 +187,7 @@ def main(argv: list[str]) -> int:
         code, _ = Runner(cfg.llm).run()
         return code
     except BrokenPipeError:  # e.g. `--help | head`: the reader is gone, nothing to say
-        silence_stdout()
-        return 141
+        return silence_stdout()
     except KeyboardInterrupt:
         print(
             "interrupted: answers received so far are in the response cache; re-run to continue",

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import io
-import os
 import sys
 from typing import TextIO
 
-
-def silence_stdout() -> None:
-    """Send the rest of stdout to /dev/null (also what the interpreter flushes at exit)."""
-    try:
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, sys.stdout.fileno())
-        os.close(fd)
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        sys.stdout = open(os.devnull, "w")
+from cache.cli_output import silence_stdout
 
 
 def emit(message: str, file: TextIO | None = None) -> None:
