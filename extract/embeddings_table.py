@@ -99,7 +99,7 @@ def table_attrs(
         window_seconds=spec.window_seconds,
         window_samples=spec.window_samples,
         padding=spec.padding,
-        pooling="mean over windows with real samples",
+        pooling=backbone.pooling_description,
         front_end=spec.front_end,
         audio_dim=spec.audio_dim,
         text_dim=spec.text_dim,

@@ -93,10 +93,10 @@ def forward_windows(backbone, windows: torch.Tensor, lengths: torch.Tensor) -> t
 def embed_clips(backbone, waves: Sequence[torch.Tensor], max_windows_per_batch: int = 32) -> torch.Tensor:
     """Embed clips (list of (T_i,) waves at the backbone's rate) -> (n_clips, audio_dim).
 
-    Splits every clip with the backbone's window and padding policy, runs
-    ``embed_windows`` on at most ``max_windows_per_batch`` windows at a time and pools per
-    clip. Differentiable: no inference mode here (the runner wraps it; fine-tuning trains
-    through it). Windows are batched in order of real length so trimming backbones waste
+    Splits every clip with the backbone's window and padding policy, runs ``embed_windows`` on
+    at most ``max_windows_per_batch`` windows at a time and pools per clip with the backbone's
+    ``pool_windows``. Differentiable: no inference mode here (the runner wraps it; fine-tuning
+    trains through it). Windows are batched in order of real length so trimming backbones waste
     little; the result does not depend on the order or on which clips share a batch.
     """
     spec = backbone.spec
@@ -115,4 +115,4 @@ def embed_clips(backbone, waves: Sequence[torch.Tensor], max_windows_per_batch: 
     inverse = torch.empty_like(order)
     inverse[order] = torch.arange(len(order))
     emb = emb[inverse.to(emb.device)]
-    return pool_windows(emb, clip_of_window, lengths, len(parts))
+    return backbone.pool_windows(emb, clip_of_window, lengths, len(parts))

@@ -86,6 +86,9 @@ class Backbone(nn.Module):
             out[idx] = self.embed_text([texts[i] for i in idx]).float().cpu().numpy()
         return out
 
+    #: how :meth:`pool_windows` makes a clip embedding (recorded in each embeddings table's provenance)
+    pooling_description = "mean over windows with real samples"
+
     def pool_windows(
         self, window_emb: torch.Tensor, clip_of_window: torch.Tensor, lengths: torch.Tensor, n_clips: int
     ) -> torch.Tensor:

@@ -324,6 +324,12 @@ class M2DBackbone(Backbone):
         w = real.to(frames.dtype).unsqueeze(-1)
         return (frames * w).sum(1) / w.sum(1).clamp(min=1.0)
 
+    @property
+    def pooling_description(self) -> str:
+        if self.pooling == "reference":
+            return "reference: mean over the real time steps of all windows (windows weighted by real steps)"
+        return "mean over windows with real samples"
+
     def window_weights(self, lengths: torch.Tensor) -> torch.Tensor:
         """(W,) weight of each window in its clip's mean: its number of real time steps ("reference"
         pooling) or 1 ("masked"); 0 for windows without real samples."""

@@ -301,3 +301,24 @@ def test_reference_pooling_attends_to_padding_and_weights_windows_by_real_steps(
 def test_unknown_pooling_fails_clearly(tiny_file: Path):
     with pytest.raises(ValueError, match="pooling must be one of masked, reference"):
         build_backbone(BackboneConfig("m2d", checkpoint=tiny_file, overrides={**TINY, "pooling": "max"}))
+
+
+def test_embed_clips_and_table_provenance_use_the_backbones_pooling(tiny_file: Path):
+    """The per-clip path (``embed_clips``, the runner's reference in tests and benchmarks) pools with the
+    backbone's own ``pool_windows``, and the recorded pooling names the mode."""
+    from extract.windowing import embed_clips, split_windows
+
+    ref = build_backbone(
+        BackboneConfig("m2d", checkpoint=tiny_file, overrides={**TINY, "pooling": "reference"})
+    ).eval()
+    torch.manual_seed(4)
+    clip = torch.randn(ref.spec.window_samples + 48_000) * 0.1  # 13 s: a full window and 3 s
+    windows, lengths = split_windows(clip, ref.spec.window_samples, ref.spec.padding)
+    with torch.inference_mode():
+        got = embed_clips(ref, [clip])[0]
+        emb = ref.embed_windows(windows, lengths)
+    torch.testing.assert_close(got, (62 * emb[0] + 19 * emb[1]) / 81, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got, emb.mean(0))
+    assert ref.pooling_description.startswith("reference")
+    masked = build_backbone(BackboneConfig("m2d", checkpoint=tiny_file, overrides=TINY))
+    assert masked.pooling_description == "mean over windows with real samples"
