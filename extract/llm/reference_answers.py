@@ -101,7 +101,7 @@ def parse_reference_prior(raw: str | None) -> PriorParse:
     return prior_from_list(value)
 
 
-def parse_live_prior(text: str | None, mapper: Any = None) -> PriorParse:
+def parse_live_prior(text: str | None) -> PriorParse:
     """A fresh answer to the ``cpjku`` prior prompt: normalised as the reference's download
     step does (leading JSON value kept, trailing prose dropped), then read as above."""
     norm = normalise_answer(text)

@@ -25,7 +25,7 @@ from cache.taxonomy import NUM_CLASSES
 from extract.text import clean_metadata
 
 from .base import LocalOutput, LocalProvider, LocalTask, register_provider
-from .embedded import MODEL_NAME, encode_clips, encoder_provenance, full_manifest, softmax
+from .embedded import MODEL_NAME, clip_texts, encode_clips, encoder_provenance, full_manifest, softmax
 
 
 def fold_of(ids: list[str], n_folds: int, seed: int) -> np.ndarray:
@@ -137,9 +137,7 @@ class EmbeddedKnnProvider(LocalProvider):
         pool_labels = np.array([train.labels[pool_rows[j]] for j in keep], dtype=np.int64)
         pool_fold = fold_of(pool_ids, c.knn_folds, c.knn_seed)
 
-        texts = [
-            clean_metadata(t, g, d) for t, g, d in zip(task.title, task.tags, task.description, strict=True)
-        ]
+        texts = clip_texts(task)
         missing = np.array([not t for t in texts], dtype=bool)
         P, reuse_pool = encode_clips(c, pool_texts, pool_ids, train_root, train_all.digest())
         Q, reuse_queries = encode_clips(c, texts, task.ids, task.dataset_root, full_manifest(task).digest())
