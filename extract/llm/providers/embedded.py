@@ -21,6 +21,7 @@ import numpy as np
 
 from extract.text import clean_metadata
 
+from ... import minilm_weights
 from .. import minilm_reuse
 from ..config import LLMConfig
 from .base import LocalOutput, LocalProvider, LocalTask, register_provider
@@ -79,7 +80,7 @@ def encode(config: LLMConfig, texts: list[str]) -> np.ndarray:
 
 def encoder_provenance(config: LLMConfig) -> dict[str, Any]:
     """The encoder's provenance (as ``MiniLMEncoder.provenance()``), without loading it."""
-    prov = minilm_reuse.encoder_provenance(config.minilm_path)
+    prov = minilm_weights.encoder_provenance(config.minilm_path)
     return {"text_encoder": MODEL_NAME, **{f"encoder_{k}": v for k, v in prov.items()}}
 
 

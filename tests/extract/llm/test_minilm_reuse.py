@@ -10,6 +10,7 @@ from cache.manifest import load_manifest
 from cache.schema import FAILED, OK
 from cache.store import Store
 from cache.tables import read_priors
+from extract import minilm_weights
 from extract.llm import minilm_reuse
 from extract.llm.cli import main
 from extract.llm.providers import embedded
@@ -114,7 +115,7 @@ def test_a_table_of_other_metadata_is_not_reused(dataset, tmp_path):
 
 def _table(root, ids, attrs_over=None, status=None):
     """A hand-made minilm metadata table over ``ids`` (random unit vectors) matching the dataset."""
-    sha = minilm_reuse.weights_sha256(None)
+    sha = minilm_weights.weights_sha256(None)
     digest = load_manifest(root, require_audio=False, keep_non_targets=True).digest()
     attrs = {
         "backbone": "minilm",
