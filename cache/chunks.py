@@ -58,17 +58,25 @@ def _missing(arr: zarr.Array, k: int, path: Path, where: str, hint: str) -> Miss
     )
 
 
-def read_chunk(arr: zarr.Array, k: int, required: bool = True) -> tuple[str | None, np.ndarray | None]:
+def is_plain(arr: zarr.Array) -> bool:
+    """True when ``arr``'s chunks are plain bytes on a local disk (their size can be checked)."""
+    return _raw_layout(arr) is not None
+
+
+def read_chunk(
+    arr: zarr.Array, k: int, required: bool = True, plain: bool | None = None
+) -> tuple[str | None, np.ndarray | None]:
     """(problem, rows) of row chunk ``k`` of ``arr``. ``problem`` says why the chunk is damaged, or
     is None: its file is missing (when ``required``; else the rows are the fill value), has the
-    wrong size (plain arrays), or cannot be decoded. ``rows`` is None when damaged."""
+    wrong size (plain arrays), or cannot be decoded. ``rows`` is None when damaged. ``plain``:
+    :func:`is_plain` of ``arr`` when the caller already knows it (it reads the array's metadata)."""
     path = chunk_file(arr, k)
     lo, hi = _rows_of(arr, k)
     where = f"chunk {k} (rows {lo}-{hi - 1})"
     if path is not None and not path.exists():
         if required:
             return f"{where} is missing ({path})", None
-    elif path is not None and _raw_layout(arr) is not None:
+    elif path is not None and (is_plain(arr) if plain is None else plain):
         want = int(arr.chunks[0]) * int(np.prod(arr.shape[1:], dtype=np.int64)) * np.dtype(arr.dtype).itemsize
         size = path.stat().st_size
         if size != want:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import zarr
 
-from .chunks import check_chunk_files, n_row_chunks, read_array, read_chunk
+from .chunks import check_chunk_files, is_plain, n_row_chunks, read_array, read_chunk
 from .errors import SchemaError
 from .locks import Lease
 from .schema import (
@@ -144,15 +144,19 @@ class RowWriter:
     def _where(self, name: str) -> str:
         return f"table '{self.group}' in {self.store.path}, array '{name}'"
 
-    def chunk_problems(self, k: int, arrays: Mapping[str, zarr.Array] | None = None) -> list[str]:
+    def chunk_problems(
+        self, k: int, arrays: Mapping[str, zarr.Array] | None = None, plain: Mapping[str, bool] | None = None
+    ) -> list[str]:
         """What is wrong with chunk ``k`` as a done chunk: a chunk file of a column, ``status`` or
-        ``error`` missing, of the wrong size or undecodable; a PENDING row; an OK row not finite."""
+        ``error`` missing, of the wrong size or undecodable; a PENDING row; an OK row not finite.
+        (``arrays`` and their ``plain`` flags, when checking many chunks, are looked up once.)"""
         arrays = arrays or {n: self.g[n] for n in (*self.columns, "status", "error")}
+        plain = plain or {}
         every = bool(self.attrs.get(EVERY_CHUNK_STORED))
         lo, hi = self.chunk_range(k)
         problems, values = [], {}
         for name, arr in arrays.items():
-            problem, values[name] = read_chunk(arr, k, required=every or name == "status")
+            problem, values[name] = read_chunk(arr, k, every or name == "status", plain.get(name))
             if problem:
                 problems.append(f"array '{name}': {problem}")
         if problems:
@@ -169,12 +173,16 @@ class RowWriter:
                 problems.append(f"array '{name}': chunk {k} has non-finite values in OK rows")
         return problems
 
-    def verify(self) -> list[int]:
-        """Re-check every chunk marked done (see :meth:`chunk_problems`); un-mark the bad ones (and the
-        table's ``complete`` flag) so that they are recomputed, and return them."""
+    def verify(self, chunks: Sequence[int] | None = None) -> list[int]:
+        """Re-check every chunk marked done (or those of ``chunks`` that are; see :meth:`chunk_problems`);
+        un-mark the bad ones (and the table's ``complete`` flag) so that they are recomputed, and return
+        them."""
         done = self.done_mask()
+        if chunks is not None:
+            done &= np.isin(np.arange(len(done)), np.asarray(list(chunks), dtype=np.int64))
         arrays = {n: self.g[n] for n in (*self.columns, "status", "error")}
-        bad = [int(k) for k in np.flatnonzero(done) if self.chunk_problems(int(k), arrays)]
+        plain = {n: is_plain(a) for n, a in arrays.items()}
+        bad = [int(k) for k in np.flatnonzero(done) if self.chunk_problems(int(k), arrays, plain)]
         if bad:
             for k in bad:
                 self.g["chunk_done"][k] = False

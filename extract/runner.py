@@ -383,6 +383,7 @@ def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSumm
         log=log,
     )
     pending = writer.pending_chunks(ranks.rank, ranks.world)
+    run_chunks = writer.pending_chunks()  # what every rank writes in this run (verified before finalizing)
     if pending and not writer.has_warnings and ranks.is_main and prep.kind == "audio":
         log(
             f"note: {group} was created before the '{WARNING}' column; warnings about suspicious audio "
@@ -434,7 +435,7 @@ def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSumm
     ranks.barrier()
     if not ranks.is_main:
         return None
-    bad = writer.verify()
+    bad = writer.verify(run_chunks)  # the chunks done before this run were verified when it was opened
     if bad:
         raise SchemaError(f"{group}: chunks {bad} failed verification after writing; re-run to redo them")
     writer.finalize({"finalized": now_iso(), "finalized_by": code_version(), "complete": True})

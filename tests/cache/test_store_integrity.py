@@ -133,7 +133,9 @@ def test_verify_unmarks_missing_and_corrupt_chunks_so_they_are_redone(tmp_path):
     assert "array 'audio': chunk 0 (rows 0-3) is missing" in problems[0][0]
     assert "array 'status': chunk 1 (rows 4-7) has 1 bytes instead of 4" in problems[1][0]
     assert "array 'error': chunk 2 (rows 8-9) cannot be decoded" in problems[2][0]
-    assert w.verify() == [0, 1, 2]
+    assert w.verify([1]) == [1]  # only the chunks asked for are checked (and un-marked)
+    assert w.pending_chunks() == [1]
+    assert w.verify() == [0, 2]
     assert w.pending_chunks() == [0, 1, 2] and s.attrs(G)["complete"] is False
     w.close()
     with pytest.raises(SchemaError, match="incomplete"):
