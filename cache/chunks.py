@@ -4,7 +4,7 @@ Every array of a table is chunked by rows only. Tables written by this code stor
 as a file, even one holding only the fill value (zarr would otherwise skip it), and say so with
 the table attribute ``every_chunk_stored``; a chunk file that is then missing is damage, not
 zeros. ``read_array`` reads plain (uncompressed) arrays straight from their chunk files;
-``chunk_problem`` tells why one chunk is damaged (missing, wrong size, undecodable).
+``read_chunk`` reads one chunk and tells why it is damaged (missing, wrong size, undecodable).
 """
 
 from __future__ import annotations
@@ -85,11 +85,6 @@ def read_chunk(
         return None, np.asarray(arr[lo:hi])
     except Exception as e:  # noqa: BLE001 (codecs raise RuntimeError, ValueError, …)
         return f"{where} cannot be decoded ({type(e).__name__}: {e}) ({path or 'not a local file'})", None
-
-
-def chunk_problem(arr: zarr.Array, k: int, required: bool = True) -> str | None:
-    """Why row chunk ``k`` of ``arr`` is damaged, or None (see :func:`read_chunk`)."""
-    return read_chunk(arr, k, required)[0]
 
 
 # ---------------------------------------------------------------------------------- fast reads

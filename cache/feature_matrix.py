@@ -13,7 +13,7 @@ import numpy as np
 
 from .chunks import check_chunk_files
 from .errors import SchemaError
-from .schema import OK, Table
+from .schema import OK, Table, _damage_hint
 from .store import Store
 
 
@@ -95,14 +95,12 @@ class LazyFeatures:
             if not cols:
                 raise KeyError(f"group '{g}' has none of the columns {list(columns or [])}")
             rows = store.open_rows(g)
-            if not rows.complete:
+            done = rows.done_mask()
+            if not done.all():
                 raise SchemaError(f"table '{g}' in {store.path} is incomplete; re-run its producer to resume")
             pos = Table(g, rows.ids, {}).index_of(self.ids)
-            done = rows.done_mask()
             where = f"table '{g}' in {store.path}, array "
-            hint = (
-                f"run `python -m cache verify --store {store.path}`; re-running its producer recomputes them"
-            )
+            hint = _damage_hint(store.path, rows=True)
             status = rows.g["status"]
             check_chunk_files(status, rows.required("status", done), where + "'status'", hint)
             self.ok &= np.asarray(status[...])[pos] == OK

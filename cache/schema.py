@@ -29,7 +29,6 @@ PENDING, OK, FAILED = 0, 1, 2
 WARNING = "warning"
 
 #: top-level groups and what they hold (the schema; documented in SCHEMA.md)
-KINDS = ("embeddings", "llm/priors", "llm/summaries", "logits", "pseudo_labels")
 
 
 #: table attribute: every chunk of every array is stored as a file, even one holding only fill values,
