@@ -119,9 +119,20 @@ def resume_latest(acc, folders: StateFolders, state: TrainState, log: Callable[[
         if k + 1 < len(candidates):
             log(
                 f"--resume: {folder} cannot be loaded ({error or 'on another process'}); "
-                f"falling back to {candidates[k + 1]}"
+                f"falling back to {candidates[k + 1]} (the unloadable one is kept as {_set_aside(folder)})"
             )
+            if acc.is_main_process:  # else the next save would rotate it over the good state it falls back to
+                aside = _set_aside(folder)
+                if aside.exists():
+                    shutil.rmtree(aside)
+                folder.rename(aside)
+            acc.wait_for_everyone()
     raise ConfigError(
         f"--resume: no training state under {folders.root} can be loaded (last error: "
         f"{error or 'on another process'}); remove that folder to start from the beginning"
     )
+
+
+def _set_aside(folder: Path) -> Path:
+    """Where an unloadable state folder is moved (out of :meth:`StateFolders.complete`'s sight)."""
+    return folder.with_name(folder.name + ".unloadable")

@@ -65,7 +65,10 @@ def test_resume_falls_back_to_prev_when_last_is_corrupt(ft_data, tmp_path, run_f
     notices = [line for line in capsys.readouterr().out.splitlines() if "cannot be loaded" in line]
     assert len(notices) == 1, notices
     assert f"--resume: {out / 'state' / 'last'} cannot be loaded (" in notices[0]
-    assert notices[0].endswith(f"falling back to {out / 'state' / 'prev'}")
+    assert f"falling back to {out / 'state' / 'prev'} (the unloadable one is kept as " in notices[0]
+    # set aside: the next save cannot rotate it over the good state (prev is epoch 1's, last epoch 2's)
+    assert (out / "state" / "last.unloadable" / "pytorch_model.bin").read_bytes() == b"cut short"
+    assert json.loads((out / "state" / "prev" / "complete.json").read_text())["epoch"] == 1
     # epoch 2 trained again from the epoch-1 state reaches the same weights and scores
     got = torch.load(out / "state" / "last" / "pytorch_model.bin", weights_only=True)
     for k in ref:
