@@ -227,11 +227,9 @@ def summarise_plain(r: dict) -> dict:
 
 
 def summarise_run(r: dict) -> dict:
-    phases: dict[str, float] = {}
-    for e in r["epochs"]:
-        for k, v in e.items():
-            if k != "epoch":
-                phases[k] = phases.get(k, 0.0) + v
+    from finetune.output_folder import sum_phases
+
+    phases = sum_phases(r["epochs"])
     train = sum(phases.get(k, 0.0) for k in ("train_step", "data_first", "data_wait"))
     total = r["run"]["epochs"]
     phases["other"] = total - sum(phases.values())

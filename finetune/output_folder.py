@@ -20,6 +20,7 @@ from cache.provenance import base_provenance
 from cache.store import Store
 from cache.tables import write_logits
 from heads.early_stopping import EarlyStopping
+from heads.json_files import write_json
 
 from .config import ConfigError, FinetuneConfig
 from .datasets import Datasets
@@ -46,13 +47,6 @@ def hold_output_lock(folder: Path):
         lease.release()
 
 
-def write_json(folder: Path, name: str, data: Any) -> None:
-    """Write ``<folder>/<name>`` atomically (a hidden temporary file, then a rename)."""
-    tmp = folder / f".{name}.tmp"
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    tmp.replace(folder / name)
-
-
 def write_metrics(
     folder: Path,
     run: str,
@@ -63,8 +57,7 @@ def write_metrics(
 ) -> None:
     """metrics.json: the per-epoch history, the best epoch, and the time per phase of every epoch."""
     write_json(
-        folder,
-        "metrics.json",
+        folder / "metrics.json",
         {
             "run": run,
             "history": history,

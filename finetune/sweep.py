@@ -68,7 +68,7 @@ def trial_configs(
             if key not in keep:
                 setattr(cfg.train, key, getattr(space, key))
         cfg.train.seed = base.train.seed + i
-        cfg.output.dir = str(out / f"trial_{i:02d}")
+        cfg.output.dir = str(trial_folder(out, i))
         cfg.output.run_name = f"{prefix}-t{i:02d}"
         out_cfgs.append(cfg)
     return out_cfgs

@@ -23,6 +23,7 @@ import torch
 
 from cache.provenance import sha256_file
 from heads.early_stopping import EarlyStopping
+from heads.json_files import write_json
 from heads.losses import class_frequency_weights
 from heads.schedule import reference_schedule
 
@@ -38,7 +39,6 @@ from .output_folder import (
     previous_phase_log,
     save_logits_npz,
     sum_phases,
-    write_json,
     write_logits_tables,
     write_metrics,
 )
@@ -501,7 +501,7 @@ class Trainer:
             if cfg.output.write_logits:
                 backbone_provenance = self.facts.get("backbone_provenance")
                 write_logits_tables(cfg, self.data, backbone_provenance, all_logits, result, self.log)
-            write_json(self.out, "result.json", result)
+            write_json(self.out / "result.json", result)
             self.log(
                 f"best epoch {result['best_epoch']}: val hF {results['val']['hF']:.4f}, "
                 f"test hF {results['test']['hF']:.4f} "

@@ -204,17 +204,6 @@ def test_workers_and_prefetch_leave_the_results_unchanged(ft_data, tmp_path, run
     assert {"setup", "epochs", "finish"} <= set(phases) and phases["per_phase"]["train_step"] > 0
 
 
-def test_text_from_tags_alone(ft_data):
-    """``backbone.text_source = "tags"`` (the reference's LAION-CLAP-on-tags model): the clip's tags joined by
-    spaces."""
-    from finetune.data import clip_set
-
-    m = load_manifest(ft_data.clean)
-    clips = clip_set(m, None, text_source="tags")
-    assert clips.texts[0] == f"{m.tags[0].split(',')[0]} test" == "m test" and len(clips.texts) == len(m)
-    assert all(t.endswith(" test") and "," not in t for t in clips.texts)
-
-
 def test_disk_full_is_one_line_with_exit_2(ft_data, tmp_path, capsys, monkeypatch):
     import errno
 
