@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import re
 import sys
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -53,35 +51,6 @@ def _class_table(columns: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def _problem_kind(message: str) -> str:
-    """A problem message without its values (quoted text, paths, numbers): one kind per cause."""
-    kind = re.sub(r"'[^']*'|\"[^\"]*\"", "…", message)
-    kind = re.sub(r": [^;]*", ": …", kind)
-    return re.sub(r"\d+", "N", kind)
-
-
-def _report_lines(report, max_lines: int) -> str:
-    """The manifest report with at most ``max_lines`` problems listed; the rest summarised per
-    kind of problem as a count and a few rows."""
-    shown = sorted(report.problems, key=lambda p: (p.severity != "error", p.row or 0))
-    text = report.format(max_lines=len(shown)).split("\n")
-    lines = text[: 1 + min(max_lines, len(shown))] + ([] if shown else text[1:])
-    rest = shown[max_lines:]
-    if rest:
-        rows: dict[str, list] = defaultdict(list)
-        for p in rest:
-            rows[f"{p.severity} [{p.field or '-'}] {_problem_kind(p.message)}"].append(p.row)
-        parts = []
-        for kind, rs in sorted(rows.items(), key=lambda kv: -len(kv[1])):
-            few = [str(r) for r in rs if r is not None][:3]
-            parts.append(
-                f"{kind} ×{len(rs)}"
-                + (f" (rows {', '.join(few)}{', …' if len(rs) > 3 else ''})" if few else "")
-            )
-        lines.append(f"  … {len(rest)} more problem(s) (--max-lines to list them): " + "; ".join(parts))
-    return "\n".join(lines)
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     manifests: list[Manifest] = []
     unreadable = 0
@@ -94,7 +63,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             continue
         manifests.append(m)
         print(f"== {m.name} ({m.csv_path})")
-        print(_report_lines(m.report, max(0, args.max_lines)))
+        print(m.report.format(max_lines=args.max_lines))
         print(f"usable rows: {len(m)} ({'labelled' if m.labelled else 'unlabelled, keyed by anonymous_id'})")
         nt = _non_target_counts(m)
         if m.labelled:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,19 +90,33 @@ class ValidationReport:
         return [p for p in self.problems if p.severity == "warning"]
 
     def format(self, max_lines: int = 50) -> str:
+        """The counts, then at most ``max_lines`` problems (errors first, by row); the rest summarised per
+        kind of problem (its message without values) as a count and a few rows."""
         lines = [f"Dataset {self.dataset}: " + ", ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))]
         shown = sorted(self.problems, key=lambda p: (p.severity != "error", p.row or 0))
-        for p in shown[:max_lines]:
-            lines.append("  " + str(p))
-        if len(shown) > max_lines:
-            by_msg = Counter(p.message.split(":")[0] for p in shown[max_lines:])
-            lines.append(
-                f"  … {len(shown) - max_lines} more: "
-                + ", ".join(f"{k} ×{v}" for k, v in by_msg.most_common())
-            )
+        max_lines = max(0, max_lines)
+        lines += ["  " + str(p) for p in shown[:max_lines]]
+        rest = shown[max_lines:]
+        if rest:
+            rows: dict[str, list] = defaultdict(list)
+            for p in rest:
+                rows[f"{p.severity} [{p.field or '-'}] {_problem_kind(p.message)}"].append(p.row)
+            parts = []
+            for kind, rs in sorted(rows.items(), key=lambda kv: -len(kv[1])):
+                few = [str(r) for r in rs if r is not None][:3]
+                listed = f" (rows {', '.join(few)}{', …' if len(rs) > 3 else ''})" if few else ""
+                parts.append(f"{kind} ×{len(rs)}{listed}")
+            lines.append(f"  … {len(rest)} more problem(s) (--max-lines to list them): " + "; ".join(parts))
         if not self.problems:
             lines.append("  no problems found")
         return "\n".join(lines)
+
+
+def _problem_kind(message: str) -> str:
+    """A problem message without its values (quoted text, paths, numbers): one kind per cause."""
+    kind = re.sub(r"'[^']*'|\"[^\"]*\"", "…", message)
+    kind = re.sub(r": [^;]*", ": …", kind)
+    return re.sub(r"\d+", "N", kind)
 
 
 class ManifestError(ValueError):
