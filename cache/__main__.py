@@ -182,13 +182,13 @@ def _info_table(store: Store, t: str) -> tuple[int, int, bool]:
         for n in sorted(g.array_keys())
         if n not in ("ids", "status", "error", "warning", "chunk_done")
     )
-    missing = missing_chunk_files(store, t) if "kind" in a else []
+    w = store.open_rows(t) if a.get("kind") == "rows" else None
+    missing = missing_chunk_files(store, t, rows=w) if "kind" in a else []
     damaged = f"DAMAGED ({len(missing)} chunk file(s) missing)" if missing else ""
     nf = nw = 0
     if "kind" not in a:
         print(f"- {t}  [INCOMPLETE: its creation was interrupted; re-running its producer recreates it]")
-    elif a.get("kind") == "rows":
-        w = store.open_rows(t)
+    elif w is not None:
         status = np.asarray(g["status"][...])
         nf = int((status == FAILED).sum())
         nw = sum(1 for x in g[WARNING][...] if x) if w.has_warnings else 0  # older tables lack the array

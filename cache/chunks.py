@@ -40,14 +40,23 @@ def _rows_of(arr: zarr.Array, k: int) -> tuple[int, int]:
     return k * rows, min(int(arr.shape[0]), (k + 1) * rows)
 
 
+def missing_chunks(arr: zarr.Array, required: np.ndarray) -> list[tuple[int, Path]]:
+    """(k, file) for every row chunk ``k`` with ``required[k]`` whose file does not exist (local stores)."""
+    out = []
+    for k in np.flatnonzero(np.asarray(required, dtype=bool)[: n_row_chunks(arr)]):
+        path = chunk_file(arr, int(k))
+        if path is not None and not path.is_file():
+            out.append((int(k), path))
+    return out
+
+
 def check_chunk_files(arr: zarr.Array, required: np.ndarray | None, where: str, hint: str = "") -> None:
     """Raise MissingChunkError naming the first chunk ``k`` with ``required[k]`` whose file is missing."""
     if required is None:
         return
-    for k in np.flatnonzero(np.asarray(required, dtype=bool)[: n_row_chunks(arr)]):
-        path = chunk_file(arr, int(k))
-        if path is not None and not path.is_file():
-            raise _missing(arr, int(k), path, where, hint)
+    missing = missing_chunks(arr, required)
+    if missing:
+        raise _missing(arr, *missing[0], where, hint)
 
 
 def _missing(arr: zarr.Array, k: int, path: Path, where: str, hint: str) -> MissingChunkError:

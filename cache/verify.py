@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .chunks import chunk_file, n_row_chunks, read_chunk
+from .chunks import missing_chunks, n_row_chunks, read_chunk
 from .errors import SchemaError
 from .row_tables import RowWriter
 from .schema import EVERY_CHUNK_STORED, _check_table_version
@@ -70,32 +70,23 @@ def table_paths(path: str | Path) -> list[str]:
     return sorted(found)
 
 
-def _row_required(w: RowWriter, name: str, done: np.ndarray, k: int) -> bool:
-    req = w.required(name, done)
-    return bool(req is not None and k < len(req) and req[k])
-
-
-def missing_chunk_files(store: Store, group: str) -> list[str]:
-    """``array 'a': chunk k (path)`` for every chunk file the table says was written that does not exist."""
+def missing_chunk_files(store: Store, group: str, rows: RowWriter | None = None) -> list[str]:
+    """``array 'a': chunk k (path)`` for every chunk file the table says was written that does not
+    exist. ``rows``: the table's RowWriter when the caller has it open already."""
     g = store.root[group]
     attrs = dict(g.attrs)
-    out = []
+    found: list[tuple[str, list[tuple[int, Path]]]] = []
     if attrs.get("kind") == "rows":
-        w = RowWriter(store, group)
+        w = rows or RowWriter(store, group)
         done = w.done_mask()
         for name in ("ids", *w.columns, "status", "error"):
-            arr = g[name]
-            for k in range(n_row_chunks(arr)):
-                path = chunk_file(arr, k)
-                if _row_required(w, name, done, k) and path is not None and not path.is_file():
-                    out.append(f"array '{name}': chunk {k} ({path})")
+            req = w.required(name, done)
+            if req is not None:
+                found.append((name, missing_chunks(g[name], req)))
     elif attrs.get("kind") == "table" and attrs.get("complete") and attrs.get(EVERY_CHUNK_STORED):
         for name, arr in g.arrays():
-            for k in range(n_row_chunks(arr)):
-                path = chunk_file(arr, k)
-                if path is not None and not path.is_file():
-                    out.append(f"array '{name}': chunk {k} ({path})")
-    return out
+            found.append((name, missing_chunks(arr, np.ones(n_row_chunks(arr), dtype=bool))))
+    return [f"array '{name}': chunk {k} ({path})" for name, missing in found for k, path in missing]
 
 
 def verify_table(store: Store, group: str, report: Report) -> None:
