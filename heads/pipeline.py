@@ -33,7 +33,7 @@ from .json_files import write_json
 from .pipeline_config import ModelSpec, PipelineConfig, SelectionConfig, parse_member
 from .pipeline_data import ModelData, PipelineData, load_model_data, load_pipeline_data
 from .pipeline_report import write_report
-from .run_folder import load_run
+from .run_folder import load_run, run_parameters
 from .search import SearchSpace, ranking, run_search, sample_configs
 from .stage_store import (
     EnsembleResult,
@@ -390,7 +390,7 @@ class Pipeline:
             for rule in DECODINGS
         }
         run_dirs = [str(self.outcome(stage, m).run_dirs[k]) for m, k in members]
-        n_params = sum(load_run(d).head.n_parameters() for d in run_dirs)
+        n_params = sum(run_parameters(d) for d in run_dirs)
         summary = {
             "stage": stage,
             "members": [self.outcome(stage, m).names[k] for m, k in members],

@@ -17,7 +17,7 @@ from cache.store import default_store_path
 from .data import InputError, InputSpec, existing_store, extract_command, load_head_data, resolve_groups
 from .ensemble import decode, mean_logits
 from .json_files import read_json
-from .run_folder import load_run
+from .run_folder import load_run, run_parameters
 from .submission import write_meta_yaml, write_output_csv
 from .training import predict_logits
 
@@ -111,7 +111,7 @@ def submit_from_ensemble(
         n_items=sc["n_items"],
         per_class=sc["per_class"],
     )
-    n_params = sum(load_run(d).head.n_parameters() for d in ens["run_dirs"])
+    n_params = sum(run_parameters(d) for d in ens["run_dirs"])
     meta = write_meta_yaml(
         Path(out) / f"{label}.meta.yaml",
         label=label,

@@ -83,6 +83,15 @@ class LoadedRun:
     metrics: dict
 
 
+def run_parameters(path: str | Path) -> int:
+    """Trainable parameters of a saved run's head, from its ``metrics.json``; the weights are read
+    only for folders that lack that record."""
+    path = Path(path)
+    folder = path.parent if path.name == "head.pt" else path
+    n = (read_json(folder / "metrics.json") if (folder / "metrics.json").exists() else {}).get("n_parameters")
+    return int(n) if n else load_run(folder).head.n_parameters()
+
+
 def load_run(path: str | Path) -> LoadedRun:
     """A saved run folder (or its ``head.pt``) back as a head in evaluation mode."""
     path = Path(path)

@@ -1,6 +1,7 @@
 """The whole pipeline and the CLI on small synthetic datasets written through cache.store."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from cache.tables import read_logits, read_pseudo_labels
 from cache.taxonomy import CLASSES
 from heads.cli import main
 from heads.ensemble import mean_logits, softmax
+from heads.run_folder import load_run, run_parameters
 from heads.score import read_predictions, score_files
 from testkit.synthetic_heads import write_synthetic_pipeline
 
@@ -373,7 +375,6 @@ def test_stage_settings_halving_reaches_the_search(run, tmp_path):
 
 def test_raising_keep_retrains_a_stage_saved_with_fewer_run_folders(run, tmp_path, capsys):
     """A stage saved with ``keep = 2`` is not reused when 3 run folders are needed (it would lack one)."""
-    import shutil
 
     out = tmp_path / "out"
     shutil.copytree(run["out"], out)
@@ -388,3 +389,16 @@ def test_raising_keep_retrains_a_stage_saved_with_fewer_run_folders(run, tmp_pat
     # the same config again: now complete, reused
     assert main(["--no-progress", "stage", "--config", str(cfg), "--stage", "1", "--out", str(out)]) == 0
     assert "[stage 1] fused: unchanged" in capsys.readouterr().out
+
+
+def test_parameter_count_comes_from_the_run_records_and_matches_the_weights(run, tmp_path):
+    ens = json.loads((run["out"] / "ensemble" / "ensemble.json").read_text())
+    from_weights = [load_run(d).head.n_parameters() for d in ens["run_dirs"]]
+    assert [run_parameters(d) for d in ens["run_dirs"]] == from_weights
+    assert ens["n_parameters"] == sum(from_weights)
+    old = tmp_path / "old_run"  # a folder written before metrics.json recorded the count
+    shutil.copytree(ens["run_dirs"][0], old)
+    metrics = json.loads((old / "metrics.json").read_text())
+    del metrics["n_parameters"]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    assert run_parameters(old) == run_parameters(old / "head.pt") == from_weights[0]
