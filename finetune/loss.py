@@ -52,10 +52,11 @@ def partial_loss(
     labelled = valid & (labels >= 0)
     if lam < 1.0 and ce_norm > 0 and bool(labelled.any()):
         rows = labelled.nonzero().squeeze(1)
-        if float(host_weights[labels[rows]].sum()) > 0:
+        local = host_weights[labels[rows]].sum()
+        if float(local) > 0:
             rows_d, y = rows.to(device, non_blocking=True), labels[rows].to(device, non_blocking=True)
-            local = class_weights[y].sum()
-            total = total + (1.0 - lam) * weighted_ce(logits[rows_d], y, class_weights) * (local / ce_norm)
+            share = (local / ce_norm).to(device, non_blocking=True)
+            total = total + (1.0 - lam) * weighted_ce(logits[rows_d], y, class_weights) * share
     if lam > 0.0 and pseudo is not None and soft_norm > 0:
         m = valid & has_pseudo
         if bool(m.any()):
