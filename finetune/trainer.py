@@ -203,7 +203,7 @@ class Trainer:
         t_epochs = time.perf_counter()
         self._train_loader, self._train_sampler, self._ahead, self._eval_loaders = None, None, None, {}
         while not state.finished and state.epoch < cfg.train.epochs:
-            self._train_epoch(spe)
+            self._train_epoch(spe, prefetch=not early.may_stop_next())
             self._end_epoch(early)
         # workers end
         self._train_loader, self._train_sampler, self._ahead, self._eval_loaders = None, None, None, {}
@@ -245,7 +245,10 @@ class Trainer:
         self._train_sampler.batches = loader_batches(steps)
         return steps, iter(self._train_loader)
 
-    def _train_epoch(self, spe: int) -> None:
+    def _train_epoch(self, spe: int, prefetch: bool = True) -> None:
+        """One epoch of updates (resuming at ``state.next_batch``); with ``prefetch`` the next
+        epoch's first batches start decoding before the validation pass (skipped when this
+        epoch's validation may end the run, so that no decoding is wasted)."""
         cfg, acc, plan, state, model, timer = (
             self.cfg,
             self.acc,
@@ -355,7 +358,8 @@ class Trainer:
             bar.close()
         with timer.phase("train_step"):
             state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
-        if state.epoch + 1 < cfg.train.epochs:  # the next epoch's first batches decode during validation
+        # the next epoch's first batches decode during validation
+        if prefetch and state.epoch + 1 < cfg.train.epochs:
             with timer.phase("data_first"):
                 self._ahead = ((state.epoch + 1, 0), *self._epoch_batches(state.epoch + 1, 0))
         self._epoch_speed = {

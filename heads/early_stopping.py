@@ -43,6 +43,10 @@ class EarlyStopping:
             self.should_stop = True
         return False
 
+    def may_stop_next(self) -> bool:
+        """True when the next :meth:`step` stops training unless its value improves."""
+        return self.should_stop or self.bad_epochs + 1 >= self.patience
+
     def state_dict(self) -> dict:
         return {
             "patience": self.patience,

@@ -1,5 +1,6 @@
 """Reference schedule values at known steps; the trainer follows it; early stopping."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -117,3 +118,15 @@ def test_early_stopping():
     assert es.best == 0.6 and es.best_epoch == 2
     es = EarlyStopping(patience=1, mode="min")
     assert es.step(1.0, 0) and es.step(0.5, 1) and not es.step(0.7, 2) and es.should_stop
+
+
+@pytest.mark.parametrize("patience", [0, 1, 3])
+def test_may_stop_next_predicts_whether_a_non_improving_epoch_stops(patience):
+    rng = np.random.default_rng(patience)
+    es = EarlyStopping(patience=patience, mode="max")
+    for epoch, value in enumerate(rng.random(12)):
+        probe = EarlyStopping(patience)
+        probe.load_state_dict(es.state_dict())
+        probe.step(float("nan"), epoch)  # never an improvement
+        assert es.may_stop_next() == probe.should_stop
+        es.step(value, epoch)
