@@ -105,7 +105,7 @@ def resolve_loader(loader: str) -> str:
 
 
 def iterate_clips(
-    source: ClipSource, num_workers: int, loader: str = "processes"
+    source: ClipSource, num_workers: int, loader: str = "threads"
 ) -> Iterator[tuple[int, Any, str]]:
     """Items of ``source`` in order: in this process (``num_workers`` 0), in threads, or in DataLoader
     worker processes (``loader`` as resolved by :func:`resolve_loader`)."""

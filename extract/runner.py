@@ -124,7 +124,7 @@ def resolve_auto(cfg: EmbeddingsConfig, backbone: Backbone, device: torch.device
         cfg = dataclasses.replace(cfg, batch_size=backbone.default_batch_size(device))
     if cfg.num_workers < 0:
         cfg = dataclasses.replace(cfg, num_workers=0 if device.type == "cpu" else 2)
-    return cfg
+    return dataclasses.replace(cfg, loader=resolve_loader(cfg.loader))
 
 
 def open_store(path: Path, ranks: Ranks) -> Store:
@@ -304,7 +304,7 @@ def run_audio(
             bar.update(1)
             _settle(chunks, k, write)
 
-    for row, loaded, err in iterate_clips(source, cfg.num_workers, resolve_loader(cfg.loader)):
+    for row, loaded, err in iterate_clips(source, cfg.num_workers, cfg.loader):
         k = row // writer.chunk_rows
         if err:
             chunks[k].fail(row, err)
@@ -416,7 +416,7 @@ def run_embeddings(cfg: EmbeddingsConfig, ranks: Ranks | None = None) -> RunSumm
                 backbone=prep.backbone,
                 manifest=prep.manifest,
                 num_workers=cfg.num_workers,
-                loader=resolve_loader(cfg.loader),
+                loader=cfg.loader,
             )
         elif prep.kind == "audio":
             done = run_audio(

@@ -121,6 +121,7 @@ def test_batching_workers_and_chunking_do_not_change_results(ds, logmel_run, tmp
         run_embeddings(_cfg(ds, store=tmp_path / f"{name}.zarr", **kw))
         t = Store(tmp_path / f"{name}.zarr").read_table(GROUP)
         assert t.attrs["config"]["batch_size"] == {"a": 1, "b": 2, "c": 2}[name]  # logmel's CPU default is 2
+        assert t.attrs["config"]["loader"] == "threads"  # "auto" is recorded as what it resolved to
         assert t.ids.tolist() == ref.ids.tolist() and t["error"].tolist() == ref["error"].tolist()
         assert t["n_windows"].tolist() == ref["n_windows"].tolist()
         np.testing.assert_allclose(t["audio"], ref["audio"], rtol=1e-5, atol=1e-5)
