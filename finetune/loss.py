@@ -10,9 +10,11 @@ over ranks, hence the trainer multiplies by the number of processes).
 
 from __future__ import annotations
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from heads.losses import soft_ce, weighted_ce
+from heads.losses import soft_ce
 
 
 def batch_normalisers(labels: Tensor, has_pseudo: Tensor, class_weights: Tensor) -> tuple[float, float]:
@@ -32,37 +34,28 @@ def partial_loss(
     ce_norm: float,
     soft_norm: float,
     lam: float,
-    host_weights: Tensor | None = None,
 ) -> Tensor:
     """This micro-batch's share of its global batch's loss L = (1−λ)·CE + λ·softCE.
 
     ``valid`` marks real items (dummy items of an empty micro-batch contribute nothing but keep
     every parameter in the graph). ``ce_norm``/``soft_norm`` come from :func:`batch_normalisers`
-    on the whole global batch. ``labels``, ``valid`` and ``has_pseudo`` are read on the host
-    (pass the batch's CPU tensors; ``host_weights`` = ``class_weights`` on the CPU): the masks,
-    row indices and guards are computed there, so on a GPU the loss queues no device→host
-    synchronisation; the values equal those of boolean-mask indexing on the device.
+    on the whole global batch, so the share is (1−λ)·Σ w_y·CE / ce_norm + λ·Σ softCE / soft_norm
+    over this micro-batch's labelled / pseudo-labelled items. Items are selected by masks, not
+    by indexing: with the batch on the device the loss reads no device value and copies nothing
+    to the device, so on a GPU a step never waits for the host.
     """
     device = logits.device
-    labels, valid, has_pseudo = labels.cpu(), valid.cpu(), has_pseudo.cpu()
-    if host_weights is None:
-        host_weights = class_weights.cpu()
     logits = logits.float()
     total = logits.sum() * 0.0
-    labelled = valid & (labels >= 0)
-    if lam < 1.0 and ce_norm > 0 and bool(labelled.any()):
-        rows = labelled.nonzero().squeeze(1)
-        local = host_weights[labels[rows]].sum()
-        if float(local) > 0:
-            rows_d, y = rows.to(device, non_blocking=True), labels[rows].to(device, non_blocking=True)
-            share = (local / ce_norm).to(device, non_blocking=True)
-            total = total + (1.0 - lam) * weighted_ce(logits[rows_d], y, class_weights) * share
+    valid = valid.to(device, non_blocking=True)
+    if lam < 1.0 and ce_norm > 0:
+        y = torch.where(valid, labels.to(device, non_blocking=True), -1)  # −1: no hard label
+        per_item = F.cross_entropy(
+            logits, y, weight=class_weights.to(logits.dtype), ignore_index=-1, reduction="none"
+        )
+        total = total + per_item.sum() * ((1.0 - lam) / ce_norm)
     if lam > 0.0 and pseudo is not None and soft_norm > 0:
-        m = valid & has_pseudo
-        if bool(m.any()):
-            rows_d = m.nonzero().squeeze(1).to(device, non_blocking=True)
-            share = m.sum().to(logits.dtype) / soft_norm  # a host scalar, as the device computed it before
-            total = total + lam * soft_ce(logits[rows_d], pseudo[rows_d]) * share.to(
-                device, non_blocking=True
-            )
+        m = valid & has_pseudo.to(device, non_blocking=True)
+        targets = torch.where(m.unsqueeze(1), pseudo.to(logits.dtype), 0.0)  # items without one: 0
+        total = total + soft_ce(logits, targets) * (len(logits) * lam / soft_norm)
     return total

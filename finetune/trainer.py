@@ -312,15 +312,14 @@ class Trainer:
                     logits = model(**model_inputs(b))
                     loss = partial_loss(
                         logits,
-                        batch["labels"],
-                        batch["valid"],
+                        b["labels"],
+                        b["valid"],
                         b["pseudo"] if lam > 0 else None,
-                        batch["has_pseudo"],
+                        b["has_pseudo"],
                         cw,
                         ce_norm,
                         soft_norm,
                         lam,
-                        host_weights=cw_cpu,
                     )
                     acc.backward(loss * world)
                 local_loss += loss.detach()

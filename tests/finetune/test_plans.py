@@ -89,9 +89,8 @@ def test_partial_losses_sum_to_the_global_batch_loss():
 
 
 def test_partial_loss_reads_no_value_from_the_device():
-    """Masks, indices and guards come from the host tensors: with logits on the ``meta`` device
-    (which holds no values) the loss and its gradient still build, so on a GPU no step waits
-    for a device→host copy."""
+    """With the whole batch on the ``meta`` device (which holds no values) the loss and its
+    gradient still build: on a GPU a step never waits for a device→host copy."""
     labels = torch.tensor([0, 1, 2, -1, 1, 0])
     valid = torch.tensor([1, 1, 1, 1, 1, 0], dtype=torch.bool)
     has = torch.tensor([1, 0, 1, 1, 0, 1], dtype=torch.bool)
@@ -100,18 +99,35 @@ def test_partial_loss_reads_no_value_from_the_device():
     logits = torch.randn(6, 23, device="meta", requires_grad=True)
     out = partial_loss(
         logits,
-        labels,
-        valid,
+        labels.to("meta"),
+        valid.to("meta"),
         torch.rand(6, 23, device="meta"),
-        has,
+        has.to("meta"),
         w.to("meta"),
         ce_norm,
         soft_norm,
         0.5,
-        host_weights=w,
     )
     out.backward()
     assert out.device.type == "meta" and logits.grad.shape == (6, 23)
+
+
+def test_items_without_a_pseudo_label_ignore_their_target_row():
+    """A NaN row in ``pseudo`` where ``has_pseudo`` is False changes neither the loss nor its gradient."""
+    rng = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 23, generator=rng)
+    labels, valid = torch.tensor([0, 3, -1, 5]), torch.ones(4, dtype=torch.bool)
+    has = torch.tensor([True, False, True, False])
+    pseudo = torch.softmax(torch.randn(4, 23, generator=rng), -1)
+    w = class_frequency_weights(np.array([0, 3, 5, 3]))
+    grads = []
+    for p in (pseudo, torch.where(has.unsqueeze(1), pseudo, float("nan"))):
+        x = logits.clone().requires_grad_(True)
+        loss = partial_loss(x, labels, valid, p, has, w, *batch_normalisers(labels, has, w), 0.4)
+        loss.backward()
+        grads.append((float(loss.detach()), x.grad))
+    assert np.isfinite(grads[1][0]) and grads[0][0] == grads[1][0]
+    assert torch.equal(grads[0][1], grads[1][1])
 
 
 def test_one_loader_serves_every_epoch_from_the_same_workers():
