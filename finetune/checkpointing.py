@@ -1,28 +1,41 @@
-"""Crash-safe training-state folders: ``save_state`` into ``tmp``, then rename; the previous one kept.
+"""Crash-safe training-state folders, written in the background.
 
 Layout under ``<output>/state/``: ``last`` (newest complete state), ``prev`` (the one before)
-and, only while a save is running, ``tmp``. A state is complete when its ``complete.json``
-(written after ``Accelerator.save_state`` returned on every rank) exists. A kill at any
-moment leaves at least one complete state; :meth:`StateFolders.complete` lists them newest
-first; :func:`resume_latest` loads the newest that every rank can read, falling back to the
-next one when it cannot be loaded.
+and, only while a save is being written, ``tmp``. A state folder holds ``state.pt`` (model,
+optimizer, schedule, GradScaler, progress and the RNG states of every process) and
+``complete.json``, written after ``state.pt``; a state is complete when ``complete.json``
+exists. A kill at any moment leaves at least one complete state; :meth:`StateFolders.complete`
+lists them newest first; :func:`resume_latest` loads the newest that every rank can read,
+falling back to the next one when it cannot be loaded.
+
+Saving copies the state into host memory on the training thread (every rank's RNG states are
+gathered to the first process) and writes it from a background thread of the first process,
+so training goes on while a gigabyte of model and optimizer state reaches the disk; the next
+save, and the end of the run, wait for the write. Folders written by ``Accelerator.save_state``
+(before ``state.pt`` existed) are still loaded.
 The output folder must be visible to every process (shared filesystem on several nodes).
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import random
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .config import ConfigError
 
 COMPLETE = "complete.json"
+STATE_FILE = "state.pt"
+STATE_FORMAT = 1
 
 
 @dataclass
@@ -46,33 +59,98 @@ class TrainState:
             setattr(self, k, v)
 
 
-class StateFolders:
-    """Save/restore Accelerate training states under one folder, atomically."""
+def _to_host(value: Any) -> Any:
+    """``value`` with every tensor copied to host memory (containers rebuilt, other values deep-copied)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_host(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_host(v) for v in value)
+    return copy.deepcopy(value)
 
-    def __init__(self, root: str | Path, accelerator):
+
+def _rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _set_rng_state(rng: dict[str, Any]) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+class StateFolders:
+    """Save/restore training states under one folder, atomically; writes run in the background."""
+
+    def __init__(self, root: str | Path, accelerator, background: bool = True):
         self.root = Path(root)
         self.acc = accelerator
+        self.background = background
+        self._writer: threading.Thread | None = None
+        self._error: BaseException | None = None
 
-    def save(self, info: dict[str, Any]) -> Path:
-        acc, tmp, last, prev = self.acc, self.root / "tmp", self.root / "last", self.root / "prev"
-        if acc.is_main_process:
-            self.root.mkdir(parents=True, exist_ok=True)
-            if tmp.exists():
-                shutil.rmtree(tmp)
-        acc.wait_for_everyone()
-        # torch serialisation, not safetensors: safetensors refuses buffers that view part of a
-        # storage (e.g. torch's periodic Hann windows inside mel front-ends) when loading back
-        acc.save_state(str(tmp), safe_serialization=False)
-        acc.wait_for_everyone()
-        if acc.is_main_process:
-            (tmp / COMPLETE).write_text(json.dumps(info))
-            if last.exists():
-                if prev.exists():
-                    shutil.rmtree(prev)
-                last.rename(prev)
-            tmp.rename(last)
-        acc.wait_for_everyone()
-        return last
+    def save(self, info: dict[str, Any], model, optimizer, objects: list) -> None:
+        """Snapshot model, optimizer, GradScaler, ``objects`` (``state_dict()``/``load_state_dict()``)
+        and every rank's RNG states; the first process writes them to ``tmp``, marks it complete and
+        renames it to ``last`` (in a background thread unless ``background`` is off). Collective:
+        every rank calls it."""
+        from accelerate.utils import gather_object
+
+        acc = self.acc
+        self.wait()  # the previous state is complete before this one is written
+        rngs = gather_object([_rng_state()])
+        if not acc.is_main_process:
+            return
+        snapshot = {
+            "format": STATE_FORMAT,
+            "model": _to_host(acc.get_state_dict(model, unwrap=True)),
+            "optimizer": _to_host(optimizer.state_dict()),
+            "scaler": _to_host(acc.scaler.state_dict()) if acc.scaler is not None else None,
+            "objects": [_to_host(o.state_dict()) for o in objects],
+            "rng": rngs,
+        }
+        if not self.background:
+            self._write(snapshot, info)
+            return
+        self._writer = threading.Thread(target=self._write_caught, args=(snapshot, info), name="state-writer")
+        self._writer.start()
+
+    def wait(self) -> None:
+        """Wait for the state being written (if any); re-raise the error that stopped its write."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _write_caught(self, snapshot: dict[str, Any], info: dict[str, Any]) -> None:
+        try:
+            self._write(snapshot, info)
+        except BaseException as e:  # noqa: BLE001 - handed to the training thread by wait()
+            self._error = e
+
+    def _write(self, snapshot: dict[str, Any], info: dict[str, Any]) -> None:
+        tmp, last, prev = self.root / "tmp", self.root / "last", self.root / "prev"
+        self.root.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        torch.save(snapshot, tmp / STATE_FILE)
+        (tmp / COMPLETE).write_text(json.dumps(info))
+        if last.exists():
+            if prev.exists():
+                shutil.rmtree(prev)
+            last.rename(prev)
+        tmp.rename(last)
 
     def complete(self) -> list[Path]:
         """The complete state folders, newest first (``last``, or ``tmp``/``prev`` after a kill mid-save)."""
@@ -96,9 +174,34 @@ class StateFolders:
         return self.latest() is not None
 
 
-def resume_latest(acc, folders: StateFolders, state: TrainState, log: Callable[[str], None]) -> None:
-    """Load the newest training state that every rank can read; an unreadable one falls back to the one
-    before."""
+def load_state(acc, folder: Path, model, optimizer, objects: list) -> None:
+    """Restore what :meth:`StateFolders.save` wrote into ``folder`` (or an ``Accelerator.save_state``
+    folder of an older version, with ``objects`` registered for checkpointing)."""
+    file = folder / STATE_FILE
+    if not file.is_file() and (folder / "pytorch_model.bin").is_file():
+        acc.load_state(str(folder))
+        return
+    # our own file: it holds the RNG states (numpy arrays, Python tuples), which weights_only refuses
+    snap = torch.load(file, map_location="cpu", weights_only=False)
+    if snap.get("format") != STATE_FORMAT:
+        raise ValueError(f"{file}: state format {snap.get('format')!r}, this version reads {STATE_FORMAT}")
+    acc.unwrap_model(model).load_state_dict(snap["model"])
+    optimizer.load_state_dict(snap["optimizer"])
+    if acc.scaler is not None and snap["scaler"] is not None:
+        acc.scaler.load_state_dict(snap["scaler"])
+    if len(snap["objects"]) != len(objects):
+        raise ValueError(f"{file}: {len(snap['objects'])} saved objects, expected {len(objects)}")
+    for obj, sd in zip(objects, snap["objects"], strict=True):
+        obj.load_state_dict(sd)
+    if acc.process_index < len(snap["rng"]):  # another number of processes: each keeps its seeded RNG
+        _set_rng_state(snap["rng"][acc.process_index])
+
+
+def resume_latest(
+    acc, folders: StateFolders, state: TrainState, log: Callable[[str], None], model, optimizer, objects: list
+) -> None:
+    """Load the newest training state that every rank can read into ``model``, ``optimizer`` and
+    ``objects`` (``state`` among them); an unreadable one falls back to the one before."""
     candidates = folders.complete()
     if not candidates:
         log("--resume: no saved training state yet, starting from the beginning")
@@ -106,7 +209,7 @@ def resume_latest(acc, folders: StateFolders, state: TrainState, log: Callable[[
     for k, folder in enumerate(candidates):
         error = ""
         try:
-            acc.load_state(str(folder))
+            load_state(acc, folder, model, optimizer, objects)
         except Exception as e:  # noqa: BLE001 - a truncated or corrupt file of any kind
             error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         failed = int(acc.reduce(torch.tensor(float(bool(error)), device=acc.device), reduction="sum"))

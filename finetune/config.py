@@ -112,6 +112,7 @@ class TrainSection:
     checkpoint_every: int = (
         500  #: save the training state every N updates (and at every epoch end); 0 = epoch ends only
     )
+    checkpoint_in_background: bool = True  #: write training states from a background thread
 
 
 @dataclass

@@ -106,7 +106,7 @@ class Trainer:
         cfg, acc, plan = self.cfg, self.acc, self.plan
         t_start = time.perf_counter()
         self._phase_log: list[dict[str, Any]] = []
-        folders = StateFolders(self.out / "state", acc)
+        folders = StateFolders(self.out / "state", acc, background=cfg.train.checkpoint_in_background)
         if folders.exists() and not resume:
             raise ConfigError(
                 f"{self.out} already holds a training state: pass --resume to continue it, "
@@ -168,10 +168,10 @@ class Trainer:
         )
         model, optimizer = acc.prepare(model, optimizer)
         state = TrainState()
-        acc.register_for_checkpointing(scheduler, state)
+        acc.register_for_checkpointing(scheduler, state)  # for states saved by Accelerator.save_state
         set_seed(cfg.train.seed, device_specific=True)  # dropout/patchout differ per rank; restored on resume
         if resume:
-            resume_latest(acc, folders, state, self.log)
+            resume_latest(acc, folders, state, self.log, model, optimizer, [scheduler, state])
         if cfg.output.tensorboard:
             acc.init_trackers(
                 cfg.run_name,
@@ -344,14 +344,9 @@ class Trainer:
                 with timer.phase("state_save"):
                     state.loss_sum += float(acc.reduce(local_loss, reduction="sum"))
                     local_loss.zero_()
-                    self.folders.save(
-                        {
-                            "global_step": state.global_step,
-                            "epoch": state.epoch,
-                            "next_batch": state.next_batch,
-                        }
-                    )
+                    self._save_state(state.next_batch)
             if kill_at and state.global_step == kill_at:
+                self.folders.wait()  # test hook: the newest state is on disk, so the resume point is known
                 os.kill(os.getpid(), signal.SIGKILL)
         if bar is not None:
             bar.close()
@@ -372,6 +367,11 @@ class Trainer:
             (d / f"epoch{state.epoch}.rank{acc.process_index}.txt").write_text(
                 "\n".join(seen) + ("\n" if seen else "")
             )
+
+    def _save_state(self, next_batch: int) -> None:
+        state = self.state
+        info = {"global_step": state.global_step, "epoch": state.epoch, "next_batch": next_batch}
+        self.folders.save(info, self.model, self.optimizer, [self.scheduler, state])
 
     def _end_epoch(self, early: EarlyStopping) -> None:
         cfg, acc, state, timer = self.cfg, self.acc, self.state, self.timer
@@ -441,7 +441,7 @@ class Trainer:
             state.early = early.state_dict()
             state.finished = bool(stop) or state.epoch >= cfg.train.epochs
         with timer.phase("state_save"):
-            self.folders.save({"global_step": state.global_step, "epoch": state.epoch, "next_batch": 0})
+            self._save_state(0)
         with timer.phase("logging"):
             self._phase_log.append({"epoch": epoch + 1, **timer.take()})
             if acc.is_main_process:
@@ -472,6 +472,7 @@ class Trainer:
             results[part] = summary(
                 score(all_logits[clean_name][rows], clips.labels, cfg.train.never_predicted)
             )
+        self.folders.wait()  # the last training state, written while the logits were computed
         weights_sha = sha256_file(best) if acc.is_main_process else ""
         result = {
             "run": cfg.run_name,

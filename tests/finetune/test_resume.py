@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from finetune.checkpointing import STATE_FILE
+
 # global batch 6 → 25 training clips make 5 updates per epoch (the last one holds 1 clip);
 # a training state every 2 updates; killed right after update 7 (epoch 2, batch 2), i.e. one
 # update after the mid-epoch state of update 6
@@ -19,6 +21,10 @@ RUN = [
     "train.epochs=2",
     "output.write_logits=false",
 ]
+
+
+def _state_weights(folder):
+    return torch.load(folder / STATE_FILE, weights_only=False)["model"]
 
 
 @pytest.mark.slow
@@ -34,8 +40,7 @@ def test_sigkill_and_resume_reach_the_uninterrupted_weights(ft_data, tmp_path, r
     assert not (killed / "result.json").exists()
 
     assert run_ft([*ft_data.args(killed, *RUN), "--resume"]) == 0
-    a = torch.load(ref / "state" / "last" / "pytorch_model.bin", weights_only=True)
-    b = torch.load(killed / "state" / "last" / "pytorch_model.bin", weights_only=True)
+    a, b = _state_weights(ref / "state" / "last"), _state_weights(killed / "state" / "last")
     assert a.keys() == b.keys() and len(a) > 5
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-6, msg=k)
@@ -56,9 +61,9 @@ def test_resume_falls_back_to_prev_when_last_is_corrupt(ft_data, tmp_path, run_f
     torch.set_num_threads(1)
     assert run_ft(args) == 0  # states after epoch 1 (prev) and epoch 2 (last)
     assert json.loads((out / "state" / "prev" / "complete.json").read_text())["epoch"] == 1
-    ref = torch.load(out / "state" / "last" / "pytorch_model.bin", weights_only=True)
+    ref = _state_weights(out / "state" / "last")
     ref_val = json.loads((out / "result.json").read_text())["val"]["hF"]
-    (out / "state" / "last" / "pytorch_model.bin").write_bytes(b"cut short")
+    (out / "state" / "last" / STATE_FILE).write_bytes(b"cut short")
     capsys.readouterr()
 
     assert run_ft([*args, "--resume"]) == 0
@@ -67,10 +72,10 @@ def test_resume_falls_back_to_prev_when_last_is_corrupt(ft_data, tmp_path, run_f
     assert f"--resume: {out / 'state' / 'last'} cannot be loaded (" in notices[0]
     assert f"falling back to {out / 'state' / 'prev'} (the unloadable one is kept as " in notices[0]
     # set aside: the next save cannot rotate it over the good state (prev is epoch 1's, last epoch 2's)
-    assert (out / "state" / "last.unloadable" / "pytorch_model.bin").read_bytes() == b"cut short"
+    assert (out / "state" / "last.unloadable" / STATE_FILE).read_bytes() == b"cut short"
     assert json.loads((out / "state" / "prev" / "complete.json").read_text())["epoch"] == 1
     # epoch 2 trained again from the epoch-1 state reaches the same weights and scores
-    got = torch.load(out / "state" / "last" / "pytorch_model.bin", weights_only=True)
+    got = _state_weights(out / "state" / "last")
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], rtol=1e-4, atol=1e-6, msg=k)
     assert json.loads((out / "result.json").read_text())["val"]["hF"] == pytest.approx(ref_val, abs=1e-9)
