@@ -11,8 +11,8 @@
 #
 # Environment: PY (python, default python3), OUT (results folder, default /tmp/gpu_check_out),
 # BUDGET_S (seconds for the whole script, default 540), SKIP_WHEELS=1 (do not install .whl/).
-# Files in $OUT (8): gpu_checks.json, heads_bench.json, extract_bench.json, finetune_bench.json and
-# logs/{gpu_checks,heads_bench,extract_bench,finetune_bench}.log.
+# Files in $OUT (10): gpu_checks.json, heads_bench.json, extract_bench.json, finetune_bench.json,
+# state_save_bench.json and logs/{gpu_checks,heads_bench,extract_bench,finetune_bench,state_save_bench}.log.
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -79,6 +79,8 @@ if [ $GPU = 1 ]; then
   # amortised size: 1,000 synthetic 10 s clips x 3 epochs, run.py vs a plain loop at the same precision
   run finetune_bench 200 $PY benchmarks/finetune_bench.py --device cuda --mixed-precision bf16 --backbone passt \
       --clips 1000 --clip-seconds 10 --epochs 3 --workers 8 --repeats 1 --out "$OUT/finetune_bench.json"
+  # what a PaSST-sized training-state save blocks, written in the foreground vs the background
+  run state_save_bench 60 $PY benchmarks/state_save_bench.py --device cuda --repeats 2 --out "$OUT/state_save_bench.json"
 else
   echo "== no GPU: GPU benchmarks skipped; tiny CPU smoke runs of the checks and benchmarks instead"
   run gpu_checks 300 $PY benchmarks/gpu_checks.py --device cpu --backbones "${CPU_BACKBONES:-beats,m2d,passt}" \
@@ -89,6 +91,7 @@ else
       --rows 2000 --workers 2 --out "$OUT/extract_bench.json"
   run finetune_bench 150 $PY benchmarks/finetune_bench.py --device cpu --clips 240 --epochs 2 --repeats 1 \
       --out "$OUT/finetune_bench.json"
+  run state_save_bench 120 $PY benchmarks/state_save_bench.py --device cpu --repeats 1 --out "$OUT/state_save_bench.json"
 fi
 
 echo
@@ -104,4 +107,5 @@ show gpu_checks '/^\(PASS\|FAIL\)/p;/^| backbone/,$p'
 show heads_bench '/^head-tier benchmark/,$p'
 show extract_bench '/^extraction benchmark/,$p'
 show finetune_bench '/^fine-tune benchmark/,$p'
+show state_save_bench '/^state-save benchmark/,$p'
 echo "total $(( $(date +%s) - START )) s; files:"; (cd "$OUT" && find . -type f | sort | xargs ls -l | awk '{print "  " $5 "  " $9}')

@@ -59,15 +59,48 @@ class TrainState:
             setattr(self, k, v)
 
 
-def _to_host(value: Any) -> Any:
-    """``value`` with every tensor copied to host memory (containers rebuilt, other values deep-copied)."""
-    if isinstance(value, torch.Tensor):
-        return value.detach().to("cpu", copy=True)
-    if isinstance(value, dict):
-        return {k: _to_host(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_host(v) for v in value)
-    return copy.deepcopy(value)
+class HostCopies:
+    """Copies of state dicts in host memory, into buffers kept from one save to the next.
+
+    After the first save no memory is allocated, page-faulted or pinned again; tensors on a GPU
+    are copied into pinned buffers asynchronously, and :meth:`ready` waits for those copies (the
+    writer thread calls it, so the training thread never waits for them). A buffer is reused
+    only after the write that read it has finished (:meth:`StateFolders.save` waits for it).
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple, torch.Tensor] = {}
+        self._event: Any = None
+
+    def copy(self, value: Any, key: tuple = ()) -> Any:
+        """``value`` with every tensor copied to host memory (containers rebuilt, other values
+        deep-copied); ``key`` names the place of ``value`` in the snapshot."""
+        if isinstance(value, torch.Tensor):
+            src = value.detach()
+            buf = self._buffers.get(key)
+            if buf is None or buf.shape != src.shape or buf.dtype != src.dtype:
+                buf = torch.empty(src.shape, dtype=src.dtype, pin_memory=src.is_cuda)
+                self._buffers[key] = buf
+            buf.copy_(src, non_blocking=src.is_cuda)
+            if src.is_cuda and self._event is None:
+                self._event = torch.cuda.Event()  # recorded once the whole snapshot is queued
+            return buf
+        if isinstance(value, dict):
+            return {k: self.copy(v, (*key, k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.copy(v, (*key, i)) for i, v in enumerate(value))
+        return copy.deepcopy(value)
+
+    def queued(self) -> None:
+        """Mark the end of a snapshot's copies (call on the thread that queued them)."""
+        if self._event is not None:
+            self._event.record()
+
+    def ready(self) -> None:
+        """Wait until the copies from a GPU have arrived."""
+        if self._event is not None:
+            self._event.synchronize()
+            self._event = None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -96,6 +129,7 @@ class StateFolders:
         self.background = background
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None
+        self._host = HostCopies()
 
     def save(self, info: dict[str, Any], model, optimizer, objects: list) -> None:
         """Snapshot model, optimizer, GradScaler, ``objects`` (``state_dict()``/``load_state_dict()``)
@@ -109,14 +143,16 @@ class StateFolders:
         rngs = gather_object([_rng_state()])
         if not acc.is_main_process:
             return
+        host = self._host.copy
         snapshot = {
             "format": STATE_FORMAT,
-            "model": _to_host(acc.get_state_dict(model, unwrap=True)),
-            "optimizer": _to_host(optimizer.state_dict()),
-            "scaler": _to_host(acc.scaler.state_dict()) if acc.scaler is not None else None,
-            "objects": [_to_host(o.state_dict()) for o in objects],
+            "model": host(acc.get_state_dict(model, unwrap=True), ("model",)),
+            "optimizer": host(optimizer.state_dict(), ("optimizer",)),
+            "scaler": host(acc.scaler.state_dict(), ("scaler",)) if acc.scaler is not None else None,
+            "objects": host([o.state_dict() for o in objects], ("objects",)),
             "rng": rngs,
         }
+        self._host.queued()
         if not self.background:
             self._write(snapshot, info)
             return
@@ -144,6 +180,7 @@ class StateFolders:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
+        self._host.ready()
         torch.save(snapshot, tmp / STATE_FILE)
         (tmp / COMPLETE).write_text(json.dumps(info))
         if last.exists():

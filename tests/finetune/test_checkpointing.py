@@ -117,3 +117,18 @@ def test_states_saved_by_accelerate_save_state_are_still_loaded(tmp_path):
     state.global_step = 4
     load_state(acc, tmp_path / "old", model, opt, [sched, state])
     assert all(torch.equal(model.state_dict()[k], saved[k]) for k in saved) and state.global_step == 2
+
+
+def test_consecutive_saves_reuse_host_buffers_without_mixing_states(tmp_path):
+    acc, model, opt, sched, state = _setup()
+    folders = StateFolders(tmp_path / "state", acc)
+    written = []
+    for step in (1, 2, 3):
+        _train(model, opt, sched, 1)
+        written.append(_weights(model))
+        folders.save({"global_step": step}, model, opt, [sched, state])
+    folders.wait()
+    for name, want in (("prev", written[1]), ("last", written[2])):
+        got = torch.load(tmp_path / "state" / name / STATE_FILE, weights_only=False)
+        assert all(torch.equal(got["model"][k], want[k]) for k in want), name
+        assert float(got["optimizer"]["state"][0]["step"]) == {"prev": 2, "last": 3}[name]
