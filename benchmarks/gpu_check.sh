@@ -72,15 +72,15 @@ run() {
 if [ $GPU = 1 ]; then
   run gpu_checks 75 $PY benchmarks/gpu_checks.py --device cuda --out "$OUT/gpu_checks.json"
   # plus the whole K = 20 stage-1 search (before / after / halving) at BSD10k's full size, 384-d and 1024-d
-  run heads_bench 160 $PY benchmarks/heads_bench.py --device cuda --sizes demo,bsd10k-1024,bsd10k-4096 \
+  run heads_bench 150 $PY benchmarks/heads_bench.py --device cuda --sizes demo,bsd10k-1024,bsd10k-4096 \
       --steps 100 --repeats 2 --epochs 5 --full-search --out "$OUT/heads_bench.json"
-  run extract_bench 80 $PY benchmarks/extract_bench.py --device cuda --skip-minilm --clips 64 --passt-clips 48 \
+  run extract_bench 70 $PY benchmarks/extract_bench.py --device cuda --skip-minilm --clips 64 --passt-clips 48 \
       --rows 20000 --workers 6 --out "$OUT/extract_bench.json"
   # amortised size: 1,000 synthetic 10 s clips x 3 epochs, run.py vs a plain loop at the same precision
-  run finetune_bench 200 $PY benchmarks/finetune_bench.py --device cuda --mixed-precision bf16 --backbone passt \
+  run finetune_bench 190 $PY benchmarks/finetune_bench.py --device cuda --mixed-precision bf16 --backbone passt \
       --clips 1000 --clip-seconds 10 --epochs 3 --workers 8 --repeats 1 --out "$OUT/finetune_bench.json"
   # what a PaSST-sized training-state save blocks, written in the foreground vs the background
-  run state_save_bench 60 $PY benchmarks/state_save_bench.py --device cuda --repeats 2 --out "$OUT/state_save_bench.json"
+  run state_save_bench 45 $PY benchmarks/state_save_bench.py --device cuda --repeats 2 --out "$OUT/state_save_bench.json"
 else
   echo "== no GPU: GPU benchmarks skipped; tiny CPU smoke runs of the checks and benchmarks instead"
   run gpu_checks 300 $PY benchmarks/gpu_checks.py --device cpu --backbones "${CPU_BACKBONES:-beats,m2d,passt}" \
