@@ -210,6 +210,11 @@ class Trainer:
         run_seconds["epochs"] = time.perf_counter() - t_epochs
         t_finish = time.perf_counter()
         result = self._finish(run_seconds, t_finish)
+        # release the DDP wrapper (its reducer holds the process group) before the group is destroyed:
+        # a group left to interpreter shutdown can abort the process (SIGABRT) after a finished run
+        del model, optimizer, scheduler
+        self.model = self.optimizer = self.scheduler = None
+        acc.free_memory()
         acc.end_training()
         return result
 
