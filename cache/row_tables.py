@@ -220,6 +220,13 @@ class RowWriter:
         self.attrs.update(_jsonable(meta))
         self.close()
 
+    def column(self, name: str, done: np.ndarray | None = None) -> np.ndarray:
+        """Array ``name`` whole (rows of chunks not done hold the fill value); a missing chunk file
+        of a done chunk raises :class:`MissingChunkError`. ``done``: :meth:`done_mask`, if known."""
+        done = self.done_mask() if done is None else done
+        hint = _damage_hint(self.store.path, rows=True)
+        return read_array(self.g[name], self.required(name, done), self._where(name), hint)
+
     def read(self, ids: Sequence[str] | None = None, names: Sequence[str] | None = None) -> Table:
         """Read the table. ``status`` and ``error`` come along; rows not OK are the caller's to mask.
 
@@ -232,10 +239,7 @@ class RowWriter:
             )
         hint = _damage_hint(self.store.path, rows=True)
         wanted = list(self.columns) if names is None else list(names)
-        arrays = {n: read_array(self.g[n], self.required(n, done), self._where(n), hint) for n in wanted}
-        arrays["status"] = read_array(
-            self.g["status"], self.required("status", done), self._where("status"), hint
-        )
+        arrays = {n: self.column(n, done) for n in (*wanted, "status")}
         err, ids_arr = self.g["error"], self.g["ids"]
         check_chunk_files(err, self.required("error", done), self._where("error"), hint)
         check_chunk_files(ids_arr, self.required("ids", done), self._where("ids"), hint)

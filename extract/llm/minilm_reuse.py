@@ -57,7 +57,6 @@ def store_vectors(
     found = np.zeros(len(ids), dtype=bool)
     if not Path(store_path).exists():
         return out, found, {"reused": 0, "why_not": f"no store {store_path}"}
-    from cache.chunks import read_array
     from cache.schema import OK
     from cache.store import Store
 
@@ -73,13 +72,14 @@ def store_vectors(
         if why[group]:
             continue
         w = store.open_rows(group)
-        rows_done = np.repeat(w.done_mask(), w.chunk_rows)[: w.n_rows]
-        usable = rows_done & (read_array(w.g["status"]) == OK)
+        done = w.done_mask()
+        rows_done = np.repeat(done, w.chunk_rows)[: w.n_rows]
+        usable = rows_done & (w.column("status", done) == OK)
         pos = {str(i): k for k, i in enumerate(w.ids)}
         idx = np.array([pos.get(str(i), -1) for i in ids], dtype=np.int64)
         take = (idx >= 0) & usable[np.maximum(idx, 0)]
         if take.any():
-            text = read_array(w.g["text"])
+            text = w.column("text", done)
             out[take] = text[idx[take]]
             found |= take
         return out, found, {"reused": int(found.sum()), "table": group}

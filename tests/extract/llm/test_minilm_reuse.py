@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cache.errors import MissingChunkError
 from cache.manifest import load_manifest
 from cache.schema import FAILED, OK
 from cache.store import Store
@@ -190,3 +191,15 @@ def test_class_vectors_are_kept_on_disk(tmp_path):
     b = minilm_reuse.cached_encode(["x", "y"], None, tmp_path, enc)
     minilm_reuse.cached_encode(["x", "z"], None, tmp_path, enc)
     assert calls == [["x", "y"], ["x", "z"]] and np.array_equal(a, b)
+
+
+def test_a_missing_chunk_file_of_the_table_is_an_error_not_zero_vectors(dataset):
+    ids = load_manifest(dataset, require_audio=False, keep_non_targets=True).ids.tolist()
+    _table(dataset, ids)
+    group = next(t for t in Store(dataset / "cache.zarr", mode="r").tables("embeddings"))
+    for f in (dataset / "cache.zarr" / group / "text" / "c").rglob("*"):
+        if f.is_file() and f.parent.name == "1":  # row chunk 1 of the text vectors
+            f.unlink()
+    digest = load_manifest(dataset, require_audio=False, keep_non_targets=True).digest()
+    with pytest.raises(MissingChunkError, match="chunk 1 .*missing"):
+        minilm_reuse.store_vectors(dataset / "cache.zarr", ids, None, digest)
