@@ -22,7 +22,6 @@ from torch import Tensor
 
 from cache import tables
 from cache.config import to_dict
-from cache.feature_matrix import read_features
 from cache.manifest import load_manifest
 from cache.metric import hierarchical_scores
 from cache.provenance import base_provenance
@@ -31,9 +30,10 @@ from cache.store import Store, default_store_path
 
 from .baseline_model import BaselineNet, HierarchicalProxyLoss, mask_augment
 from .cross_validation import mean_std
-from .data import InputError, existing_store, resolve_groups, split_indices
+from .data import InputError, existing_store, read_finite_features, resolve_groups, split_indices
 from .early_stopping import EarlyStopping
 from .json_files import write_json
+from .training import resolve_device
 
 #: hF mean ± std of the official baseline (audio + text) on BSD10k as published
 PUBLISHED_BASELINE_HF = (0.788, 0.008)
@@ -92,12 +92,6 @@ class FoldResult:
     history: list[dict]
 
 
-def _device(name: str) -> torch.device:
-    return torch.device(
-        "cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name)
-    )
-
-
 @torch.no_grad()
 def baseline_logits(
     net: BaselineNet, loss: HierarchicalProxyLoss, xs: Sequence[Tensor], chunk: int = 4096
@@ -120,7 +114,7 @@ def train_baseline(
     """Train the baseline network on (train_xs, train_y) with early stopping on validation accuracy;
     ``seed`` fixes the initial weights, batch order, augmentation and dropout (the global RNG is left
     as it was)."""
-    dev = _device(cfg.device)
+    dev = resolve_device(cfg.device)
     threads = torch.get_num_threads()
     try:
         if cfg.threads:
@@ -166,7 +160,7 @@ def _train(
     for epoch in range(cfg.epochs):
         net.train()
         perm = torch.randperm(n, generator=gen, device=dev)
-        total = 0.0
+        total = torch.zeros((), device=dev)
         steps = n // cfg.batch_size
         for s in range(steps):
             idx = perm[s * cfg.batch_size : (s + 1) * cfg.batch_size]
@@ -175,7 +169,8 @@ def _train(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach())
+            total += loss.detach()
+        total = float(total)
         lr = opt.param_groups[0]["lr"]
         sched.step()
         acc = float((baseline_logits(net, loss_fn, vxs).argmax(1) == vy).float().mean()) if len(vy) else 0.0
@@ -198,7 +193,7 @@ def _modalities(
 ) -> tuple[list[Tensor], np.ndarray, list[str]]:
     """Each (group, column) block as one modality tensor; rows whose features failed flagged."""
     groups = resolve_groups(st, cfg.groups)
-    feats = read_features(st, groups, ids, columns=cfg.columns)
+    feats = read_finite_features(st, groups, ids, columns=cfg.columns)
     if len(feats.blocks) not in (1, 2):
         raise InputError(
             f"{st.path}: the baseline takes one or two modalities; {', '.join(groups)} give "
@@ -210,7 +205,8 @@ def _modalities(
 
 
 def run_baseline(cfg: BaselineConfig, log=print, progress: bool = True) -> dict:
-    """Train and test the ported baseline on each fold; hP/hR/hF mean ± std over the folds."""
+    """Train and test the ported baseline on each fold; hP/hR/hF mean ± std over the folds
+    (``progress``: a line per epoch)."""
     if not cfg.dataset:
         raise ValueError("dataset is required (the labelled BSD10k root): pass --dataset")
     man = load_manifest(cfg.dataset, require_audio=False)
@@ -239,6 +235,7 @@ def run_baseline(cfg: BaselineConfig, log=print, progress: bool = True) -> dict:
             [x[idx["val"]] for x in xs_all],
             y_all[idx["val"]],
             seed=cfg.seed + int(f),
+            log=log if progress else None,  # one line per epoch
         )
         logits = baseline_logits(
             res.net, res.loss, [x.to(next(res.net.parameters()).device) for x in xs_all]

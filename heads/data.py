@@ -184,6 +184,16 @@ def _check_finite(store: Store, what: str, ids: np.ndarray, values: np.ndarray) 
         )
 
 
+def read_finite_features(store: Store, groups: Sequence[str], ids: np.ndarray, columns=None):
+    """``cache.feature_matrix.read_features`` with every block checked for NaN / infinite values."""
+    feats = read_features(store, groups, ids, columns=columns)
+    lo = 0
+    for group, column, dim in feats.blocks:
+        _check_finite(store, f"table '{group}' (column {column})", ids, feats.X[:, lo : lo + dim])
+        lo += dim
+    return feats
+
+
 def load_head_data(
     store: Store,
     ids: Sequence[str],
@@ -195,11 +205,7 @@ def load_head_data(
     ids = np.asarray([str(i) for i in ids], dtype=object)
     groups = resolve_groups(store, spec.groups) if spec.groups else []
     if groups:
-        feats = read_features(store, groups, ids, columns=spec.columns)
-        lo = 0
-        for group, column, dim in feats.blocks:
-            _check_finite(store, f"table '{group}' (column {column})", ids, feats.X[:, lo : lo + dim])
-            lo += dim
+        feats = read_finite_features(store, groups, ids, columns=spec.columns)
         X, ok = torch.from_numpy(np.ascontiguousarray(feats.X, dtype=np.float32)), feats.ok
     else:
         X, ok = torch.zeros(len(ids), 0), np.ones(len(ids), dtype=bool)

@@ -299,7 +299,7 @@ class Pipeline:
         """(model, configuration) pairs of a selection and their stacked logits per set: the fixed
         ``sel.members``, or else the best ``sel.candidates_per_model`` of every system model."""
         if sel.members:
-            picks = [(m, r) for m, r in map(parse_member, sel.members)]
+            picks = list(map(parse_member, sel.members))
         else:
             picks = [
                 (spec.name, r + 1)

@@ -369,8 +369,11 @@ def test_stage_settings_halving_reaches_the_search(run, tmp_path):
     out = tmp_path / "out"
     assert main(["--no-progress", "stage", "--config", str(cfg), "--stage", "1", "--out", str(out)]) == 0
     search = json.loads((out / "stage1" / "fused" / "search.json").read_text())
-    text = json.dumps(search)
-    assert text.count('"halving"') >= 2
+    stopped = [s["stopped_by"] for s in search["summaries"]]
+    epochs = [s["epochs_trained"] for s in search["summaries"]]
+    assert stopped.count("halving") == 2  # 4 → 2 at the rung after epoch 2; the others train on
+    assert [e for e, why in zip(epochs, stopped, strict=True) if why == "halving"] == [2, 2]
+    assert [e for e, why in zip(epochs, stopped, strict=True) if why != "halving"] == [4, 4]
 
 
 def test_raising_keep_retrains_a_stage_saved_with_fewer_run_folders(run, tmp_path, capsys):
