@@ -149,7 +149,7 @@ def list_trials(out: Path) -> list[dict[str, Any]]:
         status = (
             "done"
             if (folder / "result.json").exists()
-            else ("started" if (folder / "state").exists() else "pending")
+            else ("started" if StateFolders(folder / "state", None).exists() else "pending")
         )
         rows.append({**t, "status": status})
     return rows

@@ -382,6 +382,8 @@ class Trainer:
         cfg, acc, state, timer = self.cfg, self.acc, self.state, self.timer
         model = acc.unwrap_model(self.model)
         with timer.phase("eval"):
+            if not self._eval_loaders:  # its workers are forked next: no state write may be in flight
+                self.folders.wait()
             logits, _ = predict(
                 model,
                 self.data.val,
@@ -461,6 +463,7 @@ class Trainer:
         best = self.out / "best" / "model.pt"
         acc.wait_for_everyone()
         meta = load_weights(model, best)
+        self.folders.wait()  # the last training state: written before data workers are forked below
         kw = dict(accelerator=acc, max_windows=cfg.data.eval_max_windows, num_workers=cfg.data.num_workers)
         all_logits: dict[str, np.ndarray] = {}
         failures: dict[str, dict[str, str]] = {}
@@ -477,7 +480,6 @@ class Trainer:
             results[part] = summary(
                 score(all_logits[clean_name][rows], clips.labels, cfg.train.never_predicted)
             )
-        self.folders.wait()  # the last training state, written while the logits were computed
         weights_sha = sha256_file(best) if acc.is_main_process else ""
         result = {
             "run": cfg.run_name,

@@ -122,12 +122,14 @@ def test_states_saved_by_accelerate_save_state_are_still_loaded(tmp_path):
 def test_consecutive_saves_reuse_host_buffers_without_mixing_states(tmp_path):
     acc, model, opt, sched, state = _setup()
     folders = StateFolders(tmp_path / "state", acc)
-    written = []
+    written, buffers = [], []
     for step in (1, 2, 3):
         _train(model, opt, sched, 1)
         written.append(_weights(model))
         folders.save({"global_step": step}, model, opt, [sched, state])
+        buffers.append({k: b.data_ptr() for k, b in folders._host._buffers.items()})
     folders.wait()
+    assert len(buffers[0]) > 6 and buffers[0] == buffers[1] == buffers[2]  # the same memory every time
     for name, want in (("prev", written[1]), ("last", written[2])):
         got = torch.load(tmp_path / "state" / name / STATE_FILE, weights_only=False)
         assert all(torch.equal(got["model"][k], want[k]) for k in want), name
