@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli_output import quiet_on_closed_pipe
-from .errors import SchemaError
+from .errors import SchemaError, describe_os_error
 from .locks import LockedError
 from .manifest import Manifest, ManifestError, load_class_descriptions, load_manifest, shared_ids
 from .schema import FAILED, OK, PENDING, WARNING
@@ -438,6 +438,8 @@ def _main(args: argparse.Namespace) -> int:
             raise
         if isinstance(e, (SchemaError, LockedError, ManifestError, FileNotFoundError)):
             return _fail(str(e))
+        if isinstance(e, OSError) and e.errno:  # disk full, read-only, forbidden: not store damage
+            return _fail(describe_os_error(e))
         found = _diagnose(getattr(args, "store", None))  # a damaged store: name the file
         return _fail(found or f"{type(e).__name__}: {e} (run with --debug for the traceback)")
 

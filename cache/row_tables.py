@@ -195,8 +195,8 @@ class RowWriter:
         """Rewrite the ``ids`` array from ``ids`` (the table's own, same digest) when a chunk file of it is
         missing or damaged; True when it did."""
         arr = self.g["ids"]
-        req = self.required("ids")
-        if all(read_chunk(arr, k, required=req is not None)[0] is None for k in range(n_row_chunks(arr))):
+        required, plain = self.required("ids") is not None, is_plain(arr)
+        if all(read_chunk(arr, k, required, plain)[0] is None for k in range(n_row_chunks(arr))):
             return False
         ids = _to_str_array(ids)
         if ids_digest(ids) != self.attrs.get("ids_sha256"):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from .chunks import missing_chunks, n_row_chunks, read_chunk
+from .chunks import is_plain, missing_chunks, n_row_chunks, read_chunk
 from .errors import SchemaError
 from .row_tables import RowWriter
 from .schema import EVERY_CHUNK_STORED, _check_table_version
@@ -125,15 +125,17 @@ def _verify_rows(store: Store, group: str, report: Report) -> None:
             done[k] = bool(np.asarray(value).reshape(-1)[0])
     every = bool(w.attrs.get(EVERY_CHUNK_STORED))
     ids = w.g["ids"]
+    ids_plain = is_plain(ids)
     for k in range(n_row_chunks(ids)):
-        problem, _ = read_chunk(ids, k, required=every)
+        problem, _ = read_chunk(ids, k, required=every, plain=ids_plain)
         report.chunks += 1
         if problem:
             report.problems.append(f"{group}: array 'ids': {problem}")
     arrays = {n: w.g[n] for n in (*w.columns, "status", "error")}
+    plain = {n: is_plain(a) for n, a in arrays.items()}
     for k in np.flatnonzero(done):
         report.chunks += len(arrays)
-        report.problems += [f"{group}: {p}" for p in w.chunk_problems(int(k), arrays)]
+        report.problems += [f"{group}: {p}" for p in w.chunk_problems(int(k), arrays, plain)]
     if not done.all():
         report.notes.append(
             f"{group}: incomplete ({int((~done).sum())} of {w.n_chunks} chunks to do); "
@@ -148,8 +150,9 @@ def _verify_whole(store: Store, group: str, g: zarr.Group, attrs: dict, report: 
         return
     every = bool(attrs.get(EVERY_CHUNK_STORED))
     for name, arr in sorted(g.arrays()):
+        plain = is_plain(arr)
         for k in range(n_row_chunks(arr)):
-            problem, _ = read_chunk(arr, k, required=every)
+            problem, _ = read_chunk(arr, k, required=every, plain=plain)
             report.chunks += 1
             if problem:
                 report.problems.append(f"{group}: array '{name}': {problem}")

@@ -218,3 +218,21 @@ def test_closed_output_pipe_exits_quietly(tmp_path):
     assert (
         _closed_pipe_run(["-m", "cache", "failures", "--store", str(tmp_path / "s.zarr")]).returncode == 141
     )
+
+
+def test_an_os_error_is_one_actionable_line_without_scanning_the_store(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import cache.__main__ as cli
+
+    Store(tmp_path / "s.zarr").write_table("t/a", ["x"], {"v": np.zeros((1, 2), np.float32)})
+
+    def disk_full(path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "s.zarr" / "t"))
+
+    monkeypatch.setattr(cli, "_open_store", disk_full)
+    monkeypatch.setattr(cli, "verify_store", lambda p: pytest.fail("the store was scanned"))
+    assert main(["info", "--store", str(tmp_path / "s.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: No space left on device (")
+    assert "s.zarr" in err and "free" in err.lower()
