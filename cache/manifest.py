@@ -215,7 +215,10 @@ def find_metadata_csv(root: Path) -> Path:
     return found[0]
 
 
-def _read_csv(path: Path, report: ValidationReport) -> tuple[list[str], list[dict[str, str]]]:
+def read_csv(path: Path, report: ValidationReport | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a metadata CSV as the manifest reads it: UTF-8 (with or without BOM; bad
+    bytes replaced and reported), header names stripped, ragged rows reported to ``report``."""
+    report = report if report is not None else ValidationReport(path.name)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
@@ -294,7 +297,7 @@ def load_manifest(
     csv_file = Path(csv_path) if csv_path else find_metadata_csv(root)
     name = csv_file.name.removesuffix("_metadata.csv").removesuffix(".csv")
     report = ValidationReport(name)
-    header, rows = _read_csv(csv_file, report)
+    header, rows = read_csv(csv_file, report)
     fname = csv_file.name
     labelled = "anonymous_id" not in header
     id_col = "sound_id" if labelled else "anonymous_id"
@@ -441,7 +444,7 @@ def load_class_descriptions(root: str | Path) -> dict[str, ClassDescription] | N
     if not path.exists():
         return None
     report = ValidationReport(path.name)
-    _, rows = _read_csv(path, report)
+    _, rows = read_csv(path, report)
     out: dict[str, ClassDescription] = {}
     for r in rows:
         code = (r.get("class_key") or "").strip().lower()

@@ -10,6 +10,7 @@ file, a clip under :data:`MIN_SECONDS`, float samples beyond :data:`LOUD_FLOAT_P
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path
 
@@ -165,11 +166,11 @@ def load_audio_checked(path: str | Path, sample_rate: int) -> tuple[torch.Tensor
     than :data:`MIN_SECONDS`, or float samples beyond ±:data:`LOUD_FLOAT_PEAK` (clipped to ±1 as always).
     """
     x, rate, is_float, warnings = _decode_checked(path)
-    if is_float and not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).sum())
-        raise AudioDecodeError(path, f"{bad} non-finite sample(s) (NaN/inf)")
-    if is_float:
-        peak = float(x.abs().max())
+    if is_float and x.numel():
+        peak = float(x.abs().max())  # one pass: NaN or inf make it non-finite
+        if not math.isfinite(peak):
+            bad = int((~torch.isfinite(x)).sum())
+            raise AudioDecodeError(path, f"{bad} non-finite sample(s) (NaN/inf)")
         if peak > LOUD_FLOAT_PEAK:
             warnings.append(
                 f"float samples up to {peak:.4g} in magnitude (beyond ±{LOUD_FLOAT_PEAK:g}: wrong "

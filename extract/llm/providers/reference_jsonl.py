@@ -19,8 +19,6 @@ other than 200 or with an ``error`` is missing.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,14 +64,11 @@ def read_lines(path: Path) -> list[tuple[int, dict[str, Any]]]:
 def csv_rows(dataset_root: Path) -> list[tuple[str, str]]:
     """(id, title) of every row of the dataset's metadata CSV, in file order (the reference's
     ``dataset_index``)."""
-    from cache.manifest import find_metadata_csv
+    from cache.manifest import find_metadata_csv, read_csv
 
-    path = find_metadata_csv(Path(dataset_root))
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    reader.fieldnames = [h.strip() for h in (reader.fieldnames or [])]
-    id_col = "sound_id" if "anonymous_id" not in reader.fieldnames else "anonymous_id"
-    return [((r.get(id_col) or "").strip(), r.get("title") or "") for r in reader]
+    header, rows = read_csv(find_metadata_csv(Path(dataset_root)))
+    id_col = "sound_id" if "anonymous_id" not in header else "anonymous_id"
+    return [((r.get(id_col) or "").strip(), r.get("title") or "") for r in rows]
 
 
 def _id_text(v: Any) -> str | None:
