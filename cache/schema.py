@@ -28,9 +28,6 @@ PENDING, OK, FAILED = 0, 1, 2
 #: suspicious input; tables created before it lack it, so readers must not require it
 WARNING = "warning"
 
-#: top-level groups and what they hold (the schema; documented in SCHEMA.md)
-
-
 #: table attribute: every chunk of every array is stored as a file, even one holding only fill values,
 #: so a missing chunk file is damage (tables written before it was introduced lack it)
 EVERY_CHUNK_STORED = "every_chunk_stored"
