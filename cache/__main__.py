@@ -166,10 +166,7 @@ def _table_error(store: Store, table: str, e: Exception) -> str:
     except Exception:  # noqa: BLE001 (the diagnosis must not hide the original error)
         pass
     if report.problems:
-        more = len(report.problems) - 1
-        return report.problems[0] + (
-            f" (and {more} more: python -m cache verify --store {store.path})" if more else ""
-        )
+        return _first_problem(report.problems, store.path)
     return f"table '{table}' in {store.path} cannot be read ({type(e).__name__}: {e})"
 
 
@@ -217,12 +214,7 @@ def _info_table(store: Store, t: str) -> tuple[int, int, bool]:
 def cmd_info(args: argparse.Namespace) -> int:
     broken = broken_metadata(args.store)
     if broken:
-        more = (
-            f" (and {len(broken) - 1} more: python -m cache verify --store {args.store})"
-            if len(broken) > 1
-            else ""
-        )
-        return _fail(broken[0][1] + more)
+        return _fail(_first_problem([line for _, line in broken], args.store))
     try:
         store = _open_store(args.store)
     except (FileNotFoundError, SchemaError) as e:
@@ -452,13 +444,13 @@ def _diagnose(store: str | None) -> str | None:
         problems = verify_store(store).problems
     except Exception:  # noqa: BLE001 (the diagnosis must not hide the original error)
         return None
-    if not problems:
-        return None
-    return problems[0] + (
-        f" (and {len(problems) - 1} more: python -m cache verify --store {store})"
-        if len(problems) > 1
-        else ""
-    )
+    return _first_problem(problems, store) if problems else None
+
+
+def _first_problem(problems: Sequence[str], store) -> str:
+    """The first of ``problems``, pointing at ``cache verify`` for the others."""
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more: python -m cache verify --store {store})" if more else "")
 
 
 if __name__ == "__main__":
