@@ -172,3 +172,14 @@ def test_clean_and_mildly_loud_files_have_no_warning(tmp_path, peak):
     sf.write(p, _tone(300, 0.2, 44100), 44100, subtype="PCM_16")
     wave, warning = load_audio_checked(p, 16000)
     assert warning == "" and torch.equal(wave, load_audio(p, 16000))
+
+
+def test_a_stream_that_ends_before_its_declared_length_is_decoded_with_a_warning(tmp_path):
+    """An MP3 cut in half: its header (Xing) declares every frame, libsndfile reads what is there."""
+    full, cut = tmp_path / "full.mp3", tmp_path / "cut.mp3"
+    sf.write(full, _tone(300, 3.0, 16000), 16000, format="MP3", subtype="MPEG_LAYER_III")
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    wave, warning = load_audio_checked(cut, 16000)
+    assert 0 < len(wave) < 40000
+    assert warning == f"{cut}: truncated: the header declares 48000 frames, only {len(wave)} could be read"
